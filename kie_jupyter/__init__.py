@@ -1,0 +1,121 @@
+"""kie-jupyter: KIE.AI's 4o Image API as a Jupyter magic with a live panel.
+
+In a notebook::
+
+    %load_ext kie_jupyter
+    %%kie4o -s 3:2
+    A lighthouse in a storm, oil painting
+
+From Python::
+
+    import kie_jupyter
+    task = kie_jupyter.generate("A lighthouse in a storm", size="3:2")
+    task.save("out/")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ._version import __version__
+from .client import KieClient
+from .errors import KieError, KieUsageError
+from .models import GenerationRequest, TaskStatus
+from .task import Task, TaskError
+
+__all__ = [
+    "__version__",
+    "generate",
+    "resume",
+    "KieClient",
+    "Task",
+    "TaskError",
+    "TaskStatus",
+    "GenerationRequest",
+    "KieError",
+    "KieUsageError",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+_loaded: dict[int, Any] = {}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext kie_jupyter``: register ``%%kie4o`` and ``%kie4o``."""
+    from .magics import load, unload
+
+    previous = _loaded.pop(id(ipython), None)
+    if previous is not None:  # %reload_ext, or a second %load_ext
+        unload(ipython, previous)
+    _loaded[id(ipython)] = load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext kie_jupyter``: stop pollers and the demo server, remove the magics."""
+    from .magics import unload
+
+    magics = _loaded.pop(id(ipython), None)
+    if magics is not None:
+        unload(ipython, magics)
+
+
+def generate(
+    prompt: str = "",
+    *,
+    size: str = "1:1",
+    variants: int = 1,
+    images: Sequence[Any] | Any = (),
+    mask: Any = None,
+    enhance: bool = False,
+    fallback: bool | str = False,
+    callback_url: str | None = None,
+    wait: bool = True,
+    timeout: float = 600.0,
+    save: str | os.PathLike[str] | None = None,
+    client: KieClient | None = None,
+) -> Task:
+    """Generate (or edit) images; return the :class:`Task` (finished when ``wait``).
+
+    ``images`` and ``mask`` take local paths (uploaded first), http(s) URLs, bytes, or an
+    earlier task. ``fallback`` is True or a model name (``FLUX_MAX``, ``GPT_IMAGE_1``).
+    Bad input raises :class:`KieUsageError` before anything is sent; a task that fails does
+    not raise: ``task.error`` holds the reason (and ``task.images`` raises it).
+    """
+    from .inputs import resolve_images, resolve_mask
+
+    if isinstance(images, (str, bytes, os.PathLike, Task)):
+        images = [images]
+    inputs = resolve_images(images)
+    mask_input = resolve_mask(mask, inputs)
+    pending = "https://upload.pending/local-file"
+    request = GenerationRequest(
+        prompt=prompt,
+        size=size,
+        variants=variants,
+        files=tuple(i.url or pending for i in inputs),
+        mask=(mask_input.url or pending) if mask_input else None,
+        enhance=enhance,
+        fallback=bool(fallback),
+        fallback_model=fallback if isinstance(fallback, str) else None,
+        callback_url=callback_url,
+    )
+    client = client or KieClient()
+    if not client.has_key:
+        raise KieUsageError(
+            "no API key: set KIE_API_KEY or pass client=KieClient(api_key=...)"
+        )
+    task = Task(request, client=client, inputs=inputs, mask=mask_input, timeout=timeout,
+                save_dir=save)
+    task.start()
+    return task.wait() if wait else task
+
+
+def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
+           client: KieClient | None = None) -> Task:
+    """Follow an existing task (e.g. from history or KIE's dashboard) to its end."""
+    task = Task(None, client=client or KieClient(), task_id=task_id, timeout=timeout)
+    task.start()
+    return task.wait() if wait else task

@@ -1,0 +1,539 @@
+"""``KieClient``: every endpoint of the 4o Image API and the File Upload API, over requests.
+
+Plain Python, no IPython. The envelope check (:meth:`KieClient._check`) and the retry rules
+(:meth:`KieClient._send`) each live in one place:
+
+* reads (record-info, credit, download URLs, uploads, image downloads) retry timeouts,
+  connection errors, 429 and 5xx with exponential backoff and jitter, honouring ``Retry-After``;
+* generate is retried only when the server surely did not take the request: a 429 (the API
+  drops, not queues, rate-limited requests) or a connection that was never made. Never after
+  the request may have reached the server, so a task is never started (and charged) twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ._version import __version__
+from .errors import (
+    DownloadError,
+    KieAPIError,
+    KieConfigError,
+    KieConnectionError,
+    KieError,
+    KieTimeoutError,
+    KieUsageError,
+    MalformedResponseError,
+    RateLimitError,
+    api_error_for,
+)
+from .imageinfo import sniff_image
+from .models import MAX_IMAGE_BYTES, GenerationRequest, TaskRecord
+from .ratelimit import SlidingWindowLimiter, submit_limiter
+from .retry import RetryPolicy, backoff_delay, parse_retry_after
+
+__all__ = ["KieClient", "DEFAULT_BASE_URL", "DEFAULT_UPLOAD_URL"]
+
+log = logging.getLogger("kie_jupyter")
+
+DEFAULT_BASE_URL = "https://api.kie.ai"
+DEFAULT_UPLOAD_URL = "https://kieai.redpandaai.co"
+#: Result images larger than this are refused (the API's own inputs are capped at 25 MiB).
+DEFAULT_MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
+#: uploadPath for our uploads (no leading or trailing slash, as the API requires).
+UPLOAD_PATH = "kie-jupyter"
+
+Kind = Literal["read", "submit"]
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _checked_base(url: str, what: str) -> str:
+    """A base URL we may send the key to: https, or http only to this machine."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise KieConfigError(f"{what}: {url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise KieConfigError(
+            f"{what}: refusing to send the API key over plain http to {parts.hostname}; "
+            "use https (plain http is allowed only for 127.0.0.1/localhost)"
+        )
+    return url.strip().rstrip("/")
+
+
+def _connection_refused(exc: requests.exceptions.ConnectionError) -> bool:
+    """True when the connection was never made, so the request cannot have arrived."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        name = type(e).__name__
+        if name in ("NewConnectionError", "ConnectionRefusedError", "NameResolutionError"):
+            return True
+        stack.extend([getattr(e, "reason", None), e.__cause__, e.__context__])
+        stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+    return False
+
+
+class KieClient:
+    """A client for KIE.AI's 4o Image API.
+
+    Settings come from the arguments, then the environment, then defaults:
+    ``api_key`` (``KIE_API_KEY``), ``base_url`` (``KIE_BASE_URL``, default
+    ``https://api.kie.ai``), ``upload_url`` (``KIE_UPLOAD_URL``, default
+    ``https://kieai.redpandaai.co``). The key is sent only to those two hosts, never over
+    plain http except to loopback, and never appears in a repr, log line or error.
+
+    >>> client = KieClient()                      # doctest: +SKIP
+    >>> task_id = client.generate(GenerationRequest("a red fox", size="3:2"))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        upload_url: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        user_agent: str | None = None,
+        retry: RetryPolicy | None = None,
+        limiter: SlidingWindowLimiter | None = None,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+        sleep: Callable[[float], None] = time.sleep,
+        session: requests.Session | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("KIE_API_KEY")
+        self._api_key = key.strip() if key and key.strip() else None
+        self.base_url = _checked_base(
+            base_url or os.environ.get("KIE_BASE_URL") or DEFAULT_BASE_URL, "base URL"
+        )
+        self.upload_url = _checked_base(
+            upload_url or os.environ.get("KIE_UPLOAD_URL") or DEFAULT_UPLOAD_URL, "upload URL"
+        )
+        self.timeout = (connect_timeout, read_timeout)
+        self.user_agent = user_agent or f"kie-jupyter/{__version__}"
+        self.retry = retry or RetryPolicy()
+        self.limiter = limiter if limiter is not None else submit_limiter
+        self.max_download_bytes = max_download_bytes
+        self._sleep = sleep
+        self._rng = random.Random()
+        self._own_session = session is None
+        self._session = session or self._new_session()
+        self._closed = threading.Event()
+
+    @staticmethod
+    def _new_session() -> requests.Session:
+        s = requests.Session()
+        # Retries are ours (one policy); the adapter must never resend a request by itself.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+        s.trust_env = False  # no netrc or proxy auth that could override our header
+        return s
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def has_key(self) -> bool:
+        """Whether a key is configured (the key itself is never exposed by this object)."""
+        return self._api_key is not None
+
+    def masked_key(self) -> str:
+        """The key as ``sk-…abcd`` for display (at most the last four characters)."""
+        if not self._api_key:
+            return "(none)"
+        tail = self._api_key[-4:] if len(self._api_key) >= 12 else ""
+        head = self._api_key[:3] if len(self._api_key) >= 12 else ""
+        return f"{head}…{tail}"
+
+    def __repr__(self) -> str:
+        key = "set" if self.has_key else "missing"
+        return f"KieClient(base_url={self.base_url!r}, upload_url={self.upload_url!r}, key={key})"
+
+    def close(self) -> None:
+        """Close pooled connections (only those of a session this client created)."""
+        self._closed.set()
+        if self._own_session:
+            self._session.close()
+
+    def __enter__(self) -> KieClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the one place requests are sent and retried -------------------------------------
+
+    def _headers(self, url: str) -> dict[str, str]:
+        headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
+        host = urlsplit(url).netloc
+        trusted = {urlsplit(self.base_url).netloc, urlsplit(self.upload_url).netloc}
+        if host in trusted:
+            if not self._api_key:
+                raise KieConfigError(
+                    "no API key: set KIE_API_KEY, run `%kie4o login`, or try `%kie4o demo`"
+                )
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        endpoint: str,
+        *,
+        kind: Kind = "read",
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        files: Any = None,
+        data: Any = None,
+    ) -> Any:
+        """Send one API request under the retry policy; return the envelope's ``data``."""
+        attempt = 0
+        while True:
+            try:
+                if kind == "submit":
+                    self.limiter.acquire()
+                response = self._session.request(
+                    method,
+                    url,
+                    headers=self._headers(url),
+                    json=json,
+                    params=params,
+                    files=files,
+                    data=data,
+                    timeout=self.timeout,
+                )
+                log.debug("%s %s -> HTTP %s", method, endpoint, response.status_code)
+                return self._check(response, endpoint)
+            except KieConfigError:
+                raise
+            except requests.exceptions.Timeout as exc:
+                err: KieError = KieTimeoutError(
+                    f"{endpoint} did not answer within {self.timeout[1]:g} s",
+                    endpoint,
+                    refused=isinstance(exc, requests.exceptions.ConnectTimeout),
+                )
+            except requests.exceptions.ConnectionError as exc:
+                refused = _connection_refused(exc)
+                what = "could not connect to" if refused else "lost the connection to"
+                err = KieConnectionError(
+                    f"{what} {urlsplit(url).netloc} ({endpoint})", endpoint, refused=refused
+                )
+            except (KieAPIError, MalformedResponseError) as exc:
+                err = exc
+            if not self._should_retry(err, kind) or attempt >= self.retry.max_retries:
+                raise err
+            retry_after = getattr(err, "retry_after", None)
+            if retry_after is not None and retry_after > self.retry.max_retry_after:
+                raise err
+            delay = backoff_delay(attempt, self.retry, retry_after, self._rng)
+            log.info("retrying %s in %.2f s after: %s", endpoint, delay, err)
+            self._sleep(delay)
+            attempt += 1
+
+    @staticmethod
+    def _should_retry(err: KieError, kind: Kind) -> bool:
+        """The retry rule, in one place."""
+        if kind == "submit":
+            # Only when the server surely did not take the request: no double charge.
+            if isinstance(err, RateLimitError):
+                return True
+            return isinstance(err, KieConnectionError) and err.refused
+        if isinstance(err, (KieConnectionError, MalformedResponseError)):
+            return True
+        if isinstance(err, KieAPIError):
+            return err.code == 429 or err.code == 455 or (
+                500 <= err.code < 600 and err.code not in (501, 505)
+            )
+        return False
+
+    def _check(self, response: requests.Response, endpoint: str) -> Any:
+        """The envelope check: the body ``code`` first (errors come as HTTP 200), then HTTP."""
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        status = response.status_code
+        if isinstance(body, dict) and isinstance(body.get("code"), (int, str)):
+            try:
+                code = int(body["code"])
+            except ValueError:
+                code = status
+            msg = str(body.get("msg") or "")
+            if code != 200 or body.get("success") is False:
+                code = code if code != 200 else (status if status >= 400 else 500)
+                raise api_error_for(
+                    code, msg, endpoint, http_status=status, retry_after=retry_after, body=body
+                )
+            if status >= 400:
+                raise api_error_for(
+                    status, msg, endpoint, http_status=status, retry_after=retry_after, body=body
+                )
+            return body.get("data")
+        if status >= 400:
+            raise api_error_for(
+                status, response.reason or "", endpoint, http_status=status,
+                retry_after=retry_after,
+            )
+        snippet = response.text[:80].replace("\n", " ") if response.content else "an empty body"
+        raise MalformedResponseError(endpoint, f"not a JSON envelope ({snippet!r})",
+                                     http_status=status)
+
+    # -- the 4o Image API ----------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest) -> str:
+        """Create a task; return its ``taskId``. Sent once (see the module docstring)."""
+        data = self._send(
+            "POST",
+            f"{self.base_url}/api/v1/gpt4o-image/generate",
+            "generate",
+            kind="submit",
+            json=request.to_body(),
+        )
+        task_id = data.get("taskId") if isinstance(data, dict) else None
+        if not task_id:
+            raise MalformedResponseError("generate", "no taskId in the answer")
+        return str(task_id)
+
+    def record_info(self, task_id: str) -> TaskRecord | None:
+        """One snapshot of a task; None while the API has no record yet (just after submit).
+
+        An unknown id raises :class:`~kie_jupyter.errors.TaskNotFoundError`.
+        """
+        if not task_id or not str(task_id).strip():
+            raise KieUsageError("task id: empty")
+        data = self._send(
+            "GET",
+            f"{self.base_url}/api/v1/gpt4o-image/record-info",
+            "record-info",
+            params={"taskId": str(task_id).strip()},
+        )
+        if data is None:
+            return None
+        if isinstance(data, str):
+            import json as _json
+
+            try:
+                data = _json.loads(data)
+            except ValueError as exc:
+                raise MalformedResponseError("record-info", "data is not a record") from exc
+        if not isinstance(data, dict):
+            raise MalformedResponseError("record-info", "data is not a record")
+        return TaskRecord.from_api(data, task_id=str(task_id))
+
+    def download_url(self, task_id: str, url: str) -> str:
+        """A direct download URL for one result image (valid 20 minutes)."""
+        data = self._send(
+            "POST",
+            f"{self.base_url}/api/v1/gpt4o-image/download-url",
+            "download-url",
+            json={"taskId": task_id, "url": url},
+        )
+        return self._url_from(data, "download-url")
+
+    def common_download_url(self, url: str) -> str:
+        """A direct download URL for any KIE file URL."""
+        data = self._send(
+            "POST", f"{self.base_url}/api/v1/common/download-url", "common-download-url",
+            json={"url": url},
+        )
+        return self._url_from(data, "common-download-url")
+
+    @staticmethod
+    def _url_from(data: Any, endpoint: str) -> str:
+        if isinstance(data, dict):
+            data = data.get("downloadUrl") or data.get("url") or data.get("imageUrl")
+        if not isinstance(data, str) or not data.startswith(("http://", "https://")):
+            raise MalformedResponseError(endpoint, "no http(s) URL in the answer")
+        return data
+
+    def credits(self) -> float:
+        """The account's credit balance."""
+        data = self._send("GET", f"{self.base_url}/api/v1/chat/credit", "credit")
+        if isinstance(data, dict):
+            data = data.get("credits", data.get("balance"))
+        try:
+            return float(data)
+        except (TypeError, ValueError) as exc:
+            raise MalformedResponseError("credit", "the balance is not a number") from exc
+
+    # -- the File Upload API -------------------------------------------------------------
+
+    def upload_file(self, path: str | os.PathLike[str], *, upload_path: str = UPLOAD_PATH,
+                    file_name: str | None = None) -> str:
+        """Upload a local image (stream upload); return its public URL."""
+        return self.upload_stream(read_image_file(path), file_name or Path(path).name,
+                                  upload_path=upload_path)
+
+    def upload_stream(self, data: bytes, file_name: str = "image.png", *,
+                      upload_path: str = UPLOAD_PATH) -> str:
+        """Upload image bytes as multipart (any size up to 25 MiB); return the public URL."""
+        check_image_bytes(data, file_name)
+        name = _unique_name(file_name)
+        answer = self._send(
+            "POST",
+            f"{self.upload_url}/api/file-stream-upload",
+            "file-stream-upload",
+            files={"file": (name, data, _mime(data))},
+            data={"uploadPath": upload_path, "fileName": name},
+        )
+        return self._uploaded_url(answer, "file-stream-upload")
+
+    def upload_bytes(self, data: bytes, file_name: str = "image.png", *,
+                     upload_path: str = UPLOAD_PATH) -> str:
+        """Upload a small in-memory image as base64; return its public URL."""
+        check_image_bytes(data, file_name)
+        payload = f"data:{_mime(data)};base64," + base64.b64encode(data).decode("ascii")
+        answer = self._send(
+            "POST",
+            f"{self.upload_url}/api/file-base64-upload",
+            "file-base64-upload",
+            json={"base64Data": payload, "uploadPath": upload_path,
+                  "fileName": _unique_name(file_name)},
+        )
+        return self._uploaded_url(answer, "file-base64-upload")
+
+    def upload_from_url(self, url: str, *, upload_path: str = UPLOAD_PATH,
+                        file_name: str | None = None) -> str:
+        """Have the upload service fetch ``url``; return the stored file's URL."""
+        body: dict[str, str] = {"fileUrl": url, "uploadPath": upload_path}
+        if file_name:
+            body["fileName"] = file_name
+        answer = self._send("POST", f"{self.upload_url}/api/file-url-upload", "file-url-upload",
+                            json=body)
+        return self._uploaded_url(answer, "file-url-upload")
+
+    @staticmethod
+    def _uploaded_url(data: Any, endpoint: str) -> str:
+        if isinstance(data, dict):
+            url = data.get("downloadUrl") or data.get("fileUrl")
+            if isinstance(url, str) and url.startswith(("http://", "https://")):
+                return url
+        raise MalformedResponseError(endpoint, "no downloadUrl in the answer")
+
+    # -- result images -------------------------------------------------------------------
+
+    def fetch_image(self, url: str) -> bytes:
+        """Download one result image: http(s) only, size-capped, must be an image.
+
+        Retried like any read. Never sends the key (result files live on a CDN).
+        """
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise DownloadError(str(url), "not an http(s) URL")
+        attempt = 0
+        while True:
+            try:
+                return self._fetch_once(url)
+            except DownloadError as exc:
+                if not getattr(exc, "transient", False) or attempt >= self.retry.max_retries:
+                    raise
+                self._sleep(backoff_delay(attempt, self.retry, None, self._rng))
+                attempt += 1
+
+    def _fetch_once(self, url: str) -> bytes:
+        def transient(reason: str) -> DownloadError:
+            err = DownloadError(url, reason)
+            err.transient = True  # type: ignore[attr-defined]
+            return err
+
+        headers = {"User-Agent": self.user_agent, "Accept": "image/*"}
+        try:
+            with self._session.get(url, headers=headers, timeout=self.timeout,
+                                   stream=True) as response:
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise transient(f"HTTP {response.status_code}")
+                if response.status_code >= 400:
+                    raise DownloadError(url, f"HTTP {response.status_code}")
+                declared = response.headers.get("Content-Length")
+                if declared and declared.isdigit() and int(declared) > self.max_download_bytes:
+                    raise DownloadError(url, f"larger than {self.max_download_bytes} bytes")
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > self.max_download_bytes:
+                        raise DownloadError(url, f"larger than {self.max_download_bytes} bytes")
+                    chunks.append(chunk)
+        except requests.exceptions.RequestException as exc:
+            raise transient(type(exc).__name__) from None
+        body = b"".join(chunks)
+        if declared and declared.isdigit() and int(declared) != len(body):
+            raise transient(f"truncated ({len(body)} of {declared} bytes)")
+        if sniff_image(body) is None:
+            ctype = response.headers.get("Content-Type", "unknown type")
+            raise DownloadError(url, f"not an image ({ctype})")
+        return body
+
+
+def _mime(data: bytes) -> str:
+    info = sniff_image(data)
+    return info.mime_type if info else "application/octet-stream"
+
+
+def _unique_name(name: str) -> str:
+    # Reusing a fileName overwrites on the server: make each upload's name unique.
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, "png"
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:40] or "image"
+    return f"{safe}-{uuid.uuid4().hex[:8]}.{ext.lower()}"
+
+
+def check_image_bytes(data: bytes, label: str) -> None:
+    """Refuse what the API would refuse: empty, over 25 MiB, or not an image."""
+    if not data:
+        raise KieUsageError(f"{label}: the file is empty")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise KieUsageError(
+            f"{label}: {len(data) / 1048576:.1f} MiB is over the API's 25 MiB limit per image"
+        )
+    if sniff_image(data) is None:
+        raise KieUsageError(f"{label}: not an image (PNG, JPEG, WEBP or GIF expected)")
+
+
+def read_image_file(path: str | os.PathLike[str]) -> bytes:
+    """Read a local image for upload, with a clear error for every way it can be wrong."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise KieUsageError(f"{path}: no such file")
+    if p.is_dir():
+        raise KieUsageError(f"{path}: is a directory, not an image file")
+    size = p.stat().st_size
+    if size > MAX_IMAGE_BYTES:
+        raise KieUsageError(
+            f"{path}: {size / 1048576:.1f} MiB is over the API's 25 MiB limit per image"
+        )
+    data = p.read_bytes()
+    check_image_bytes(data, str(path))
+    return data

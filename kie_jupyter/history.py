@@ -1,0 +1,135 @@
+"""The local task history: an append-only JSON-lines file under the output folder.
+
+Each change of a task is one line (one ``write`` on a file opened for appending), so a crash
+mid-write can only cut the last line, never lose what was recorded before, and several tasks
+(or kernels) finishing at once cannot interleave within a line. Reading folds the lines by
+task id; a corrupt line is skipped with a warning. The key is never written: only the fields
+listed in :meth:`HistoryStore.record` are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = ["HistoryStore", "HistoryEntry", "default_output_dir"]
+
+FILE_NAME = "history.jsonl"
+
+
+def default_output_dir() -> Path:
+    """``KIE_OUTPUT_DIR`` or ``~/.kie_jupyter``."""
+    env = os.environ.get("KIE_OUTPUT_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".kie_jupyter"
+
+
+@dataclass
+class HistoryEntry:
+    """What history knows of one task."""
+
+    task_id: str
+    prompt: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    status: str = ""
+    created: str | None = None
+    completed: str | None = None
+    urls: list[str] = field(default_factory=list)
+    saved_paths: list[str] = field(default_factory=list)
+    error: str | None = None
+    base_url: str | None = None
+
+    def merge(self, fields: dict[str, Any]) -> None:
+        for name, value in fields.items():
+            if name in self.__dataclass_fields__ and name != "task_id" and value is not None:
+                setattr(self, name, value)
+
+
+class HistoryStore:
+    """Append-only history of tasks in ``<directory>/history.jsonl``."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self.directory = Path(directory).expanduser() if directory else default_output_dir()
+        self.path = self.directory / FILE_NAME
+        self._lock = threading.Lock()
+
+    def record(self, task: Task, base_url: str | None = None) -> None:
+        """Write the task's current state (call on submit and when it ends)."""
+        if not task.task_id:
+            return
+        fields: dict[str, Any] = {
+            "task_id": task.task_id,
+            "prompt": task.prompt,
+            "params": task.params,
+            "status": task.status.value,
+            "created": task.created.isoformat(),
+            "completed": task.completed.isoformat() if task.completed else None,
+            "urls": list(task.urls),
+            "saved_paths": list(task.saved_paths),
+            "error": str(task.error) if task.error else None,
+            "base_url": base_url,
+        }
+        self.append(fields)
+
+    def append(self, fields: dict[str, Any]) -> None:
+        """Append one record as a single line."""
+        line = (json.dumps(fields, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _lines(self) -> Iterator[dict[str, Any]]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        for number, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError:
+                item = None
+            if not isinstance(item, dict) or not isinstance(item.get("task_id"), str):
+                warnings.warn(f"kie4o history: skipped corrupt line {number} of {self.path}",
+                              stacklevel=3)
+                continue
+            yield item
+
+    def entries(self) -> list[HistoryEntry]:
+        """Every task, oldest first, each folded from all its lines."""
+        by_id: dict[str, HistoryEntry] = {}
+        for item in self._lines():
+            entry = by_id.get(item["task_id"])
+            if entry is None:
+                entry = by_id[item["task_id"]] = HistoryEntry(task_id=item["task_id"])
+            entry.merge(item)
+        return list(by_id.values())
+
+    def recent(self, n: int = 20, search: str | None = None) -> list[HistoryEntry]:
+        """The ``n`` most recent tasks, newest first, optionally whose prompt has ``search``."""
+        items = self.entries()
+        if search:
+            needle = search.casefold()
+            items = [e for e in items if needle in e.prompt.casefold()]
+        return list(reversed(items))[:n]
+
+    def get(self, task_id: str) -> HistoryEntry | None:
+        """The entry for one task id, if recorded."""
+        for entry in self.entries():
+            if entry.task_id == task_id:
+                return entry
+        return None

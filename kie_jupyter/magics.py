@@ -1,0 +1,411 @@
+"""The ``Kie4o`` magics: ``%%kie4o`` (a prompt to images) and ``%kie4o`` (subcommands).
+
+Thin: options are parsed by :mod:`.options`, requests made by :mod:`.client`, tasks run by
+:mod:`.task`, shown by :mod:`.panel` (widgets) or :mod:`.static` (saved notebooks, terminals).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shlex
+import threading
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.display import display
+from traitlets import Enum, Float, Unicode
+
+from . import options
+from .client import KieClient
+from .demo import BANNER, DEMO_KEY, DemoServer, demo_requested
+from .errors import KieConfigError, KieError
+from .history import HistoryStore, default_output_dir
+from .models import Size, TaskStatus
+from .poller import PollSchedule
+from .static import EMBED_CHOICES, status_text
+from .task import Task
+from .views import config_table, history_table, status_snapshot
+
+__all__ = ["Kie4o"]
+
+SUBCOMMANDS = ("login", "demo", "status", "resume", "history", "credits", "config")
+
+
+@magics_class
+class Kie4o(Magics):
+    """KIE.AI 4o Image generation in notebooks. Settings: ``%config Kie4o``."""
+
+    base_url = Unicode(None, allow_none=True,
+                       help="API base URL (default: $KIE_BASE_URL or https://api.kie.ai)"
+                       ).tag(config=True)
+    upload_url = Unicode(None, allow_none=True,
+                         help="File Upload API base URL (default: $KIE_UPLOAD_URL or "
+                              "https://kieai.redpandaai.co)").tag(config=True)
+    poll_interval = Float(0.34, min=0.34,
+                          help="shortest time between two polls of a task, in seconds (the "
+                               "poller adapts between this and 10 s)").tag(config=True)
+    timeout = Float(600.0, min=1.0, help="local give-up time in seconds").tag(config=True)
+    output_dir = Unicode(None, allow_none=True,
+                         help="history and saved images (default: $KIE_OUTPUT_DIR or "
+                              "~/.kie_jupyter)").tag(config=True)
+    default_size = Enum([s.value for s in Size], "1:1",
+                        help="size when -s is not given").tag(config=True)
+    embed = Enum(list(EMBED_CHOICES), "thumb",
+                 help="what a saved notebook keeps of the images: thumb, full or none"
+                 ).tag(config=True)
+    frontend = Enum(["auto", "widget", "text"], "auto",
+                    help="auto: widgets in a kernel, text in a terminal").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._api_key: str | None = None  # from %kie4o login: memory only
+        self.demo = DemoServer()
+        self._tasks: list[Task] = []
+        self._clients: dict[tuple[Any, ...], KieClient] = {}
+        self._lock = threading.Lock()
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def client(self) -> KieClient:
+        """A client for the current settings (demo server, trait, environment, default)."""
+        if self.demo.running:
+            key: tuple[Any, ...] = ("demo", self.demo.url)
+            make = lambda: KieClient(DEMO_KEY, base_url=self.demo.url,  # noqa: E731
+                                     upload_url=self.demo.url)
+        else:
+            key = ("live", self.base_url, self.upload_url, self._api_key)
+            make = lambda: KieClient(self._api_key, base_url=self.base_url,  # noqa: E731
+                                     upload_url=self.upload_url)
+        with self._lock:
+            if key not in self._clients:
+                try:
+                    self._clients[key] = make()
+                except KieConfigError as exc:
+                    raise UsageError(str(exc)) from None
+            return self._clients[key]
+
+    def history(self) -> HistoryStore:
+        return HistoryStore(self.output_dir or default_output_dir())
+
+    def _widgets(self) -> bool:
+        if self.frontend != "auto":
+            return self.frontend == "widget"
+        return getattr(self.shell, "kernel", None) is not None
+
+    def load_message(self) -> str:
+        """The one line printed at load: endpoint and whether a key was found."""
+        if self.demo.running:
+            return f"kie4o: demo mode on {self.demo.url} (synthetic images, no key needed)"
+        try:
+            client = self.client()
+        except UsageError as exc:
+            return f"kie4o: {exc}"
+        found = "API key found" if client.has_key else (
+            "no API key (set KIE_API_KEY, `%kie4o login`, or `%kie4o demo`)")
+        return f"kie4o: endpoint {client.base_url}; {found}. `%%kie4o?` for help."
+
+    def shutdown(self) -> None:
+        """Stop every poller and the demo server (``%unload_ext``)."""
+        for task in self._tasks:
+            task.stop()
+        for task in self._tasks:
+            if task._thread is not None:
+                task._thread.join(timeout=5)
+        self._tasks.clear()
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        self.demo.stop()
+
+    # -- the magic -------------------------------------------------------------------------
+
+    @no_var_expand
+    @options.declare
+    @line_cell_magic
+    def kie4o(self, line: str, cell: str | None = None) -> None:
+        """Generate or edit images with KIE.AI's 4o Image API.
+
+        Cell magic, the prompt is the cell body (``{name}`` is filled from the notebook)::
+
+            %%kie4o -s 3:2 -n 2 -o fox
+            A red fox in a snowy forest at dawn, watercolor
+
+        Line magic: ``%kie4o login`` · ``%kie4o demo [on|off]`` · ``%kie4o status ID`` ·
+        ``%kie4o resume ID`` · ``%kie4o history [N] [--search TEXT]`` · ``%kie4o credits`` ·
+        ``%kie4o config``.
+        """
+        if cell is None:
+            return self._line(line)
+        return self._cell(line, cell)
+
+    def _cell(self, line: str, cell: str) -> None:
+        opts = options.parse_cell(self.kie4o, line, cell, self.shell.user_ns,
+                                  default_size=self.default_size)
+        client = self.client()
+        if opts.dry_run:
+            display(self._dry_run(opts, client))
+            return None
+        if not client.has_key:
+            raise UsageError(
+                "no API key: set the KIE_API_KEY environment variable, run `%kie4o login`, "
+                "or `%kie4o demo` to try with the local mock server"
+            )
+        task = Task(
+            opts.request, client=client, inputs=opts.images, mask=opts.mask,
+            timeout=opts.timeout or self.timeout,
+            schedule=PollSchedule(min_interval=self.poll_interval),
+            save_dir=opts.save, embed=self.embed,
+        )
+        self._run_task(task, out=opts.out, wait=not opts.no_wait)
+        return None
+
+    def _run_task(self, task: Task, *, out: str | None, wait: bool) -> None:
+        self._tasks = [t for t in self._tasks if not t.done]
+        self._tasks.append(task)
+        task.subscribe(self._recorder(task))
+        self.shell.user_ns["_kie4o"] = task
+        if out:
+            self.shell.user_ns[out] = task
+        if self._widgets():
+            self._run_with_panel(task, wait)
+        else:
+            self._run_as_text(task, wait)
+
+    def _recorder(self, task: Task) -> Any:
+        history = self.history()
+        base_url = task.client.base_url
+        state = {"submitted": False, "final": False}
+
+        def record(t: Task) -> None:
+            if t.task_id and not state["submitted"]:
+                state["submitted"] = True
+                history.record(t, base_url)
+            if t.status.finished and t.task_id and not state["final"]:
+                state["final"] = True
+                history.record(t, base_url)
+
+        if task.task_id:  # a resumed task: known already
+            state["submitted"] = True
+        return record
+
+    def _run_with_panel(self, task: Task, wait: bool) -> None:
+        from .panel import TaskPanel  # ipywidgets is imported only when a panel is shown
+
+        panel = TaskPanel(task, show_images=not wait, save_dir=task.save_dir)
+        task.subscribe(panel.update)
+        handle = display(panel, display_id=True)
+        task.start()
+        if not wait:
+            return
+        self._wait(task)
+        if handle is not None:
+            handle.update(panel)  # refresh the text/plain fallback kept in the notebook
+        if task.status is TaskStatus.SUCCESS and task.embed != "none":
+            display(task)
+
+    def _run_as_text(self, task: Task, wait: bool) -> None:
+        task.start()
+        if not wait:
+            print("kie4o: running in the background; `_kie4o.wait()` to block, "
+                  "`_kie4o.status` to check")
+            return
+        last = ""
+        while not task.done:
+            text = f"kie4o: {status_text(task)}"
+            if text != last:
+                print(text, flush=True)
+                last = text
+            try:
+                task.wait(0.5)
+            except KeyboardInterrupt:
+                self._interrupted(task)
+                break
+        display(task)
+
+    def _wait(self, task: Task) -> None:
+        try:
+            while not task.done:
+                task.wait(0.2)
+        except KeyboardInterrupt:
+            self._interrupted(task)
+
+    @staticmethod
+    def _interrupted(task: Task) -> None:
+        task.stop()
+        task.wait(5)
+        if task.task_id:
+            print(f"kie4o: stopped following task {task.task_id}; it goes on at KIE.AI — "
+                  f"`%kie4o resume {task.task_id}`")
+
+    def _dry_run(self, opts: options.CellOptions, client: KieClient) -> Any:
+        body = opts.request.to_body()
+        pending = options._PENDING
+        if "filesUrl" in body:
+            labels = iter(i.label for i in opts.images)
+            body["filesUrl"] = [f"<upload of {next(labels)}>" if u == pending else u
+                                for u in body["filesUrl"]]
+        if body.get("maskUrl") == pending and opts.mask:
+            body["maskUrl"] = f"<upload of {opts.mask.label}>"
+        text = (
+            f"POST {client.base_url}/api/v1/gpt4o-image/generate\n"
+            f"Authorization: Bearer {client.masked_key()}\n"
+            f"Content-Type: application/json\n\n"
+            f"{json.dumps(body, indent=2, ensure_ascii=False)}\n\n"
+            "(dry run: nothing was sent)"
+        )
+        return _Text(text)
+
+    # -- line magic ------------------------------------------------------------------------
+
+    def _line(self, line: str) -> Any:
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%kie4o: {exc}") from None
+        if not words:
+            raise UsageError(f"%kie4o: give a subcommand: {', '.join(SUBCOMMANDS)}")
+        sub, args = words[0], words[1:]
+        if sub not in SUBCOMMANDS:
+            raise UsageError(
+                f"%kie4o: unknown subcommand {sub!r}; use one of {', '.join(SUBCOMMANDS)} "
+                "(the prompt goes in a %%kie4o cell)"
+            )
+        return getattr(self, f"_cmd_{sub}")(args)
+
+    def _cmd_login(self, args: list[str]) -> None:
+        if args:
+            raise UsageError("%kie4o login takes no argument: the key is asked with a hidden "
+                             "prompt so it is never saved in the notebook")
+        key = getpass.getpass("KIE.AI API key (hidden): ").strip()
+        if not key:
+            raise UsageError("%kie4o login: no key entered")
+        self._api_key = key
+        print("kie4o: key kept in memory for this session (never written to disk).")
+
+    def _cmd_demo(self, args: list[str]) -> None:
+        mode = args[0].lower() if args else "on"
+        if len(args) > 1 or mode not in ("on", "off"):
+            raise UsageError("%kie4o demo: use `%kie4o demo`, `%kie4o demo on` or "
+                             "`%kie4o demo off`")
+        if mode == "on":
+            url = self.demo.start()
+            print(BANNER.format(url=url))
+        else:
+            was = self.demo.running
+            self.demo.stop()
+            self._clients = {k: c for k, c in self._clients.items() if k[0] != "demo"}
+            print("kie4o: demo mode off; " + self.load_message().removeprefix("kie4o: ")
+                  if was else "kie4o: demo mode was not on")
+
+    def _task_id_arg(self, args: list[str], sub: str) -> str:
+        if len(args) != 1 or not args[0].strip():
+            raise UsageError(f"%kie4o {sub}: give one task id, e.g. `%kie4o {sub} 3f2a…` "
+                             "(see `%kie4o history`)")
+        return args[0].strip()
+
+    def _cmd_status(self, args: list[str]) -> Any:
+        task_id = self._task_id_arg(args, "status")
+        try:
+            record = self.client().record_info(task_id)
+        except KieError as exc:
+            raise UsageError(f"%kie4o status {task_id}: {exc}") from None
+        return status_snapshot(task_id, record, self.history().get(task_id))
+
+    def _cmd_resume(self, args: list[str]) -> None:
+        task_id = self._task_id_arg(args, "resume")
+        client = self.client()
+        try:
+            record = client.record_info(task_id)  # an unknown id fails here, in one line
+        except KieError as exc:
+            raise UsageError(f"%kie4o resume {task_id}: {exc}") from None
+        entry = self.history().get(task_id)
+        task = Task(None, client=client, task_id=task_id, timeout=self.timeout,
+                    schedule=PollSchedule(min_interval=self.poll_interval), embed=self.embed)
+        if entry is not None:
+            task.params = dict(entry.params) or {"prompt": entry.prompt}
+        elif record is not None and record.params:
+            from .task import _params_from_api
+
+            task.params = _params_from_api(record.params)
+        self._run_task(task, out=None, wait=True)
+
+    def _cmd_history(self, args: list[str]) -> Any:
+        n, search = 20, None
+        rest = list(args)
+        while rest:
+            word = rest.pop(0)
+            if word == "--search":
+                if not rest:
+                    raise UsageError("%kie4o history --search: give the text to look for")
+                search = rest.pop(0)
+            elif word.isdigit() and int(word) > 0:
+                n = int(word)
+            else:
+                raise UsageError(f"%kie4o history: {word!r} is not a positive count or "
+                                 "--search TEXT")
+        return history_table(self.history().recent(n, search), embed=self.embed != "none")
+
+    def _cmd_credits(self, args: list[str]) -> Any:
+        if args:
+            raise UsageError("%kie4o credits takes no argument")
+        try:
+            balance = self.client().credits()
+        except KieError as exc:
+            raise UsageError(f"%kie4o credits: {exc}") from None
+        print(f"kie4o: {balance:g} credits")
+        return None
+
+    def _cmd_config(self, args: list[str]) -> Any:
+        if args:
+            raise UsageError("%kie4o config takes no argument; change settings with "
+                             "`%config Kie4o.<name> = value`")
+        client = self.client()
+        rows = {
+            "endpoint": client.base_url + (" (demo)" if self.demo.running else ""),
+            "upload endpoint": client.upload_url,
+            "API key": client.masked_key(),
+            "output_dir": str(self.history().directory),
+            "default_size": self.default_size,
+            "timeout": f"{self.timeout:g} s",
+            "poll_interval": f"{self.poll_interval:g} s",
+            "embed": self.embed,
+            "frontend": self.frontend,
+        }
+        return config_table(rows)
+
+
+class _Text:
+    """Plain text that shows as preformatted HTML too (for dry runs)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        import html
+
+        return {"text/plain": self.text, "text/html": f"<pre>{html.escape(self.text)}</pre>"}
+
+
+def load(shell: Any) -> Kie4o:
+    """Register the magics on ``shell`` (called by ``%load_ext``)."""
+    magics = Kie4o(shell=shell)
+    shell.register_magics(magics)
+    if magics not in shell.configurables:
+        shell.configurables.append(magics)
+    if demo_requested():
+        magics.demo.start()
+    print(magics.load_message())
+    return magics
+
+
+def unload(shell: Any, magics: Kie4o) -> None:
+    """Undo :func:`load`: stop pollers and the demo server, remove the magics."""
+    magics.shutdown()
+    for kind in ("line", "cell"):
+        shell.magics_manager.magics[kind].pop("kie4o", None)
+    if magics in shell.configurables:
+        shell.configurables.remove(magics)
+    shell.magics_manager.registry.pop("Kie4o", None)
+

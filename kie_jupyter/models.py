@@ -1,0 +1,268 @@
+"""Plain data: the generation request, the task record, the task states. No I/O here."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import KieUsageError
+
+__all__ = [
+    "Size",
+    "FallbackModel",
+    "TaskStatus",
+    "GenerationRequest",
+    "TaskRecord",
+    "VARIANTS",
+    "MAX_FILES",
+    "MAX_IMAGE_BYTES",
+]
+
+#: Allowed values of ``nVariants``.
+VARIANTS = (1, 2, 4)
+#: At most this many input images (``filesUrl``).
+MAX_FILES = 5
+#: Each input image (and the mask) is at most 25 MiB.
+MAX_IMAGE_BYTES = 25 * 1024 * 1024
+
+
+class Size(str, enum.Enum):
+    """Aspect ratios the API accepts."""
+
+    SQUARE = "1:1"
+    LANDSCAPE = "3:2"
+    PORTRAIT = "2:3"
+
+    @property
+    def ratio(self) -> float:
+        """Width divided by height."""
+        w, h = self.value.split(":")
+        return int(w) / int(h)
+
+
+class FallbackModel(str, enum.Enum):
+    """Backup models for ``enableFallback``."""
+
+    GPT_IMAGE_1 = "GPT_IMAGE_1"
+    FLUX_MAX = "FLUX_MAX"
+
+
+class TaskStatus(str, enum.Enum):
+    """Where a task stands, as the user sees it."""
+
+    SUBMITTING = "submitting"
+    GENERATING = "generating"
+    DOWNLOADING = "downloading"
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    STOPPED = "stopped"
+
+    @property
+    def finished(self) -> bool:
+        """True once the task will change no more locally."""
+        return self in _FINISHED
+
+
+_FINISHED = {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.TIMED_OUT, TaskStatus.STOPPED}
+
+
+def _choices(values: Any) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generate call: the prompt and every parameter, validated on creation.
+
+    ``files`` and ``mask`` hold the URLs sent to the API (local files are uploaded before a
+    request is built).
+    """
+
+    prompt: str = ""
+    size: str = Size.SQUARE.value
+    variants: int = 1
+    files: tuple[str, ...] = ()
+    mask: str | None = None
+    enhance: bool = False
+    fallback: bool = False
+    fallback_model: str | None = None
+    callback_url: str | None = None
+    upload_cn: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str):
+            raise KieUsageError("prompt: must be text")
+        if isinstance(self.size, Size):
+            object.__setattr__(self, "size", self.size.value)
+        if self.size not in {s.value for s in Size}:
+            raise KieUsageError(
+                f"size: {self.size!r} is not allowed; use one of {_choices(s.value for s in Size)}"
+            )
+        if isinstance(self.variants, bool) or self.variants not in VARIANTS:
+            raise KieUsageError(
+                f"variants: {self.variants!r} is not allowed; use one of {_choices(VARIANTS)}"
+            )
+        object.__setattr__(self, "files", tuple(self.files))
+        if len(self.files) > MAX_FILES:
+            raise KieUsageError(
+                f"images: {len(self.files)} given; at most {MAX_FILES} input images are allowed"
+            )
+        if not self.prompt.strip() and not self.files:
+            raise KieUsageError("prompt: empty; write a prompt or give at least one --image")
+        for url in (*self.files, self.mask, self.callback_url):
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise KieUsageError(f"{url!r} is not an http(s) URL")
+        if self.mask is not None and not self.files:
+            raise KieUsageError("mask: needs at least one --image to edit")
+        if self.fallback_model is not None:
+            if isinstance(self.fallback_model, FallbackModel):
+                object.__setattr__(self, "fallback_model", self.fallback_model.value)
+            if self.fallback_model not in {m.value for m in FallbackModel}:
+                raise KieUsageError(
+                    f"fallback: {self.fallback_model!r} is not a fallback model; use one of "
+                    f"{_choices(m.value for m in FallbackModel)}"
+                )
+            if not self.fallback:
+                raise KieUsageError("fallback model given without enabling --fallback")
+
+    def to_body(self) -> dict[str, Any]:
+        """The exact JSON body of ``POST /api/v1/gpt4o-image/generate``."""
+        body: dict[str, Any] = {"size": self.size, "nVariants": self.variants}
+        if self.prompt:
+            body["prompt"] = self.prompt
+        if self.files:
+            body["filesUrl"] = list(self.files)
+        if self.mask:
+            body["maskUrl"] = self.mask
+        if self.enhance:
+            body["isEnhance"] = True
+        if self.upload_cn:
+            body["uploadCn"] = True
+        if self.fallback:
+            body["enableFallback"] = True
+            body["fallbackModel"] = self.fallback_model or FallbackModel.FLUX_MAX.value
+        if self.callback_url:
+            body["callBackUrl"] = self.callback_url
+        return body
+
+    def with_files(self, files: tuple[str, ...], mask: str | None) -> GenerationRequest:
+        """A copy with uploaded URLs in place of local inputs."""
+        return replace(self, files=files, mask=mask)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for history and sidecars."""
+        return {
+            "prompt": self.prompt,
+            "size": self.size,
+            "variants": self.variants,
+            "files": list(self.files),
+            "mask": self.mask,
+            "enhance": self.enhance,
+            "fallback": self.fallback,
+            "fallback_model": self.fallback_model,
+            "callback_url": self.callback_url,
+        }
+
+
+def _parse_progress(value: Any) -> float:
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if p != p:  # NaN
+        return 0.0
+    if p > 1.0 and p <= 100.0:  # some endpoints report percent
+        p /= 100.0
+    return min(max(p, 0.0), 1.0)
+
+
+def _parse_urls(response: Any) -> tuple[str, ...]:
+    if isinstance(response, str):
+        try:
+            response = json.loads(response)
+        except ValueError:
+            return ()
+    if not isinstance(response, dict):
+        return ()
+    urls = response.get("resultUrls")
+    if urls is None:
+        urls = response.get("result_urls")
+    if isinstance(urls, str):
+        urls = [urls]
+    if not isinstance(urls, list):
+        return ()
+    return tuple(u for u in urls if isinstance(u, str) and u)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One snapshot of a task as record-info reports it, parsed tolerantly."""
+
+    task_id: str
+    status: str = "GENERATING"
+    success_flag: int = 0
+    progress: float = 0.0
+    urls: tuple[str, ...] = ()
+    error_code: int | None = None
+    error_message: str | None = None
+    create_time: int | None = None
+    complete_time: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any], task_id: str = "") -> TaskRecord:
+        """Parse record-info ``data``: progress as a string, either URL key, string responses."""
+        params: Any = data.get("paramJson")
+        if isinstance(params, str):
+            try:
+                params = json.loads(params)
+            except ValueError:
+                params = {}
+        flag = _int_or_none(data.get("successFlag"))
+        return cls(
+            task_id=str(data.get("taskId") or task_id),
+            status=str(data.get("status") or "GENERATING"),
+            success_flag=0 if flag is None else flag,
+            progress=_parse_progress(data.get("progress")),
+            urls=_parse_urls(data.get("response")),
+            error_code=_int_or_none(data.get("errorCode")),
+            error_message=data.get("errorMessage") or None,
+            create_time=_int_or_none(data.get("createTime")),
+            complete_time=_int_or_none(data.get("completeTime")),
+            params=params if isinstance(params, dict) else {},
+        )
+
+    @property
+    def succeeded(self) -> bool:
+        """The task ended with success (URLs may still be missing)."""
+        return self.success_flag == 1 or (self.success_flag == 0 and self.status == "SUCCESS")
+
+    @property
+    def failed(self) -> bool:
+        """The task ended without images: any flag but 0 and 1, or a failed status."""
+        if self.success_flag not in (0, 1):
+            return True
+        return self.status in ("CREATE_TASK_FAILED", "GENERATE_FAILED")
+
+    @property
+    def finished(self) -> bool:
+        """The server will not change this task any more."""
+        return self.succeeded or self.failed
+
+    def failure_reason(self) -> str:
+        """The API's own words for a failure, or a plain default."""
+        if self.error_message:
+            return self.error_message
+        if self.success_flag == 3:
+            return "refused by the content moderation"
+        return f"the task ended with status {self.status}"

@@ -1,0 +1,133 @@
+"""``TaskPanel``: the live ipywidgets view of one task.
+
+Built once, then only its traits change (from the task's thread: setting traits sends comm
+messages, which reach the front end on ipykernel 6 and 7 alike; printing from a thread would
+not). The panel never makes a request: Stop calls ``task.stop()``; Save writes bytes the task
+already holds.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from .models import TaskStatus
+from .static import status_text
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = ["TaskPanel"]
+
+_BAR_STYLE = {
+    TaskStatus.SUCCESS: "success",
+    TaskStatus.FAILED: "danger",
+    TaskStatus.TIMED_OUT: "warning",
+    TaskStatus.STOPPED: "warning",
+}
+_TILE_WIDTH = {"1:1": 256, "3:2": 300, "2:3": 200}
+
+
+class TaskPanel(w.VBox):
+    """Prompt, parameter chips, progress bar, status, elapsed time, task id, Stop, images.
+
+    ``show_images`` puts the images in the panel (for ``--no-wait``); otherwise the magic
+    shows them in a static output below and the panel keeps only their Save buttons and
+    full-size links, so a person sees each image once.
+    """
+
+    def __init__(self, task: Task, *, show_images: bool = True,
+                 save_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
+        self.task = task
+        self.show_images = show_images
+        self.save_dir = Path(save_dir) if save_dir else None
+        esc = html.escape
+        p = task.params
+        chips = [p.get("size"), f"{p.get('variants', 1)} variant(s)"]
+        if p.get("files"):
+            chips.append(f"{len(p['files'])} input image(s)")
+        if p.get("mask"):
+            chips.append("mask")
+        if p.get("enhance"):
+            chips.append("enhance")
+        if p.get("fallback"):
+            chips.append(f"fallback {p.get('fallback_model') or 'FLUX_MAX'}")
+        chip_html = "".join(
+            f'<span class="kie4o-chip" style="background:#e8eaf6;border-radius:10px;'
+            f'padding:1px 8px;margin-right:4px;font-size:85%">{esc(str(c))}</span>'
+            for c in chips if c
+        )
+        self.prompt = w.HTML(
+            f'<div class="kie4o-prompt" style="white-space:pre-wrap;max-height:6em;'
+            f'overflow:auto;line-height:1.3">{esc(task.prompt)}</div>'
+        )
+        self.chips = w.HTML(chip_html)
+        self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, bar_style="info",
+                                   layout=w.Layout(width="60%"))
+        self.status = w.HTML(value=esc(status_text(task)))
+        self.elapsed = w.HTML(value="0.0 s")
+        self.task_id = w.HTML(value="")
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning",
+                                    tooltip="Stop following this task (it goes on at KIE.AI)",
+                                    layout=w.Layout(width="auto"))
+        self.stop_button.on_click(lambda _b: self.task.stop())
+        self.grid = w.HBox(layout=w.Layout(flex_flow="row wrap", gap="8px"))
+        self.message = w.HTML(value="")
+        row = w.HBox([self.bar, self.status],
+                     layout=w.Layout(align_items="center", gap="8px"))
+        meta = w.HBox([self.elapsed, self.task_id, self.stop_button],
+                      layout=w.Layout(align_items="center", gap="12px"))
+        super().__init__([self.prompt, self.chips, row, meta, self.grid, self.message],
+                         **kwargs)
+        self.add_class("kie4o-panel")
+        self._grid_filled = False
+        self.update(task)
+
+    def update(self, task: Task) -> None:
+        """Bring every trait up to date with ``task`` (safe from any thread)."""
+        self.bar.value = task.progress
+        self.bar.bar_style = _BAR_STYLE.get(task.status, "info")
+        self.status.value = html.escape(status_text(task))
+        self.elapsed.value = f"{task.elapsed:.1f} s"
+        if task.task_id:
+            self.task_id.value = f"<code>{html.escape(task.task_id)}</code>"
+        if task.status.finished:
+            self.stop_button.disabled = True
+            self.stop_button.layout.display = "none"
+        if task.status is TaskStatus.SUCCESS and not self._grid_filled:
+            self._grid_filled = True
+            self.grid.children = tuple(self._tile(n, data) for n, data in task.numbered_images())
+
+    def __repr__(self) -> str:  # the text/plain fallback of the widget's display
+        return f"kie4o {self.task.task_id or ''} {status_text(self.task)}".strip()
+
+    def _tile(self, n: int, data: bytes) -> w.Widget:
+        width = _TILE_WIDTH.get(str(self.task.params.get("size")), 256)
+        save = w.Button(description=f"Save #{n + 1}", icon="download",
+                        layout=w.Layout(width="auto"))
+        save.on_click(lambda _b, n=n: self._save(n))
+        url = self.task.urls[n] if n < len(self.task.urls) else ""
+        link = w.HTML(
+            f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener">full size</a>'
+            if url.startswith(("http://", "https://")) else ""
+        )
+        actions = w.HBox([save, link], layout=w.Layout(align_items="center", gap="6px"))
+        if not self.show_images:
+            return actions
+        image = w.Image(value=data, layout=w.Layout(width=f"{width}px", height="auto"))
+        return w.VBox([image, actions])
+
+    def _save(self, n: int) -> None:
+        target = self.save_dir or Path.cwd() / "kie4o_images"
+        try:
+            paths = self.task.save(target)
+        except Exception as exc:  # shown in the panel; a click has no cell to raise into
+            self.message.value = f'<span style="color:#b00020">{html.escape(str(exc))}</span>'
+            return
+        chosen = [p for p in paths if p.stem.endswith(f"_{n}")]
+        shown = chosen[0] if chosen else target
+        self.message.value = f"saved <code>{html.escape(str(shown))}</code>"

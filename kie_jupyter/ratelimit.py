@@ -1,0 +1,58 @@
+"""A sliding-window limiter: at most N submissions per window, shared across threads."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["SlidingWindowLimiter", "submit_limiter"]
+
+
+class SlidingWindowLimiter:
+    """Block callers so that at most ``max_calls`` happen in any ``period`` seconds.
+
+    The API allows 20 generate requests per 10 s per account and *drops* the excess, so we
+    wait locally instead of being refused.
+    """
+
+    def __init__(
+        self,
+        max_calls: int = 20,
+        period: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.max_calls = max_calls
+        self.period = period
+        self._clock = clock
+        self._sleep = sleep
+        self._calls: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Take a slot; return how long the caller must wait before using it."""
+        with self._lock:
+            now = self._clock()
+            while self._calls and self._calls[0] <= now - self.period:
+                self._calls.popleft()
+            if len(self._calls) < self.max_calls:
+                start = now
+            else:
+                # The slot frees when the call max_calls back leaves the window.
+                start = max(now, self._calls[-self.max_calls] + self.period)
+            self._calls.append(start)
+            return start - now
+
+    def acquire(self) -> float:
+        """Wait for a slot; return the seconds waited."""
+        wait = self.reserve()
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+#: The process-wide limiter every client shares by default (the limit is per account).
+submit_limiter = SlidingWindowLimiter()

@@ -1,0 +1,131 @@
+"""Static views for the line magic: task status, history table, settings table.
+
+Each returns an object with ``text/html`` and ``text/plain``; every value is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .history import HistoryEntry
+from .models import TaskRecord
+from .static import thumbnail
+
+__all__ = ["Table", "status_snapshot", "history_table", "config_table"]
+
+
+class Table:
+    """A small table shown as HTML in notebooks and as aligned text in terminals."""
+
+    def __init__(self, title: str, header: list[str], rows: list[list[str]],
+                 html_cells: list[list[str]] | None = None) -> None:
+        self.title = title
+        self.header = header
+        self.rows = rows
+        self.html_cells = html_cells  # pre-escaped cells (thumbnails), else escaped rows
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        esc = html.escape
+        head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in self.header)
+        cells = self.html_cells or [[esc(c) for c in row] for row in self.rows]
+        body = "".join(
+            "<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in row) + "</tr>"
+            for row in cells
+        )
+        markup = f"<b>{esc(self.title)}</b><table>{'<tr>' + head + '</tr>'}{body}</table>"
+        widths = [max(len(r[i]) for r in [self.header, *self.rows]) for i in range(len(self.header))]
+        lines = [self.title, "  ".join(h.ljust(wd) for h, wd in zip(self.header, widths))]
+        lines += ["  ".join(c.ljust(wd) for c, wd in zip(row, widths)) for row in self.rows]
+        return {"text/html": markup, "text/plain": "\n".join(lines)}
+
+    def __repr__(self) -> str:
+        return self._repr_mimebundle_()["text/plain"]
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return ""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+def status_snapshot(task_id: str, record: TaskRecord | None,
+                    entry: HistoryEntry | None) -> Table:
+    """One snapshot of a task, from the API (and history, for the prompt)."""
+    if record is None:
+        rows = [["status", "just submitted: no record yet"]]
+    else:
+        state = ("failed" if record.failed else "success" if record.succeeded else "generating")
+        rows = [["status", f"{state} ({record.status})"], ["progress", f"{record.progress:.0%}"]]
+        if record.failed:
+            rows.append(["reason", record.failure_reason()])
+        rows += [["image", u] for u in record.urls]
+        prompt = record.params.get("prompt") if record.params else None
+        if prompt:
+            rows.append(["prompt", _short(str(prompt), 120)])
+    if entry is not None and not any(r[0] == "prompt" for r in rows):
+        rows.append(["prompt", _short(entry.prompt, 120)])
+    return Table(f"kie4o task {task_id}", ["field", "value"], rows)
+
+
+def _thumb_cell(entry: HistoryEntry) -> str:
+    for path in entry.saved_paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            continue
+        small, mime = thumbnail(data, 64)
+        src = base64.b64encode(small).decode("ascii")
+        return f"<img src='data:{mime};base64,{src}' style='max-height:48px' alt=''/>"
+    return ""
+
+
+def history_table(entries: list[HistoryEntry], *, embed: bool = True) -> Table:
+    """Recent tasks: prompt, size, variants, status, time, id (thumbnails of saved images)."""
+    header = ["prompt", "size", "variants", "status", "time", "task id"]
+    rows = [
+        [_short(e.prompt), str(e.params.get("size", "")), str(e.params.get("variants", "")),
+         e.status, _when(e.created), e.task_id]
+        for e in entries
+    ]
+    if not rows:
+        return Table("kie4o history: no tasks yet", header, [])
+    cells = None
+    if embed:
+        header_html = ["", *header]
+        cells = [[_thumb_cell(e), *(html.escape(c) for c in row)] for e, row in zip(entries, rows)]
+        return _WithThumbs(f"kie4o history ({len(rows)})", header, rows, cells, header_html)
+    return Table(f"kie4o history ({len(rows)})", header, rows, cells)
+
+
+class _WithThumbs(Table):
+    def __init__(self, title: str, header: list[str], rows: list[list[str]],
+                 cells: list[list[str]], header_html: list[str]) -> None:
+        super().__init__(title, header, rows, cells)
+        self.header_html = header_html
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        bundle = super()._repr_mimebundle_()
+        head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>"
+                       for h in self.header_html)
+        body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in row)
+                       + "</tr>" for row in self.html_cells or [])
+        bundle["text/html"] = (f"<b>{html.escape(self.title)}</b><table><tr>{head}</tr>"
+                               f"{body}</table>")
+        return bundle
+
+
+def config_table(rows: dict[str, str]) -> Table:
+    """The effective settings (the key already masked by the caller)."""
+    return Table("kie4o settings", ["setting", "value"], [[k, v] for k, v in rows.items()])
