@@ -222,7 +222,9 @@ class Kie4o(Magics):
             except KeyboardInterrupt:
                 self._interrupted(task)
                 break
-        display(task)
+        print(f"kie4o: {status_text(task)}", flush=True)
+        if task.status is TaskStatus.SUCCESS:
+            display(task)
 
     def _wait(self, task: Task) -> None:
         try:

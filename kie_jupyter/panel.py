@@ -75,12 +75,13 @@ class TaskPanel(w.VBox):
                                     tooltip="Stop following this task (it goes on at KIE.AI)",
                                     layout=w.Layout(width="auto"))
         self.stop_button.on_click(lambda _b: self.task.stop())
-        self.grid = w.HBox(layout=w.Layout(flex_flow="row wrap", gap="8px"))
+        self.grid = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.message = w.HTML(value="")
-        row = w.HBox([self.bar, self.status],
-                     layout=w.Layout(align_items="center", gap="8px"))
+        for item in (self.bar, self.elapsed, self.task_id):
+            item.layout.margin = "0 12px 0 0"
+        row = w.HBox([self.bar, self.status], layout=w.Layout(align_items="center"))
         meta = w.HBox([self.elapsed, self.task_id, self.stop_button],
-                      layout=w.Layout(align_items="center", gap="12px"))
+                      layout=w.Layout(align_items="center"))
         super().__init__([self.prompt, self.chips, row, meta, self.grid, self.message],
                          **kwargs)
         self.add_class("kie4o-panel")
@@ -115,11 +116,13 @@ class TaskPanel(w.VBox):
             f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener">full size</a>'
             if url.startswith(("http://", "https://")) else ""
         )
-        actions = w.HBox([save, link], layout=w.Layout(align_items="center", gap="6px"))
+        save.layout.margin = "0 6px 0 0"
+        actions = w.HBox([save, link], layout=w.Layout(align_items="center",
+                                                       margin="0 12px 4px 0"))
         if not self.show_images:
             return actions
         image = w.Image(value=data, layout=w.Layout(width=f"{width}px", height="auto"))
-        return w.VBox([image, actions])
+        return w.VBox([image, actions], layout=w.Layout(margin="0 8px 8px 0"))
 
     def _save(self, n: int) -> None:
         target = self.save_dir or Path.cwd() / "kie4o_images"

@@ -79,11 +79,13 @@ class MockRequest:
 class Fault:
     """A scripted misbehaviour of one endpoint, for the next ``times`` requests to it.
 
-    An error answer (``code`` set, or ``http_status`` not 200) replaces the real work, unless
-    ``after_processing``, which does the real work first (a generate creates and charges its
-    task) and then misbehaves: the request reached the server but the client can't know it.
-    Without an error, ``malformed`` or ``body``, the real answer is sent, reshaped by the other
-    fields.
+    The answer is, in order of precedence: ``body`` as is; a ``malformed`` (non-JSON) body; an
+    error envelope (when ``code`` is set or ``http_status`` is not 200); else the real answer.
+    The first three replace the real work unless ``after_processing``, which does the real work
+    first (a generate creates and charges its task) and then misbehaves: the request reached
+    the server but the client can't know it. ``delay`` sleeps before answering (after that
+    work, or before any work otherwise); ``drop`` then hangs up instead of answering; the
+    byte-level fields (``truncate``, ``chunk_delay``, ``oversize``) shape whatever is sent.
     """
 
     http_status: int = 200

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from ._mock_api import MockAPI
 from ._mock_http import Answer, MockHTTPServer
@@ -199,10 +199,7 @@ class MockKieServer(MockAPI):
                 payload = json.loads(body)
             except ValueError:
                 payload = None
-        query: dict[str, str] = {}
-        for part in split.query.split("&") if split.query else ():
-            key, _, value = part.partition("=")
-            query[unquote(key.replace("+", " "))] = unquote(value.replace("+", " "))
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
         request = MockRequest(
             method, path, endpoint, query, Headers(headers.items()), payload, body, time.monotonic()
         )
@@ -230,19 +227,19 @@ class MockKieServer(MockAPI):
             time.sleep(fault.delay)
         if fault.drop:
             return None
-        if fault.is_error:
-            code = fault.code if fault.code is not None else fault.http_status
-            http = fault.http_status
-            if http == 200 and self.error_http_status and code != 200:
-                http = code
-            answer = self._envelope(
-                request.endpoint, code, fault.msg or DEFAULT_MSGS.get(code, "Error"), http=http
-            )
+        if fault.body is not None:
+            answer = Answer(fault.http_status, fault.body)
         elif fault.malformed:
             # Looks like JSON, is not: a proxy cut the body or a gateway answered for the API.
             answer = Answer(fault.http_status, b'{"code": 200, "msg": "success", "data": {"ta')
-        elif fault.body is not None:
-            answer = Answer(fault.http_status, fault.body)
+        elif fault.is_error:
+            code = fault.code if fault.code is not None else fault.http_status
+            http = fault.http_status
+            if http == 200 and self.error_http_status and code != 200:
+                http = code  # follow the server's error mode unless the status is explicit
+            answer = self._envelope(
+                request.endpoint, code, fault.msg or DEFAULT_MSGS.get(code, "Error"), http=http
+            )
         else:
             answer = real if real is not None else self._process(request)
         if fault.content_type is not None:

@@ -15,6 +15,8 @@ class TestingShell(InteractiveShell):
     IPython prints ``UsageError`` and tracebacks and carries on; a test wants the exception.
     """
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def run_cell(self, raw_cell: str, *args: Any, **kwargs: Any) -> ExecutionResult:
         result = super().run_cell(raw_cell, *args, **kwargs)
         result.raise_error()
