@@ -40,7 +40,7 @@ def make(kie_mock_factory: Factory) -> Factory:
     """Servers with fast tasks and no initial ``data: null`` unless a test asks."""
 
     def make_server(**kwargs: Any) -> MockKieServer:
-        kwargs.setdefault("duration", 0.2)
+        kwargs.setdefault("duration", 0.1)
         kwargs.setdefault("null_polls", 0)
         return kie_mock_factory(**kwargs)
 
