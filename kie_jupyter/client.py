@@ -40,6 +40,7 @@ from .errors import (
     MalformedResponseError,
     RateLimitError,
     api_error_for,
+    redact,
 )
 from .imageinfo import sniff_image
 from .models import MAX_IMAGE_BYTES, GenerationRequest, TaskRecord
@@ -238,10 +239,11 @@ class KieClient:
             except KieConfigError:
                 raise
             except requests.exceptions.Timeout as exc:
+                connect = isinstance(exc, requests.exceptions.ConnectTimeout)
                 err: KieError = KieTimeoutError(
-                    f"{endpoint} did not answer within {self.timeout[1]:g} s",
+                    f"{endpoint} did not answer within {self.timeout[0 if connect else 1]:g} s",
                     endpoint,
-                    refused=isinstance(exc, requests.exceptions.ConnectTimeout),
+                    refused=connect,
                 )
             except requests.exceptions.ConnectionError as exc:
                 refused = _connection_refused(exc)
@@ -290,7 +292,8 @@ class KieClient:
                 code = int(body["code"])
             except ValueError:
                 code = status
-            msg = str(body.get("msg") or "")
+            # Some servers echo the key they were sent ("invalid key sk-..."): scrub it.
+            msg = redact(str(body.get("msg") or ""), self._api_key)
             if code != 200 or body.get("success") is False:
                 code = code if code != 200 else (status if status >= 400 else 500)
                 raise api_error_for(
@@ -307,6 +310,7 @@ class KieClient:
                 retry_after=retry_after,
             )
         snippet = response.text[:80].replace("\n", " ") if response.content else "an empty body"
+        snippet = redact(snippet, self._api_key)
         raise MalformedResponseError(endpoint, f"not a JSON envelope ({snippet!r})",
                                      http_status=status)
 
@@ -488,7 +492,13 @@ class KieClient:
         except requests.exceptions.RequestException as exc:
             raise transient(type(exc).__name__) from None
         body = b"".join(chunks)
-        if declared and declared.isdigit() and int(declared) != len(body):
+        # Content-Length counts the encoded bytes: compare only when the body is not encoded
+        # (a gzip-encoded image would otherwise always look truncated).
+        encoded = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if (
+            encoded in ("", "identity")
+            and declared and declared.isdigit() and int(declared) != len(body)
+        ):
             raise transient(f"truncated ({len(body)} of {declared} bytes)")
         if sniff_image(body) is None:
             ctype = response.headers.get("Content-Type", "unknown type")

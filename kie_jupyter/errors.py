@@ -248,6 +248,9 @@ def api_error_for(
     """Build the error for an API ``code`` (the one place the table is read)."""
     if code == 422 and "record is null" in (msg or "").lower():
         cls: type[KieAPIError] = TaskNotFoundError
+    elif code == 404 and endpoint == "record-info":
+        # A plain 404 for a task id is the same "unknown task" (the poller's grace needs it).
+        cls = TaskNotFoundError
     elif code in _CODE_TO_CLASS:
         cls = _CODE_TO_CLASS[code]
     elif 500 <= code < 600:

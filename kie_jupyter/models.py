@@ -97,30 +97,47 @@ class GenerationRequest:
             raise KieUsageError("prompt: must be text")
         if isinstance(self.size, Size):
             object.__setattr__(self, "size", self.size.value)
-        if self.size not in {s.value for s in Size}:
+        # Tuples, not sets: an unhashable value (a list) must be a usage error, not TypeError.
+        if self.size not in tuple(s.value for s in Size):
             raise KieUsageError(
                 f"size: {self.size!r} is not allowed; use one of {_choices(s.value for s in Size)}"
             )
-        if isinstance(self.variants, bool) or self.variants not in VARIANTS:
+        # 2.0 == 2, but the API wants a JSON integer: only real ints (not bools) pass.
+        if (
+            isinstance(self.variants, bool)
+            or not isinstance(self.variants, int)
+            or self.variants not in VARIANTS
+        ):
             raise KieUsageError(
                 f"variants: {self.variants!r} is not allowed; use one of {_choices(VARIANTS)}"
             )
-        object.__setattr__(self, "files", tuple(self.files))
+        # One URL given as a plain string is one file, not a tuple of its characters.
+        files = (self.files,) if isinstance(self.files, str) else tuple(self.files)
+        object.__setattr__(self, "files", files)
         if len(self.files) > MAX_FILES:
             raise KieUsageError(
                 f"images: {len(self.files)} given; at most {MAX_FILES} input images are allowed"
             )
         if not self.prompt.strip() and not self.files:
             raise KieUsageError("prompt: empty; write a prompt or give at least one --image")
-        for url in (*self.files, self.mask, self.callback_url):
-            if url is not None and not url.startswith(("http://", "https://")):
-                raise KieUsageError(f"{url!r} is not an http(s) URL")
+        checks = [("images", u) for u in self.files]
+        checks += [("mask", self.mask), ("callback", self.callback_url)]
+        for name, url in checks:
+            if url is not None and not (
+                isinstance(url, str) and url.startswith(("http://", "https://"))
+            ):
+                raise KieUsageError(f"{name}: {url!r} is not an http(s) URL")
         if self.mask is not None and not self.files:
             raise KieUsageError("mask: needs at least one --image to edit")
+        if self.mask is not None and len(self.files) > 1:
+            # The API silently ignores maskUrl with several files: refuse rather than mislead.
+            raise KieUsageError(
+                f"mask: works with exactly one --image ({len(self.files)} given)"
+            )
         if self.fallback_model is not None:
             if isinstance(self.fallback_model, FallbackModel):
                 object.__setattr__(self, "fallback_model", self.fallback_model.value)
-            if self.fallback_model not in {m.value for m in FallbackModel}:
+            if self.fallback_model not in tuple(m.value for m in FallbackModel):
                 raise KieUsageError(
                     f"fallback: {self.fallback_model!r} is not a fallback model; use one of "
                     f"{_choices(m.value for m in FallbackModel)}"
@@ -168,13 +185,14 @@ class GenerationRequest:
 
 
 def _parse_progress(value: Any) -> float:
+    percent = isinstance(value, str) and value.strip().endswith("%")
     try:
-        p = float(value)
+        p = float(value.strip().rstrip("%")) if percent else float(value)
     except (TypeError, ValueError):
         return 0.0
     if p != p:  # NaN
         return 0.0
-    if p > 1.0 and p <= 100.0:  # some endpoints report percent
+    if percent or (p > 1.0 and p <= 100.0):  # some endpoints report percent ("45", "45%")
         p /= 100.0
     return min(max(p, 0.0), 1.0)
 
@@ -187,9 +205,8 @@ def _parse_urls(response: Any) -> tuple[str, ...]:
             return ()
     if not isinstance(response, dict):
         return ()
-    urls = response.get("resultUrls")
-    if urls is None:
-        urls = response.get("result_urls")
+    # Either key, whichever holds URLs (a server may send both with one empty).
+    urls = response.get("resultUrls") or response.get("result_urls")
     if isinstance(urls, str):
         urls = [urls]
     if not isinstance(urls, list):
@@ -200,7 +217,7 @@ def _parse_urls(response: Any) -> tuple[str, ...]:
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value) if value is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return None
 
 

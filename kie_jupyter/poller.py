@@ -95,7 +95,9 @@ def poll_task(
     deadline = start + timeout
     polls = errors = empty_success = 0
     progress = 0.0
-    last_poll = -1e9
+    # Counting from submission makes ``schedule.first`` the wait before the first query
+    # (a resumed task, submitted long ago, is still queried at once).
+    last_poll = start
     while True:
         now = clock()
         interval = (

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from dataclasses import dataclass
+from datetime import timezone
 
 __all__ = ["RetryPolicy", "backoff_delay", "parse_retry_after"]
 
@@ -34,7 +36,8 @@ def backoff_delay(
     """
     if retry_after is not None:
         return min(max(retry_after, 0.0), policy.max_retry_after)
-    ceiling = min(policy.max_delay, policy.base_delay * (2**attempt))
+    # Cap the exponent: 2**attempt as a float overflows past attempt 1023 (long polls).
+    ceiling = min(policy.max_delay, policy.base_delay * (2.0 ** min(max(attempt, 0), 60)))
     r = (rng or random).random()
     return ceiling / 2 + r * ceiling / 2
 
@@ -45,13 +48,19 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = value.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "nan" and "inf" parse as floats but are junk: a NaN delay would crash sleep().
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when is None:
         return None
+    if when.tzinfo is None:
+        # "-0000" parses as a naive datetime; HTTP dates are always UTC, never local time.
+        when = when.replace(tzinfo=timezone.utc)
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
