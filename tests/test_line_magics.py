@@ -6,11 +6,12 @@ import getpass
 
 import pytest
 from IPython.core.error import UsageError
-from magic_helpers import KEY, all_text, run, sent, server, shell  # noqa: F401  (fixtures)
 
 from kie_jupyter.models import TaskStatus
 from kie_jupyter.testing import MockKieServer
 from kie_jupyter.testing.shell import TestingShell
+
+from magic_helpers import KEY, all_text, run, sent, server, shell  # noqa: F401  (fixtures)
 
 
 def test_unknown_subcommand_lists_the_valid_ones(shell):

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
-from magic_helpers import KEY, all_text, png_size, run, sent  # noqa: E402  # noqa: F401  (fixtures)
 
 from kie_jupyter.errors import TaskFailedError
 from kie_jupyter.models import TaskStatus
 from kie_jupyter.testing.shell import TestingShell
+
+# Shared helpers and the `server` and `shell` fixtures.
+from magic_helpers import KEY, all_text, png_size, run, sent, server, shell  # isort: skip
 
 # -- loading -----------------------------------------------------------------------------
 
@@ -211,7 +213,7 @@ def test_failed_task_does_not_raise_and_explains(shell, server):
     assert "content polic" in str(task.error)
     assert "Failed:" in cap.stdout
     with pytest.raises(TaskFailedError, match=task.task_id):
-        task.images
+        _ = task.images
 
 
 def test_api_error_in_plain_words(shell, server, monkeypatch):
