@@ -129,6 +129,7 @@ class KieClient:
         retry: RetryPolicy | None = None,
         limiter: SlidingWindowLimiter | None = None,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+        download_timeout: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
     ) -> None:
@@ -145,6 +146,8 @@ class KieClient:
         self.retry = retry or RetryPolicy()
         self.limiter = limiter if limiter is not None else submit_limiter
         self.max_download_bytes = max_download_bytes
+        #: Total seconds one image download may take (a slow trickle is cut off).
+        self.download_timeout = download_timeout
         self._sleep = sleep
         self._rng = random.Random()
         self._own_session = session is None
@@ -484,7 +487,11 @@ class KieClient:
                     raise DownloadError(url, f"larger than {self.max_download_bytes} bytes")
                 chunks: list[bytes] = []
                 size = 0
+                deadline = time.monotonic() + self.download_timeout
                 for chunk in response.iter_content(64 * 1024):
+                    if time.monotonic() > deadline:
+                        raise DownloadError(
+                            url, f"too slow: not complete after {self.download_timeout:g} s")
                     size += len(chunk)
                     if size > self.max_download_bytes:
                         raise DownloadError(url, f"larger than {self.max_download_bytes} bytes")

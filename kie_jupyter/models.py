@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "VARIANTS",
     "MAX_FILES",
     "MAX_IMAGE_BYTES",
+    "MAX_PROMPT_CHARS",
 ]
 
 #: Allowed values of ``nVariants``.
@@ -26,6 +28,11 @@ VARIANTS = (1, 2, 4)
 MAX_FILES = 5
 #: Each input image (and the mask) is at most 25 MiB.
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
+#: The longest prompt we send. The API documents no limit; OpenAI's image models take
+#: 32,000 characters, and a longer prompt is almost always a templating mistake.
+MAX_PROMPT_CHARS = 32_000
+#: Control characters other than newline, carriage return and tab.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class Size(str, enum.Enum):
@@ -120,12 +127,21 @@ class GenerationRequest:
             )
         if not self.prompt.strip() and not self.files:
             raise KieUsageError("prompt: empty; write a prompt or give at least one --image")
-        checks = [("images", u) for u in self.files]
-        checks += [("mask", self.mask), ("callback", self.callback_url)]
+        if len(self.prompt) > MAX_PROMPT_CHARS:
+            raise KieUsageError(
+                f"prompt: {len(self.prompt)} characters; at most {MAX_PROMPT_CHARS} are allowed"
+            )
+        bad = _CONTROL.search(self.prompt)
+        if bad:
+            raise KieUsageError(
+                f"prompt: control character U+{ord(bad.group()):04X} at position "
+                f"{bad.start() + 1}; remove it (newlines and tabs are fine)"
+            )
+        checks: list[tuple[str, Any]] = [("images", u) for u in self.files]
+        checks += [(n, u) for n, u in (("mask", self.mask), ("callback", self.callback_url))
+                   if u is not None]
         for name, url in checks:
-            if url is not None and not (
-                isinstance(url, str) and url.startswith(("http://", "https://"))
-            ):
+            if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
                 raise KieUsageError(f"{name}: {url!r} is not an http(s) URL")
         if self.mask is not None and not self.files:
             raise KieUsageError("mask: needs at least one --image to edit")

@@ -19,7 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DownloadError, KieError, TaskFailedError, TaskTimeoutError
+from .errors import (
+    DownloadError,
+    InsufficientCreditsError,
+    KieConnectionError,
+    KieError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
 from .imageinfo import sniff_image
 from .models import GenerationRequest, TaskRecord, TaskStatus
 from .poller import PollSchedule, poll_task
@@ -178,10 +185,24 @@ class Task:
             self._follow()
         except KieError as exc:
             code = getattr(exc, "code", None)
-            self._set(status=TaskStatus.FAILED, error=TaskError(code, str(exc)))
+            self._set(status=TaskStatus.FAILED, error=TaskError(code, self._explain(exc)))
         except Exception as exc:  # never leave a task hanging in "generating"
             log.exception("task crashed")
             self._set(status=TaskStatus.FAILED, error=TaskError(None, f"internal error: {exc}"))
+
+    def _explain(self, exc: KieError) -> str:
+        """The error in plain words, with what the user needs to act on it."""
+        text = str(exc)
+        if isinstance(exc, InsufficientCreditsError):
+            try:
+                text += f" (balance: {self.client.credits():g} credits)"
+            except KieError:
+                pass
+        elif (isinstance(exc, KieConnectionError) and exc.endpoint == "generate"
+              and not exc.refused and self.task_id is None):
+            text += (" — the request may have reached KIE.AI, so it was not sent again (no "
+                     "double charge); check your KIE.AI dashboard before re-running")
+        return text
 
     def _submit(self) -> None:
         assert self.request is not None

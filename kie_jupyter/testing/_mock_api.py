@@ -161,7 +161,8 @@ class MockAPI:
         return MockTask(
             task_id=task_id,
             params=body,
-            result_urls=[f"{self.url}/files/results/{task_id}_{i}.png" for i in range(n)],
+            result_urls=(list(script.result_urls) if script.result_urls is not None
+                         else [f"{self.url}/files/results/{task_id}_{i}.png" for i in range(n)]),
             created=now,
             create_ms=int(time.time() * 1000),
             duration=float(duration),

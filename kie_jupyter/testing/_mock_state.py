@@ -121,6 +121,8 @@ class TaskScript:
     duration: float | None = None
     null_polls: int | None = None
     response_as_string: bool = False
+    #: Result URLs to report instead of this server's own (e.g. another host, or a bad scheme).
+    result_urls: list[str] | None = None
 
 
 def format_progress(fraction: float) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -71,6 +72,7 @@ class MockKieServer(MockAPI):
         download_url_form: str = "string",
         image_long_side: int = 512,
         error_http_status: bool = False,
+        seed: int = 0,
     ) -> None:
         if result_key not in ("resultUrls", "result_urls"):
             raise ValueError("result_key must be 'resultUrls' or 'result_urls'")
@@ -93,6 +95,8 @@ class MockKieServer(MockAPI):
         # One lock for all shared state; never held while sleeping, rendering or sending.
         self._lock = threading.RLock()
         self._faults: dict[str, deque[Fault]] = {}
+        self._random_faults: dict[str, tuple[float, Fault]] = {}
+        self._rng = random.Random(seed)
         self._scripts: deque[TaskScript] = deque()
         self._tasks: dict[str, MockTask] = {}
         self._uploads: dict[str, tuple[bytes, str]] = {}
@@ -178,6 +182,7 @@ class MockKieServer(MockAPI):
         """Forget queued faults and scripts and clear the request log (tasks stay)."""
         with self._lock:
             self._faults.clear()
+            self._random_faults.clear()
             self._scripts.clear()
             self.requests.clear()
 
@@ -207,10 +212,25 @@ class MockKieServer(MockAPI):
             self.requests.append(request)
         return request
 
+    def add_random_fault(self, endpoint: str, probability: float, fault: Fault | None = None,
+                         /, **kwargs: Any) -> None:
+        """Make ``endpoint`` misbehave at random with ``probability`` (seeded: reproducible).
+
+        Used by soak tests; queued faults (:meth:`add_fault`) take precedence.
+        """
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}")
+        fault = dataclasses.replace(fault, **kwargs) if fault else Fault(**kwargs)
+        with self._lock:
+            self._random_faults[endpoint] = (probability, fault)
+
     def _take_fault(self, endpoint: str) -> Fault | None:
         with self._lock:
             queue = self._faults.get(endpoint)
             if not queue:
+                chance = self._random_faults.get(endpoint)
+                if chance is not None and self._rng.random() < chance[0]:
+                    return dataclasses.replace(chance[1])
                 return None
             fault = queue[0]
             fault.times -= 1
