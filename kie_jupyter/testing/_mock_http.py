@@ -93,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
             length = 0
         body = self.rfile.read(length) if length > 0 else b""
         request = mock._record(self.command, self.path, self.headers, body)
-        fault = mock._take_fault(request.endpoint)
+        fault = mock._take_fault(request.endpoint, request.path)
         answer = mock._respond(request, fault)
         try:
             if answer is None:

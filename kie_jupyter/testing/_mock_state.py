@@ -102,6 +102,8 @@ class Fault:
     chunk_delay: float = 0.0
     oversize: int = 0
     times: int = 1
+    #: Apply only to requests whose path (with query) contains this text, e.g. ``"_1.png"``.
+    match: str | None = None
 
     @property
     def is_error(self) -> bool:

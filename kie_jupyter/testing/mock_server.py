@@ -224,18 +224,19 @@ class MockKieServer(MockAPI):
         with self._lock:
             self._random_faults[endpoint] = (probability, fault)
 
-    def _take_fault(self, endpoint: str) -> Fault | None:
+    def _take_fault(self, endpoint: str, path: str = "") -> Fault | None:
         with self._lock:
-            queue = self._faults.get(endpoint)
-            if not queue:
+            queue = self._faults.get(endpoint) or deque()
+            # The first queued fault that applies to this path (``match``) is used.
+            fault = next((f for f in queue if f.match is None or f.match in path), None)
+            if fault is None:
                 chance = self._random_faults.get(endpoint)
                 if chance is not None and self._rng.random() < chance[0]:
                     return dataclasses.replace(chance[1])
                 return None
-            fault = queue[0]
             fault.times -= 1
             if fault.times <= 0:
-                queue.popleft()
+                queue.remove(fault)
             return fault
 
     def _respond(self, request: MockRequest, fault: Fault | None) -> Answer | None:
