@@ -15,6 +15,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.display import display
+from IPython.utils.text import DollarFormatter
 from traitlets import Enum, Float, Unicode
 
 from . import options
@@ -262,6 +263,13 @@ class Kie4o(Magics):
     # -- line magic ------------------------------------------------------------------------
 
     def _line(self, line: str) -> Any:
+        # Like any line magic, $name and {expr} are filled from the notebook (the decorator
+        # that keeps the cell magic's `-i $task` intact turns that off for both forms).
+        if "$" in line or "{" in line:
+            try:
+                line = DollarFormatter().vformat(line, args=[], kwargs=dict(self.shell.user_ns))
+            except Exception:  # as IPython does: what cannot be filled is left as written
+                pass
         try:
             words = shlex.split(line)
         except ValueError as exc:

@@ -155,3 +155,13 @@ def test_insufficient_credits_is_explained(shell, server):
 def test_second_mock_server_is_independent():
     with MockKieServer(api_key=None) as a, MockKieServer(api_key=None) as b:
         assert a.url != b.url
+
+
+def test_line_magic_fills_names_from_the_notebook(shell, server):
+    run(shell, "%%kie4o -o t\nfill me")
+    task = shell.user_ns["t"]
+    text = all_text(run(shell, "%kie4o status {t.task_id}"))
+    assert task.task_id in text and "success" in text
+    shell.user_ns["tid"] = task.task_id
+    run(shell, "%kie4o resume $tid")
+    assert shell.user_ns["_kie4o"].task_id == task.task_id
