@@ -62,6 +62,30 @@ def unload_ipython_extension(ipython: Any) -> None:
         unload(ipython, magics)
 
 
+_demo: Any = None
+
+
+def _default_client() -> KieClient:
+    """The client the magics use when the extension is loaded (so demo mode applies);
+    else one from the environment, on the bundled mock server when ``KIE_DEMO`` is set."""
+    global _demo
+    for magics in _loaded.values():
+        from IPython.core.error import UsageError
+
+        try:
+            return magics.client()
+        except UsageError as exc:
+            raise KieUsageError(str(exc)) from None
+    from .demo import DEMO_KEY, DemoServer, demo_requested
+
+    if demo_requested():
+        if _demo is None:
+            _demo = DemoServer()
+        url = _demo.start()
+        return KieClient(DEMO_KEY, base_url=url, upload_url=url)
+    return KieClient()
+
+
 def generate(
     prompt: str = "",
     *,
@@ -102,7 +126,7 @@ def generate(
         fallback_model=fallback if isinstance(fallback, str) else None,
         callback_url=callback_url,
     )
-    client = client or KieClient()
+    client = client or _default_client()
     if not client.has_key:
         raise KieUsageError(
             "no API key: set KIE_API_KEY or pass client=KieClient(api_key=...)"
@@ -116,6 +140,6 @@ def generate(
 def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
            client: KieClient | None = None) -> Task:
     """Follow an existing task (e.g. from history or KIE's dashboard) to its end."""
-    task = Task(None, client=client or KieClient(), task_id=task_id, timeout=timeout)
+    task = Task(None, client=client or _default_client(), task_id=task_id, timeout=timeout)
     task.start()
     return task.wait() if wait else task

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import logging
 import os
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
@@ -102,6 +103,23 @@ def _connection_refused(exc: requests.exceptions.ConnectionError) -> bool:
         stack.extend([getattr(e, "reason", None), e.__cause__, e.__context__])
         stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
     return False
+
+
+class _Answer(NamedTuple):
+    """An HTTP answer as plain data (the response, and its socket, already released)."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    content: bytes
+
+    @classmethod
+    def of(cls, response: requests.Response) -> _Answer:
+        try:
+            return cls(response.status_code, response.reason or "", response.headers,
+                       response.content)
+        finally:
+            response.close()
 
 
 class KieClient:
@@ -237,8 +255,12 @@ class KieClient:
                     data=data,
                     timeout=self.timeout,
                 )
-                log.debug("%s %s -> HTTP %s", method, endpoint, response.status_code)
-                return self._check(response, endpoint)
+                # Keep only plain data: an error's traceback keeps its frames (and their
+                # locals) alive until the garbage collector runs; a socket must not wait.
+                answer = _Answer.of(response)
+                del response
+                log.debug("%s %s -> HTTP %s", method, endpoint, answer.status)
+                return self._check(answer, endpoint)
             except KieConfigError:
                 raise
             except requests.exceptions.Timeout as exc:
@@ -282,14 +304,14 @@ class KieClient:
             )
         return False
 
-    def _check(self, response: requests.Response, endpoint: str) -> Any:
+    def _check(self, answer: _Answer, endpoint: str) -> Any:
         """The envelope check: the body ``code`` first (errors come as HTTP 200), then HTTP."""
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(answer.headers.get("Retry-After"))
         try:
-            body = response.json()
+            body = json.loads(answer.content) if answer.content else None
         except ValueError:
             body = None
-        status = response.status_code
+        status = answer.status
         if isinstance(body, dict) and isinstance(body.get("code"), (int, str)):
             try:
                 code = int(body["code"])
@@ -309,10 +331,10 @@ class KieClient:
             return body.get("data")
         if status >= 400:
             raise api_error_for(
-                status, response.reason or "", endpoint, http_status=status,
-                retry_after=retry_after,
+                status, answer.reason, endpoint, http_status=status, retry_after=retry_after,
             )
-        snippet = response.text[:80].replace("\n", " ") if response.content else "an empty body"
+        text = answer.content[:80].decode("utf-8", "replace").replace("\n", " ")
+        snippet = text if answer.content else "an empty body"
         snippet = redact(snippet, self._api_key)
         raise MalformedResponseError(endpoint, f"not a JSON envelope ({snippet!r})",
                                      http_status=status)
@@ -349,10 +371,8 @@ class KieClient:
         if data is None:
             return None
         if isinstance(data, str):
-            import json as _json
-
             try:
-                data = _json.loads(data)
+                data = json.loads(data)
             except ValueError as exc:
                 raise MalformedResponseError("record-info", "data is not a record") from exc
         if not isinstance(data, dict):

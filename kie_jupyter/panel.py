@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from .models import TaskStatus
-from .static import status_text
+from .static import status_text, thumbnail
 
 if TYPE_CHECKING:
     from .task import Task
@@ -103,8 +103,22 @@ class TaskPanel(w.VBox):
             self._grid_filled = True
             self.grid.children = tuple(self._tile(n, data) for n, data in task.numbered_images())
 
-    def __repr__(self) -> str:  # the text/plain fallback of the widget's display
-        return f"kie4o {self.task.task_id or ''} {status_text(self.task)}".strip()
+    def __repr__(self) -> str:
+        parts = ["kie4o", self.task.task_id or "", status_text(self.task)]
+        return " ".join(p for p in parts if p)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # ipywidgets cuts text/plain at 110 characters; a saved notebook keeps this text,
+        # so it must hold the whole status (an error in plain words, or the task id).
+        bundle = super()._repr_mimebundle_(**kwargs)
+        text = repr(self)
+        if not self.task.done and not self.show_images:
+            text = f"{text} (the panel follows it while the kernel runs)"
+        elif not self.task.done:
+            text = (f"{text} — a --no-wait task: display the task when it is done to keep "
+                    "its images in the saved notebook")
+        bundle["text/plain"] = text
+        return bundle
 
     def _tile(self, n: int, data: bytes) -> w.Widget:
         width = _TILE_WIDTH.get(str(self.task.params.get("size")), 256)
@@ -121,7 +135,10 @@ class TaskPanel(w.VBox):
                                                        margin="0 12px 4px 0"))
         if not self.show_images:
             return actions
-        image = w.Image(value=data, layout=w.Layout(width=f"{width}px", height="auto"))
+        # A screen-sized copy: the widget state a notebook saves stays small.
+        small, mime = thumbnail(data, 2 * width)
+        image = w.Image(value=small, format=mime.split("/")[1],
+                        layout=w.Layout(width=f"{width}px", height="auto"))
         return w.VBox([image, actions], layout=w.Layout(margin="0 8px 8px 0"))
 
     def _save(self, n: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any
 
 from .imageinfo import sniff_image
@@ -64,7 +65,11 @@ def status_text(task: Task) -> str:
 
 
 def _safe_link(url: str) -> str | None:
-    return url if url.startswith(("http://", "https://")) else None
+    """An http(s) link worth saving: not to this machine (demo URLs die with the kernel)."""
+    if not url.startswith(("http://", "https://")):
+        return None
+    host = urlsplit(url).hostname or ""
+    return None if host in ("127.0.0.1", "localhost", "::1") else url
 
 
 def summary_lines(task: Task) -> list[str]:

@@ -27,6 +27,7 @@ def server(monkeypatch, tmp_path):
 @pytest.fixture()
 def shell(server):
     sh = TestingShell.instance()
+    sh.config.pop("Kie4o", None)  # `%config Kie4o...` of an earlier test must not carry over
     with capture_output():
         sh.run_cell("%load_ext kie_jupyter")
     yield sh

@@ -609,7 +609,7 @@ TRANSIENT = {
     "body-550": {"code": 550},
     "dropped": {"drop": True},
     "malformed-json": {"malformed": True},
-    "timeout": {"delay": 0.4},
+    "timeout": {"delay": 1.0},
 }
 
 
@@ -620,7 +620,7 @@ def test_reads_retry_transient_faults(
     sleeps: list[float],
     fault: dict[str, Any],
 ) -> None:
-    client = make_client(read_timeout=0.15)
+    client = make_client(read_timeout=0.3)
     kie.add_fault("credit", Fault(**fault, times=2))
     assert client.credits() == 100.0
     assert len(kie.requests_to("credit")) == 3
@@ -702,7 +702,7 @@ NOT_TWICE = {
     "body-550": ({"code": 550}, QueueFullError),
     "dropped-after-processing": ({"drop": True, "after_processing": True}, KieConnectionError),
     "dropped": ({"drop": True}, KieConnectionError),
-    "timeout": ({"delay": 0.5}, KieTimeoutError),
+    "timeout": ({"delay": 1.0}, KieTimeoutError),
     "malformed-json": ({"malformed": True}, MalformedResponseError),
     "500-after-processing": ({"code": 500, "after_processing": True}, ServerError),
 }
@@ -716,7 +716,7 @@ def test_generate_is_sent_exactly_once(
     fault: dict[str, Any],
     error: type[Exception],
 ) -> None:
-    client = make_client(read_timeout=0.2)
+    client = make_client(read_timeout=0.3)
     kie.add_fault("generate", Fault(**fault))
     with pytest.raises(error) as info:
         client.generate(GenerationRequest("only once"))
@@ -845,12 +845,13 @@ def test_submit_limiter_holds_n_per_window(
     assert fake_clock.sleeps == [10, 10]
 
 
-def test_default_limiter_is_20_per_10_seconds() -> None:
+def test_default_limiter_keeps_the_api_limit() -> None:
     from kie_jupyter.ratelimit import submit_limiter
 
     default = KieClient(SECRET, base_url="https://api.example")
     assert default.limiter is submit_limiter
-    assert (submit_limiter.max_calls, submit_limiter.period) == (20, 10.0)
+    # The API's limit is 20 per 10 s: the shared limiter may be stricter, never looser.
+    assert submit_limiter.max_calls <= 20 and submit_limiter.period >= 10.0
 
 
 def test_reads_do_not_use_the_submit_limiter(
@@ -1070,14 +1071,14 @@ def test_fetch_image_refuses_a_non_string(client: KieClient) -> None:
 @pytest.mark.parametrize(
     "fault",
     [{"truncate": True}, {"http_status": 503}, {"http_status": 500}, {"http_status": 429},
-     {"drop": True}, {"delay": 0.4}],
+     {"drop": True}, {"delay": 1.0}],
     ids=["truncated", "503", "500", "429", "dropped", "timeout"],
 )
 def test_fetch_image_retries_transient_faults(
     make_client: Callable[..., KieClient], kie: MockKieServer, result_url: str,
     sleeps: list[float], fault: dict[str, Any],
 ) -> None:
-    client = make_client(read_timeout=0.15)
+    client = make_client(read_timeout=0.3)
     expected = client.fetch_image(result_url)
     kie.reset()
     kie.add_fault("file", Fault(**fault, times=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -84,7 +85,7 @@ def assert_rate(times: list[float], per_second: int = 3) -> None:
     """Never more than ``per_second`` polls within any one second (the API's limit)."""
     for i, t in enumerate(times):
         assert len([u for u in times[i:] if u < t + 1.0]) <= per_second, times
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in pairwise(times)]
     assert all(g >= 1 / 3 for g in gaps), gaps
 
 
@@ -185,7 +186,7 @@ def test_none_records_keep_polling(fake_clock: FakeClock) -> None:
     yielded, script = run(fake_clock, [None, None, None, None, done(URL)])
     assert yielded == [None, None, None, None, done(URL)]
     assert len(script.times) == 5
-    gaps = [b - a for a, b in zip(script.times, script.times[1:])]
+    gaps = [b - a for a, b in pairwise(script.times)]
     assert gaps == pytest.approx([1.0, 1.25, 1.5625, 1.953125])
 
 
@@ -210,7 +211,7 @@ def test_transient_errors_back_off(fake_clock: FakeClock, error: Exception) -> N
     yielded, script = run(fake_clock, [running(0.5), error, error, error, done(URL)],
                           retry=policy)
     assert yielded == [running(0.5), done(URL)]  # errors are not yielded
-    gaps = [b - a for a, b in zip(script.times, script.times[1:])]
+    gaps = [b - a for a, b in pairwise(script.times)]
     # After the first error: backoff 0, 1, 2 (equal jitter), then the schedule again.
     assert 0.5 <= gaps[1] <= 1.0
     assert 1.0 <= gaps[2] <= 2.0
@@ -240,7 +241,7 @@ def test_backoff_resets_after_a_success(fake_clock: FakeClock) -> None:
     policy = RetryPolicy(base_delay=4.0, max_delay=64.0)
     err = ServerError(500, "boom", "record-info")
     _, script = run(fake_clock, [err, err, None, err, done(URL)], retry=policy)
-    gaps = [b - a for a, b in zip(script.times, script.times[1:])]
+    gaps = [b - a for a, b in pairwise(script.times)]
     assert 2.0 <= gaps[0] <= 4.0 and 4.0 <= gaps[1] <= 8.0
     assert 2.0 <= gaps[3] <= 4.0  # back to the first step after the good answer
 
@@ -376,7 +377,7 @@ def test_never_more_than_three_polls_per_second(fake_clock: FakeClock) -> None:
     _, script = run(fake_clock, trace)
     assert len(script.times) == 54
     assert_rate(script.times)
-    gaps = [b - a for a, b in zip(script.times, script.times[1:])]
+    gaps = [b - a for a, b in pairwise(script.times)]
     assert min(gaps) == pytest.approx(0.34)  # at the floor, not below
 
 
@@ -418,5 +419,5 @@ def test_fewer_polls_than_a_fixed_one_second_loop(fake_clock: FakeClock) -> None
 def test_a_shared_budget_is_taken_per_poll(fake_clock: FakeClock) -> None:
     budget = SlidingWindowLimiter(1, 2.0, clock=fake_clock, sleep=fake_clock.sleep)
     _, script = run(fake_clock, [running(0.99)] * 4 + [done(URL)], budget=budget)
-    gaps = [b - a for a, b in zip(script.times, script.times[1:])]
+    gaps = [b - a for a, b in pairwise(script.times)]
     assert all(g >= 2.0 for g in gaps), gaps

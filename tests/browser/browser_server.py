@@ -138,6 +138,10 @@ def start_jupyter(base: Path, *, demo_duration: float = 4.0, ready_timeout: floa
     # The kernel runs `python -m ipykernel_launcher` from the native kernelspec, i.e. this
     # interpreter: make sure its bin dir comes first so nothing else is picked up.
     env["PATH"] = str(Path(python).parent) + os.pathsep + env.get("PATH", "")
+    # JupyterLab asks "Would you like to get notified about official Jupyter news?" in a toast
+    # (whatever news_url says): answer "no" in the user settings so it neither asks nor fetches.
+    _write_user_setting(dirs["config"], "@jupyterlab/apputils-extension", "notification",
+                        {"fetchNews": "false", "checkForUpdates": False})
     token = secrets.token_hex(24)
     log_path = base / "jupyter-server.log"
     last_error: Exception | None = None
@@ -166,6 +170,13 @@ def start_jupyter(base: Path, *, demo_duration: float = 4.0, ready_timeout: floa
             log.close()
     raise RuntimeError(f"Jupyter server did not start: {last_error}\n--- log ---\n"
                        f"{(base / 'jupyter-server.log').read_text(errors='replace')[-4000:]}")
+
+
+def _write_user_setting(config_dir: Path, plugin_pkg: str, plugin: str,
+                        values: dict[str, Any]) -> None:
+    folder = config_dir / "lab" / "user-settings" / plugin_pkg
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{plugin}.jupyterlab-settings").write_text(json.dumps(values), encoding="utf-8")
 
 
 def _wait_ready(server: JupyterServer, timeout: float) -> None:
