@@ -194,10 +194,11 @@ class Kie4o(Magics):
     def _run_with_panel(self, task: Task, wait: bool) -> None:
         from .panel import TaskPanel  # ipywidgets is imported only when a panel is shown
 
+        task.start()  # first: the request leaves before the panel is built (submit latency)
         panel = TaskPanel(task, show_images=not wait, save_dir=task.save_dir)
         task.subscribe(panel.update)
+        panel.update(task)  # whatever happened while it was being built
         handle = display(panel, display_id=True)
-        task.start()
         if not wait:
             return
         self._wait(task)

@@ -48,8 +48,14 @@ class PollSchedule:
     unknown: float = 1.0
     lead: float = 0.5
 
-    def next_interval(self, elapsed: float, progress: float, polls: int) -> float:
-        """Seconds until the next poll, given time since submission and reported progress."""
+    def next_interval(self, elapsed: float, progress: float, polls: int,
+                      recent_rate: float | None = None) -> float:
+        """Seconds until the next poll, given time since submission and reported progress.
+
+        The end is predicted from the average rate since submission and, when known, from
+        ``recent_rate`` (progress per second between the last two different readings); the
+        nearer prediction wins, so a task that speeds up is not polled too late.
+        """
         if polls == 0:
             return max(self.first, self.min_interval)
         if progress <= 0.0:
@@ -59,6 +65,8 @@ class PollSchedule:
             wait = self.min_interval
         else:
             remaining = elapsed * (1.0 - progress) / progress
+            if recent_rate and recent_rate > 0:
+                remaining = min(remaining, (1.0 - progress) / recent_rate)
             wait = remaining * self.lead
         return min(max(wait, self.min_interval), self.max_interval)
 
@@ -95,6 +103,8 @@ def poll_task(
     deadline = start + timeout
     polls = errors = empty_success = 0
     progress = 0.0
+    recent_rate: float | None = None
+    changed_at: tuple[float, float] | None = None  # (time, progress) of the last change
     # Counting from submission makes ``schedule.first`` the wait before the first query
     # (a resumed task, submitted long ago, is still queried at once).
     last_poll = start
@@ -102,7 +112,7 @@ def poll_task(
         now = clock()
         interval = (
             backoff_delay(errors - 1, retry) if errors
-            else schedule.next_interval(now - start, progress, polls)
+            else schedule.next_interval(now - start, progress, polls, recent_rate)
         )
         # Never query the same task faster than the API allows.
         due = max(last_poll + interval, last_poll + schedule.min_interval)
@@ -139,6 +149,12 @@ def poll_task(
         if record is None:
             yield None
             continue
+        if record.progress != progress:
+            if changed_at is not None and record.progress > changed_at[1]:
+                span = last_poll - changed_at[0]
+                if span > 0:
+                    recent_rate = (record.progress - changed_at[1]) / span
+            changed_at = (last_poll, record.progress)
         progress = record.progress
         if record.succeeded and not record.urls and empty_success < empty_success_polls:
             empty_success += 1

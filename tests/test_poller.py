@@ -151,8 +151,8 @@ def test_schedule_for_a_progress_trace(fake_clock: FakeClock) -> None:
         fake_clock, [None, running(0.25), running(0.5), running(0.8), done(URL)]
     )
     # 0.4 (first) -> +1.0 (no progress yet) -> 1.4*0.75/0.25/2 = 2.1 -> 3.5*0.5/0.5/2 = 1.75
-    # -> 5.25*0.2/0.8/2 = 0.65625 -> done
-    assert script.times == pytest.approx([0.4, 1.4, 3.5, 5.25, 5.90625])
+    # -> min(5.25*0.2/0.8, 0.2/(0.3/1.75)) / 2 = 0.58333 (the recent rate predicts sooner)
+    assert script.times == pytest.approx([0.4, 1.4, 3.5, 5.25, 5.25 + 0.2 / (0.3 / 1.75) / 2])
     assert yielded[0] is None
     assert [r.progress for r in yielded[1:]] == [0.25, 0.5, 0.8, 1.0]
     assert yielded[-1] == done(URL)
@@ -421,3 +421,13 @@ def test_a_shared_budget_is_taken_per_poll(fake_clock: FakeClock) -> None:
     _, script = run(fake_clock, [running(0.99)] * 4 + [done(URL)], budget=budget)
     gaps = [b - a for a, b in pairwise(script.times)]
     assert all(g >= 2.0 for g in gaps), gaps
+
+
+def test_recent_rate_wins_when_a_task_speeds_up() -> None:
+    schedule = PollSchedule()
+    average_only = schedule.next_interval(10.0, 0.5, 5)
+    sped_up = schedule.next_interval(10.0, 0.5, 5, recent_rate=0.25)  # 2 s left at that pace
+    assert average_only == pytest.approx(5.0)
+    assert sped_up == pytest.approx(1.0)
+    # A slower recent pace never delays the poll past the average prediction.
+    assert schedule.next_interval(10.0, 0.5, 5, recent_rate=0.01) == pytest.approx(5.0)
