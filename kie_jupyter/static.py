@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import html
 import io
-from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .imageinfo import sniff_image
 from .models import TaskStatus
@@ -19,7 +19,14 @@ from .models import TaskStatus
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ["static_bundle", "status_text", "summary_lines", "thumbnail", "EMBED_CHOICES", "THUMB_SIZE"]
+__all__ = [
+    "EMBED_CHOICES",
+    "THUMB_SIZE",
+    "static_bundle",
+    "status_text",
+    "summary_lines",
+    "thumbnail",
+]
 
 EMBED_CHOICES = ("thumb", "full", "none")
 #: Longest side of an embedded thumbnail, in pixels.
@@ -103,7 +110,8 @@ def static_bundle(task: Task, embed: str = "thumb") -> dict[str, Any]:
         '<div class="kie4o-static" style="font-family:sans-serif">',
         f'<div style="margin:2px 0"><b>kie4o</b> {chips} '
         f'<code style="font-size:85%">{esc(task.task_id or "")}</code></div>',
-        f'<div style="white-space:pre-wrap;color:#333;margin:2px 0">{esc(task.prompt[:2000])}</div>',
+        f'<div style="white-space:pre-wrap;color:#333;margin:2px 0">'
+        f"{esc(task.prompt[:2000])}</div>",
     ]
     if task.error:
         parts.append(f'<div style="color:#b00020">{esc(str(task.error))}</div>')

@@ -19,27 +19,34 @@ __all__ = ["Table", "status_snapshot", "history_table", "config_table"]
 
 
 class Table:
-    """A small table shown as HTML in notebooks and as aligned text in terminals."""
+    """A small table shown as HTML in notebooks and as aligned text in terminals.
+
+    ``html_rows`` (already escaped, e.g. with thumbnails) and ``html_header`` replace the
+    escaped text cells in the HTML form only.
+    """
 
     def __init__(self, title: str, header: list[str], rows: list[list[str]],
-                 html_cells: list[list[str]] | None = None) -> None:
+                 html_rows: list[list[str]] | None = None,
+                 html_header: list[str] | None = None) -> None:
         self.title = title
         self.header = header
         self.rows = rows
-        self.html_cells = html_cells  # pre-escaped cells (thumbnails), else escaped rows
+        self.html_rows = html_rows
+        self.html_header = html_header
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         esc = html.escape
-        head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in self.header)
-        cells = self.html_cells or [[esc(c) for c in row] for row in self.rows]
+        cell = "<{0} style='text-align:left'>{1}</{0}>"
+        head = "".join(cell.format("th", esc(h)) for h in self.html_header or self.header)
+        rows = self.html_rows or [[esc(c) for c in row] for row in self.rows]
         body = "".join(
-            "<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in row) + "</tr>"
-            for row in cells
+            "<tr>" + "".join(cell.format("td", c) for c in row) + "</tr>" for row in rows
         )
-        markup = f"<b>{esc(self.title)}</b><table>{'<tr>' + head + '</tr>'}{body}</table>"
-        widths = [max(len(r[i]) for r in [self.header, *self.rows]) for i in range(len(self.header))]
-        lines = [self.title, "  ".join(h.ljust(wd) for h, wd in zip(self.header, widths))]
-        lines += ["  ".join(c.ljust(wd) for c, wd in zip(row, widths)) for row in self.rows]
+        markup = f"<b>{esc(self.title)}</b><table><tr>{head}</tr>{body}</table>"
+        table = [self.header, *self.rows]
+        widths = [max(len(r[i]) for r in table) for i in range(len(self.header))]
+        lines = [self.title]
+        lines += ["  ".join(c.ljust(wd) for c, wd in zip(r, widths, strict=True)) for r in table]
         return {"text/html": markup, "text/plain": "\n".join(lines)}
 
     def __repr__(self) -> str:
@@ -101,29 +108,12 @@ def history_table(entries: list[HistoryEntry], *, embed: bool = True) -> Table:
     ]
     if not rows:
         return Table("kie4o history: no tasks yet", header, [])
-    cells = None
-    if embed:
-        header_html = ["", *header]
-        cells = [[_thumb_cell(e), *(html.escape(c) for c in row)] for e, row in zip(entries, rows)]
-        return _WithThumbs(f"kie4o history ({len(rows)})", header, rows, cells, header_html)
-    return Table(f"kie4o history ({len(rows)})", header, rows, cells)
-
-
-class _WithThumbs(Table):
-    def __init__(self, title: str, header: list[str], rows: list[list[str]],
-                 cells: list[list[str]], header_html: list[str]) -> None:
-        super().__init__(title, header, rows, cells)
-        self.header_html = header_html
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        bundle = super()._repr_mimebundle_()
-        head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>"
-                       for h in self.header_html)
-        body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in row)
-                       + "</tr>" for row in self.html_cells or [])
-        bundle["text/html"] = (f"<b>{html.escape(self.title)}</b><table><tr>{head}</tr>"
-                               f"{body}</table>")
-        return bundle
+    title = f"kie4o history ({len(rows)})"
+    if not embed:
+        return Table(title, header, rows)
+    html_rows = [[_thumb_cell(e), *(html.escape(c) for c in row)]
+                 for e, row in zip(entries, rows, strict=True)]
+    return Table(title, header, rows, html_rows, ["", *header])
 
 
 def config_table(rows: dict[str, str]) -> Table:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from fault_helpers import FAST, KEY
 
 from kie_jupyter import generate
 from kie_jupyter.models import GenerationRequest, TaskStatus
@@ -11,6 +10,8 @@ from kie_jupyter.static import static_bundle
 from kie_jupyter.task import Task
 from kie_jupyter.testing import MockKieServer
 from kie_jupyter.testing.images import render_png
+
+from fault_helpers import FAST, KEY
 
 
 def run(client, variants=2) -> Task:
