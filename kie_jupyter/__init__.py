@@ -108,19 +108,16 @@ def generate(
     Bad input raises :class:`KieUsageError` before anything is sent; a task that fails does
     not raise: ``task.error`` holds the reason (and ``task.images`` raises it).
     """
-    from .inputs import resolve_images, resolve_mask
+    from .inputs import request_with_inputs, resolve_images, resolve_mask
 
     if isinstance(images, (str, bytes, os.PathLike, Task)):
         images = [images]
     inputs = resolve_images(images)
     mask_input = resolve_mask(mask, inputs)
-    pending = "https://upload.pending/local-file"
-    request = GenerationRequest(
-        prompt=prompt,
+    request = request_with_inputs(
+        prompt, inputs, mask_input,
         size=size,
         variants=variants,
-        files=tuple(i.url or pending for i in inputs),
-        mask=(mask_input.url or pending) if mask_input else None,
         enhance=enhance,
         fallback=bool(fallback),
         fallback_model=fallback if isinstance(fallback, str) else None,

@@ -16,9 +16,12 @@ from typing import Any
 from .client import check_image_bytes, read_image_file
 from .errors import KieUsageError
 from .imageinfo import sniff_image
-from .models import MAX_FILES
+from .models import MAX_FILES, GenerationRequest
 
-__all__ = ["InputImage", "resolve_images", "resolve_mask"]
+__all__ = ["InputImage", "resolve_images", "resolve_mask", "request_with_inputs", "PENDING_UPLOAD"]
+
+#: Stands in for the URL of a local file until the task uploads it.
+PENDING_UPLOAD = "https://upload.pending/local-file"
 
 
 @dataclass(frozen=True)
@@ -113,3 +116,14 @@ def resolve_mask(source: Any, images: tuple[InputImage, ...]) -> InputImage | No
             "the mask must have the same size as the image"
         )
     return mask
+
+
+def request_with_inputs(prompt: str, images: tuple[InputImage, ...], mask: InputImage | None,
+                        **params: Any) -> GenerationRequest:
+    """A checked request whose local inputs hold :data:`PENDING_UPLOAD` until uploaded."""
+    return GenerationRequest(
+        prompt=prompt,
+        files=tuple(i.url or PENDING_UPLOAD for i in images),
+        mask=(mask.url or PENDING_UPLOAD) if mask else None,
+        **params,
+    )

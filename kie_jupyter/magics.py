@@ -23,6 +23,7 @@ from .client import KieClient
 from .demo import BANNER, DEMO_KEY, DemoServer, demo_requested
 from .errors import KieConfigError, KieError
 from .history import HistoryStore, default_output_dir
+from .inputs import PENDING_UPLOAD
 from .models import Size, TaskStatus
 from .poller import PollSchedule
 from .static import EMBED_CHOICES, status_text
@@ -245,7 +246,7 @@ class Kie4o(Magics):
 
     def _dry_run(self, opts: options.CellOptions, client: KieClient) -> Any:
         body = opts.request.to_body()
-        pending = options._PENDING
+        pending = PENDING_UPLOAD
         if "filesUrl" in body:
             labels = iter(i.label for i in opts.images)
             body["filesUrl"] = [f"<upload of {next(labels)}>" if u == pending else u

@@ -17,7 +17,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .errors import KieUsageError
-from .inputs import InputImage, resolve_images, resolve_mask
+from .inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
 from .models import VARIANTS, FallbackModel, GenerationRequest, Size
 
 __all__ = ["declare", "parse_cell", "CellOptions", "fill_prompt"]
@@ -125,12 +125,10 @@ def parse_cell(magic_func: Callable[..., Any], line: str, body: str,
             None if args.mask is None else _lookup(args.mask, namespace, "--mask"), images
         )
         # URLs are known now; local files get their URL when the task uploads them.
-        request = GenerationRequest(
-            prompt=prompt,
+        request = request_with_inputs(
+            prompt, images, mask,
             size=args.size or default_size,
             variants=args.variants,
-            files=tuple(i.url or _PENDING for i in images),
-            mask=(mask.url or _PENDING) if mask else None,
             enhance=args.enhance,
             fallback=args.fallback is not None,
             fallback_model=args.fallback,
@@ -143,6 +141,3 @@ def parse_cell(magic_func: Callable[..., Any], line: str, body: str,
         no_wait=args.no_wait, timeout=args.timeout, dry_run=args.dry_run,
     )
 
-
-#: Stands in for the URL of a local file until it is uploaded.
-_PENDING = "https://upload.pending/local-file"

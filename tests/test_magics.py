@@ -266,10 +266,13 @@ def test_panel_traits_through_a_whole_task(shell, server):
     def spy(self, *args, **kwargs):
         original(self, *args, **kwargs)
         made.append(self)
+        seen["bar"].append(self.bar.value)  # as built (the task may have started already)
+        seen["status"].append(self.status.value)
         self.bar.observe(lambda c: seen["bar"].append(c["new"]), "value")
         self.status.observe(lambda c: seen["status"].append(c["new"]), "value")
 
     run(shell, "%config Kie4o.frontend = 'widget'")
+    server.script_next_task(duration=3.0)  # long enough for several progress updates
     panel_module.TaskPanel.__init__ = spy
     try:
         cap = run(shell, "%%kie4o -n 2 -o t\na <b>bold</b> fox")
@@ -278,7 +281,9 @@ def test_panel_traits_through_a_whole_task(shell, server):
     (panel,) = made
     assert "&lt;b&gt;bold&lt;/b&gt;" in panel.prompt.value
     assert seen["bar"] == sorted(seen["bar"]) and seen["bar"][-1] == 1.0
-    assert any(s.startswith("Generating") for s in seen["status"])
+    assert any(s.startswith(("Submitting", "Generating")) for s in seen["status"])
+    assert any(s.startswith("Generating") and s != "Generating 0 %" for s in seen["status"])
+    assert 0 < min(v for v in seen["bar"] if v > 0) < 1.0  # progress shown on the way
     assert seen["status"][-1].startswith("Done in")
     assert panel.bar.bar_style == "success" and panel.stop_button.disabled
     # Blocking mode: images once, in the static output; the panel keeps Save buttons.
