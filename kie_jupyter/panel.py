@@ -75,12 +75,20 @@ class TaskPanel(w.VBox):
                                     tooltip="Stop following this task (it goes on at KIE.AI)",
                                     layout=w.Layout(width="auto"))
         self.stop_button.on_click(lambda _b: self.task.stop())
+        # A blocking cell keeps the kernel busy, so a click would only be read after the task
+        # ends: there the kernel's interrupt stops it (and says how to resume).
+        self.hint = w.HTML('<span style="color:#777;font-size:85%">interrupt the kernel (■) '
+                           "to stop following it</span>")
+        if show_images:
+            self.hint.layout.display = "none"
+        else:
+            self.stop_button.layout.display = "none"
         self.grid = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.message = w.HTML(value="")
         for item in (self.bar, self.elapsed, self.task_id):
             item.layout.margin = "0 12px 0 0"
         row = w.HBox([self.bar, self.status], layout=w.Layout(align_items="center"))
-        meta = w.HBox([self.elapsed, self.task_id, self.stop_button],
+        meta = w.HBox([self.elapsed, self.task_id, self.stop_button, self.hint],
                       layout=w.Layout(align_items="center"))
         super().__init__([self.prompt, self.chips, row, meta, self.grid, self.message],
                          **kwargs)
@@ -99,6 +107,7 @@ class TaskPanel(w.VBox):
         if task.status.finished:
             self.stop_button.disabled = True
             self.stop_button.layout.display = "none"
+            self.hint.layout.display = "none"
         if task.status is TaskStatus.SUCCESS and not self._grid_filled:
             self._grid_filled = True
             self.grid.children = tuple(self._tile(n, data) for n, data in task.numbered_images())
