@@ -63,7 +63,8 @@ def status_text(task: Task) -> str:
     if s is TaskStatus.SUCCESS:
         n = len(task.numbered_images())
         missing = f" ({len(task.urls) - n} could not be downloaded)" if n < len(task.urls) else ""
-        return f"Done in {task.elapsed:.1f} s{missing}"
+        unsaved = f"; {task.save_error}" if task.save_error else ""
+        return f"Done in {task.elapsed:.1f} s{missing}{unsaved}"
     if s is TaskStatus.STOPPED:
         return "Stopped locally — the task goes on at KIE.AI; resume it with its id"
     if s is TaskStatus.TIMED_OUT:
@@ -87,9 +88,9 @@ def summary_lines(task: Task) -> list[str]:
     lines.append(f"size {p.get('size', '?')} · variants {p.get('variants', '?')}")
     if task.error:
         lines.append(f"error: {task.error}")
-    for n, reason in sorted(task.image_errors.items()):
-        if n >= 0:
-            lines.append(f"image {n + 1}: {reason}")
+    lines.extend(f"image {n + 1}: {reason}" for n, reason in sorted(task.image_errors.items()))
+    if task.save_error:
+        lines.append(task.save_error)
     lines.extend(f"saved: {path}" for path in task.saved_paths)
     if task.done and task.completed:
         lines.append(f"time: {task.elapsed:.1f} s")
@@ -131,9 +132,9 @@ def static_bundle(task: Task, embed: str = "thumb") -> dict[str, Any]:
                 f'<figcaption style="font-size:85%">#{n + 1} {caption}</figcaption></figure>'
             )
         parts.append("</div>")
-    for n, reason in sorted(task.image_errors.items()):
-        if n >= 0:
-            parts.append(f'<div style="color:#b00020">image {n + 1}: {esc(reason)}</div>')
+    notes = [f"image {n + 1}: {reason}" for n, reason in sorted(task.image_errors.items())]
+    notes += [task.save_error] if task.save_error else []
+    parts.extend(f'<div style="color:#b00020">{esc(note)}</div>' for note in notes)
     parts.append("</div>")
     return {"text/html": "".join(parts), "text/plain": "\n".join(summary_lines(task))}
 

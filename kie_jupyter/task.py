@@ -94,6 +94,8 @@ class Task:
         self.urls: tuple[str, ...] = ()
         self.error: TaskError | None = None
         self.image_errors: dict[int, str] = {}
+        #: Why ``--save`` could not write the images (they are still in memory).
+        self.save_error: str | None = None
         self.saved_paths: list[str] = []
         self.params: dict[str, Any] = request.to_dict() if request else {}
         self.created = _now()
@@ -285,7 +287,7 @@ class Task:
             try:
                 self.save(self.save_dir)
             except OSError as exc:
-                errors[-1] = f"could not save to {self.save_dir}: {exc.strerror or exc}"
+                self.save_error = f"could not save to {self.save_dir}: {exc.strerror or exc}"
         if not any(results):
             first = next(iter(errors.values()), "no image could be downloaded")
             self._set(status=TaskStatus.FAILED,

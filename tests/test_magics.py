@@ -331,3 +331,12 @@ def test_key_never_in_any_output(shell, server, tmp_path):
     for path in Path(tmp_path / "kie").rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes()
+
+
+def test_save_to_an_unwritable_place_keeps_the_images(shell, server, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cap = run(shell, f"%%kie4o --save {blocker / 'sub'} -o t\nunsaved fox")
+    task = shell.user_ns["t"]
+    assert task.status is TaskStatus.SUCCESS and task.images
+    assert "could not save" in task.save_error and "could not save" in cap.stdout
