@@ -205,7 +205,9 @@ class Kie4o(Magics):
         self._wait(task)
         if handle is not None:
             handle.update(panel)  # refresh the text/plain fallback kept in the notebook
-        if task.status is TaskStatus.SUCCESS and task.embed != "none":
+        # The static output is what a saved notebook keeps (widgets need their kernel): the
+        # images on success, the reason otherwise.
+        if task.status is not TaskStatus.SUCCESS or task.embed != "none":
             display(task)
 
     def _run_as_text(self, task: Task, wait: bool) -> None:

@@ -29,6 +29,8 @@ _BAR_STYLE = {
     TaskStatus.TIMED_OUT: "warning",
     TaskStatus.STOPPED: "warning",
 }
+#: Front ends reset link styles inside widgets: make the link look like one.
+_LINK_STYLE = "color:#1a73e8;text-decoration:underline"
 _TILE_WIDTH = {"1:1": 256, "3:2": 300, "2:3": 200}
 
 
@@ -136,7 +138,8 @@ class TaskPanel(w.VBox):
         save.on_click(lambda _b, n=n: self._save(n))
         url = self.task.urls[n] if n < len(self.task.urls) else ""
         link = w.HTML(
-            f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener">full size</a>'
+            f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener" '
+            f'style="{_LINK_STYLE}">full size</a>'
             if url.startswith(("http://", "https://")) else ""
         )
         save.layout.margin = "0 6px 0 0"

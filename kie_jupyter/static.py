@@ -124,7 +124,8 @@ def static_bundle(task: Task, embed: str = "thumb") -> dict[str, Any]:
             src = f"data:{mime};base64," + base64.b64encode(body).decode("ascii")
             width = THUMB_SIZE if embed == "thumb" else 512
             link = _safe_link(task.urls[n]) if n < len(task.urls) else None
-            caption = (f'<a href="{esc(link, quote=True)}" target="_blank" rel="noopener">'
+            caption = (f'<a href="{esc(link, quote=True)}" target="_blank" rel="noopener" '
+                       f'style="color:#1a73e8;text-decoration:underline">'
                        f"full size</a>") if link else ""
             parts.append(
                 f'<figure style="margin:0"><img src="{src}" alt="image {n + 1}" '

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
-
     from browser_server import JupyterServer
+    from playwright.sync_api import Locator, Page
 
 FRONTENDS = ("lab", "notebook")
 PROMPT_STARTED = re.compile(r"\[(\*|\d+)\]")
@@ -26,7 +25,10 @@ _PANELS_JS = """
 () => Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell')).map((cell, i) => {
   const p = cell.querySelector('.kie4o-panel');
   if (!p) return null;
-  const bar = p.querySelector('.widget-hprogress .progress-bar, .widget-vprogress .progress-bar, .widget-progress .progress-bar');
+  // ipywidgets 8: .widget-hprogress (7: .widget-progress) > .progress > .progress-bar
+  const bar = p.querySelector(
+    '.widget-hprogress .progress-bar, .widget-vprogress .progress-bar, '
+    + '.widget-progress .progress-bar');
   const stop = Array.from(p.querySelectorAll('button')).find(b => b.innerText.trim() === 'Stop');
   const imgs = Array.from(p.querySelectorAll('img'));
   return {
@@ -64,7 +66,8 @@ def notebook_url(server: JupyterServer, frontend: str, name: str) -> str:
     if frontend == "lab":
         # A workspace of its own: Lab would otherwise reopen every notebook of earlier tests
         # (and start a kernel for each).
-        return f"{server.base}/lab/workspaces/t{uuid.uuid4().hex[:10]}/tree/{name}?token={server.token}"
+        workspace = f"t{uuid.uuid4().hex[:10]}"
+        return f"{server.base}/lab/workspaces/{workspace}/tree/{name}?token={server.token}"
     if frontend == "notebook":
         return f"{server.base}/notebooks/{name}?token={server.token}"
     raise ValueError(frontend)
@@ -182,8 +185,10 @@ class NotebookPage:
 
     def wait_static_images(self, i: int, count: int, timeout: float = 30) -> list[dict[str, Any]]:
         self.page.wait_for_function(
-            """([el, n]) => { const ims = el.querySelectorAll('.kie4o-static img');
-                 return ims.length >= n && Array.from(ims).every(im => im.complete && im.naturalWidth > 0); }""",
+            """([el, n]) => {
+                 const ims = Array.from(el.querySelectorAll('.kie4o-static img'));
+                 return ims.length >= n && ims.every(im => im.complete && im.naturalWidth > 0);
+               }""",
             arg=[self.cell(i).element_handle(), count], timeout=timeout * 1000)
         return self.static_images(i)
 

@@ -47,33 +47,40 @@ VIEWPORT = {"width": 1280, "height": 900}
 DEMO_DURATION = 4.0
 
 
-def _missing() -> str | None:
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _missing() -> list[str]:
     problems = []
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         problems.append(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    if importlib.util.find_spec("playwright") is None:
-        problems.append("the playwright Python package is not installed")
-    for mod in ("jupyterlab", "notebook"):
-        if importlib.util.find_spec(mod) is None:
-            problems.append(f"{mod} is not installed")
-    if not problems:
-        return None
-    return ("browser tests need " + "; ".join(problems)
-            + " — run `bash scripts/browser-deps.sh <venv>`")
+    for mod in ("playwright", "jupyterlab", "notebook", "ipykernel", "ipywidgets"):
+        if not _installed(mod):
+            problems.append(f"the {mod} Python package is not installed")
+    return problems
 
 
 MISSING = _missing()
+HOW = "run `bash scripts/browser-deps.sh <venv>`"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if MISSING is None:
+    if not MISSING:
+        return
+    mine = [item for item in items if HERE in Path(str(item.path)).resolve().parents]
+    if not mine:
         return
     if os.environ.get("KIE_REQUIRE_BROWSER", "") not in ("", "0"):
-        raise pytest.UsageError(f"KIE_REQUIRE_BROWSER is set but {MISSING}")
-    skip = pytest.mark.skip(reason=MISSING)
-    for item in items:
-        if HERE in Path(str(item.path)).resolve().parents:
-            item.add_marker(skip)
+        raise pytest.UsageError(
+            f"KIE_REQUIRE_BROWSER is set, but the browser tests cannot run: "
+            f"{'; '.join(MISSING)} — {HOW}")
+    skip = pytest.mark.skip(reason=f"browser tests skipped: {'; '.join(MISSING)} — {HOW}")
+    for item in mine:
+        item.add_marker(skip)
 
 
 # -- the server and the browser ---------------------------------------------------------------
