@@ -18,16 +18,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-
-def count_images(nb: nbformat.NotebookNode) -> int:
-    """Images embedded in a notebook's outputs (PNG/JPEG outputs or data: URIs in HTML)."""
-    n = 0
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            n += sum(1 for k in data if k.startswith("image/"))
-            n += str(data.get("text/html", "")).count("data:image/")
-    return n
+from kie_jupyter.testing.notebooks import count_images
 
 
 def execute(path: Path, *, timeout: int, workdir: Path) -> nbformat.NotebookNode:

@@ -22,6 +22,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from kie_jupyter.testing.notebooks import count_images
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -47,17 +49,6 @@ pytestmark = pytest.mark.skipif(not NOTEBOOKS, reason="no notebook in notebooks/
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def count_images(nb: nbformat.NotebookNode) -> int:
-    """Images in a notebook's outputs: image/* outputs and data: URIs in HTML."""
-    n = 0
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            n += sum(1 for k in data if k.startswith("image/"))
-            n += str(data.get("text/html", "")).count("data:image/")
-    return n
 
 
 def has_image(cell: nbformat.NotebookNode) -> bool:
