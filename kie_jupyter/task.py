@@ -24,6 +24,7 @@ from .errors import (
     InsufficientCreditsError,
     KieConnectionError,
     KieError,
+    MalformedResponseError,
     TaskFailedError,
     TaskTimeoutError,
 )
@@ -200,8 +201,9 @@ class Task:
                 text += f" (balance: {self.client.credits():g} credits)"
             except KieError:
                 pass
-        elif (isinstance(exc, KieConnectionError) and exc.endpoint == "generate"
-              and not exc.refused and self.task_id is None):
+        elif (isinstance(exc, (KieConnectionError, MalformedResponseError))
+              and exc.endpoint == "generate" and not getattr(exc, "refused", False)
+              and self.task_id is None):
             text += (" — the request may have reached KIE.AI, so it was not sent again (no "
                      "double charge); check your KIE.AI dashboard before re-running")
         return text
