@@ -309,7 +309,8 @@ class Kie4o(Magics):
         else:
             was = self.demo.running
             self.demo.stop()
-            self._clients = {k: c for k, c in self._clients.items() if k[0] != "demo"}
+            for key in [k for k in self._clients if k[0] == "demo"]:
+                self._clients.pop(key).close()
             print("kie4o: demo mode off; " + self.load_message().removeprefix("kie4o: ")
                   if was else "kie4o: demo mode was not on")
 
