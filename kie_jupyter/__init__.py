@@ -16,6 +16,7 @@ From Python::
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,14 +130,37 @@ def generate(
             "no API key: set KIE_API_KEY or pass client=KieClient(api_key=...)"
         )
     task = Task(request, client=client, inputs=inputs, mask=mask_input, timeout=timeout,
-                save_dir=save)
+                save_dir=save, history=_history())
     task.start()
-    return task.wait() if wait else task
+    return _wait(task) if wait else task
 
 
 def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
            client: KieClient | None = None) -> Task:
     """Follow an existing task (e.g. from history or KIE's dashboard) to its end."""
-    task = Task(None, client=client or _default_client(), task_id=task_id, timeout=timeout)
+    task = Task(None, client=client or _default_client(), task_id=task_id, timeout=timeout,
+                history=_history())
     task.start()
-    return task.wait() if wait else task
+    return _wait(task) if wait else task
+
+
+def _history() -> Any:
+    """The history store the loaded extension uses (its output_dir), else the default one."""
+    from .history import HistoryStore
+
+    for magics in _loaded.values():
+        return magics.history()
+    return HistoryStore()
+
+
+def _wait(task: Task) -> Task:
+    """Wait for a task; on Ctrl-C stop following it and say how to get it back."""
+    try:
+        return task.wait()
+    except KeyboardInterrupt:
+        task.stop()
+        task.wait(5)
+        if task.task_id:
+            print(f"kie4o: stopped following task {task.task_id}; it goes on at KIE.AI — "
+                  f"kie_jupyter.resume({task.task_id!r})", file=sys.stderr)
+        raise

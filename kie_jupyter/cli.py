@@ -18,6 +18,7 @@ from pathlib import Path
 from .client import KieClient
 from .demo import DEMO_KEY, DemoServer
 from .errors import KieError
+from .history import HistoryStore
 from .inputs import request_with_inputs, resolve_images, resolve_mask
 from .models import VARIANTS, Size, TaskStatus
 from .static import status_text
@@ -63,8 +64,19 @@ def _run(tasks: list[Task], concurrency: int) -> int:
     threads = [threading.Thread(target=one, args=(t,), daemon=True) for t in tasks]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except KeyboardInterrupt:
+        for task in tasks:
+            task.stop()
+        submitted = [task.task_id for task in tasks if task.task_id]
+        print(f"kie4o: interrupted; {len(submitted)} task(s) were submitted and go on at "
+              f"KIE.AI (in the history; `kie4o --resume ID` to get them):", file=sys.stderr)
+        for task_id in submitted:
+            print(f"  {task_id}", file=sys.stderr)
+        return 130
     return 1 if failed else 0
 
 
@@ -83,9 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if not client.has_key:
             raise KieError("no API key: set KIE_API_KEY, or use --demo")
+        history = HistoryStore()
         if args.resume:
             task = Task(None, client=client, task_id=args.resume, timeout=args.timeout,
-                        save_dir=args.save)
+                        save_dir=args.save, history=history)
             return _run([task], 1)
         prompts = [args.prompt] if not args.batch else [
             line.strip() for line in args.batch.read_text(encoding="utf-8").splitlines()
@@ -97,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             Task(request_with_inputs(prompt, images, mask, size=args.size,
                                      variants=args.variants, enhance=args.enhance),
                  client=client, inputs=images, mask=mask, timeout=args.timeout,
-                 save_dir=args.save)
+                 save_dir=args.save, history=history)
             for prompt in prompts
         ]
         return _run(tasks, args.concurrency)

@@ -28,6 +28,7 @@ from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from ._version import __version__
@@ -41,6 +42,7 @@ from .errors import (
     KieUsageError,
     MalformedResponseError,
     RateLimitError,
+    SubmissionCancelled,
     api_error_for,
     redact,
 )
@@ -149,11 +151,11 @@ class KieClient:
         limiter: SlidingWindowLimiter | None = None,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
         download_timeout: float = 120.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         session: requests.Session | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("KIE_API_KEY")
-        self._api_key = key.strip() if key and key.strip() else None
+        self._api_key = check_key(key)
         self.base_url = _checked_base(
             base_url or os.environ.get("KIE_BASE_URL") or DEFAULT_BASE_URL, "base URL"
         )
@@ -167,11 +169,12 @@ class KieClient:
         self.max_download_bytes = max_download_bytes
         #: Total seconds one image download may take (a slow trickle is cut off).
         self.download_timeout = download_timeout
-        self._sleep = sleep
+        self._closed = threading.Event()
+        # Retry waits end at once when the client is closed (``%unload_ext``).
+        self._sleep = sleep or self._closed.wait
         self._rng = random.Random()
         self._own_session = session is None
         self._session = session or self._new_session()
-        self._closed = threading.Event()
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -189,6 +192,10 @@ class KieClient:
     def has_key(self) -> bool:
         """Whether a key is configured (the key itself is never exposed by this object)."""
         return self._api_key is not None
+
+    def secret_for_redaction(self) -> str | None:
+        """The key, only so that error text can be scrubbed of it (never shown)."""
+        return self._api_key
 
     def masked_key(self) -> str:
         """The key as ``sk-…abcd`` for display (at most the last four characters)."""
@@ -239,13 +246,22 @@ class KieClient:
         params: dict[str, str] | None = None,
         files: Any = None,
         data: Any = None,
+        retries: bool = True,
+        stop: threading.Event | None = None,
     ) -> Any:
-        """Send one API request under the retry policy; return the envelope's ``data``."""
+        """Send one API request under the retry policy; return the envelope's ``data``.
+
+        ``retries=False`` makes one attempt (the poller has its own backoff); ``stop`` ends a
+        wait for a submission slot without sending anything.
+        """
         attempt = 0
+        max_retries = self.retry.max_retries if retries else 0
         while True:
+            if self._closed.is_set():
+                raise KieConfigError(f"{endpoint}: the client was closed (extension unloaded)")
             try:
-                if kind == "submit":
-                    self.limiter.acquire()
+                if kind == "submit" and not self.limiter.acquire_unless(stop):
+                    raise SubmissionCancelled(endpoint)
                 response = self._session.request(
                     method,
                     url,
@@ -277,9 +293,17 @@ class KieClient:
                 err = KieConnectionError(
                     f"{what} {urlsplit(url).netloc} ({endpoint})", endpoint, refused=refused
                 )
+            except requests.exceptions.RequestException as exc:
+                # A body cut off mid-way (ChunkedEncodingError, ContentDecodingError...): the
+                # request reached the server. The exception's text is not kept (it can quote
+                # headers).
+                err = KieConnectionError(
+                    f"broken answer from {urlsplit(url).netloc} ({endpoint}: "
+                    f"{type(exc).__name__})", endpoint, refused=False,
+                )
             except (KieAPIError, MalformedResponseError) as exc:
                 err = exc
-            if not self._should_retry(err, kind) or attempt >= self.retry.max_retries:
+            if not self._should_retry(err, kind) or attempt >= max_retries:
                 raise err
             retry_after = getattr(err, "retry_after", None)
             if retry_after is not None and retry_after > self.retry.max_retry_after:
@@ -342,24 +366,31 @@ class KieClient:
 
     # -- the 4o Image API ----------------------------------------------------------------
 
-    def generate(self, request: GenerationRequest) -> str:
-        """Create a task; return its ``taskId``. Sent once (see the module docstring)."""
+    def generate(self, request: GenerationRequest, *,
+                 stop: threading.Event | None = None) -> str:
+        """Create a task; return its ``taskId``. Sent once (see the module docstring).
+
+        Setting ``stop`` while it waits for a submission slot cancels it before anything is
+        sent (:class:`SubmissionCancelled`).
+        """
         data = self._send(
             "POST",
             f"{self.base_url}/api/v1/gpt4o-image/generate",
             "generate",
             kind="submit",
             json=request.to_body(),
+            stop=stop,
         )
         task_id = data.get("taskId") if isinstance(data, dict) else None
         if not task_id:
             raise MalformedResponseError("generate", "no taskId in the answer")
         return str(task_id)
 
-    def record_info(self, task_id: str) -> TaskRecord | None:
+    def record_info(self, task_id: str, *, retries: bool = True) -> TaskRecord | None:
         """One snapshot of a task; None while the API has no record yet (just after submit).
 
-        An unknown id raises :class:`~kie_jupyter.errors.TaskNotFoundError`.
+        An unknown id raises :class:`~kie_jupyter.errors.TaskNotFoundError`. ``retries=False``
+        makes a single attempt (the poller retries with its own schedule and deadline).
         """
         if not task_id or not str(task_id).strip():
             raise KieUsageError("task id: empty")
@@ -368,6 +399,7 @@ class KieClient:
             f"{self.base_url}/api/v1/gpt4o-image/record-info",
             "record-info",
             params={"taskId": str(task_id).strip()},
+            retries=retries,
         )
         if data is None:
             return None
@@ -539,7 +571,8 @@ class KieClient:
                     if size > self.max_download_bytes:
                         raise DownloadError(url, f"larger than {self.max_download_bytes} bytes")
                     chunks.append(chunk)
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+                OSError) as exc:
             raise transient(type(exc).__name__) from None
         body = b"".join(chunks)
         # Content-Length counts the encoded bytes: compare only when the body is not encoded
@@ -589,8 +622,27 @@ def check_image_bytes(data: bytes, label: str) -> None:
         raise KieUsageError(
             f"{label}: {len(data) / 1048576:.1f} MiB is over the API's 25 MiB limit per image"
         )
-    if sniff_image(data) is None:
-        raise KieUsageError(f"{label}: not an image (PNG, JPEG, WEBP or GIF expected)")
+    info = sniff_image(data)
+    if info is None or info.format not in INPUT_FORMATS:
+        found = f"a {info.format.upper()} image" if info else "not an image"
+        raise KieUsageError(f"{label}: {found}; the API takes PNG, JPEG or WEBP")
+
+
+#: Image formats the API accepts as inputs and masks.
+INPUT_FORMATS = ("png", "jpeg", "webp")
+
+
+def check_key(key: str | None) -> str | None:
+    """The key stripped, or None; refuse one that cannot be sent in a header (no echo)."""
+    if not key or not key.strip():
+        return None
+    key = key.strip()
+    if not key.isascii() or not key.isprintable() or " " in key:
+        raise KieConfigError(
+            "the API key contains spaces, line breaks or non-ASCII characters; "
+            "copy it again from https://kie.ai/api-key"
+        )
+    return key
 
 
 def read_image_file(path: str | os.PathLike[str]) -> bytes:

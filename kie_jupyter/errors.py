@@ -33,6 +33,7 @@ __all__ = [
     "KieConnectionError",
     "KieTimeoutError",
     "MalformedResponseError",
+    "SubmissionCancelled",
     "TaskFailedError",
     "TaskTimeoutError",
     "DownloadError",
@@ -178,6 +179,14 @@ class KieTimeoutError(KieConnectionError):
     """The server did not answer in time (the request may have arrived)."""
 
 
+class SubmissionCancelled(KieError):
+    """A generate was stopped while it waited for a submission slot: nothing was sent."""
+
+    def __init__(self, endpoint: str = "generate") -> None:
+        self.endpoint = endpoint
+        super().__init__("stopped before the request was sent (nothing was charged)")
+
+
 class MalformedResponseError(KieError):
     """The server answered with something that is not the API's JSON envelope."""
 
@@ -202,11 +211,13 @@ class TaskFailedError(KieError):
 class TaskTimeoutError(KieError):
     """The local timeout ran out; the task may still finish on the server."""
 
-    def __init__(self, task_id: str, timeout: float) -> None:
+    def __init__(self, task_id: str, timeout: float, last_error: str | None = None) -> None:
         self.task_id = task_id
         self.timeout = timeout
+        self.last_error = last_error
+        why = f" (the last poll failed: {last_error})" if last_error else ""
         super().__init__(
-            f"task {task_id} did not finish within {timeout:g} s; "
+            f"task {task_id} did not finish within {timeout:g} s{why}; "
             f"it may still finish: `%kie4o resume {task_id}`"
         )
 

@@ -48,9 +48,14 @@ class HistoryEntry:
     base_url: str | None = None
 
     def merge(self, fields: dict[str, Any]) -> None:
+        """Fold a later record in: new values win, but nothing known is blanked or moved
+        (a resumed task keeps its first creation time and its saved files)."""
         for name, value in fields.items():
-            if name in self.__dataclass_fields__ and name != "task_id" and value is not None:
-                setattr(self, name, value)
+            if name not in self.__dataclass_fields__ or name == "task_id" or value is None:
+                continue
+            if value in ([], {}, "") or (name == "created" and self.created):
+                continue
+            setattr(self, name, value)
 
 
 class HistoryStore:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import shlex
 import threading
+import time
+from datetime import datetime
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -19,7 +22,7 @@ from IPython.utils.text import DollarFormatter
 from traitlets import Enum, Float, Unicode
 
 from . import options
-from .client import KieClient
+from .client import KieClient, check_key
 from .demo import BANNER, DEMO_KEY, DemoServer, demo_requested
 from .errors import KieConfigError, KieError
 from .history import HistoryStore, default_output_dir
@@ -77,7 +80,10 @@ class Kie4o(Magics):
             make = lambda: KieClient(DEMO_KEY, base_url=self.demo.url,  # noqa: E731
                                      upload_url=self.demo.url)
         else:
-            key = ("live", self.base_url, self.upload_url, self._api_key)
+            # The environment is part of the key: a KIE_API_KEY set after %load_ext counts.
+            env = tuple(os.environ.get(v) for v in ("KIE_API_KEY", "KIE_BASE_URL",
+                                                    "KIE_UPLOAD_URL"))
+            key = ("live", self.base_url, self.upload_url, self._api_key, env)
             make = lambda: KieClient(self._api_key, base_url=self.base_url,  # noqa: E731
                                      upload_url=self.upload_url)
         with self._lock:
@@ -112,12 +118,14 @@ class Kie4o(Magics):
         """Stop every poller and the demo server (``%unload_ext``)."""
         for task in self._tasks:
             task.stop()
-        for task in self._tasks:
-            if task._thread is not None:
-                task._thread.join(timeout=5)
-        self._tasks.clear()
         for client in self._clients.values():
-            client.close()
+            client.close()  # ends retry waits; a request in flight ends at its timeout
+        deadline = time.monotonic() + 5.0  # one deadline for all: unloading must not hang
+        for task in self._tasks:
+            thread = task._thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=max(deadline - time.monotonic(), 0.0))
+        self._tasks.clear()
         self._clients.clear()
         self.demo.stop()
 
@@ -158,7 +166,7 @@ class Kie4o(Magics):
             opts.request, client=client, inputs=opts.images, mask=opts.mask,
             timeout=opts.timeout or self.timeout,
             schedule=PollSchedule(min_interval=self.poll_interval),
-            save_dir=opts.save, embed=self.embed,
+            save_dir=opts.save, embed=self.embed, history=self.history(),
         )
         self._run_task(task, out=opts.out, wait=not opts.no_wait)
         return None
@@ -166,7 +174,6 @@ class Kie4o(Magics):
     def _run_task(self, task: Task, *, out: str | None, wait: bool) -> None:
         self._tasks = [t for t in self._tasks if not t.done]
         self._tasks.append(task)
-        task.subscribe(self._recorder(task))
         self.shell.user_ns["_kie4o"] = task
         if out:
             self.shell.user_ns[out] = task
@@ -174,23 +181,6 @@ class Kie4o(Magics):
             self._run_with_panel(task, wait)
         else:
             self._run_as_text(task, wait)
-
-    def _recorder(self, task: Task) -> Any:
-        history = self.history()
-        base_url = task.client.base_url
-        state = {"submitted": False, "final": False}
-
-        def record(t: Task) -> None:
-            if t.task_id and not state["submitted"]:
-                state["submitted"] = True
-                history.record(t, base_url)
-            if t.status.finished and t.task_id and not state["final"]:
-                state["final"] = True
-                history.record(t, base_url)
-
-        if task.task_id:  # a resumed task: known already
-            state["submitted"] = True
-        return record
 
     def _run_with_panel(self, task: Task, wait: bool) -> None:
         from .panel import TaskPanel  # ipywidgets is imported only when a panel is shown
@@ -242,7 +232,9 @@ class Kie4o(Magics):
     def _interrupted(task: Task) -> None:
         task.stop()
         task.wait(5)
-        if task.task_id:
+        if task.task_id is None and task.done:
+            print("kie4o: stopped before the request was sent; nothing was charged")
+        elif task.task_id:
             print(f"kie4o: stopped following task {task.task_id}; it goes on at KIE.AI — "
                   f"`%kie4o resume {task.task_id}`")
 
@@ -292,7 +284,10 @@ class Kie4o(Magics):
         if args:
             raise UsageError("%kie4o login takes no argument: the key is asked with a hidden "
                              "prompt so it is never saved in the notebook")
-        key = getpass.getpass("KIE.AI API key (hidden): ").strip()
+        try:
+            key = check_key(getpass.getpass("KIE.AI API key (hidden): "))
+        except KieConfigError as exc:
+            raise UsageError(f"%kie4o login: {exc}") from None
         if not key:
             raise UsageError("%kie4o login: no key entered")
         self._api_key = key
@@ -308,9 +303,13 @@ class Kie4o(Magics):
             print(BANNER.format(url=url))
         else:
             was = self.demo.running
+            demo_clients = [self._clients.pop(k) for k in list(self._clients) if k[0] == "demo"]
+            for task in self._tasks:
+                if task.client in demo_clients:
+                    task.stop()  # its server is going away
+            for client in demo_clients:
+                client.close()
             self.demo.stop()
-            for key in [k for k in self._clients if k[0] == "demo"]:
-                self._clients.pop(key).close()
             print("kie4o: demo mode off; " + self.load_message().removeprefix("kie4o: ")
                   if was else "kie4o: demo mode was not on")
 
@@ -337,9 +336,13 @@ class Kie4o(Magics):
             raise UsageError(f"%kie4o resume {task_id}: {exc}") from None
         entry = self.history().get(task_id)
         task = Task(None, client=client, task_id=task_id, timeout=self.timeout,
-                    schedule=PollSchedule(min_interval=self.poll_interval), embed=self.embed)
+                    schedule=PollSchedule(min_interval=self.poll_interval), embed=self.embed,
+                    history=self.history())
         if entry is not None:
             task.params = dict(entry.params) or {"prompt": entry.prompt}
+            task.saved_paths = list(entry.saved_paths)
+            if entry.created:
+                task.created = datetime.fromisoformat(entry.created)
         elif record is not None and record.params:
             from .task import _params_from_api
 

@@ -104,6 +104,8 @@ def poll_task(
     polls = errors = empty_success = 0
     progress = 0.0
     recent_rate: float | None = None
+    last_error: str | None = None  # the latest transient error, for the timeout message
+    retry_after: float | None = None
     changed_at: tuple[float, float] | None = None  # (time, progress) of the last change
     # Counting from submission makes ``schedule.first`` the wait before the first query
     # (a resumed task, submitted long ago, is still queried at once).
@@ -111,7 +113,7 @@ def poll_task(
     while True:
         now = clock()
         interval = (
-            backoff_delay(errors - 1, retry) if errors
+            backoff_delay(errors - 1, retry, retry_after) if errors
             else schedule.next_interval(now - start, progress, polls, recent_rate)
         )
         # Never query the same task faster than the API allows.
@@ -120,7 +122,7 @@ def poll_task(
             wait(max(deadline - now, 0.0))
             if stop.is_set():
                 return
-            raise TaskTimeoutError(task_id, timeout)
+            raise TaskTimeoutError(task_id, timeout, last_error)
         if due > now:
             wait(due - now)
         if stop.is_set():
@@ -135,17 +137,17 @@ def poll_task(
             if clock() - start > not_found_grace:
                 raise
             record = None
-        except (KieConnectionError, MalformedResponseError):
-            errors += 1
+        except (KieConnectionError, MalformedResponseError) as exc:
+            errors, last_error, retry_after = errors + 1, str(exc), None
             continue
         except KieAPIError as exc:
             if exc.code in (429, 455) or (500 <= exc.code < 600 and exc.code not in (501, 505)):
-                errors += 1
+                errors, last_error, retry_after = errors + 1, str(exc), exc.retry_after
                 continue
             raise
         except KieError:
             raise
-        errors = 0
+        errors, last_error = 0, None
         if record is None:
             yield None
             continue

@@ -53,6 +53,15 @@ class SlidingWindowLimiter:
             self._sleep(wait)
         return wait
 
+    def acquire_unless(self, cancel: threading.Event | None) -> bool:
+        """Wait for a slot unless ``cancel`` is set meanwhile (then return False)."""
+        if cancel is None:
+            self.acquire()
+            return True
+        wait = self.reserve()
+        # A cancelled wait keeps its slot: at worst a later caller waits a little longer.
+        return wait <= 0 or not cancel.wait(wait)
+
 
 #: The process-wide limiter every client shares by default (the limit is per account).
 #: Its window is half a second longer than the API's, so that requests that leave on time

@@ -7,6 +7,7 @@ from that thread; they must only set state (the panel sets widget traits), never
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -22,11 +23,14 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     DownloadError,
     InsufficientCreditsError,
+    KieAPIError,
     KieConnectionError,
     KieError,
     MalformedResponseError,
+    SubmissionCancelled,
     TaskFailedError,
     TaskTimeoutError,
+    redact,
 )
 from .imageinfo import sniff_image
 from .models import GenerationRequest, TaskRecord, TaskStatus
@@ -34,6 +38,7 @@ from .poller import PollSchedule, poll_task
 
 if TYPE_CHECKING:
     from .client import KieClient
+    from .history import HistoryStore
     from .inputs import InputImage
 
 __all__ = ["Task", "TaskError"]
@@ -80,6 +85,7 @@ class Task:
         schedule: PollSchedule | None = None,
         save_dir: str | os.PathLike[str] | None = None,
         embed: str = "thumb",
+        history: HistoryStore | None = None,
     ) -> None:
         self.request = request
         self.client = client
@@ -90,6 +96,8 @@ class Task:
         self.schedule = schedule or PollSchedule()
         self.save_dir = Path(save_dir).expanduser() if save_dir else None
         self.embed = embed
+        #: Where the task is recorded the moment its id is known, and when it ends.
+        self.history = history
         self.status = TaskStatus.SUBMITTING if task_id is None else TaskStatus.GENERATING
         self.progress = 0.0
         self.urls: tuple[str, ...] = ()
@@ -132,7 +140,12 @@ class Task:
                 self.completed = _now()
                 self.finished_monotonic = time.monotonic()
         self._notify()
-        if self.status.finished:
+        if self.status.finished and not self._done.is_set():
+            if self.history is not None and self.task_id:
+                try:
+                    self.history.record(self, self.client.base_url)
+                except OSError as exc:
+                    log.warning("could not write the history: %s", exc)
             self._done.set()
 
     @property
@@ -164,14 +177,21 @@ class Task:
         return self
 
     def run(self) -> Task:
-        """Run the task in the calling thread, to the end."""
+        """Run the task in the calling thread, to the end (or wait, if it already runs)."""
+        with self._lock:
+            claimed = self._thread is not None
+            if not claimed:
+                # Claim it: a second start/run/wait never submits it again.
+                self._thread = threading.current_thread()
+        if claimed:
+            return self.wait()
         self._run()
         return self
 
     def wait(self, timeout: float | None = None) -> Task:
         """Block until the task ends (or ``timeout`` seconds pass); return the task."""
-        if self._thread is None and not self.done:
-            self.start()
+        if not self.done:
+            self.start()  # does nothing if it already runs
         self._done.wait(timeout)
         return self
 
@@ -187,11 +207,15 @@ class Task:
                     return
             self._follow()
         except KieError as exc:
+            if self._stop.is_set():  # stopped (or unloaded) meanwhile: that is the outcome
+                self._set(status=TaskStatus.STOPPED)
+                return
             code = getattr(exc, "code", None)
             self._set(status=TaskStatus.FAILED, error=TaskError(code, self._explain(exc)))
         except Exception as exc:  # never leave a task hanging in "generating"
-            log.exception("task crashed")
-            self._set(status=TaskStatus.FAILED, error=TaskError(None, f"internal error: {exc}"))
+            text = redact(f"{type(exc).__name__}: {exc}", self.client.secret_for_redaction())
+            log.error("task %s crashed: %s", self.task_id, text)
+            self._set(status=TaskStatus.FAILED, error=TaskError(None, f"internal error: {text}"))
 
     def _explain(self, exc: KieError) -> str:
         """The error in plain words, with what the user needs to act on it."""
@@ -201,9 +225,13 @@ class Task:
                 text += f" (balance: {self.client.credits():g} credits)"
             except KieError:
                 pass
-        elif (isinstance(exc, (KieConnectionError, MalformedResponseError))
-              and exc.endpoint == "generate" and not getattr(exc, "refused", False)
-              and self.task_id is None):
+        elif self.task_id is None and getattr(exc, "endpoint", None) == "generate" and (
+            (isinstance(exc, (KieConnectionError, MalformedResponseError))
+             and not getattr(exc, "refused", False))
+            # A gateway's 5xx page (no API envelope): the API may have taken it.
+            or (isinstance(exc, KieAPIError) and exc.body is None
+                and (exc.http_status or 0) >= 500)
+        ):
             text += (" — the request may have reached KIE.AI, so it was not sent again (no "
                      "double charge); check your KIE.AI dashboard before re-running")
         return text
@@ -221,8 +249,14 @@ class Task:
             self._set(status=TaskStatus.STOPPED)
             return
         self._submitted_at = time.monotonic()
-        task_id = self.client.generate(request)
+        try:
+            task_id = self.client.generate(request, stop=self._stop)
+        except SubmissionCancelled:
+            self._set(status=TaskStatus.STOPPED)
+            return
         self._set(task_id=task_id, status=TaskStatus.GENERATING)
+        if self.history is not None:
+            self.history.record(self, self.client.base_url)
 
     def _upload(self, item: InputImage) -> str:
         if item.url:
@@ -236,11 +270,13 @@ class Task:
         record: TaskRecord | None = None
         try:
             for record in poll_task(
-                self.client.record_info,
+                # One attempt per poll: the poller's own backoff and deadline handle errors.
+                functools.partial(self.client.record_info, retries=False),
                 self.task_id,
                 submitted_at=submitted,
                 timeout=self.timeout,
                 schedule=self.schedule,
+                retry=self.client.retry,
                 stop=self._stop,
                 not_found_grace=30.0 if submitted is not None else 0.0,
             ):
@@ -253,7 +289,9 @@ class Task:
         except TaskTimeoutError as exc:
             self._set(status=TaskStatus.TIMED_OUT, error=TaskError(None, str(exc)))
             return
-        if self._stop.is_set() and (record is None or not record.finished):
+        if self._stop.is_set() and (
+            record is None or not record.finished or (record.succeeded and not record.urls)
+        ):
             self._set(status=TaskStatus.STOPPED)
             return
         assert record is not None
@@ -279,6 +317,8 @@ class Task:
                 results[n] = self.client.fetch_image(self.urls[n])
             except DownloadError as exc:
                 errors[n] = exc.reason
+            except Exception as exc:  # one image's failure never discards the others
+                errors[n] = f"{type(exc).__name__}"
 
         with ThreadPoolExecutor(max_workers=min(4, len(self.urls))) as pool:
             list(pool.map(fetch, range(len(self.urls))))

@@ -165,3 +165,41 @@ def test_line_magic_fills_names_from_the_notebook(shell, server):
     shell.user_ns["tid"] = task.task_id
     run(shell, "%kie4o resume $tid")
     assert shell.user_ns["_kie4o"].task_id == task.task_id
+
+
+def test_a_key_set_after_loading_is_used(shell, server, monkeypatch):
+    monkeypatch.delenv("KIE_API_KEY")
+    run(shell, "%reload_ext kie_jupyter")
+    monkeypatch.setenv("KIE_API_KEY", KEY)  # e.g. os.environ[...] = ... in a later cell
+    run(shell, "%%kie4o -o t\nlate key")
+    assert shell.user_ns["t"].status is TaskStatus.SUCCESS
+
+
+def test_login_refuses_a_key_with_a_line_break(shell, monkeypatch):
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": "sk-abc\ndef")
+    with pytest.raises(UsageError, match="line breaks") as info:
+        run(shell, "%kie4o login")
+    assert "sk-abc" not in str(info.value)
+
+
+def test_demo_off_stops_the_demo_tasks(shell, server, monkeypatch):
+    monkeypatch.setenv("KIE_DEMO_DURATION", "30")
+    run(shell, "%kie4o demo")
+    run(shell, "%%kie4o --no-wait -o t\nlong demo task")
+    run(shell, "%kie4o demo off")
+    task = shell.user_ns["t"]
+    task.wait(5)
+    assert task.status is TaskStatus.STOPPED
+
+
+def test_unload_is_quick_with_tasks_in_flight(shell, server):
+    import time
+
+    server.add_fault("record-info", delay=3.0, times=100)  # every poll hangs for 3 s
+    for n in range(4):
+        run(shell, f"%%kie4o --no-wait -o t{n}\nslow poll {n}")
+    time.sleep(1.0)  # the first polls are in flight
+    start = time.monotonic()
+    run(shell, "%unload_ext kie_jupyter")
+    assert time.monotonic() - start < 6.5
+    run(shell, "%load_ext kie_jupyter")  # the fixture unloads again
