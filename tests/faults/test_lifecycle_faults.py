@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-from fault_helpers import FAST, KEY
 
 from kie_jupyter import KieClient, generate
 from kie_jupyter.errors import KieConfigError
@@ -15,6 +14,8 @@ from kie_jupyter.models import GenerationRequest, TaskStatus
 from kie_jupyter.ratelimit import SlidingWindowLimiter
 from kie_jupyter.task import Task
 from kie_jupyter.testing.images import render_png
+
+from fault_helpers import FAST, KEY
 
 
 def task_for(client, prompt="a fox", **kw) -> Task:
