@@ -21,7 +21,6 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -47,7 +46,8 @@ from .errors import (
     redact,
 )
 from .imageinfo import sniff_image
-from .models import MAX_IMAGE_BYTES, GenerationRequest, TaskRecord
+from .localfiles import check_image_bytes, mime_of, read_image_file, unique_name
+from .models import GenerationRequest, TaskRecord
 from .ratelimit import SlidingWindowLimiter, submit_limiter
 from .retry import RetryPolicy, backoff_delay, parse_retry_after
 
@@ -460,12 +460,12 @@ class KieClient:
                       upload_path: str = UPLOAD_PATH) -> str:
         """Upload image bytes as multipart (any size up to 25 MiB); return the public URL."""
         check_image_bytes(data, file_name)
-        name = _unique_name(file_name)
+        name = unique_name(file_name)
         answer = self._send(
             "POST",
             f"{self.upload_url}/api/file-stream-upload",
             "file-stream-upload",
-            files={"file": (name, data, _mime(data))},
+            files={"file": (name, data, mime_of(data))},
             data={"uploadPath": upload_path, "fileName": name},
         )
         return self._uploaded_url(answer, "file-stream-upload")
@@ -474,13 +474,13 @@ class KieClient:
                      upload_path: str = UPLOAD_PATH) -> str:
         """Upload a small in-memory image as base64; return its public URL."""
         check_image_bytes(data, file_name)
-        payload = f"data:{_mime(data)};base64," + base64.b64encode(data).decode("ascii")
+        payload = f"data:{mime_of(data)};base64," + base64.b64encode(data).decode("ascii")
         answer = self._send(
             "POST",
             f"{self.upload_url}/api/file-base64-upload",
             "file-base64-upload",
             json={"base64Data": payload, "uploadPath": upload_path,
-                  "fileName": _unique_name(file_name)},
+                  "fileName": unique_name(file_name)},
         )
         return self._uploaded_url(answer, "file-base64-upload")
 
@@ -600,38 +600,6 @@ def _cut(response: requests.Response) -> None:
     response.close()
 
 
-def _mime(data: bytes) -> str:
-    info = sniff_image(data)
-    return info.mime_type if info else "application/octet-stream"
-
-
-def _unique_name(name: str) -> str:
-    # Reusing a fileName overwrites on the server: make each upload's name unique.
-    stem, dot, ext = name.rpartition(".")
-    if not dot:
-        stem, ext = name, "png"
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:40] or "image"
-    return f"{safe}-{uuid.uuid4().hex[:8]}.{ext.lower()}"
-
-
-def check_image_bytes(data: bytes, label: str) -> None:
-    """Refuse what the API would refuse: empty, over 25 MiB, or not an image."""
-    if not data:
-        raise KieUsageError(f"{label}: the file is empty")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise KieUsageError(
-            f"{label}: {len(data) / 1048576:.1f} MiB is over the API's 25 MiB limit per image"
-        )
-    info = sniff_image(data)
-    if info is None or info.format not in INPUT_FORMATS:
-        found = f"a {info.format.upper()} image" if info else "not an image"
-        raise KieUsageError(f"{label}: {found}; the API takes PNG, JPEG or WEBP")
-
-
-#: Image formats the API accepts as inputs and masks.
-INPUT_FORMATS = ("png", "jpeg", "webp")
-
-
 def check_key(key: str | None) -> str | None:
     """The key stripped, or None; refuse one that cannot be sent in a header (no echo)."""
     if not key or not key.strip():
@@ -643,20 +611,3 @@ def check_key(key: str | None) -> str | None:
             "copy it again from https://kie.ai/api-key"
         )
     return key
-
-
-def read_image_file(path: str | os.PathLike[str]) -> bytes:
-    """Read a local image for upload, with a clear error for every way it can be wrong."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise KieUsageError(f"{path}: no such file")
-    if p.is_dir():
-        raise KieUsageError(f"{path}: is a directory, not an image file")
-    size = p.stat().st_size
-    if size > MAX_IMAGE_BYTES:
-        raise KieUsageError(
-            f"{path}: {size / 1048576:.1f} MiB is over the API's 25 MiB limit per image"
-        )
-    data = p.read_bytes()
-    check_image_bytes(data, str(path))
-    return data

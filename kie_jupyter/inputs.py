@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .client import check_image_bytes, read_image_file
 from .errors import KieUsageError
 from .imageinfo import sniff_image
+from .localfiles import check_image_bytes, read_image_file
 from .models import MAX_FILES, GenerationRequest
 
 __all__ = ["InputImage", "resolve_images", "resolve_mask", "request_with_inputs", "PENDING_UPLOAD"]

@@ -140,6 +140,6 @@ def test_resume_keeps_the_first_creation_time_and_saved_files(server, client, tm
 
 
 def test_render_png_is_an_accepted_input():
-    from kie_jupyter.client import check_image_bytes
+    from kie_jupyter.localfiles import check_image_bytes
 
     check_image_bytes(render_png("x"), "x")
