@@ -12,6 +12,7 @@ import os
 import shlex
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -206,25 +207,27 @@ class Kie4o(Magics):
             print("kie4o: running in the background; `_kie4o.wait()` to block, "
                   "`_kie4o.status` to check")
             return
-        last = ""
-        while not task.done:
+        printed = [""]
+
+        def progress_line() -> None:
             text = f"kie4o: {status_text(task)}"
-            if text != last:
+            if text != printed[0]:
                 print(text, flush=True)
-                last = text
-            try:
-                task.wait(0.5)
-            except KeyboardInterrupt:
-                self._interrupted(task)
-                break
-        print(f"kie4o: {status_text(task)}", flush=True)
+                printed[0] = text
+
+        self._wait(task, progress_line, every=0.5)
+        progress_line()
         if task.status is TaskStatus.SUCCESS:
             display(task)
 
-    def _wait(self, task: Task) -> None:
+    def _wait(self, task: Task, tick: Callable[[], None] | None = None,
+              every: float = 0.2) -> None:
+        """Block until the task ends, calling ``tick`` between waits; Ctrl-C stops it."""
         try:
             while not task.done:
-                task.wait(0.2)
+                if tick is not None:
+                    tick()
+                task.wait(every)
         except KeyboardInterrupt:
             self._interrupted(task)
 
