@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ._version import __version__
 from .client import KieClient
 from .errors import KieError, KieUsageError
 from .models import GenerationRequest, TaskStatus
-from .task import Task, TaskError
+from .task import Task, TaskError, TaskImage
 
 __all__ = [
     "__version__",
@@ -33,6 +33,7 @@ __all__ = [
     "KieClient",
     "Task",
     "TaskError",
+    "TaskImage",
     "TaskStatus",
     "GenerationRequest",
     "KieError",
@@ -83,7 +84,7 @@ def _default_client() -> KieClient:
         if _demo is None:
             _demo = DemoServer()
         url = _demo.start()
-        return KieClient(DEMO_KEY, base_url=url, upload_url=url)
+        return KieClient(DEMO_KEY, base_url=url, upload_url=url, demo=True)
     return KieClient()
 
 
@@ -104,17 +105,23 @@ def generate(
 ) -> Task:
     """Generate (or edit) images; return the :class:`Task` (finished when ``wait``).
 
-    ``images`` and ``mask`` take local paths (uploaded first), http(s) URLs, bytes, or an
-    earlier task. ``fallback`` is True or a model name (``FLUX_MAX``, ``GPT_IMAGE_1``).
-    Bad input raises :class:`KieUsageError` before anything is sent; a task that fails does
-    not raise: ``task.error`` holds the reason (and ``task.images`` raises it).
+    ``images`` and ``mask`` take local paths (uploaded first), http(s) URLs, bytes, an
+    earlier task, or one of its images (``fox[1]``). ``fallback`` is True or a model name
+    (``FLUX_MAX``, ``GPT_IMAGE_1``). ``save`` is a folder for the images and their sidecar.
+    Bad input raises :class:`KieUsageError` before anything is sent (nothing is charged); a
+    task that fails does not raise: ``task.error`` holds the reason (and ``task.images``
+    raises it).
     """
+    from .checks import check_save_dir, check_timeout
     from .inputs import request_with_inputs, resolve_images, resolve_mask
 
-    if isinstance(images, (str, bytes, os.PathLike, Task)):
-        images = [images]
-    inputs = resolve_images(images)
-    mask_input = resolve_mask(mask, inputs)
+    # Every argument is checked before anything is sent: a mistake here must cost nothing.
+    timeout = check_timeout(timeout, "timeout")
+    save_dir = check_save_dir(save, "save") if save is not None else None
+    if client is not None and not isinstance(client, KieClient):
+        raise KieUsageError(f"client: expected a KieClient, not {type(client).__name__}")
+    inputs = resolve_images(_as_list(images), "images")
+    mask_input = resolve_mask(mask, inputs, "mask", "input image")
     request = request_with_inputs(
         prompt, inputs, mask_input,
         size=size,
@@ -130,16 +137,34 @@ def generate(
             "no API key: set KIE_API_KEY or pass client=KieClient(api_key=...)"
         )
     task = Task(request, client=client, inputs=inputs, mask=mask_input, timeout=timeout,
-                save_dir=save, history=_history())
+                save_dir=save_dir, history=_history())
     task.start()
     return _wait(task) if wait else task
+
+
+def _as_list(images: Any) -> list[Any]:
+    """``images`` as a list of sources: one source alone, or the items of a collection."""
+    if images is None:
+        return []
+    if isinstance(images, (list, tuple, set, frozenset)):
+        return list(images)
+    if isinstance(images, Iterator):  # a generator of paths
+        return list(images)
+    return [images]  # one path, URL, bytes, task or task image; anything else is refused
 
 
 def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
            client: KieClient | None = None) -> Task:
     """Follow an existing task (e.g. from history or KIE's dashboard) to its end."""
-    task = Task(None, client=client or _default_client(), task_id=task_id, timeout=timeout,
-                history=_history())
+    from .checks import check_timeout
+
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise KieUsageError("resume: task_id must be a non-empty string")
+    timeout = check_timeout(timeout, "timeout")
+    if client is not None and not isinstance(client, KieClient):
+        raise KieUsageError(f"client: expected a KieClient, not {type(client).__name__}")
+    task = Task(None, client=client or _default_client(), task_id=task_id.strip(),
+                timeout=timeout, history=_history())
     task.start()
     return _wait(task) if wait else task
 
@@ -154,7 +179,7 @@ def _history() -> Any:
 
 
 def _wait(task: Task) -> Task:
-    """Wait for a task; on Ctrl-C stop following it and say how to get it back."""
+    """Wait for a task; on Ctrl-C stop following it and say where it stands."""
     try:
         return task.wait()
     except KeyboardInterrupt:
@@ -163,4 +188,10 @@ def _wait(task: Task) -> Task:
         if task.task_id:
             print(f"kie4o: stopped following task {task.task_id}; it goes on at KIE.AI — "
                   f"kie_jupyter.resume({task.task_id!r})", file=sys.stderr)
+        elif task.stopped_before_sent:
+            print("kie4o: stopped before the task was sent; nothing was charged",
+                  file=sys.stderr)
+        else:  # the request was on its way: it may have created a task
+            print("kie4o: stopped while the task was being sent; it may have reached KIE.AI "
+                  "— check your KIE.AI dashboard", file=sys.stderr)
         raise

@@ -5,6 +5,10 @@
     kie4o --demo "try it with no key"                         # the bundled mock server
     kie4o --credits
     kie4o --resume TASK_ID --save out/
+
+Every option is checked before anything is sent (so a mistake costs no credit), and every
+mistake is one line ``kie4o: …``. Exit codes: 0 every task done, 1 some failed, 2 bad usage
+(nothing sent), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,114 +16,293 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
+from .checks import check_save_dir, check_timeout
 from .client import KieClient
 from .demo import DEMO_KEY, DemoServer
-from .errors import KieError
+from .errors import KieConfigError, KieError, KieUsageError
+from .hints import hint, with_hint
 from .history import HistoryStore
-from .inputs import request_with_inputs, resolve_images, resolve_mask
-from .models import VARIANTS, Size, TaskStatus
+from .inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
+from .models import VARIANTS, FallbackModel, GenerationRequest, Size, TaskStatus, is_http_url
 from .static import status_text
 from .task import Task
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_MODELS = [m.value for m in FallbackModel]
+#: After Ctrl-C, how long the tasks may take to settle (a generate in flight gets its id).
+_SETTLE_SECONDS = 5.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are a :class:`KieUsageError` (one line), not usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise KieUsageError(with_hint(message, "options", "cli"))
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kie4o", description="KIE.AI 4o Image generation.")
+    p = _Parser(prog="kie4o", description="KIE.AI 4o Image generation.",
+                epilog="Exit codes: 0 all done, 1 some failed, 2 bad usage (nothing sent), "
+                       "130 interrupted.")
     p.add_argument("prompt", nargs="?", default="", help="the prompt (or use --batch)")
     p.add_argument("-s", "--size", choices=[s.value for s in Size], default="1:1")
     p.add_argument("-n", "--variants", type=int, choices=list(VARIANTS), default=1)
     p.add_argument("-i", "--image", action="append", default=[], help="input image (≤ 5)")
     p.add_argument("-m", "--mask", default=None, help="mask for the one --image")
     p.add_argument("-e", "--enhance", action="store_true")
+    # No argparse choices: ``kie4o --fallback "a fox"`` means the default model and a prompt.
+    p.add_argument("--fallback", nargs="?", const=FallbackModel.FLUX_MAX.value, default=None,
+                   metavar="MODEL",
+                   help="fall back to another model if 4o is unavailable: FLUX_MAX (default) "
+                        "or GPT_IMAGE_1")
+    p.add_argument("--callback", default=None, metavar="URL",
+                   help="callBackUrl: the API POSTs the result there when the task ends")
     p.add_argument("--save", default="kie4o_images", help="folder for the images")
     p.add_argument("--batch", type=Path, help="a text file with one prompt per line")
     p.add_argument("--concurrency", type=int, default=4, help="tasks at once (batch)")
-    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--timeout", type=float, default=600.0, help="local give-up time, seconds")
     p.add_argument("--resume", metavar="TASK_ID", help="follow an existing task and save it")
     p.add_argument("--credits", action="store_true", help="print the balance and exit")
     p.add_argument("--demo", action="store_true", help="use the bundled mock server")
     return p
 
 
-def _run(tasks: list[Task], concurrency: int) -> int:
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse and check every option; nothing is sent or written yet."""
+    args = _parser().parse_args(argv)
+    if args.fallback is not None and args.fallback not in _MODELS:
+        if args.prompt:
+            raise KieUsageError(f"--fallback: {args.fallback!r} is not a fallback model; "
+                                f"use one of {', '.join(_MODELS)}")
+        args.prompt, args.fallback = args.fallback, FallbackModel.FLUX_MAX.value
+    given = [name for name, on in (("a prompt", bool(args.prompt)),
+                                   ("--batch", args.batch is not None),
+                                   ("--resume", args.resume is not None),
+                                   ("--credits", args.credits)) if on]
+    if len(given) > 1:
+        raise KieUsageError(f"{given[0]} and {given[1]} cannot be used together; give one")
+    if args.concurrency < 1:
+        raise KieUsageError(f"--concurrency: {args.concurrency} must be at least 1")
+    args.timeout = check_timeout(args.timeout, "--timeout")
+    if args.callback is not None and not is_http_url(args.callback):
+        raise KieUsageError(f"--callback: {args.callback!r} is not an http(s) URL")
+    return args
+
+
+def _read_batch(path: Path) -> list[tuple[int, str]]:
+    """(line number, prompt) of each prompt in a batch file; blanks and ``#`` lines skipped."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KieUsageError(f"--batch: {path}: no such file") from None
+    except IsADirectoryError:
+        raise KieUsageError(f"--batch: {path} is a directory, not a text file") from None
+    except OSError as exc:
+        raise KieUsageError(f"--batch: cannot read {path} ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise KieUsageError(
+            f"--batch: {path} is not a text file (expected UTF-8, one prompt per line)"
+        ) from None
+    # Split on newlines only, so line numbers match an editor's (splitlines also splits on
+    # form feeds and other separators).
+    prompts = [(n, line.strip()) for n, line in enumerate(text.split("\n"), 1)
+               if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        raise KieUsageError(f"--batch: no prompts in {path} (one prompt per line; # comments)")
+    return prompts
+
+
+def _requests(args: argparse.Namespace, images: tuple[InputImage, ...],
+              mask: InputImage | None) -> list[GenerationRequest]:
+    """Every request of the run, each checked, so a bad batch line sends nothing at all."""
+    params: dict[str, Any] = dict(
+        size=args.size, variants=args.variants, enhance=args.enhance,
+        fallback=args.fallback is not None, fallback_model=args.fallback,
+        callback_url=args.callback,
+    )
+    if args.batch is None:
+        return [request_with_inputs(args.prompt, images, mask, **params)]
+    requests = []
+    for n, prompt in _read_batch(args.batch):
+        try:
+            requests.append(request_with_inputs(prompt, images, mask, **params))
+        except KieUsageError as exc:
+            # The other options were checked already: what is wrong is this line.
+            raise KieUsageError(f"{args.batch}:{n}: {exc}") from None
+    return requests
+
+
+def _succeeded(task: Task) -> bool:
+    """Done in full: every image downloaded and (with --save) written."""
+    return (task.status is TaskStatus.SUCCESS and not task.save_error
+            and len(task.numbered_images()) == len(task.urls))
+
+
+def _line(task: Task, demo: bool) -> str:
+    """The one line a task ends with: [demo], id, status in words (with the fix), paths."""
+    text = status_text(task)
+    if task.error is not None:
+        fix = getattr(task.error, "fix", None)
+        if task.status is TaskStatus.TIMED_OUT:
+            fix = fix or "resume"
+        text = with_hint(text, fix, "cli", task.task_id)
+    mark = "[demo] " if demo else ""
+    where = ", ".join(task.saved_paths)
+    return f"{mark}{task.task_id or '(not submitted)'}  {text}  {where}".rstrip()
+
+
+def _run(tasks: list[Task], concurrency: int, demo: bool) -> int:
     """Run tasks at most ``concurrency`` at a time; print one line as each ends."""
-    gate = threading.Semaphore(max(concurrency, 1))
+    gate = threading.Semaphore(concurrency)
     lock = threading.Lock()
+    interrupted = threading.Event()
+    started: set[int] = set()
     failed = 0
 
     def one(task: Task) -> None:
         nonlocal failed
         with gate:
+            if interrupted.is_set():
+                return  # never submitted: nothing charged
+            started.add(id(task))
             task.run()
+        if interrupted.is_set():
+            return  # the summary tells what became of it
         with lock:
-            ok = task.status is TaskStatus.SUCCESS
-            failed += not ok
-            where = ", ".join(task.saved_paths) if ok else ""
-            print(f"{task.task_id or '-'}  {status_text(task)}  {where}".rstrip(), flush=True)
+            failed += not _succeeded(task)
+            print(_line(task, demo), flush=True)
 
     threads = [threading.Thread(target=one, args=(t,), daemon=True) for t in tasks]
-    for t in threads:
-        t.start()
     try:
+        for t in threads:
+            t.start()
         for t in threads:
             while t.is_alive():
                 t.join(0.2)
     except KeyboardInterrupt:
+        interrupted.set()
         for task in tasks:
             task.stop()
-        submitted = [task.task_id for task in tasks if task.task_id]
-        print(f"kie4o: interrupted; {len(submitted)} task(s) were submitted and go on at "
-              f"KIE.AI (in the history; `kie4o --resume ID` to get them):", file=sys.stderr)
-        for task_id in submitted:
-            print(f"  {task_id}", file=sys.stderr)
-        return 130
-    return 1 if failed else 0
+        _settle(threads)
+        _report_interrupt(tasks, started, demo)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed else EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``kie4o`` command."""
-    args = _parser().parse_args(argv)
-    demo = DemoServer() if args.demo else None
+def _settle(threads: list[threading.Thread]) -> None:
+    """Give stopped tasks a moment to end (a generate in flight learns its task id)."""
+    deadline = time.monotonic() + _SETTLE_SECONDS
     try:
-        if demo is not None:
-            url = demo.start()
-            client = KieClient(DEMO_KEY, base_url=url, upload_url=url)
+        for t in threads:
+            t.join(max(deadline - time.monotonic(), 0.0))
+    except KeyboardInterrupt:  # a second Ctrl-C: report what is known now
+        pass
+
+
+def _report_interrupt(tasks: list[Task], started: set[int], demo: bool) -> None:
+    """After Ctrl-C, say what became of each task: only submitted, unfinished ones go on."""
+    err = sys.stderr
+    mark = "[demo] " if demo else ""
+    print("kie4o: interrupted", file=err)
+    never = 0
+    for task in tasks:
+        if task.status in (TaskStatus.SUCCESS, TaskStatus.FAILED):
+            print(f"  {_line(task, demo)}", file=err)
+        elif task.task_id:
+            resume = hint("resume", "cli", task.task_id)
+            charged = "" if demo else " (and is charged)"
+            print(f"  {mark}{task.task_id}  submitted and not finished: it goes on at KIE.AI"
+                  f"{charged}; get it with {resume}", file=err)
+        elif id(task) in started and not task.done:
+            print(f"  {mark}(submitting)  {task.prompt[:40]!r} was being sent: it may have "
+                  "reached KIE.AI; check your KIE.AI dashboard", file=err)
         else:
-            client = KieClient()
-        if args.credits:
-            print(f"{client.credits():g} credits")
-            return 0
-        if not client.has_key:
-            raise KieError("no API key: set KIE_API_KEY, or use --demo")
-        history = HistoryStore()
-        if args.resume:
-            task = Task(None, client=client, task_id=args.resume, timeout=args.timeout,
-                        save_dir=args.save, history=history)
-            return _run([task], 1)
-        prompts = [args.prompt] if not args.batch else [
-            line.strip() for line in args.batch.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
+            never += 1
+    if never:
+        print(f"  {never} prompt(s) never submitted: nothing charged for them", file=err)
+
+
+def _client(args: argparse.Namespace) -> tuple[KieClient, DemoServer | None]:
+    """The client: the bundled mock server's with --demo, else KIE.AI's from the environment."""
+    if not args.demo:
+        return KieClient(), None
+    demo = DemoServer()
+    url = demo.start()
+    return KieClient(DEMO_KEY, base_url=url, upload_url=url, demo=True), demo
+
+
+def _credits(client: KieClient, demo: bool) -> int:
+    balance = client.credits()
+    if demo:
+        print(f"{balance:g} credits [demo] — the demo server's pretend balance, "
+              "not real credits")
+    else:
+        print(f"{balance:g} credits")
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace) -> int:
+    """Check everything, then submit the tasks (or follow the resumed one)."""
+    images: tuple[InputImage, ...] = ()
+    mask = None
+    requests: list[GenerationRequest] = []
+    if not args.resume:
         images = resolve_images(args.image)
         mask = resolve_mask(args.mask, images)
-        tasks = [
-            Task(request_with_inputs(prompt, images, mask, size=args.size,
-                                     variants=args.variants, enhance=args.enhance),
-                 client=client, inputs=images, mask=mask, timeout=args.timeout,
-                 save_dir=args.save, history=history)
-            for prompt in prompts
-        ]
-        return _run(tasks, args.concurrency)
-    except (KieError, OSError) as exc:
-        print(f"kie4o: {exc}", file=sys.stderr)
-        return 2
+        requests = _requests(args, images, mask)
+    client, demo = _client(args)
+    try:
+        if not client.has_key:
+            raise KieConfigError("no API key: set KIE_API_KEY", fix="key")
+        save_dir = check_save_dir(args.save, "--save")
+        history = HistoryStore()
+        common: dict[str, Any] = dict(client=client, timeout=args.timeout, save_dir=save_dir,
+                                      history=history)
+        if args.resume:
+            tasks = [Task(None, task_id=args.resume, **common)]
+        else:
+            tasks = [Task(r, inputs=images, mask=mask, **common) for r in requests]
+        return _run(tasks, args.concurrency, args.demo)
     finally:
         if demo is not None:
             demo.stop()
+
+
+def _say(message: str) -> None:
+    print(f"kie4o: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kie4o`` command; returns the exit code."""
+    try:
+        args = _parse(argv)
+        if args.credits:
+            client, demo = _client(args)
+            try:
+                return _credits(client, args.demo)
+            finally:
+                if demo is not None:
+                    demo.stop()
+        return _generate(args)
+    except KeyboardInterrupt:
+        _say("interrupted before any task was submitted: nothing charged")
+        return EXIT_INTERRUPTED
+    except KieError as exc:
+        _say(with_hint(str(exc), exc.fix, "cli", getattr(exc, "task_id", None)))
+        return EXIT_USAGE if isinstance(exc, (KieUsageError, KieConfigError)) else EXIT_FAILED
+    except OSError as exc:  # e.g. the history folder cannot be made
+        where = f": {exc.filename}" if exc.filename else ""
+        _say(f"{exc.strerror or exc}{where}")
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from .errors import (
 )
 from .imageinfo import sniff_image
 from .localfiles import check_image_bytes, mime_of, read_image_file, unique_name
-from .models import GenerationRequest, TaskRecord
+from .models import GenerationRequest, TaskRecord, is_http_url
 from .ratelimit import SlidingWindowLimiter, submit_limiter
 from .retry import RetryPolicy, backoff_delay, parse_retry_after
 
@@ -153,6 +153,7 @@ class KieClient:
         download_timeout: float = 120.0,
         sleep: Callable[[float], None] | None = None,
         session: requests.Session | None = None,
+        demo: bool = False,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("KIE_API_KEY")
         self._api_key = check_key(key)
@@ -175,6 +176,9 @@ class KieClient:
         self._rng = random.Random()
         self._own_session = session is None
         self._session = session or self._new_session()
+        #: True when this client talks to the bundled demo server (synthetic images, no
+        #: credit): tasks and history entries carry it so a demo result is never taken for real.
+        self.demo = bool(demo)
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -207,7 +211,9 @@ class KieClient:
 
     def __repr__(self) -> str:
         key = "set" if self.has_key else "missing"
-        return f"KieClient(base_url={self.base_url!r}, upload_url={self.upload_url!r}, key={key})"
+        demo = ", demo=True" if self.demo else ""
+        return (f"KieClient(base_url={self.base_url!r}, upload_url={self.upload_url!r}, "
+                f"key={key}{demo})")
 
     def close(self) -> None:
         """Close pooled connections (only those of a session this client created)."""
@@ -229,9 +235,7 @@ class KieClient:
         trusted = {urlsplit(self.base_url).netloc, urlsplit(self.upload_url).netloc}
         if host in trusted:
             if not self._api_key:
-                raise KieConfigError(
-                    "no API key: set KIE_API_KEY, run `%kie4o login`, or try `%kie4o demo`"
-                )
+                raise KieConfigError("no API key: set KIE_API_KEY", fix="key")
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 
@@ -248,11 +252,13 @@ class KieClient:
         data: Any = None,
         retries: bool = True,
         stop: threading.Event | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> Any:
         """Send one API request under the retry policy; return the envelope's ``data``.
 
         ``retries=False`` makes one attempt (the poller has its own backoff); ``stop`` ends a
-        wait for a submission slot without sending anything.
+        wait for a submission slot without sending anything; ``on_wait`` hears of that wait
+        (see :meth:`SlidingWindowLimiter.acquire_unless`).
         """
         attempt = 0
         max_retries = self.retry.max_retries if retries else 0
@@ -260,7 +266,7 @@ class KieClient:
             if self._closed.is_set():
                 raise KieConfigError(f"{endpoint}: the client was closed (extension unloaded)")
             try:
-                if kind == "submit" and not self.limiter.acquire_unless(stop):
+                if kind == "submit" and not self.limiter.acquire_unless(stop, on_wait=on_wait):
                     raise SubmissionCancelled(endpoint)
                 response = self._session.request(
                     method,
@@ -367,11 +373,14 @@ class KieClient:
     # -- the 4o Image API ----------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, *,
-                 stop: threading.Event | None = None) -> str:
+                 stop: threading.Event | None = None,
+                 on_wait: Callable[[float], None] | None = None) -> str:
         """Create a task; return its ``taskId``. Sent once (see the module docstring).
 
         Setting ``stop`` while it waits for a submission slot cancels it before anything is
-        sent (:class:`SubmissionCancelled`).
+        sent (:class:`SubmissionCancelled`). ``on_wait(seconds)`` is called when the request
+        must wait for the rate limiter, and ``on_wait(0.0)`` when that wait is over, so a
+        front end can show "queued" instead of a silent pause.
         """
         data = self._send(
             "POST",
@@ -380,6 +389,7 @@ class KieClient:
             kind="submit",
             json=request.to_body(),
             stop=stop,
+            on_wait=on_wait,
         )
         task_id = data.get("taskId") if isinstance(data, dict) else None
         if not task_id:
@@ -434,7 +444,7 @@ class KieClient:
     def _url_from(data: Any, endpoint: str) -> str:
         if isinstance(data, dict):
             data = data.get("downloadUrl") or data.get("url") or data.get("imageUrl")
-        if not isinstance(data, str) or not data.startswith(("http://", "https://")):
+        if not is_http_url(data):
             raise MalformedResponseError(endpoint, "no http(s) URL in the answer")
         return data
 
@@ -498,7 +508,7 @@ class KieClient:
     def _uploaded_url(data: Any, endpoint: str) -> str:
         if isinstance(data, dict):
             url = data.get("downloadUrl") or data.get("fileUrl")
-            if isinstance(url, str) and url.startswith(("http://", "https://")):
+            if is_http_url(url):
                 return url
         raise MalformedResponseError(endpoint, "no downloadUrl in the answer")
 
@@ -509,7 +519,7 @@ class KieClient:
 
         Retried like any read. Never sends the key (result files live on a CDN).
         """
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        if not is_http_url(url):
             raise DownloadError(str(url), "not an http(s) URL")
         attempt = 0
         while True:

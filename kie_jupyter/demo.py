@@ -2,17 +2,30 @@
 
 With it, every notebook runs end to end with no API key (Binder, classes, CI). The images it
 serves are synthetic.
+
+Demo mode survives ``%reload_ext``: IPython unloads the extension, re-imports the package and
+loads it again, all within one cell. Unloading therefore *parks* the running server with its
+clients and unfinished tasks (:func:`park`); the load that follows takes them over
+(:func:`unpark`), and if none does by the end of the cell (a plain ``%unload_ext``) they are
+stopped then.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .client import KieClient
+    from .task import Task
     from .testing.mock_server import MockKieServer
 
-__all__ = ["DemoServer", "demo_requested", "DEMO_KEY", "BANNER"]
+__all__ = ["DemoServer", "DemoHandover", "demo_requested", "park", "unpark", "stop_tasks",
+           "DEMO_KEY", "BANNER"]
 
 #: The demo server accepts any key; this one is sent so that no real key goes to it.
 DEMO_KEY = "demo-key"
@@ -61,3 +74,65 @@ class DemoServer:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+def stop_tasks(tasks: Iterable[Task], clients: Iterable[KieClient]) -> None:
+    """Stop tasks, close clients, and give the tasks' threads one short, shared deadline."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.stop()
+    for client in clients:
+        client.close()  # ends retry waits; a request in flight ends at its timeout
+    deadline = time.monotonic() + 5.0  # one deadline for all: unloading must not hang
+    for task in tasks:
+        thread = task._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(deadline - time.monotonic(), 0.0))
+
+
+@dataclass
+class DemoHandover:
+    """A running demo server with its clients and unfinished tasks, passed between loads."""
+
+    server: DemoServer
+    clients: dict[tuple[Any, ...], KieClient] = field(default_factory=dict)
+    tasks: list[Task] = field(default_factory=list)
+
+    def stop(self) -> None:
+        stop_tasks(self.tasks, self.clients.values())
+        self.server.stop()
+
+
+#: The handover of an unloaded extension, per shell, until the cell that unloaded it ends.
+_parked: dict[int, tuple[DemoHandover, Callable[..., None]]] = {}
+
+
+def park(shell: Any, handover: DemoHandover) -> None:
+    """Keep ``handover`` for a load later in this cell; stop it when the cell ends unclaimed."""
+    events = getattr(shell, "events", None)
+    if events is None:  # no cells to wait for: nothing can claim it
+        handover.stop()
+        return
+
+    def stop_unclaimed(*_: Any) -> None:
+        events.unregister("post_run_cell", stop_unclaimed)
+        parked = _parked.pop(id(shell), None)
+        if parked is not None:
+            parked[0].stop()
+
+    earlier = _parked.pop(id(shell), None)
+    if earlier is not None:  # never two at once
+        events.unregister("post_run_cell", earlier[1])
+        earlier[0].stop()
+    _parked[id(shell)] = (handover, stop_unclaimed)
+    events.register("post_run_cell", stop_unclaimed)
+
+
+def unpark(shell: Any) -> DemoHandover | None:
+    """Take the handover parked for ``shell`` in this cell, if any."""
+    parked = _parked.pop(id(shell), None)
+    if parked is None:
+        return None
+    handover, callback = parked
+    shell.events.unregister("post_run_cell", callback)
+    return handover

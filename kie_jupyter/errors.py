@@ -43,7 +43,15 @@ __all__ = [
 
 
 class KieError(Exception):
-    """Root of every error raised by kie-jupyter."""
+    """Root of every error raised by kie-jupyter.
+
+    ``fix`` names what the user can do, in front-end-neutral words: ``"key"`` (set a key),
+    ``"credits"`` (top up), ``"options"`` (check the options), ``"resume"`` (follow the task
+    again later), or None. Messages never name a front end's command; each front end adds its
+    own (the notebook ``%kie4o login``, the shell ``kie4o --resume ID``): see :mod:`.hints`.
+    """
+
+    fix: str | None = None
 
 
 class KieUsageError(KieError, ValueError):
@@ -52,6 +60,11 @@ class KieUsageError(KieError, ValueError):
 
 class KieConfigError(KieError):
     """The configuration cannot work (no key, a key over plain http, a bad URL)."""
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        if fix is not None:
+            self.fix = fix
+        super().__init__(message)
 
 
 class KieAPIError(KieError):
@@ -93,16 +106,15 @@ class BadRequestError(KieAPIError):
 class AuthenticationError(KieAPIError):
     """401: the key is missing or wrong."""
 
-    hint = (
-        "set KIE_API_KEY (get a key at https://kie.ai/api-key), run `%kie4o login`, "
-        "or `%kie4o demo` to try without one"
-    )
+    hint = "set KIE_API_KEY (get a key at https://kie.ai/api-key)"
+    fix = "key"
 
 
 class InsufficientCreditsError(KieAPIError):
     """402: not enough credits for this request."""
 
-    hint = "top up your KIE.AI credits; `%kie4o credits` shows the balance"
+    hint = "top up your KIE.AI credits"
+    fix = "credits"
 
 
 class NotFoundError(KieAPIError):
@@ -120,7 +132,8 @@ class TaskNotFoundError(NotFoundError):
 class ValidationError(KieAPIError):
     """422: the API refused the request's parameters."""
 
-    hint = "check the options against `%%kie4o?`"
+    hint = "check the options"
+    fix = "options"
 
 
 class RateLimitError(KieAPIError):
@@ -211,6 +224,8 @@ class TaskFailedError(KieError):
 class TaskTimeoutError(KieError):
     """The local timeout ran out; the task may still finish on the server."""
 
+    fix = "resume"
+
     def __init__(self, task_id: str, timeout: float, last_error: str | None = None) -> None:
         self.task_id = task_id
         self.timeout = timeout
@@ -218,7 +233,7 @@ class TaskTimeoutError(KieError):
         why = f" (the last poll failed: {last_error})" if last_error else ""
         super().__init__(
             f"task {task_id} did not finish within {timeout:g} s{why}; "
-            f"it may still finish: `%kie4o resume {task_id}`"
+            "it may still finish and can be resumed"
         )
 
 

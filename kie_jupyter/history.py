@@ -5,11 +5,16 @@ mid-write can only cut the last line, never lose what was recorded before, and s
 (or kernels) finishing at once cannot interleave within a line. Reading folds the lines by
 task id; a corrupt line is skipped with a warning. The key is never written: only the fields
 listed in :meth:`HistoryStore.record` are.
+
+A history that cannot be written (the folder is under a file, read-only, on a full disk) is
+never a reason to drop a task that was paid for: :meth:`HistoryStore.record_safely` warns once
+per folder, in one line, and the task goes on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import warnings
@@ -24,6 +29,12 @@ if TYPE_CHECKING:
 __all__ = ["HistoryStore", "HistoryEntry", "default_output_dir"]
 
 FILE_NAME = "history.jsonl"
+
+log = logging.getLogger("kie_jupyter")
+
+#: Folders whose history could not be written and were already warned about (once each).
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
 
 
 def default_output_dir() -> Path:
@@ -46,6 +57,8 @@ class HistoryEntry:
     saved_paths: list[str] = field(default_factory=list)
     error: str | None = None
     base_url: str | None = None
+    #: True for a task run on the demo server, False for a live one, None if not recorded.
+    demo: bool | None = None
 
     def merge(self, fields: dict[str, Any]) -> None:
         """Fold a later record in: new values win, but nothing known is blanked or moved
@@ -78,11 +91,30 @@ class HistoryStore:
             "created": task.created.isoformat(),
             "completed": task.completed.isoformat() if task.completed else None,
             "urls": list(task.urls),
-            "saved_paths": list(task.saved_paths),
+            # Absolute, so history shown from another working folder still finds them.
+            "saved_paths": [str(Path(p).expanduser().absolute()) for p in task.saved_paths],
             "error": str(task.error) if task.error else None,
             "base_url": base_url,
+            "demo": getattr(task, "demo", None),
         }
         self.append(fields)
+
+    def record_safely(self, task: Task, base_url: str | None = None) -> bool:
+        """:meth:`record`, but a write that fails is one warning (once per folder), not an
+        error: the task itself must go on. Return whether the record was written."""
+        try:
+            self.record(task, base_url)
+            return True
+        except (OSError, ValueError, TypeError) as exc:  # ValueError: e.g. an unencodable path
+            key = str(self.directory)
+            with _warned_lock:
+                first = key not in _warned
+                _warned.add(key)
+            if first:
+                why = getattr(exc, "strerror", None) or type(exc).__name__
+                log.warning("kie4o: could not write the history in %s (%s); tasks still run, "
+                            "but are not recorded there", self.directory, why)
+            return False
 
     def append(self, fields: dict[str, Any]) -> None:
         """Append one record as a single line."""

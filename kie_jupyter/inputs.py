@@ -2,7 +2,9 @@
 
 Everything is checked here, before anything is sent: a missing file, a directory, a file that
 is not an image, one over 25 MiB, too many images, a mask with no image or of another size.
-Local files are read once; the task uploads their bytes when it starts.
+Local files are read once; the task uploads their bytes when it starts. ``option`` names the
+argument in each message: ``--image``/``--mask`` for the magic and the shell, ``images``/``mask``
+for the Python API.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import KieUsageError
 from .imageinfo import sniff_image
 from .localfiles import check_image_bytes, read_image_file
-from .models import MAX_FILES, GenerationRequest
+from .models import MAX_FILES, GenerationRequest, is_http_url
 
 __all__ = ["InputImage", "resolve_images", "resolve_mask", "request_with_inputs", "PENDING_UPLOAD"]
 
@@ -26,11 +29,16 @@ PENDING_UPLOAD = "https://upload.pending/local-file"
 
 @dataclass(frozen=True)
 class InputImage:
-    """One input: a public URL as is, or local bytes to upload first."""
+    """One input: a public URL as is, or local bytes to upload first.
+
+    ``source`` says where it came from, for the sidecar: the absolute local path, the URL, or
+    ``task ID[n]`` for an earlier task's image (None for bytes).
+    """
 
     label: str
     url: str | None = None
     data: bytes | None = None
+    source: str | None = None
 
     @property
     def name(self) -> str:
@@ -43,20 +51,36 @@ class InputImage:
 
 
 def _is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
+    return is_http_url(text)
+
+
+def _normal_url(text: str) -> str:
+    """The URL with its scheme in lower case (``HTTPS://`` is valid, but not every server
+    agrees); the rest, case-sensitive in a path, is kept as written."""
+    parts = urlsplit(text)
+    return urlunsplit(parts._replace(scheme=parts.scheme.lower()))
 
 
 def _expand(source: Any, option: str) -> list[InputImage]:
-    # A finished task stands for all its images; its type is imported late to avoid a cycle.
+    # A finished task stands for all its images; the types are imported late to avoid a cycle.
     from .task import Task
+    from .taskimage import TaskImage
 
+    if isinstance(source, TaskImage):
+        where = f"task {source.task.task_id}[{source.index}]"
+        if source.url:
+            return [InputImage(label=where, url=source.url, source=where)]
+        check_image_bytes(source.data, f"{option} ({where})")
+        return [InputImage(label=f"{source.task.task_id}_{source.index}.png",
+                           data=source.data, source=where)]
     if isinstance(source, Task):
         if not source.urls:
             raise KieUsageError(
                 f"{option}: task {source.task_id or '(not submitted)'} has no images "
                 f"(status: {source.status.value})"
             )
-        return [InputImage(label=u, url=u) for u in source.urls]
+        return [InputImage(label=u, url=u, source=f"task {source.task_id}[{n}]")
+                for n, u in enumerate(source.urls)]
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         check_image_bytes(data, f"{option} (bytes)")
@@ -71,48 +95,58 @@ def _expand(source: Any, option: str) -> list[InputImage]:
         if not text:
             raise KieUsageError(f"{option}: empty path")
         if _is_url(text):
-            return [InputImage(label=text, url=text)]
+            url = _normal_url(text)
+            return [InputImage(label=text, url=url, source=url)]
         if "://" in text:
-            raise KieUsageError(f"{option}: {text!r} is not an http(s) URL or a local file")
-        return [InputImage(label=text, data=read_image_file(text))]
+            raise KieUsageError(
+                f"{option}: {text!r} is not an http(s) URL with a host, nor a local file"
+            )
+        absolute = str(Path(text).expanduser().absolute())
+        return [InputImage(label=text, data=read_image_file(text), source=absolute)]
     raise KieUsageError(
-        f"{option}: expected a file path, an http(s) URL, image bytes or a task, "
-        f"not {type(source).__name__}"
+        f"{option}: expected a file path, an http(s) URL, image bytes, a task or a task "
+        f"image (task[n]), not {type(source).__name__}"
     )
 
 
-def resolve_images(sources: Iterable[Any]) -> tuple[InputImage, ...]:
-    """Resolve ``--image`` sources (paths, URLs, bytes, tasks, lists of them)."""
+def resolve_images(sources: Iterable[Any], option: str = "--image") -> tuple[InputImage, ...]:
+    """Resolve ``--image`` sources (paths, URLs, bytes, tasks, task images, lists of them)."""
     images: list[InputImage] = []
     for source in sources:
-        images.extend(_expand(source, "--image"))
+        images.extend(_expand(source, option))
     if len(images) > MAX_FILES:
         raise KieUsageError(
-            f"--image: {len(images)} images given; at most {MAX_FILES} are allowed"
+            f"{option}: {len(images)} images given; at most {MAX_FILES} are allowed"
         )
     return tuple(images)
 
 
-def resolve_mask(source: Any, images: tuple[InputImage, ...]) -> InputImage | None:
-    """Resolve ``--mask``; it needs exactly one image, of the same size if both are local."""
+def resolve_mask(source: Any, images: tuple[InputImage, ...], option: str = "--mask",
+                 image_option: str = "--image") -> InputImage | None:
+    """Resolve ``--mask``; it needs exactly one image, of the same size if both are local.
+
+    ``image_option`` is how the messages call the input image (``--image``, "input image").
+    """
     if source is None:
         return None
     if not images:
-        raise KieUsageError("--mask: needs an --image to edit (black = edit, white = keep)")
+        raise KieUsageError(
+            f"{option}: needs an {image_option} to edit (black = edit, white = keep)"
+        )
     if len(images) > 1:
         raise KieUsageError(
-            f"--mask: works with exactly one --image ({len(images)} given); "
+            f"{option}: works with exactly one {image_option} ({len(images)} given); "
             "the API ignores a mask when several images are sent"
         )
-    found = _expand(source, "--mask")
+    found = _expand(source, option)
     if len(found) != 1:
-        raise KieUsageError(f"--mask: expected one image, got {len(found)}")
+        raise KieUsageError(f"{option}: expected one image, got {len(found)}")
     mask = found[0]
     mw, mh = mask.size()
     iw, ih = images[0].size()
     if None not in (mw, mh, iw, ih) and (mw, mh) != (iw, ih):
         raise KieUsageError(
-            f"--mask: {mw}×{mh} does not match the image's {iw}×{ih}; "
+            f"{option}: {mw}×{mh} does not match the image's {iw}×{ih}; "
             "the mask must have the same size as the image"
         )
     return mask

@@ -57,11 +57,15 @@ def read_image_file(path: str | os.PathLike[str]) -> bytes:
         raise KieUsageError(f"{path}: no such file")
     if p.is_dir():
         raise KieUsageError(f"{path}: is a directory, not an image file")
-    size = p.stat().st_size
-    if size > MAX_IMAGE_BYTES:
-        raise KieUsageError(
-            f"{path}: {size / 1048576:.1f} MiB is over the API's 25 MiB limit per image"
-        )
-    data = p.read_bytes()
+    try:
+        size = p.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            raise KieUsageError(
+                f"{path}: {size / 1048576:.1f} MiB is over the API's 25 MiB limit per image"
+            )
+        data = p.read_bytes()
+    except OSError as exc:  # unreadable (permissions, a vanished file): one line, not a trace
+        raise KieUsageError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})"
+                            ) from None
     check_image_bytes(data, str(path))
     return data

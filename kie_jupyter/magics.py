@@ -9,24 +9,32 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import shlex
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from IPython.core.error import UsageError
+from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.display import display
-from IPython.utils.text import DollarFormatter
 from traitlets import Enum, Float, Unicode
 
 from . import options
+from .checks import check_save_dir, check_timeout
 from .client import KieClient, check_key
-from .demo import BANNER, DEMO_KEY, DemoServer, demo_requested
-from .errors import KieConfigError, KieError
-from .history import HistoryStore, default_output_dir
+from .demo import (
+    BANNER,
+    DEMO_KEY,
+    DemoHandover,
+    DemoServer,
+    demo_requested,
+    park,
+    stop_tasks,
+    unpark,
+)
+from .errors import KieConfigError, KieError, TaskNotFoundError
+from .hints import with_hint
+from .history import HistoryEntry, HistoryStore, default_output_dir
 from .inputs import PENDING_UPLOAD
 from .models import Size, TaskStatus
 from .poller import PollSchedule
@@ -37,6 +45,11 @@ from .views import config_table, history_table, status_snapshot
 __all__ = ["Kie4o"]
 
 SUBCOMMANDS = ("login", "demo", "status", "resume", "history", "credits", "config")
+
+
+def _usage(exc: KieError, prefix: str = "", task_id: str | None = None) -> UsageError:
+    """A KieError as the one-line UsageError the notebook shows, with the notebook's hint."""
+    return UsageError(with_hint(f"{prefix}{exc}", getattr(exc, "fix", None), "notebook", task_id))
 
 
 @magics_class
@@ -79,7 +92,7 @@ class Kie4o(Magics):
         if self.demo.running:
             key: tuple[Any, ...] = ("demo", self.demo.url)
             make = lambda: KieClient(DEMO_KEY, base_url=self.demo.url,  # noqa: E731
-                                     upload_url=self.demo.url)
+                                     upload_url=self.demo.url, demo=True)
         else:
             # The environment is part of the key: a KIE_API_KEY set after %load_ext counts.
             env = tuple(os.environ.get(v) for v in ("KIE_API_KEY", "KIE_BASE_URL",
@@ -92,7 +105,7 @@ class Kie4o(Magics):
                 try:
                     self._clients[key] = make()
                 except KieConfigError as exc:
-                    raise UsageError(str(exc)) from None
+                    raise _usage(exc) from None
             return self._clients[key]
 
     def history(self) -> HistoryStore:
@@ -103,8 +116,12 @@ class Kie4o(Magics):
             return self.frontend == "widget"
         return getattr(self.shell, "kernel", None) is not None
 
-    def load_message(self) -> str:
+    def load_message(self, continued: bool = False) -> str:
         """The one line printed at load: endpoint and whether a key was found."""
+        if self.demo.running and continued:
+            # A reload never switches a kernel from demo to live without a word.
+            return (f"kie4o: demo mode continues on {self.demo.url} (synthetic images, no "
+                    "credits spent); `%kie4o demo off` to use the live endpoint")
         if self.demo.running:
             return f"kie4o: demo mode on {self.demo.url} (synthetic images, no key needed)"
         try:
@@ -117,18 +134,27 @@ class Kie4o(Magics):
 
     def shutdown(self) -> None:
         """Stop every poller and the demo server (``%unload_ext``)."""
-        for task in self._tasks:
-            task.stop()
-        for client in self._clients.values():
-            client.close()  # ends retry waits; a request in flight ends at its timeout
-        deadline = time.monotonic() + 5.0  # one deadline for all: unloading must not hang
-        for task in self._tasks:
-            thread = task._thread
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=max(deadline - time.monotonic(), 0.0))
+        stop_tasks(self._tasks, self._clients.values())
         self._tasks.clear()
         self._clients.clear()
         self.demo.stop()
+
+    def _take_demo(self) -> DemoHandover | None:
+        """Detach the running demo server, its clients and unfinished tasks (for a reload)."""
+        if not self.demo.running:
+            return None
+        clients = {k: self._clients.pop(k) for k in list(self._clients) if k[0] == "demo"}
+        mine = set(map(id, clients.values()))
+        tasks = [t for t in self._tasks if id(t.client) in mine and not t.done]
+        self._tasks = [t for t in self._tasks if t not in tasks]
+        state = DemoHandover(self.demo, clients, tasks)
+        self.demo = DemoServer()  # an idle one: shutting this instance down keeps the server
+        return state
+
+    def _adopt_demo(self, state: DemoHandover) -> None:
+        self.demo = state.server
+        self._clients.update(state.clients)
+        self._tasks.extend(state.tasks)
 
     # -- the magic -------------------------------------------------------------------------
 
@@ -142,6 +168,9 @@ class Kie4o(Magics):
 
             %%kie4o -s 3:2 -n 2 -o fox
             A red fox in a snowy forest at dawn, watercolor
+
+        The option line is split like a shell line (``--save "my dir"``) and ``$name`` or
+        ``{expression}`` on it are filled from the notebook (``-i $fox[1]``).
 
         Line magic: ``%kie4o login`` · ``%kie4o demo [on|off]`` · ``%kie4o status ID`` ·
         ``%kie4o resume ID`` · ``%kie4o history [N] [--search TEXT]`` · ``%kie4o credits`` ·
@@ -163,27 +192,38 @@ class Kie4o(Magics):
                 "no API key: set the KIE_API_KEY environment variable, run `%kie4o login`, "
                 "or `%kie4o demo` to try with the local mock server"
             )
+        try:
+            # Checked before paying: a task must not be lost to a setting that cannot work.
+            timeout = opts.timeout or check_timeout(self.timeout, "Kie4o.timeout")
+            save_dir = check_save_dir(opts.save, "--save") if opts.save is not None else None
+        except KieError as exc:
+            raise _usage(exc) from None
         task = Task(
             opts.request, client=client, inputs=opts.images, mask=opts.mask,
-            timeout=opts.timeout or self.timeout,
-            schedule=PollSchedule(min_interval=self.poll_interval),
-            save_dir=opts.save, embed=self.embed, history=self.history(),
+            timeout=timeout, schedule=PollSchedule(min_interval=self.poll_interval),
+            save_dir=save_dir, embed=self.embed, history=self.history(),
         )
         self._run_task(task, out=opts.out, wait=not opts.no_wait)
         return None
 
     def _run_task(self, task: Task, *, out: str | None, wait: bool) -> None:
+        """Start and show a task; when waiting, a Ctrl-C ends the cell in error."""
         self._tasks = [t for t in self._tasks if not t.done]
         self._tasks.append(task)
         self.shell.user_ns["_kie4o"] = task
         if out:
             self.shell.user_ns[out] = task
         if self._widgets():
-            self._run_with_panel(task, wait)
+            interrupted = self._run_with_panel(task, wait)
         else:
-            self._run_as_text(task, wait)
+            interrupted = self._run_as_text(task, wait)
+        if interrupted:
+            # A cell that ends in error stops Run All before the next (paid) cell; a
+            # UsageError is shown as one line, with no traceback.
+            raise UsageError("kie4o: interrupted (Ctrl-C); this cell ends in error so that "
+                             "Run All stops here")
 
-    def _run_with_panel(self, task: Task, wait: bool) -> None:
+    def _run_with_panel(self, task: Task, wait: bool) -> bool:
         from .panel import TaskPanel  # ipywidgets is imported only when a panel is shown
 
         task.start()  # first: the request leaves before the panel is built (submit latency)
@@ -192,37 +232,43 @@ class Kie4o(Magics):
         panel.update(task)  # whatever happened while it was being built
         handle = display(panel, display_id=True)
         if not wait:
-            return
-        self._wait(task)
+            return False
+        interrupted = self._wait(task)
         if handle is not None:
             handle.update(panel)  # refresh the text/plain fallback kept in the notebook
         # The static output is what a saved notebook keeps (widgets need their kernel): the
         # images on success, the reason otherwise.
         if task.status is not TaskStatus.SUCCESS or task.embed != "none":
             display(task)
+        return interrupted
 
-    def _run_as_text(self, task: Task, wait: bool) -> None:
+    def _run_as_text(self, task: Task, wait: bool) -> bool:
         task.start()
         if not wait:
             print("kie4o: running in the background; `_kie4o.wait()` to block, "
                   "`_kie4o.status` to check")
-            return
+            return False
         printed = [""]
 
         def progress_line() -> None:
-            text = f"kie4o: {status_text(task)}"
+            text = f"kie4o: {status_text(task, front_end='notebook')}"
             if text != printed[0]:
                 print(text, flush=True)
                 printed[0] = text
 
-        self._wait(task, progress_line, every=0.5)
-        progress_line()
+        interrupted = self._wait(task, progress_line, every=0.5)
+        if not interrupted:
+            progress_line()
         if task.status is TaskStatus.SUCCESS:
             display(task)
+        return interrupted
 
     def _wait(self, task: Task, tick: Callable[[], None] | None = None,
-              every: float = 0.2) -> None:
-        """Block until the task ends, calling ``tick`` between waits; Ctrl-C stops it."""
+              every: float = 0.2) -> bool:
+        """Block until the task ends, calling ``tick`` between waits; Ctrl-C stops it.
+
+        Return True when interrupted (the id and how to resume are printed by then).
+        """
         try:
             while not task.done:
                 if tick is not None:
@@ -230,25 +276,35 @@ class Kie4o(Magics):
                 task.wait(every)
         except KeyboardInterrupt:
             self._interrupted(task)
+            return True
+        return False
 
     @staticmethod
     def _interrupted(task: Task) -> None:
+        """Stop a task on Ctrl-C and say where it stands: resumable, or never sent."""
         task.stop()
         task.wait(5)
-        if task.task_id is None and task.done:
-            print("kie4o: stopped before the request was sent; nothing was charged")
-        elif task.task_id:
-            print(f"kie4o: stopped following task {task.task_id}; it goes on at KIE.AI — "
+        where = "the demo server" if getattr(task, "demo", False) else "KIE.AI"
+        if task.task_id and (task.status is TaskStatus.STOPPED or not task.done):
+            print(f"kie4o: stopped following task {task.task_id}; it goes on at {where} — "
                   f"`%kie4o resume {task.task_id}`")
+        elif getattr(task, "stopped_before_sent", task.status is TaskStatus.STOPPED
+                     and not task.task_id):
+            print("kie4o: stopped before the request was sent; nothing was charged")
+        elif task.done:  # it ended on its own meanwhile
+            print(f"kie4o: {status_text(task, front_end='notebook')}")
+        else:
+            print(f"kie4o: stopped; the request was on its way to {where} — if it arrived, "
+                  "its id will appear in `%kie4o history`")
 
     def _dry_run(self, opts: options.CellOptions, client: KieClient) -> Any:
         body = opts.request.to_body()
-        pending = PENDING_UPLOAD
         if "filesUrl" in body:
-            labels = iter(i.label for i in opts.images)
-            body["filesUrl"] = [f"<upload of {next(labels)}>" if u == pending else u
+            # Only local files are uploads; a URL is sent as it is (and shown as such).
+            local = iter(i.label for i in opts.images if i.url is None)
+            body["filesUrl"] = [f"<upload of {next(local)}>" if u == PENDING_UPLOAD else u
                                 for u in body["filesUrl"]]
-        if body.get("maskUrl") == pending and opts.mask:
+        if body.get("maskUrl") == PENDING_UPLOAD and opts.mask:
             body["maskUrl"] = f"<upload of {opts.mask.label}>"
         text = (
             f"POST {client.base_url}/api/v1/gpt4o-image/generate\n"
@@ -262,25 +318,21 @@ class Kie4o(Magics):
     # -- line magic ------------------------------------------------------------------------
 
     def _line(self, line: str) -> Any:
-        # Like any line magic, $name and {expr} are filled from the notebook (the decorator
-        # that keeps the cell magic's `-i $task` intact turns that off for both forms).
-        if "$" in line or "{" in line:
-            try:
-                line = DollarFormatter().vformat(line, args=[], kwargs=dict(self.shell.user_ns))
-            except Exception:  # as IPython does: what cannot be filled is left as written
-                pass
-        try:
-            words = shlex.split(line)
-        except ValueError as exc:
-            raise UsageError(f"%kie4o: {exc}") from None
+        # Split first, then fill $name and {expr} word by word (the decorator that keeps the
+        # cell magic's `-i $task` intact turns IPython's own expansion off for both forms):
+        # a value with spaces stays one word, and what cannot be filled is an error, not sent.
+        words = options.split_line(line, "%kie4o")
         if not words:
             raise UsageError(f"%kie4o: give a subcommand: {', '.join(SUBCOMMANDS)}")
-        sub, args = words[0], words[1:]
+        sub = words[0]
         if sub not in SUBCOMMANDS:
             raise UsageError(
-                f"%kie4o: unknown subcommand {sub!r}; use one of {', '.join(SUBCOMMANDS)} "
-                "(the prompt goes in a %%kie4o cell)"
+                f"%kie4o: {sub!r} is not a subcommand ({', '.join(SUBCOMMANDS)}); to generate, "
+                "use the cell magic: options on the %%kie4o line, the prompt on the lines "
+                "below it"
             )
+        args, _ = options.expand_words(words[1:], self.shell.user_ns, where=f"%kie4o {sub}",
+                                       prefix=f"%kie4o {sub} ")
         return getattr(self, f"_cmd_{sub}")(args)
 
     def _cmd_login(self, args: list[str]) -> None:
@@ -289,8 +341,11 @@ class Kie4o(Magics):
                              "prompt so it is never saved in the notebook")
         try:
             key = check_key(getpass.getpass("KIE.AI API key (hidden): "))
+        except (StdinNotImplementedError, EOFError):
+            raise UsageError("%kie4o login: this front end cannot ask for input (no terminal); "
+                             "set the KIE_API_KEY environment variable instead") from None
         except KieConfigError as exc:
-            raise UsageError(f"%kie4o login: {exc}") from None
+            raise _usage(exc, "%kie4o login: ") from None
         if not key:
             raise UsageError("%kie4o login: no key entered")
         self._api_key = key
@@ -322,23 +377,48 @@ class Kie4o(Magics):
                              "(see `%kie4o history`)")
         return args[0].strip()
 
-    def _cmd_status(self, args: list[str]) -> Any:
-        task_id = self._task_id_arg(args, "status")
-        try:
-            record = self.client().record_info(task_id)
-        except KieError as exc:
-            raise UsageError(f"%kie4o status {task_id}: {exc}") from None
-        return status_snapshot(task_id, record, self.history().get(task_id))
+    def _lost_demo_task(self, entry: HistoryEntry | None, *, not_found: bool = False) -> bool:
+        """Whether history says a demo server made this task and that server is gone.
 
-    def _cmd_resume(self, args: list[str]) -> None:
-        task_id = self._task_id_arg(args, "resume")
+        Demo tasks live in the demo server's memory: a new kernel, `%kie4o demo off` or a
+        restart of demo mode forgets them, which no "records are kept two months" explains.
+        """
+        if entry is None or getattr(entry, "demo", None) is not True:
+            return False
+        return not_found or not self.demo.running or entry.base_url != self.demo.url
+
+    def _lookup(self, task_id: str, sub: str) -> tuple[KieClient, Any, HistoryEntry | None]:
+        """The client, the API's record and the history entry of a task, or one error line."""
+        entry = self.history().get(task_id)
+        lost = (f"%kie4o {sub} {task_id}: a demo task, and the demo server that made it has "
+                "restarted since (a new kernel or `%kie4o demo off`); demo tasks do not survive "
+                "it — run its cell again")
+        if self._lost_demo_task(entry):
+            raise UsageError(lost)
         client = self.client()
         try:
             record = client.record_info(task_id)  # an unknown id fails here, in one line
+        except TaskNotFoundError as exc:
+            if self._lost_demo_task(entry, not_found=True):
+                raise UsageError(lost) from None
+            raise _usage(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
         except KieError as exc:
-            raise UsageError(f"%kie4o resume {task_id}: {exc}") from None
-        entry = self.history().get(task_id)
-        task = Task(None, client=client, task_id=task_id, timeout=self.timeout,
+            raise _usage(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
+        return client, record, entry
+
+    def _cmd_status(self, args: list[str]) -> Any:
+        task_id = self._task_id_arg(args, "status")
+        _, record, entry = self._lookup(task_id, "status")
+        return status_snapshot(task_id, record, entry)
+
+    def _cmd_resume(self, args: list[str]) -> None:
+        task_id = self._task_id_arg(args, "resume")
+        try:
+            timeout = check_timeout(self.timeout, "Kie4o.timeout")
+        except KieError as exc:
+            raise _usage(exc) from None
+        client, record, entry = self._lookup(task_id, "resume")
+        task = Task(None, client=client, task_id=task_id, timeout=timeout,
                     schedule=PollSchedule(min_interval=self.poll_interval), embed=self.embed,
                     history=self.history())
         if entry is not None:
@@ -366,16 +446,22 @@ class Kie4o(Magics):
             else:
                 raise UsageError(f"%kie4o history: {word!r} is not a positive count or "
                                  "--search TEXT")
-        return history_table(self.history().recent(n, search), embed=self.embed != "none")
+        return history_table(self.history().recent(n, search), embed=self.embed != "none",
+                             search=search)
 
     def _cmd_credits(self, args: list[str]) -> Any:
         if args:
             raise UsageError("%kie4o credits takes no argument")
+        client = self.client()
         try:
-            balance = self.client().credits()
+            balance = client.credits()
         except KieError as exc:
-            raise UsageError(f"%kie4o credits: {exc}") from None
-        print(f"kie4o: {balance:g} credits")
+            raise _usage(exc, "%kie4o credits: ") from None
+        if getattr(client, "demo", False):
+            print(f"kie4o: {balance:g} credits — the demo server's pretend balance, not real "
+                  "credits (`%kie4o demo off` for your KIE.AI balance)")
+        else:
+            print(f"kie4o: {balance:g} credits")
         return None
 
     def _cmd_config(self, args: list[str]) -> Any:
@@ -409,24 +495,47 @@ class _Text:
         return {"text/plain": self.text, "text/html": f"<pre>{html.escape(self.text)}</pre>"}
 
 
-def load(shell: Any) -> Kie4o:
-    """Register the magics on ``shell`` (called by ``%load_ext``)."""
+def load(shell: Any, previous: Kie4o | None = None) -> Kie4o:
+    """Register the magics on ``shell`` (called by ``%load_ext`` and ``%reload_ext``).
+
+    ``previous``, an instance still loaded, is unloaded first. Demo mode survives a reload:
+    the running demo server, its clients and its unfinished tasks go to the new instance
+    (whether the old one was unloaded here or by ``%reload_ext`` just before), and the load
+    line says so; live tasks of the old instance are stopped, as by ``%unload_ext``.
+    """
+    if previous is not None:
+        unload(shell, previous)
+    state = unpark(shell)
     magics = Kie4o(shell=shell)
     shell.register_magics(magics)
     if magics not in shell.configurables:
         shell.configurables.append(magics)
-    if demo_requested():
+    transformers = getattr(shell, "input_transformers_cleanup", None)
+    if transformers is not None and options.keep_empty_body not in transformers:
+        transformers.append(options.keep_empty_body)
+    if state is not None:
+        magics._adopt_demo(state)
+    elif demo_requested():
         magics.demo.start()
-    print(magics.load_message())
+    print(magics.load_message(continued=state is not None))
     return magics
 
 
 def unload(shell: Any, magics: Kie4o) -> None:
-    """Undo :func:`load`: stop pollers and the demo server, remove the magics."""
+    """Undo :func:`load`: stop pollers, remove the magics.
+
+    The demo server and its unfinished tasks are stopped when the current cell ends, unless a
+    load in the same cell (``%reload_ext``) takes them over.
+    """
+    state = magics._take_demo()
     magics.shutdown()
     for kind in ("line", "cell"):
         shell.magics_manager.magics[kind].pop("kie4o", None)
     if magics in shell.configurables:
         shell.configurables.remove(magics)
     shell.magics_manager.registry.pop("Kie4o", None)
-
+    transformers = getattr(shell, "input_transformers_cleanup", None)
+    if transformers is not None and options.keep_empty_body in transformers:
+        transformers.remove(options.keep_empty_body)
+    if state is not None:
+        park(shell, state)

@@ -6,7 +6,8 @@ import enum
 import json
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 from .errors import KieUsageError
 
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_FILES",
     "MAX_IMAGE_BYTES",
     "MAX_PROMPT_CHARS",
+    "is_http_url",
 ]
 
 #: Allowed values of ``nVariants``.
@@ -74,6 +76,17 @@ class TaskStatus(str, enum.Enum):
 
 
 _FINISHED = {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.TIMED_OUT, TaskStatus.STOPPED}
+
+
+def is_http_url(value: Any) -> TypeGuard[str]:
+    """True for an http(s) URL with a host; the scheme is case-insensitive (RFC 3986)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 def _choices(values: Any) -> str:
@@ -141,8 +154,8 @@ class GenerationRequest:
         checks += [(n, u) for n, u in (("mask", self.mask), ("callback", self.callback_url))
                    if u is not None]
         for name, url in checks:
-            if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-                raise KieUsageError(f"{name}: {url!r} is not an http(s) URL")
+            if not is_http_url(url):
+                raise KieUsageError(f"{name}: {url!r} is not an http(s) URL with a host")
         if self.mask is not None and not self.files:
             raise KieUsageError("mask: needs at least one --image to edit")
         if self.mask is not None and len(self.files) > 1:

@@ -3,63 +3,81 @@
 ``declare`` puts the options on the magic with IPython's ``magic_arguments`` (so ``%%kie4o?``
 is the help); :func:`parse_cell` turns a magic line and cell body into :class:`CellOptions`,
 raising a one-line ``UsageError`` for any bad input before anything is sent.
+
+The option line is split like a POSIX shell line (:func:`split_line`), *then* ``$name`` and
+``{expr}`` are filled from the notebook (:func:`expand_words`): a word that is one expression
+keeps its object (``-i $fox[1]`` is the image itself, ``--save {outdir}`` one word even with
+spaces), a word with expressions inside is string-formatted, as IPython does for line magics.
 """
 
 from __future__ import annotations
 
 import keyword
+import os
+import re
+import shlex
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.text import DollarFormatter
 
+from .checks import check_timeout
 from .errors import KieUsageError
+from .hints import with_hint
 from .inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
-from .models import VARIANTS, FallbackModel, GenerationRequest, Size
+from .models import VARIANTS, FallbackModel, GenerationRequest, Size, is_http_url
 
-__all__ = ["declare", "parse_cell", "CellOptions", "fill_prompt"]
+__all__ = ["declare", "parse_cell", "CellOptions", "fill_prompt", "split_line",
+           "expand_words", "keep_empty_body"]
 
 _SIZES = [s.value for s in Size]
 _MODELS = [m.value for m in FallbackModel]
 
 
+#: Every ``%%kie4o`` option, declared once (``%%kie4o?`` shows their help).
+_ARGUMENTS = [
+    argument("-s", "--size", choices=_SIZES, default=None,
+             help="aspect ratio: 1:1 (default), 3:2 or 2:3"),
+    argument("-n", "--variants", type=int, choices=list(VARIANTS), default=1,
+             help="how many images: 1 (default), 2 or 4"),
+    argument("-i", "--image", action="append", default=[], metavar="SRC",
+             help="input image (repeatable, ≤ 5): a local path (uploaded first), an "
+                  "http(s) URL, or $name / {expression} of a path, URL, bytes, an earlier "
+                  "task (all its images) or one of its images ($fox[1])"),
+    argument("-m", "--mask", default=None, metavar="SRC",
+             help="mask for the one --image: black = edit, white = keep; same size"),
+    argument("-e", "--enhance", action="store_true", help="prompt enhancement (isEnhance)"),
+    argument("--fallback", nargs="?", const=FallbackModel.FLUX_MAX.value, default=None,
+             choices=_MODELS, metavar="MODEL",
+             help="fall back to another model if 4o is unavailable: FLUX_MAX (default) "
+                  "or GPT_IMAGE_1"),
+    argument("--callback", default=None, metavar="URL",
+             help="callBackUrl: the API POSTs the result there when the task ends"),
+    argument("-o", "--out", default=None, metavar="NAME",
+             help="bind the task object to NAME (the last task is always _kie4o)"),
+    argument("--save", default=None, metavar="DIR",
+             help="write the images as DIR/<taskId>_<n>.png (+ a JSON sidecar); the folder "
+                  "is checked (created, writable) before anything is sent"),
+    argument("--no-wait", action="store_true",
+             help="return at once; the panel keeps updating and the kernel stays free"),
+    argument("--timeout", type=float, default=None, metavar="S",
+             help="local give-up time in seconds (default 600); the task can be resumed"),
+    argument("--dry-run", action="store_true",
+             help="show the request body that would be sent (key masked); send nothing"),
+]
+#: The long name of each flag, for error messages (``-i`` → ``--image``).
+LONG_NAMES = {flag: deco.args[-1] for deco in _ARGUMENTS for flag in deco.args}
+
+
 def declare(func: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate the magic with every ``%%kie4o`` option (the one declaration)."""
-    decorators = [
-        magic_arguments(),
-        argument("-s", "--size", choices=_SIZES, default=None,
-                 help="aspect ratio: 1:1 (default), 3:2 or 2:3"),
-        argument("-n", "--variants", type=int, choices=list(VARIANTS), default=1,
-                 help="how many images: 1 (default), 2 or 4"),
-        argument("-i", "--image", action="append", default=[], metavar="SRC",
-                 help="input image (repeatable, ≤ 5): a local path (uploaded first), an "
-                      "http(s) URL, or $name of a path, URL, bytes or earlier task"),
-        argument("-m", "--mask", default=None, metavar="SRC",
-                 help="mask for the one --image: black = edit, white = keep; same size"),
-        argument("-e", "--enhance", action="store_true", help="prompt enhancement (isEnhance)"),
-        argument("--fallback", nargs="?", const=FallbackModel.FLUX_MAX.value, default=None,
-                 choices=_MODELS, metavar="MODEL",
-                 help="fall back to another model if 4o is unavailable: FLUX_MAX (default) "
-                      "or GPT_IMAGE_1"),
-        argument("--callback", default=None, metavar="URL",
-                 help="callBackUrl: the API POSTs the result there when the task ends"),
-        argument("-o", "--out", default=None, metavar="NAME",
-                 help="bind the task object to NAME (the last task is always _kie4o)"),
-        argument("--save", default=None, metavar="DIR",
-                 help="write the images as DIR/<taskId>_<n>.png (+ a JSON sidecar)"),
-        argument("--no-wait", action="store_true",
-                 help="return at once; the panel keeps updating and the kernel stays free"),
-        argument("--timeout", type=float, default=None, metavar="S",
-                 help="local give-up time in seconds (default 600); the task can be resumed"),
-        argument("--dry-run", action="store_true",
-                 help="show the request body that would be sent (key masked); send nothing"),
-    ]
-    for deco in reversed(decorators[1:]):
+    for deco in reversed(_ARGUMENTS):
         func = deco(func)
-    return decorators[0](func)
+    return magic_arguments()(func)
 
 
 @dataclass(frozen=True)
@@ -98,32 +116,186 @@ def fill_prompt(body: str, namespace: Mapping[str, Any]) -> str:
         raise UsageError(f"prompt: {exc} (write {{{{ and }}}} for literal braces)") from None
 
 
-def _lookup(value: str, namespace: Mapping[str, Any], option: str) -> Any:
-    """``$name`` takes a value from the notebook; anything else is taken as written."""
-    if value.startswith("$"):
-        name = value[1:].strip("{}")
-        if name not in namespace:
-            raise UsageError(f"{option}: ${name} is not defined in the notebook")
-        return namespace[name]
+#: Options whose value may be any object from the notebook (a task, an image, bytes, a list).
+OBJECT_OPTIONS = frozenset({"-i", "--image", "-m", "--mask"})
+#: Stands in, on the argparse word list, for the object at that index of the objects list.
+_OBJECT_MARK = "\0kie4o-object-"
+
+
+def split_line(line: str, where: str) -> list[str]:
+    """The words of a magic line, split with POSIX shell quoting; one-line error on a bad quote.
+
+    On Windows a backslash is a path separator, not an escape.
+    """
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""  # '#' is part of a URL or a file name, never a comment
+    if os.name == "nt":
+        lexer.escape = ""
+    try:
+        return list(lexer)
+    except ValueError as exc:
+        raise UsageError(f"{where}: {str(exc).lower()} on the line (quote with '…' or \"…\", "
+                         "or escape a space with \\)") from None
+
+
+#: ``$name`` with attributes and subscripts (``$fox``, ``$fox.urls[2]``, ``$fox[1]``).
+_DOLLAR_WORD = re.compile(r"\$([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\[\]]*\])*)")
+
+
+def _whole_expression(word: str) -> str | None:
+    """The expression a word consists of (``$expr``, ``${expr}``, ``{expr}``), else None.
+
+    ``$outdir/run1`` is not one: like IPython, it is ``$outdir`` followed by text.
+    """
+    dollar = _DOLLAR_WORD.fullmatch(word)
+    if dollar:
+        return dollar.group(1)
+    if word.startswith("${") and word.endswith("}") and len(word) > 3:
+        return word[2:-1]
+    if word.startswith("{") and word.endswith("}") and not word.startswith("{{"):
+        try:
+            parts = list(string.Formatter().parse(word))
+        except ValueError:
+            return None
+        if len(parts) == 1 and parts[0][0] == "" and parts[0][1] is not None and not parts[0][3]:
+            return parts[0][1] + (f":{parts[0][2]}" if parts[0][2] else "")
+    return None
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _evaluate(expr: str, word: str, namespace: Mapping[str, Any], where: str) -> Any:
+    """Evaluate one expression of the line in the notebook's namespace, or a one-line error."""
+    if not expr.strip():
+        raise UsageError(f"{where}: {word} is empty (write $$ for a literal $, {{{{ and }}}} "
+                         "for literal braces)")
+    try:
+        return eval(expr, dict(namespace))  # noqa: S307 -- the user's own line, as IPython does
+    except NameError as exc:
+        name = getattr(exc, "name", None) or str(exc)
+        if name == expr.strip():
+            raise UsageError(f"{where}: {word} is not defined in the notebook") from None
+        raise UsageError(f"{where}: {word}: {name} is not defined in the notebook") from None
+    except SyntaxError:
+        raise UsageError(f"{where}: {word} is not a Python expression (write $$ for a "
+                         "literal $, {{ and }} for literal braces)") from None
+    except Exception as exc:
+        raise UsageError(
+            f"{where}: {word} failed: {_one_line(f'{type(exc).__name__}: {exc}')}"
+        ) from None
+
+
+def _format(word: str, namespace: Mapping[str, Any], where: str) -> str:
+    """A word with ``$name``/``{expr}`` inside, string-formatted; ``$$``, ``{{``, ``}}`` escape."""
+    try:
+        return DollarFormatter().vformat(word, args=[], kwargs=dict(namespace))
+    except NameError as exc:
+        name = getattr(exc, "name", None) or str(exc)
+        raise UsageError(f"{where}: {word}: {name} is not defined in the notebook") from None
+    except Exception as exc:
+        raise UsageError(
+            f"{where}: {word}: {_one_line(f'{type(exc).__name__}: {exc}')} (write $$ for a "
+            "literal $, {{ and }} for literal braces)"
+        ) from None
+
+
+def _is_flag(word: str) -> bool:
+    return word.startswith("-") and len(word) > 1 and not word[1:2].isdigit()
+
+
+def expand_words(words: Iterable[str], namespace: Mapping[str, Any], *, where: str,
+                 prefix: str = "", objects_for: frozenset[str] = frozenset(),
+                 ) -> tuple[list[str], list[Any]]:
+    """Fill ``$name`` and ``{expr}`` in each word (after splitting, so values keep spaces).
+
+    A word that is one expression becomes ``str(value)``, or, as the value of an option in
+    ``objects_for``, a marker for ``value`` itself (returned in the second list; see
+    :func:`unmark`). ``--opt=$expr`` counts as ``--opt $expr``. Errors name the option (after
+    ``prefix``; ``where`` for a word that follows no option) and the expression, in one line.
+    """
+    out: list[str] = []
+    objects: list[Any] = []
+    previous: str | None = None
+    for word in words:
+        if word.startswith("--") and "=" in word:
+            flag, _, value = word.partition("=")
+            if "$" in value or "{" in value or "}" in value:
+                out.append(flag)
+                previous, word = flag, value
+        option = previous if previous is not None and _is_flag(previous) else None
+        label = f"{prefix}{LONG_NAMES.get(option, option)}" if option else where
+        previous = word
+        if _is_flag(word) and not ("$" in word or "{" in word or "}" in word):
+            out.append(word)
+            continue
+        expr = _whole_expression(word)
+        if expr is not None:
+            value = _evaluate(expr, word, namespace, label)
+            if option in objects_for and not isinstance(value, str):
+                out.append(f"{_OBJECT_MARK}{len(objects)}")
+                objects.append(value)
+            else:
+                out.append(str(value))
+        elif "$" in word or "{" in word or "}" in word:
+            out.append(_format(word, namespace, label))
+        else:
+            out.append(word)
+    return out, objects
+
+
+def unmark(value: Any, objects: list[Any]) -> Any:
+    """The object a marker of :func:`expand_words` stands for (anything else as it is)."""
+    if isinstance(value, str) and value.startswith(_OBJECT_MARK):
+        return objects[int(value[len(_OBJECT_MARK):])]
     return value
+
+
+_CELL_HEAD = re.compile(r"%%kie4o(\s|$)")
+
+
+def keep_empty_body(lines: list[str]) -> list[str]:
+    """Input transformer: let a ``%%kie4o`` cell with no body reach the magic.
+
+    IPython refuses a cell magic with an empty body before calling it ("did you mean the line
+    magic?"), and ``%kie4o`` takes no prompt: a prompt written on the option line sent the
+    user in circles. The magic then says where the prompt goes, or runs an edit that needs
+    none (images only).
+    """
+    if lines and _CELL_HEAD.match(lines[0]) and not any(x.strip() for x in lines[1:]):
+        return [lines[0].rstrip("\n") + "\n", "\n"]
+    return lines
+
+
+def _usage(exc: KieUsageError) -> UsageError:
+    return UsageError(with_hint(str(exc), exc.fix, "notebook"))
 
 
 def parse_cell(magic_func: Callable[..., Any], line: str, body: str,
                namespace: Mapping[str, Any], *, default_size: str) -> CellOptions:
     """Parse and check one ``%%kie4o`` cell; ``UsageError`` on any bad input."""
-    args = parse_argstring(magic_func, line)
+    words, objects = expand_words(split_line(line, "%%kie4o"), namespace,
+                                  where="%%kie4o option line", objects_for=OBJECT_OPTIONS)
+    # The magic's own argparse parser (the one `%%kie4o?` documents), on words, not a string.
+    args, extras = magic_func.parser.parse_known_args(words)
+    if extras:
+        if not body.strip() and not any(_is_flag(w) for w in extras):
+            found = " ".join(extras)
+            raise UsageError(f"%%kie4o: put the prompt on the lines below %%kie4o "
+                             f"(found {found!r} on the option line)")
+        raise UsageError(f"unrecognized arguments: {' '.join(extras)}")
     if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
         raise UsageError(f"-o/--out: {args.out!r} is not a valid Python name")
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(f"--timeout: {args.timeout:g} must be a positive number of seconds")
-    if args.callback is not None and not args.callback.startswith(("http://", "https://")):
+    if args.callback is not None and not is_http_url(args.callback):
         raise UsageError(f"--callback: {args.callback!r} is not an http(s) URL")
     prompt = fill_prompt(body.strip(), namespace)
     try:
-        images = resolve_images(_lookup(v, namespace, "--image") for v in args.image)
-        mask = resolve_mask(
-            None if args.mask is None else _lookup(args.mask, namespace, "--mask"), images
-        )
+        timeout = None if args.timeout is None else check_timeout(args.timeout, "--timeout")
+        images = resolve_images(unmark(v, objects) for v in args.image)
+        mask = resolve_mask(None if args.mask is None else unmark(args.mask, objects), images)
         # URLs are known now; local files get their URL when the task uploads them.
         request = request_with_inputs(
             prompt, images, mask,
@@ -135,9 +307,8 @@ def parse_cell(magic_func: Callable[..., Any], line: str, body: str,
             callback_url=args.callback,
         )
     except KieUsageError as exc:
-        raise UsageError(str(exc)) from None
+        raise _usage(exc) from None
     return CellOptions(
         request=request, images=images, mask=mask, out=args.out, save=args.save,
-        no_wait=args.no_wait, timeout=args.timeout, dry_run=args.dry_run,
+        no_wait=args.no_wait, timeout=timeout, dry_run=args.dry_run,
     )
-

@@ -2,14 +2,16 @@
 
 Built once, then only its traits change (from the task's thread: setting traits sends comm
 messages, which reach the front end on ipykernel 6 and 7 alike; printing from a thread would
-not). The panel never makes a request: Stop calls ``task.stop()``; Save writes bytes the task
-already holds.
+not). The task's thread and the cell's thread both update it: each update reads the task's
+state under one lock, so the last one always writes the newest state. The panel never makes a
+request: Stop calls ``task.stop()``; Save writes bytes the task already holds.
 """
 
 from __future__ import annotations
 
 import html
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,11 @@ _BAR_STYLE = {
 #: Front ends reset link styles inside widgets: make the link look like one.
 _LINK_STYLE = "color:#1a73e8;text-decoration:underline"
 _TILE_WIDTH = {"1:1": 256, "3:2": 300, "2:3": 200}
+_CHIP_STYLE = ("border-radius:10px;padding:1px 8px;margin-right:4px;font-size:85%;"
+               "background:{}")
+_CHIP_BG = "#e8eaf6"
+#: A demo task's chip stands out: its images are made up and cost nothing.
+_DEMO_BG = "var(--jp-warn-color3, #ffe0b2)"
 
 
 class TaskPanel(w.VBox):
@@ -46,6 +53,7 @@ class TaskPanel(w.VBox):
                  save_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
         self.task = task
         self.show_images = show_images
+        self._update_lock = threading.Lock()
         self.save_dir = Path(save_dir) if save_dir else None
         esc = html.escape
         p = task.params
@@ -59,10 +67,16 @@ class TaskPanel(w.VBox):
         if p.get("fallback"):
             chips.append(f"fallback {p.get('fallback_model') or 'FLUX_MAX'}")
         chip_html = "".join(
-            f'<span class="kie4o-chip" style="background:#e8eaf6;border-radius:10px;'
-            f'padding:1px 8px;margin-right:4px;font-size:85%">{esc(str(c))}</span>'
+            f'<span class="kie4o-chip" style="{_CHIP_STYLE.format(_CHIP_BG)}">'
+            f"{esc(str(c))}</span>"
             for c in chips if c
         )
+        if getattr(task, "demo", False):
+            chip_html = (
+                f'<span class="kie4o-chip kie4o-demo" style="{_CHIP_STYLE.format(_DEMO_BG)}" '
+                'title="demo mode: made-up images from the bundled mock server, no credits '
+                'spent">demo</span>' + chip_html
+            )
         self.prompt = w.HTML(
             f'<div class="kie4o-prompt" style="white-space:pre-wrap;max-height:6em;'
             f'overflow:auto;line-height:1.3">{esc(task.prompt)}</div>'
@@ -70,7 +84,7 @@ class TaskPanel(w.VBox):
         self.chips = w.HTML(chip_html)
         self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, bar_style="info",
                                    layout=w.Layout(width="60%"))
-        self.status = w.HTML(value=esc(status_text(task)))
+        self.status = w.HTML(value=esc(status_text(task, front_end="notebook")))
         self.elapsed = w.HTML(value="0.0 s")
         self.task_id = w.HTML(value="")
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning",
@@ -96,23 +110,32 @@ class TaskPanel(w.VBox):
                          **kwargs)
         self.add_class("kie4o-panel")
         self._grid_filled = False
-        self.update(task)
+        self.update()
 
-    def update(self, task: Task) -> None:
-        """Bring every trait up to date with ``task`` (safe from any thread)."""
-        self.bar.value = task.progress
-        self.bar.bar_style = _BAR_STYLE.get(task.status, "info")
-        self.status.value = html.escape(status_text(task))
-        self.elapsed.value = f"{task.elapsed:.1f} s"
-        if task.task_id:
-            self.task_id.value = f"<code>{html.escape(task.task_id)}</code>"
-        if task.status.finished:
-            self.stop_button.disabled = True
-            self.stop_button.layout.display = "none"
-            self.hint.layout.display = "none"
-        if task.status is TaskStatus.SUCCESS and not self._grid_filled:
-            self._grid_filled = True
-            self.grid.children = tuple(self._tile(n, data) for n, data in task.numbered_images())
+    def update(self, task: Task | None = None) -> None:
+        """Bring every trait up to date with the panel's task (safe from any thread).
+
+        ``task`` is accepted so ``update`` can be a task listener; the state is always read
+        from ``self.task`` under the lock, so concurrent calls are ordered and the last one
+        writes the newest state. Calling it again with nothing new changes nothing.
+        """
+        with self._update_lock:
+            task = self.task
+            status = task.status
+            self.bar.value = task.progress
+            self.bar.bar_style = _BAR_STYLE.get(status, "info")
+            self.status.value = html.escape(status_text(task, front_end="notebook"))
+            self.elapsed.value = f"{task.elapsed:.1f} s"
+            if task.task_id:
+                self.task_id.value = f"<code>{html.escape(task.task_id)}</code>"
+            if status.finished:
+                self.stop_button.disabled = True
+                self.stop_button.layout.display = "none"
+                self.hint.layout.display = "none"
+            if status is TaskStatus.SUCCESS and not self._grid_filled:
+                self._grid_filled = True
+                self.grid.children = tuple(self._tile(n, data)
+                                           for n, data in task.numbered_images())
 
     def __repr__(self) -> str:
         parts = ["kie4o", self.task.task_id or "", status_text(self.task)]
@@ -154,12 +177,13 @@ class TaskPanel(w.VBox):
         return w.VBox([image, actions], layout=w.Layout(margin="0 8px 8px 0"))
 
     def _save(self, n: int) -> None:
+        """Save image ``n`` only (with the task's sidecar), and name the file written."""
         target = self.save_dir or Path.cwd() / "kie4o_images"
         try:
-            paths = self.task.save(target)
+            paths = self.task.save(target, index=n)
         except Exception as exc:  # shown in the panel; a click has no cell to raise into
             self.message.value = f'<span style="color:#b00020">{html.escape(str(exc))}</span>'
             return
-        chosen = [p for p in paths if p.stem.endswith(f"_{n}")]
+        chosen = [p for p in paths if p.stem.endswith(f"_{n}")] or paths
         shown = chosen[0] if chosen else target
         self.message.value = f"saved <code>{html.escape(str(shown))}</code>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -46,21 +47,46 @@ class SlidingWindowLimiter:
             self._calls.append(start)
             return start - now
 
-    def acquire(self) -> float:
-        """Wait for a slot; return the seconds waited."""
+    def acquire(self, on_wait: Callable[[float], None] | None = None) -> float:
+        """Wait for a slot; return the seconds waited (``on_wait`` as in :meth:`acquire_unless`)."""
         wait = self.reserve()
         if wait > 0:
-            self._sleep(wait)
+            _tell(on_wait, wait)
+            try:
+                self._sleep(wait)
+            finally:
+                _tell(on_wait, 0.0)
         return wait
 
-    def acquire_unless(self, cancel: threading.Event | None) -> bool:
-        """Wait for a slot unless ``cancel`` is set meanwhile (then return False)."""
+    def acquire_unless(self, cancel: threading.Event | None,
+                       on_wait: Callable[[float], None] | None = None) -> bool:
+        """Wait for a slot unless ``cancel`` is set meanwhile (then return False).
+
+        When the caller must wait, ``on_wait(seconds)`` is called before the wait and
+        ``on_wait(0.0)`` after it (sent or cancelled), so a task can show it is queued.
+        """
         if cancel is None:
-            self.acquire()
+            self.acquire(on_wait)
             return True
         wait = self.reserve()
         # A cancelled wait keeps its slot: at worst a later caller waits a little longer.
-        return wait <= 0 or not cancel.wait(wait)
+        if wait <= 0:
+            return True
+        _tell(on_wait, wait)
+        try:
+            return not cancel.wait(wait)
+        finally:
+            _tell(on_wait, 0.0)
+
+
+def _tell(on_wait: Callable[[float], None] | None, seconds: float) -> None:
+    # A broken observer must never lose the slot or the request.
+    if on_wait is None:
+        return
+    try:
+        on_wait(seconds)
+    except Exception:
+        logging.getLogger("kie_jupyter").exception("rate-limit observer failed")
 
 
 #: The process-wide limiter every client shares by default (the limit is per account).

@@ -10,9 +10,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .hints import hint
 from .imageinfo import sniff_image
 from .models import TaskStatus
 
@@ -51,10 +54,18 @@ def thumbnail(data: bytes, size: int = THUMB_SIZE) -> tuple[bytes, str]:
         return data, mime
 
 
-def status_text(task: Task) -> str:
-    """The one-line status a person reads: Submitting → Generating 42 % → … → Done in 31.2 s."""
+def status_text(task: Task, front_end: str | None = None) -> str:
+    """The one-line status a person reads: Submitting → Generating 42 % → … → Done in 31.2 s.
+
+    ``front_end`` (``"notebook"``, ``"cli"``, ``"python"``) adds its words for what to do
+    about a failure (see :mod:`.hints`); None adds nothing (the caller adds its own).
+    """
     s = task.status
     if s is TaskStatus.SUBMITTING:
+        queued = getattr(task, "queued_until", None)
+        left = queued - time.monotonic() if queued is not None else 0.0
+        if left > 0:
+            return f"Queued: rate limit, sending in {math.ceil(left)} s"
         return "Submitting…"
     if s is TaskStatus.GENERATING:
         return f"Generating {task.progress * 100:.0f} %"
@@ -66,10 +77,22 @@ def status_text(task: Task) -> str:
         unsaved = f"; {task.save_error}" if task.save_error else ""
         return f"Done in {task.elapsed:.1f} s{missing}{unsaved}"
     if s is TaskStatus.STOPPED:
-        return "Stopped locally — the task goes on at KIE.AI; resume it with its id"
+        if not task.task_id:
+            return "Stopped before the request was sent; nothing was charged"
+        where = "the demo server" if getattr(task, "demo", False) else "KIE.AI"
+        text = f"Stopped locally — the task goes on at {where}; resume it with its id"
+        return _with_fix(text, "resume", front_end, task.task_id)
+    fix = getattr(task.error, "fix", None) if task.error else None
     if s is TaskStatus.TIMED_OUT:
-        return f"Timed out: {task.error.message if task.error else ''}"
-    return f"Failed: {task.error.message if task.error else 'unknown reason'}"
+        text = f"Timed out: {task.error.message if task.error else ''}"
+        return _with_fix(text, fix or "resume", front_end, task.task_id)
+    text = f"Failed: {task.error.message if task.error else 'unknown reason'}"
+    return _with_fix(text, fix, front_end, task.task_id)
+
+
+def _with_fix(text: str, fix: str | None, front_end: str | None, task_id: str | None) -> str:
+    extra = hint(fix, front_end, task_id) if front_end else ""
+    return f"{text} — {extra}" if extra and extra not in text else text
 
 
 def _safe_link(url: str) -> str | None:
@@ -80,14 +103,21 @@ def _safe_link(url: str) -> str | None:
     return None if host in ("127.0.0.1", "localhost", "::1") else url
 
 
+def _fix_of(task: Task) -> str | None:
+    fix = getattr(task.error, "fix", None) if task.error else None
+    return fix or ("resume" if task.status is TaskStatus.TIMED_OUT else None)
+
+
 def summary_lines(task: Task) -> list[str]:
     """Plain-text lines describing a task: what a terminal shows."""
     p = task.params
-    head = f"kie4o task {task.task_id or '(not submitted)'} — {task.status.value}"
+    demo = " (demo)" if getattr(task, "demo", False) else ""
+    head = f"kie4o task {task.task_id or '(not submitted)'} — {task.status.value}{demo}"
     lines = [head, f"prompt: {task.prompt}"]
     lines.append(f"size {p.get('size', '?')} · variants {p.get('variants', '?')}")
     if task.error:
-        lines.append(f"error: {task.error}")
+        reason = _with_fix(str(task.error), _fix_of(task), "notebook", task.task_id)
+        lines.append(f"error: {reason}")
     lines.extend(f"image {n + 1}: {reason}" for n, reason in sorted(task.image_errors.items()))
     if task.save_error:
         lines.append(task.save_error)
@@ -104,7 +134,8 @@ def static_bundle(task: Task, embed: str = "thumb") -> dict[str, Any]:
     chips = " ".join(
         f'<span style="background:#eef;border-radius:8px;padding:1px 7px;margin-right:4px">'
         f"{esc(str(label))}</span>"
-        for label in (p.get("size"), f"×{p.get('variants', 1)}", task.status.value)
+        for label in (p.get("size"), f"×{p.get('variants', 1)}", task.status.value,
+                      "demo" if getattr(task, "demo", False) else None)
         if label
     )
     parts = [
@@ -115,7 +146,8 @@ def static_bundle(task: Task, embed: str = "thumb") -> dict[str, Any]:
         f"{esc(task.prompt[:2000])}</div>",
     ]
     if task.error:
-        parts.append(f'<div style="color:#b00020">{esc(str(task.error))}</div>')
+        reason = _with_fix(str(task.error), _fix_of(task), "notebook", task.task_id)
+        parts.append(f'<div style="color:#b00020">{esc(reason)}</div>')
     images = task.numbered_images() if task.done else []
     if images and embed != "none":
         parts.append('<div style="display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start">')

@@ -3,12 +3,14 @@
 A :class:`Task` runs in one background thread: upload local inputs, submit, poll, download
 the images (in parallel, the moment success is seen). Listeners are called on every change
 from that thread; they must only set state (the panel sets widget traits), never print.
+
+Once a task has an id it was paid for: from then on nothing local (a history or output
+folder that cannot be written) may end it; such problems are one warning and the task goes on.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import threading
@@ -18,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from .errors import (
     DownloadError,
@@ -26,22 +28,23 @@ from .errors import (
     KieAPIError,
     KieConnectionError,
     KieError,
+    KieUsageError,
     MalformedResponseError,
     SubmissionCancelled,
     TaskFailedError,
     TaskTimeoutError,
     redact,
 )
-from .imageinfo import sniff_image
 from .models import GenerationRequest, TaskRecord, TaskStatus
 from .poller import PollSchedule, poll_task
+from .taskimage import TaskImage, pick, write_images
 
 if TYPE_CHECKING:
     from .client import KieClient
     from .history import HistoryStore
     from .inputs import InputImage
 
-__all__ = ["Task", "TaskError"]
+__all__ = ["Task", "TaskError", "TaskImage"]
 
 log = logging.getLogger("kie_jupyter")
 
@@ -50,10 +53,13 @@ Listener = Callable[["Task"], None]
 
 @dataclass(frozen=True)
 class TaskError:
-    """Why a task did not give images: the API's code (if any) and message."""
+    """Why a task did not give images: the API's code (if any), the message, and ``fix``,
+    what the user can do in front-end-neutral words (``key``, ``credits``, ``options``,
+    ``resume``; see :mod:`kie_jupyter.hints`), or None."""
 
     code: int | None
     message: str
+    fix: str | None = None
 
     def __str__(self) -> str:
         return f"{self.message} (error {self.code})" if self.code is not None else self.message
@@ -70,7 +76,8 @@ class Task:
 
     Attributes: ``task_id``, ``status`` (a :class:`TaskStatus`), ``progress`` (0..1),
     ``urls``, ``images`` (PNG bytes, downloaded once), ``error`` (:class:`TaskError` or
-    None), ``params``, ``created``, ``completed``.
+    None), ``params``, ``created``, ``completed``, ``demo``, ``queued_until``.
+    ``task[i]`` is one image (a :class:`TaskImage`), 0-based, negative from the end.
     """
 
     def __init__(
@@ -94,7 +101,7 @@ class Task:
         self.task_id: str | None = task_id
         self.timeout = timeout
         self.schedule = schedule or PollSchedule()
-        self.save_dir = Path(save_dir).expanduser() if save_dir else None
+        self.save_dir = Path(save_dir).expanduser().absolute() if save_dir else None
         self.embed = embed
         #: Where the task is recorded the moment its id is known, and when it ends.
         self.history = history
@@ -111,7 +118,13 @@ class Task:
         self.completed: datetime | None = None
         self.started_monotonic = time.monotonic()
         self.finished_monotonic: float | None = None
+        #: While the submission waits behind the client's rate limiter: the
+        #: ``time.monotonic()`` instant it will be sent (listeners hear when it is set and
+        #: cleared); None otherwise.
+        self.queued_until: float | None = None
         self._images: list[bytes | None] = []
+        #: Stopped while a submission's fate was unknown (it may have created a task).
+        self._send_uncertain = False
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -136,21 +149,39 @@ class Task:
         with self._lock:
             for name, value in changes.items():
                 setattr(self, name, value)
-            if self.status.finished and self.completed is None:
-                self.completed = _now()
-                self.finished_monotonic = time.monotonic()
+            if self.status.finished:
+                self._mark_completed()
         self._notify()
         if self.status.finished and not self._done.is_set():
-            if self.history is not None and self.task_id:
-                try:
-                    self.history.record(self, self.client.base_url)
-                except OSError as exc:
-                    log.warning("could not write the history: %s", exc)
+            self._record()
             self._done.set()
+
+    def _mark_completed(self) -> None:
+        """Stamp the end time once (before ``--save`` writes the sidecar, which shows it)."""
+        with self._lock:
+            if self.completed is None:
+                self.completed = _now()
+                self.finished_monotonic = time.monotonic()
+
+    def _record(self) -> None:
+        """Write the task to history; a folder that cannot be written is only a warning."""
+        if self.history is not None and self.task_id:
+            self.history.record_safely(self, self.client.base_url)
 
     @property
     def prompt(self) -> str:
         return str(self.params.get("prompt", ""))
+
+    @property
+    def demo(self) -> bool:
+        """True when the task ran on the demo server (synthetic images, nothing charged)."""
+        return bool(getattr(self.client, "demo", False))
+
+    @property
+    def stopped_before_sent(self) -> bool:
+        """True when the task was stopped before its request left: nothing was charged."""
+        return (self.status is TaskStatus.STOPPED and self.task_id is None
+                and not self._send_uncertain)
 
     @property
     def done(self) -> bool:
@@ -196,7 +227,8 @@ class Task:
         return self
 
     def stop(self) -> None:
-        """Stop following the task locally. The server task goes on and can be resumed."""
+        """Stop following the task locally. A task already sent goes on at KIE.AI and can be
+        resumed; one still waiting to be sent is not sent at all (nothing is charged)."""
         self._stop.set()
 
     def _run(self) -> None:
@@ -208,14 +240,18 @@ class Task:
             self._follow()
         except KieError as exc:
             if self._stop.is_set():  # stopped (or unloaded) meanwhile: that is the outcome
-                self._set(status=TaskStatus.STOPPED)
+                # ...but if the request may have reached KIE.AI, never claim nothing was sent.
+                self._send_uncertain = self._maybe_sent(exc)
+                self._set(status=TaskStatus.STOPPED, queued_until=None)
                 return
             code = getattr(exc, "code", None)
-            self._set(status=TaskStatus.FAILED, error=TaskError(code, self._explain(exc)))
+            self._set(status=TaskStatus.FAILED, queued_until=None,
+                      error=TaskError(code, self._explain(exc), getattr(exc, "fix", None)))
         except Exception as exc:  # never leave a task hanging in "generating"
             text = redact(f"{type(exc).__name__}: {exc}", self.client.secret_for_redaction())
             log.error("task %s crashed: %s", self.task_id, text)
-            self._set(status=TaskStatus.FAILED, error=TaskError(None, f"internal error: {text}"))
+            self._set(status=TaskStatus.FAILED, queued_until=None,
+                      error=TaskError(None, f"internal error: {text}"))
 
     def _explain(self, exc: KieError) -> str:
         """The error in plain words, with what the user needs to act on it."""
@@ -225,16 +261,20 @@ class Task:
                 text += f" (balance: {self.client.credits():g} credits)"
             except KieError:
                 pass
-        elif self.task_id is None and getattr(exc, "endpoint", None) == "generate" and (
+        elif self._maybe_sent(exc):
+            text += (" — the request may have reached KIE.AI, so it was not sent again (no "
+                     "double charge); check your KIE.AI dashboard before re-running")
+        return text
+
+    def _maybe_sent(self, exc: KieError) -> bool:
+        """True when a failed submission may still have created (and charged) a task."""
+        return self.task_id is None and getattr(exc, "endpoint", None) == "generate" and (
             (isinstance(exc, (KieConnectionError, MalformedResponseError))
              and not getattr(exc, "refused", False))
             # A gateway's 5xx page (no API envelope): the API may have taken it.
             or (isinstance(exc, KieAPIError) and exc.body is None
                 and (exc.http_status or 0) >= 500)
-        ):
-            text += (" — the request may have reached KIE.AI, so it was not sent again (no "
-                     "double charge); check your KIE.AI dashboard before re-running")
-        return text
+        )
 
     def _submit(self) -> None:
         assert self.request is not None
@@ -250,13 +290,19 @@ class Task:
             return
         self._submitted_at = time.monotonic()
         try:
-            task_id = self.client.generate(request, stop=self._stop)
+            task_id = self.client.generate(request, stop=self._stop, on_wait=self._queued)
         except SubmissionCancelled:
-            self._set(status=TaskStatus.STOPPED)
+            self._set(status=TaskStatus.STOPPED, queued_until=None)
             return
-        self._set(task_id=task_id, status=TaskStatus.GENERATING)
-        if self.history is not None:
-            self.history.record(self, self.client.base_url)
+        self._set(task_id=task_id, status=TaskStatus.GENERATING, queued_until=None)
+        # Paid for from here on: a history that cannot be written must not end the task.
+        self._record()
+
+    def _queued(self, seconds: float) -> None:
+        """The client's rate limiter holds the submission ``seconds`` more (0: no more)."""
+        until = time.monotonic() + seconds if seconds > 0 else None
+        if until != self.queued_until:
+            self._set(queued_until=until)
 
     def _upload(self, item: InputImage) -> str:
         if item.url:
@@ -287,7 +333,7 @@ class Task:
                 if not record.finished:
                     self._set(progress=max(self.progress, record.progress))
         except TaskTimeoutError as exc:
-            self._set(status=TaskStatus.TIMED_OUT, error=TaskError(None, str(exc)))
+            self._set(status=TaskStatus.TIMED_OUT, error=TaskError(None, str(exc), exc.fix))
             return
         if self._stop.is_set() and (
             record is None or not record.finished or (record.succeeded and not record.urls)
@@ -326,10 +372,13 @@ class Task:
             self._images = results
             self.image_errors = errors
         if self.save_dir is not None and any(results):
+            self._mark_completed()  # the sidecar shows when the task completed
             try:
                 self.save(self.save_dir)
             except OSError as exc:
+                # The images are still in memory and shown: a warning, never a failure.
                 self.save_error = f"could not save to {self.save_dir}: {exc.strerror or exc}"
+                log.warning("kie4o: %s", self.save_error)
         if not any(results):
             first = next(iter(errors.values()), "no image could be downloaded")
             self._set(status=TaskStatus.FAILED,
@@ -344,55 +393,76 @@ class Task:
         """The PNG bytes of each image (downloaded once, then cached).
 
         Raises :class:`TaskFailedError` for a failed task and a :class:`KieError` while it
-        still runs.
+        still runs or when it was stopped.
         """
+        return [img for img in self._ready_images() if img is not None]
+
+    def _ready_images(self) -> list[bytes | None]:
+        """The images by the API's numbering (None where one failed), or raise why none."""
         if self.status in (TaskStatus.FAILED, TaskStatus.TIMED_OUT):
             err = self.error or TaskError(None, "unknown reason")
-            raise TaskFailedError(self.task_id, err.code, err.message)
-        if not self.done or self.status is TaskStatus.STOPPED:
+            failed = TaskFailedError(self.task_id, err.code, err.message)
+            failed.fix = err.fix
+            raise failed
+        if self.stopped_before_sent:
+            raise KieError("the task was stopped before it was sent; nothing was charged")
+        if self.status is TaskStatus.STOPPED and self.task_id is None:
+            raise KieError("the task was stopped while it was being sent; the request may "
+                           "have reached KIE.AI — check your KIE.AI dashboard")
+        if self.status is TaskStatus.STOPPED:
+            stopped = KieError(f"task {self.task_id} was stopped before its images arrived; "
+                               "it goes on at KIE.AI and can be resumed")
+            stopped.fix = "resume"
+            raise stopped
+        if not self.done:
             raise KieError(
-                f"task {self.task_id or '(not submitted)'} has no images yet "
+                f"task {self.task_id or '(not sent yet)'} is still running "
                 f"(status: {self.status.value}); call .wait() first"
             )
-        return [img for img in self._images if img is not None]
+        return list(self._images)
+
+    @overload
+    def __getitem__(self, index: int) -> TaskImage: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[TaskImage]: ...
+    def __getitem__(self, index: int | slice) -> TaskImage | list[TaskImage]:
+        """``task[i]``: image ``i`` (0-based, negative from the end) as a :class:`TaskImage`.
+
+        Out of range raises an :class:`IndexError` (a :class:`KieUsageError` too), so
+        ``for image in task`` and ``list(task)`` work. No ``__len__``: a task with no images
+        must still be truthy.
+        """
+        return pick(self, index)
 
     def numbered_images(self) -> list[tuple[int, bytes]]:
         """(index, bytes) of each downloaded image, keeping the API's numbering."""
         return [(n, img) for n, img in enumerate(self._images) if img is not None]
 
-    def save(self, directory: str | os.PathLike[str]) -> list[Path]:
-        """Write ``<taskId>_<n>.png`` for each image and a ``<taskId>.json`` sidecar."""
-        target = Path(directory).expanduser()
-        target.mkdir(parents=True, exist_ok=True)
-        paths: list[Path] = []
-        numbered = self.numbered_images()
-        if not numbered:
-            self.images  # noqa: B018 -- raises the reason there is nothing to save
-        for n, data in numbered:
-            info = sniff_image(data)
-            ext = "jpg" if info and info.format == "jpeg" else (info.format if info else "png")
-            path = target / f"{self.task_id}_{n}.{ext}"
-            _atomic_write(path, data)
-            paths.append(path)
-        sidecar = {
-            "task_id": self.task_id,
-            "prompt": self.prompt,
-            "params": self.params,
-            "urls": list(self.urls),
-            "created": self.created.isoformat(),
-            "completed": self.completed.isoformat() if self.completed else None,
-            "files": [p.name for p in paths],
-        }
-        _atomic_write(target / f"{self.task_id}.json",
-                      json.dumps(sidecar, indent=2, ensure_ascii=False).encode("utf-8"))
+    def save(self, directory: str | os.PathLike[str], index: int | None = None) -> list[Path]:
+        """Write ``<taskId>_<n>.png`` for each image (or only image ``index``) and a
+        ``<taskId>.json`` sidecar (prompt, params, URLs, times, inputs); return the paths."""
+        if index is None:
+            numbered = self.numbered_images()
+            if not numbered:
+                self.images  # noqa: B018 -- raises the reason there is nothing to save
+        else:
+            image = pick(self, index)
+            numbered = [(image.index, image.data)]
+        return write_images(self, Path(directory).expanduser().absolute(), numbered)
+
+    def _note_saved(self, paths: Sequence[Path]) -> None:
+        """Remember written files (absolute); history learns of files saved after the end."""
         with self._lock:
             for p in paths:
                 if str(p) not in self.saved_paths:
                     self.saved_paths.append(str(p))
-        return paths
+        if self.done:
+            self._record()
 
     def download_url(self, n: int = 0) -> str:
         """The API's direct download URL for image ``n`` (valid 20 minutes)."""
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise KieUsageError(f"download_url: n must be an int, not {type(n).__name__}")
         if not self.urls:
             raise KieError(f"task {self.task_id} has no image URLs (status: {self.status.value})")
         if not -len(self.urls) <= n < len(self.urls):
@@ -425,11 +495,3 @@ def _params_from_api(api: dict[str, Any]) -> dict[str, Any]:
         "callback_url": api.get("callBackUrl"),
     }
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -98,16 +98,27 @@ def _thumb_cell(entry: HistoryEntry) -> str:
     return ""
 
 
-def history_table(entries: list[HistoryEntry], *, embed: bool = True) -> Table:
-    """Recent tasks: prompt, size, variants, status, time, id (thumbnails of saved images)."""
+def _status(entry: HistoryEntry) -> str:
+    # A demo result must never be taken for a real one (nor its id for a resumable task).
+    return f"{entry.status} (demo)" if getattr(entry, "demo", None) else entry.status
+
+
+def history_table(entries: list[HistoryEntry], *, embed: bool = True,
+                  search: str | None = None) -> Table:
+    """Recent tasks: prompt, size, variants, status, time, id (thumbnails of saved images).
+
+    ``search`` is the text the entries were filtered by (it words the empty table).
+    """
     header = ["prompt", "size", "variants", "status", "time", "task id"]
     rows = [
         [_short(e.prompt), str(e.params.get("size", "")), str(e.params.get("variants", "")),
-         e.status, _when(e.created), e.task_id]
+         _status(e), _when(e.created), e.task_id]
         for e in entries
     ]
     if not rows:
-        return Table("kie4o history: no tasks yet", header, [])
+        title = (f"kie4o history: no task matches {search!r}" if search
+                 else "kie4o history: no tasks yet")
+        return Table(title, header, [])
     title = f"kie4o history ({len(rows)})"
     if not embed:
         return Table(title, header, rows)

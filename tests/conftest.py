@@ -1,8 +1,47 @@
-"""Shared test helpers: a fake clock whose sleep advances it, and a recording sleep."""
+"""Shared test helpers: a home of its own for every test, a fake clock, a recording sleep."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+#: Configuration the tests' tools only read (pip's index, git's identity): still found from a
+#: temporary HOME. Each maps the variable naming a file to where it lives in the real home.
+_READ_ONLY_CONFIG = {
+    "PIP_CONFIG_FILE": (".config/pip/pip.conf", ".pip/pip.conf"),
+    "GIT_CONFIG_GLOBAL": (".gitconfig",),
+}
+#: Folders that, when set under the real home, would still send writes there.
+_HOME_DIRS = ("IPYTHONDIR", "JUPYTER_RUNTIME_DIR", "MPLCONFIGDIR", "XDG_CACHE_HOME",
+              "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Give every test a temporary HOME and ``KIE_OUTPUT_DIR``: no test writes to the real home.
+
+    Set in ``os.environ``, so kernels and subprocesses started by a test inherit them too.
+    IPython makes its profile in the temporary home; kernelspecs still come from
+    ``sys.prefix`` and ``JUPYTER_PATH``. A test may still set its own ``KIE_OUTPUT_DIR``.
+    """
+    real_home = Path.home()
+    base = tmp_path_factory.mktemp("isolated")
+    home = base / "home"
+    home.mkdir()
+    for variable, candidates in _READ_ONLY_CONFIG.items():
+        found = [real_home / c for c in candidates if (real_home / c).is_file()]
+        if found and variable not in os.environ:
+            monkeypatch.setenv(variable, str(found[0]))
+    for variable in _HOME_DIRS:
+        if Path(os.environ.get(variable) or "/").resolve().is_relative_to(real_home.resolve()):
+            monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KIE_OUTPUT_DIR", str(base / "kie_output"))
+    yield home
 
 
 class FakeClock:

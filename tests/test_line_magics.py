@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import time
 
 import pytest
 from IPython.core.error import UsageError
@@ -186,15 +187,18 @@ def test_demo_off_stops_the_demo_tasks(shell, server, monkeypatch):
     monkeypatch.setenv("KIE_DEMO_DURATION", "30")
     run(shell, "%kie4o demo")
     run(shell, "%%kie4o --no-wait -o t\nlong demo task")
-    run(shell, "%kie4o demo off")
     task = shell.user_ns["t"]
+    # Once it runs on the server (a request still in flight when the server goes is another
+    # case: it may have arrived, and the task says so).
+    deadline = time.monotonic() + 10
+    while task.task_id is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run(shell, "%kie4o demo off")
     task.wait(5)
     assert task.status is TaskStatus.STOPPED
 
 
 def test_unload_is_quick_with_tasks_in_flight(shell, server):
-    import time
-
     server.add_fault("record-info", delay=3.0, times=100)  # every poll hangs for 3 s
     for n in range(4):
         run(shell, f"%%kie4o --no-wait -o t{n}\nslow poll {n}")

@@ -333,10 +333,18 @@ def test_key_never_in_any_output(shell, server, tmp_path):
             assert KEY.encode() not in path.read_bytes()
 
 
-def test_save_to_an_unwritable_place_keeps_the_images(shell, server, tmp_path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    cap = run(shell, f"%%kie4o --save {blocker / 'sub'} -o t\nunsaved fox")
-    task = shell.user_ns["t"]
+def test_save_that_fails_after_paying_keeps_the_images(shell, server, tmp_path):
+    # A folder that cannot work is refused before sending (tests/test_trust_magic.py); one
+    # that breaks while the task runs must still not cost the paid-for images.
+    import shutil
+
+    from kie_jupyter.static import status_text
+
+    out = tmp_path / "keep"
+    server.script_next_task(duration=2.0)
+    run(shell, f"%%kie4o --no-wait --save {out} -o t\nunsaved fox")
+    shutil.rmtree(out)
+    out.write_text("now a file")  # the folder is gone before the images arrive
+    task = shell.user_ns["t"].wait(15)
     assert task.status is TaskStatus.SUCCESS and task.images
-    assert "could not save" in task.save_error and "could not save" in cap.stdout
+    assert "could not save" in task.save_error and "could not save" in status_text(task)

@@ -49,6 +49,8 @@ BAD_CELLS = [
     ("--timeout 0", "x", "--timeout"),
     ("--timeout abc", "x", "--timeout"),
     ("--timeout nan", "x", "--timeout"),
+    ("--timeout inf", "x", "--timeout"),
+    ("--timeout -inf", "x", "--timeout"),
     ("--callback notaurl", "x", "--callback"),
     ("-o for", "x", "--out"),
     ("-o a-b", "x", "--out"),
@@ -57,7 +59,7 @@ BAD_CELLS = [
     ("extra words", "x", "unrecognized"),
     ("-i", "x", "--image"),
     ("-m", "x", "--mask"),
-    ("", "", "the cell body is empty"),  # IPython says it before the magic runs
+    ("", "", "prompt: empty"),  # the magic, not IPython, answers a cell with no body
     ("", " \n\t ", "prompt: empty"),
     ("", "x" * 100_000, "at most 32000"),
     ("", "bell \x07 here", "control character U+0007"),

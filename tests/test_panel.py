@@ -1,0 +1,134 @@
+"""The live panel: Save #n saves image n, updates from two threads end on the final state, demo.
+
+Widgets made outside a kernel have no comm, so trait values are what a front end would show.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import ipywidgets as w
+import pytest
+
+import kie_jupyter
+from kie_jupyter import panel as panel_module
+from kie_jupyter.client import KieClient
+from kie_jupyter.models import GenerationRequest, TaskStatus
+from kie_jupyter.panel import TaskPanel
+from kie_jupyter.static import status_text
+from kie_jupyter.task import Task
+from kie_jupyter.testing import MockKieServer
+
+KEY = "sk-PANEL-0123456789abcdef"
+
+
+@pytest.fixture()
+def srv() -> Iterator[MockKieServer]:
+    with MockKieServer(api_key=KEY, duration=0.2, rate_limit=None) as server:
+        yield server
+
+
+def client_for(server: MockKieServer, **kwargs: Any) -> KieClient:
+    return KieClient(KEY, base_url=server.url, upload_url=server.url, **kwargs)
+
+
+def widgets(root: w.Widget) -> Iterator[w.Widget]:
+    yield root
+    for child in getattr(root, "children", ()):
+        yield from widgets(child)
+
+
+def save_buttons(panel: TaskPanel) -> list[w.Button]:
+    return [b for b in widgets(panel)
+            if isinstance(b, w.Button) and b.description.startswith("Save #")]
+
+
+@pytest.mark.parametrize("show_images", [True, False], ids=["no-wait", "blocking"])
+def test_save_2_writes_only_the_second_image(srv, tmp_path, show_images):
+    task = kie_jupyter.generate("four foxes", variants=4, client=client_for(srv))
+    assert task.status is TaskStatus.SUCCESS and len(task.numbered_images()) == 4
+    out = tmp_path / "saved"
+    panel = TaskPanel(task, show_images=show_images, save_dir=out)
+    buttons = save_buttons(panel)
+    assert [b.description for b in buttons] == ["Save #1", "Save #2", "Save #3", "Save #4"]
+
+    buttons[1].click()
+
+    pngs = sorted(p.name for p in out.iterdir() if p.suffix != ".json")
+    assert pngs == [f"{task.task_id}_1.png"]
+    assert (out / f"{task.task_id}.json").is_file()
+    assert f"{task.task_id}_1.png" in panel.message.value
+    assert "_0.png" not in panel.message.value
+
+
+class _ContendedLock:
+    """A lock that calls ``on_wait`` when a caller finds it held (then waits as usual)."""
+
+    def __init__(self, on_wait: Callable[[], None]) -> None:
+        self._lock = threading.Lock()
+        self._on_wait = on_wait
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self._on_wait()
+            self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_update_from_two_threads_ends_on_the_final_state(srv, monkeypatch):
+    """The cell's update reads "Submitting…", then the task runs to its end before that update
+    writes: the panel must still end on "Done" with a success bar.
+
+    The window is held open deterministically: the cell thread's read of the status waits
+    until the task has finished (without the lock) or until the task's thread is waiting for
+    the panel's lock (with it).
+    """
+    request = GenerationRequest(prompt="a race", size="1:1", variants=1)
+    task = Task(request, client=client_for(srv))
+    panel = TaskPanel(task, show_images=False)
+    go = threading.Event()
+    panel._update_lock = _ContendedLock(go.set)  # type: ignore[assignment]
+    task.subscribe(panel.update)
+    task.subscribe(lambda t: go.set() if t.status.finished else None)
+    cell_thread = threading.current_thread()
+    raced: list[str] = []
+
+    def racing_status_text(t: Task, front_end: str | None = None) -> str:
+        text = status_text(t, front_end=front_end)
+        if threading.current_thread() is cell_thread and not raced:
+            raced.append(text)
+            t.start()  # the task moves on between this read and the panel's write
+            assert go.wait(30)
+        return text
+
+    monkeypatch.setattr(panel_module, "status_text", racing_status_text)
+    panel.update(task)
+    task.wait(30)
+
+    assert raced == ["Submitting…"]
+    assert task.status is TaskStatus.SUCCESS
+    assert panel.status.value.startswith("Done in")
+    assert panel.status.value == status_text(task, front_end="notebook")
+    assert panel.bar.bar_style == "success" and panel.bar.value == 1.0
+    children = panel.grid.children
+    assert len(children) == 1
+    panel.update(task)  # idempotent: nothing is rebuilt
+    assert panel.grid.children is children and panel.status.value == status_text(task, front_end="notebook")
+
+
+def _chips(task: Task) -> str:
+    return TaskPanel(task, show_images=False).chips.value
+
+
+def test_demo_task_says_demo_and_a_live_one_does_not():
+    request = GenerationRequest(prompt="a fox", size="1:1", variants=1)
+    demo = Task(request, client=KieClient(KEY, base_url="http://127.0.0.1:9", demo=True))
+    live = Task(request, client=KieClient(KEY, base_url="http://127.0.0.1:9"))
+    assert demo.demo and not live.demo
+    assert ">demo</span>" in _chips(demo)
+    assert "demo" not in _chips(live)
+
