@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kie_jupyter.fakeapi._state import MockTask, format_progress
 from kie_jupyter.testing import MockKieServer
-from kie_jupyter.testing._mock_state import MockTask, format_progress
 
 KEY = "sk-BENCH-0123456789abcdef"
 HERE = Path(__file__).resolve().parent

@@ -41,10 +41,10 @@ from _common import (
 )
 
 from kie_jupyter import KieClient, Task, TaskStatus
-from kie_jupyter.models import GenerationRequest, TaskRecord
-from kie_jupyter.poller import poll_task
-from kie_jupyter.ratelimit import SlidingWindowLimiter
-from kie_jupyter.testing._mock_state import TaskScript
+from kie_jupyter.api.models import GenerationRequest, TaskRecord
+from kie_jupyter.api.ratelimit import SlidingWindowLimiter
+from kie_jupyter.engine.poller import poll_task
+from kie_jupyter.fakeapi._state import TaskScript
 
 #: (label, nominal interval in unscaled seconds; None = ours)
 METHODS: tuple[tuple[str, float | None], ...] = (

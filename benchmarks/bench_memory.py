@@ -27,7 +27,7 @@ sys.path.insert(0, {here!r})
 from _common import rss_bytes
 import kie_jupyter
 from kie_jupyter import KieClient, TaskStatus
-from kie_jupyter.ratelimit import SlidingWindowLimiter
+from kie_jupyter.api.ratelimit import SlidingWindowLimiter
 
 url, n, workers, warmup = {url!r}, {n}, {workers}, {warmup}
 # A roomy submit limiter: 100 tasks would otherwise wait 50 s on the 20-per-10-s one.

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from _common import KEY, emit, median, mock_env, percentile
 from IPython.utils.capture import capture_output
 
-from kie_jupyter.ratelimit import SlidingWindowLimiter
+from kie_jupyter.api.ratelimit import SlidingWindowLimiter
 from kie_jupyter.testing import MockKieServer
 from kie_jupyter.testing.shell import TestingShell
 

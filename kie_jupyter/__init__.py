@@ -21,10 +21,15 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ._version import __version__
-from .client import KieClient
-from .errors import KieError, KieUsageError
-from .models import GenerationRequest, TaskStatus
-from .task import Task, TaskError, TaskImage
+from .api.client import KieClient
+from .api.errors import KieError, KieUsageError
+from .api.models import GenerationRequest, TaskStatus
+from .engine.task import Task, TaskError, TaskImage
+from .notebook.cards import static_bundle as _static_card
+
+# The composition root: a task shows itself as the notebook's static card wherever it is
+# displayed (the engine below knows no front end).
+Task.renderer = _static_card
 
 __all__ = [
     "__version__",
@@ -47,7 +52,7 @@ _loaded: dict[int, Any] = {}
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext kie_jupyter``: register ``%%kie4o`` and ``%kie4o``."""
-    from .magics import load, unload
+    from .notebook.magics import load, unload
 
     previous = _loaded.pop(id(ipython), None)
     if previous is not None:  # %reload_ext, or a second %load_ext
@@ -57,7 +62,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext kie_jupyter``: stop pollers and the demo server, remove the magics."""
-    from .magics import unload
+    from .notebook.magics import unload
 
     magics = _loaded.pop(id(ipython), None)
     if magics is not None:
@@ -78,7 +83,7 @@ def _default_client() -> KieClient:
             return magics.client()
         except UsageError as exc:
             raise KieUsageError(str(exc)) from None
-    from .demo import DEMO_KEY, DemoServer, demo_requested
+    from .fakeapi.demo import DEMO_KEY, DemoServer, demo_requested
 
     if demo_requested():
         if _demo is None:
@@ -112,8 +117,8 @@ def generate(
     task that fails does not raise: ``task.error`` holds the reason (and ``task.images``
     raises it).
     """
-    from .checks import check_save_dir, check_timeout
-    from .inputs import request_with_inputs, resolve_images, resolve_mask
+    from .engine.checks import check_save_dir, check_timeout
+    from .engine.inputs import request_with_inputs, resolve_images, resolve_mask
 
     # Every argument is checked before anything is sent: a mistake here must cost nothing.
     timeout = check_timeout(timeout, "timeout")
@@ -156,7 +161,7 @@ def _as_list(images: Any) -> list[Any]:
 def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
            client: KieClient | None = None) -> Task:
     """Follow an existing task (e.g. from history or KIE's dashboard) to its end."""
-    from .checks import check_timeout
+    from .engine.checks import check_timeout
 
     if not isinstance(task_id, str) or not task_id.strip():
         raise KieUsageError("resume: task_id must be a non-empty string")
@@ -171,7 +176,7 @@ def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
 
 def _history() -> Any:
     """The history store the loaded extension uses (its output_dir), else the default one."""
-    from .history import HistoryStore
+    from .engine.history import HistoryStore
 
     for magics in _loaded.values():
         return magics.history()

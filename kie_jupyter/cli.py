@@ -21,16 +21,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .checks import check_save_dir, check_timeout
-from .client import KieClient
-from .demo import DEMO_KEY, DemoServer
-from .errors import KieConfigError, KieError, KieUsageError
-from .hints import hint, with_hint
-from .history import HistoryStore
-from .inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
-from .models import VARIANTS, FallbackModel, GenerationRequest, Size, TaskStatus, is_http_url
-from .static import status_text
-from .task import Task
+from .api.client import KieClient
+from .api.errors import KieConfigError, KieError, KieUsageError
+from .api.models import VARIANTS, FallbackModel, GenerationRequest, Size, TaskStatus, is_http_url
+from .engine.checks import check_save_dir, check_timeout
+from .engine.history import HistoryStore
+from .engine.inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
+from .engine.task import Task
+from .fakeapi.demo import DEMO_KEY, DemoServer
+from .hints import hint, status_text, with_hint
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 

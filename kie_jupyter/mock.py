@@ -11,7 +11,7 @@ import sys
 import threading
 from types import FrameType
 
-from .testing.mock_server import MockKieServer
+from .fakeapi.server import MockKieServer
 
 __all__ = ["main"]
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from kie_jupyter.api.models import MAX_PROMPT_CHARS
 from kie_jupyter.cli import main
-from kie_jupyter.models import MAX_PROMPT_CHARS
-from kie_jupyter.task import Task
+from kie_jupyter.engine.task import Task
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from kie_jupyter._version import __version__
-from kie_jupyter.client import DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, KieClient
-from kie_jupyter.errors import (
+from kie_jupyter.api.client import DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, KieClient
+from kie_jupyter.api.errors import (
     AuthenticationError,
     BadRequestError,
     DownloadError,
@@ -38,12 +38,12 @@ from kie_jupyter.errors import (
     TaskNotFoundError,
     ValidationError,
 )
-from kie_jupyter.imageinfo import sniff_image
-from kie_jupyter.models import GenerationRequest, TaskRecord
-from kie_jupyter.ratelimit import SlidingWindowLimiter
-from kie_jupyter.retry import RetryPolicy
+from kie_jupyter.api.imagedata import sniff_image
+from kie_jupyter.api.models import GenerationRequest, TaskRecord
+from kie_jupyter.api.ratelimit import SlidingWindowLimiter
+from kie_jupyter.api.retry import RetryPolicy
+from kie_jupyter.fakeapi.images import render_png
 from kie_jupyter.testing import Fault, MockKieServer
-from kie_jupyter.testing.images import render_png
 
 if TYPE_CHECKING:
     from conftest import FakeClock
@@ -846,7 +846,7 @@ def test_submit_limiter_holds_n_per_window(
 
 
 def test_default_limiter_keeps_the_api_limit() -> None:
-    from kie_jupyter.ratelimit import submit_limiter
+    from kie_jupyter.api.ratelimit import submit_limiter
 
     default = KieClient(SECRET, base_url="https://api.example")
     assert default.limiter is submit_limiter

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from kie_jupyter.history import HistoryStore, default_output_dir
-from kie_jupyter.models import TaskStatus
+from kie_jupyter.api.models import TaskStatus
+from kie_jupyter.engine.history import HistoryStore, default_output_dir
 
 
 def fake_task(task_id: str, prompt: str = "p", status: TaskStatus = TaskStatus.GENERATING,
@@ -18,7 +18,7 @@ def fake_task(task_id: str, prompt: str = "p", status: TaskStatus = TaskStatus.G
     values = dict(
         task_id=task_id, prompt=prompt, params={"prompt": prompt, "size": "1:1", "variants": 1},
         status=status, created=datetime(2026, 1, 2, tzinfo=timezone.utc), completed=None,
-        urls=(), saved_paths=[], error=None,
+        urls=(), saved_paths=[], error=None, demo=False,
     )
     values.update(extra)
     return SimpleNamespace(**values)

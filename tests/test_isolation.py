@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kie_jupyter.history import HistoryStore, default_output_dir
+from kie_jupyter.engine.history import HistoryStore, default_output_dir
 
 pwd = pytest.importorskip("pwd", reason="the real home is looked up in the POSIX user database")
 REAL_HOME = Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
@@ -32,7 +32,7 @@ def test_the_default_home_folder_is_temporary_too(tmp_path_factory, monkeypatch)
 
 
 def test_subprocesses_inherit_the_temporary_folders(tmp_path_factory):
-    code = ("from pathlib import Path; from kie_jupyter.history import default_output_dir; "
+    code = ("from pathlib import Path; from kie_jupyter.engine.history import default_output_dir; "
             "print(default_output_dir().resolve()); print(Path.home().resolve())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()

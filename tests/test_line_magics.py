@@ -8,7 +8,7 @@ import time
 import pytest
 from IPython.core.error import UsageError
 
-from kie_jupyter.models import TaskStatus
+from kie_jupyter.api.models import TaskStatus
 from kie_jupyter.testing import MockKieServer
 from kie_jupyter.testing.shell import TestingShell
 

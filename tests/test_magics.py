@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from IPython.core.error import UsageError
 
-from kie_jupyter.errors import TaskFailedError
-from kie_jupyter.models import TaskStatus
+from kie_jupyter.api.errors import TaskFailedError
+from kie_jupyter.api.models import TaskStatus
 from kie_jupyter.testing.shell import TestingShell
 
 # Shared helpers and the `server` and `shell` fixtures.
@@ -163,7 +163,7 @@ def test_no_key_says_how_to_set_one(shell, server, monkeypatch):
 
 
 def test_local_image_is_uploaded_then_sent(shell, server, tmp_path):
-    from kie_jupyter.testing.images import render_png as make_png
+    from kie_jupyter.fakeapi.images import render_png as make_png
 
     path = tmp_path / "in.png"
     path.write_bytes(make_png("input", "1:1"))
@@ -176,7 +176,7 @@ def test_local_image_is_uploaded_then_sent(shell, server, tmp_path):
 
 
 def test_earlier_task_as_input_and_mask_size_check(shell, server, tmp_path):
-    from kie_jupyter.testing.images import render_png as make_png
+    from kie_jupyter.fakeapi.images import render_png as make_png
 
     run(shell, "%%kie4o -n 2 -o first\na fox")
     run(shell, "%%kie4o -i $first -o second\nthe fox in winter")
@@ -192,7 +192,7 @@ def test_earlier_task_as_input_and_mask_size_check(shell, server, tmp_path):
 
 
 def test_mask_is_uploaded_with_the_image(shell, server, tmp_path):
-    from kie_jupyter.testing.images import render_png as make_png
+    from kie_jupyter.fakeapi.images import render_png as make_png
 
     image, mask = tmp_path / "a.png", tmp_path / "m.png"
     image.write_bytes(make_png("a", "1:1"))
@@ -257,7 +257,7 @@ def test_history_records_task_without_key(shell, server, tmp_path):
 
 
 def test_panel_traits_through_a_whole_task(shell, server):
-    from kie_jupyter import panel as panel_module
+    from kie_jupyter.notebook import panel as panel_module
 
     seen: dict[str, list] = {"bar": [], "status": []}
     made = []
@@ -293,7 +293,7 @@ def test_panel_traits_through_a_whole_task(shell, server):
 
 
 def test_no_wait_panel_shows_images_and_stop_works(shell, server):
-    from kie_jupyter import panel as panel_module
+    from kie_jupyter.notebook import panel as panel_module
 
     made = []
     original = panel_module.TaskPanel.__init__
@@ -338,7 +338,7 @@ def test_save_that_fails_after_paying_keeps_the_images(shell, server, tmp_path):
     # that breaks while the task runs must still not cost the paid-for images.
     import shutil
 
-    from kie_jupyter.static import status_text
+    from kie_jupyter.notebook.cards import status_text
 
     out = tmp_path / "keep"
     server.script_next_task(duration=2.0)

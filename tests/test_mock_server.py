@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import requests
 
+from kie_jupyter.fakeapi.images import render_png
 from kie_jupyter.testing import Fault, MockKieServer, MockRequest, TaskScript
-from kie_jupyter.testing.images import render_png
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from kie_jupyter.errors import KieUsageError
-from kie_jupyter.models import (
+from kie_jupyter.api.errors import KieUsageError
+from kie_jupyter.api.models import (
     MAX_FILES,
     VARIANTS,
     FallbackModel,

@@ -13,12 +13,12 @@ import ipywidgets as w
 import pytest
 
 import kie_jupyter
-from kie_jupyter import panel as panel_module
-from kie_jupyter.client import KieClient
-from kie_jupyter.models import GenerationRequest, TaskStatus
-from kie_jupyter.panel import TaskPanel
-from kie_jupyter.static import status_text
-from kie_jupyter.task import Task
+from kie_jupyter.api.client import KieClient
+from kie_jupyter.api.models import GenerationRequest, TaskStatus
+from kie_jupyter.engine.task import Task
+from kie_jupyter.notebook import panel as panel_module
+from kie_jupyter.notebook.cards import status_text
+from kie_jupyter.notebook.panel import TaskPanel
 from kie_jupyter.testing import MockKieServer
 
 KEY = "sk-PANEL-0123456789abcdef"
@@ -117,7 +117,8 @@ def test_update_from_two_threads_ends_on_the_final_state(srv, monkeypatch):
     children = panel.grid.children
     assert len(children) == 1
     panel.update(task)  # idempotent: nothing is rebuilt
-    assert panel.grid.children is children and panel.status.value == status_text(task, front_end="notebook")
+    assert panel.grid.children is children
+    assert panel.status.value == status_text(task, front_end="notebook")
 
 
 def _chips(task: Task) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from kie_jupyter.errors import (
+from kie_jupyter.api.errors import (
     AuthenticationError,
     GenerationFailedError,
     KieConnectionError,
@@ -23,10 +23,10 @@ from kie_jupyter.errors import (
     TaskTimeoutError,
     ValidationError,
 )
-from kie_jupyter.models import TaskRecord
-from kie_jupyter.poller import PollSchedule, poll_task
-from kie_jupyter.ratelimit import SlidingWindowLimiter
-from kie_jupyter.retry import RetryPolicy
+from kie_jupyter.api.models import TaskRecord
+from kie_jupyter.api.ratelimit import SlidingWindowLimiter
+from kie_jupyter.api.retry import RetryPolicy
+from kie_jupyter.engine.poller import PollSchedule, poll_task
 
 if TYPE_CHECKING:
     from conftest import FakeClock

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from kie_jupyter.imageinfo import ImageInfo, sniff_image
-from kie_jupyter.ratelimit import SlidingWindowLimiter, submit_limiter
-from kie_jupyter.retry import RetryPolicy, backoff_delay, parse_retry_after
+from kie_jupyter.api.imagedata import ImageInfo, sniff_image
+from kie_jupyter.api.ratelimit import SlidingWindowLimiter, submit_limiter
+from kie_jupyter.api.retry import RetryPolicy, backoff_delay, parse_retry_after
 
 if TYPE_CHECKING:
     from conftest import FakeClock
@@ -289,7 +289,7 @@ def test_mime_types(fmt: str, mime: str) -> None:
 
 
 def test_sniff_a_real_rendered_png() -> None:
-    from kie_jupyter.testing.images import image_dimensions, render_png
+    from kie_jupyter.fakeapi.images import image_dimensions, render_png
 
     data = render_png("a fox", "3:2", 0, 96)
     assert sniff_image(data) == ImageInfo("png", *image_dimensions("3:2", 96))

@@ -18,13 +18,13 @@ from IPython.utils.capture import capture_output
 
 import kie_jupyter
 from kie_jupyter import KieClient, KieError, KieUsageError, TaskImage, generate, resume
-from kie_jupyter.history import HistoryStore
-from kie_jupyter.models import GenerationRequest, TaskStatus
-from kie_jupyter.ratelimit import SlidingWindowLimiter
-from kie_jupyter.retry import RetryPolicy
-from kie_jupyter.task import Task
+from kie_jupyter.api.models import GenerationRequest, TaskStatus
+from kie_jupyter.api.ratelimit import SlidingWindowLimiter
+from kie_jupyter.api.retry import RetryPolicy
+from kie_jupyter.engine.history import HistoryStore
+from kie_jupyter.engine.task import Task
+from kie_jupyter.fakeapi.images import render_png
 from kie_jupyter.testing import MockKieServer
-from kie_jupyter.testing.images import render_png
 from kie_jupyter.testing.shell import TestingShell
 
 KEY = "sk-TRUST-0123456789abcdef"

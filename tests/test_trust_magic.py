@@ -13,12 +13,12 @@ from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from kie_jupyter.history import HistoryStore
-from kie_jupyter.models import TaskStatus
-from kie_jupyter.ratelimit import SlidingWindowLimiter
-from kie_jupyter.static import static_bundle, status_text
-from kie_jupyter.task import Task
-from kie_jupyter.testing.images import render_png
+from kie_jupyter.api.models import TaskStatus
+from kie_jupyter.api.ratelimit import SlidingWindowLimiter
+from kie_jupyter.engine.history import HistoryStore
+from kie_jupyter.engine.task import Task
+from kie_jupyter.fakeapi.images import render_png
+from kie_jupyter.notebook.cards import static_bundle, status_text
 
 from magic_helpers import all_text, run, sent, server, shell  # noqa: F401  (fixtures)
 

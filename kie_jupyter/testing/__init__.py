@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .mock_server import Fault, MockKieServer, MockRequest, TaskScript
+from ..fakeapi.server import Fault, MockKieServer, MockRequest, TaskScript
 
 __all__ = ["Fault", "MockKieServer", "MockRequest", "TaskScript"]

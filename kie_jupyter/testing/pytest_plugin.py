@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .mock_server import MockKieServer
+    from ..fakeapi.server import MockKieServer
 
 # The plugin loads in every pytest run of an environment that has kie-jupyter installed, so
 # the server module is imported only when a fixture is used.
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 @pytest.fixture
 def kie_mock_factory() -> Iterator[Callable[..., MockKieServer]]:
     """Make started ``MockKieServer``s with any arguments; all are stopped at teardown."""
-    from .mock_server import MockKieServer
+    from ..fakeapi.server import MockKieServer
 
     servers: list[MockKieServer] = []
 

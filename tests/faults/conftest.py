@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kie_jupyter import KieClient
-from kie_jupyter.ratelimit import SlidingWindowLimiter
-from kie_jupyter.retry import RetryPolicy
+from kie_jupyter.api.ratelimit import SlidingWindowLimiter
+from kie_jupyter.api.retry import RetryPolicy
 from kie_jupyter.testing import MockKieServer
 
 from fault_helpers import KEY  # isort: skip

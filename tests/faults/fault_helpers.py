@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kie_jupyter.poller import PollSchedule
+from kie_jupyter.engine.poller import PollSchedule
 
 KEY = "sk-FAULTS-0123456789abcdef"
 #: Polls as fast as the API allows, so faults show up quickly.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from IPython.core.error import UsageError
 
-from kie_jupyter.testing.images import render_png
+from kie_jupyter.fakeapi.images import render_png
 
 from magic_helpers import run, server, shell  # isort: skip
 

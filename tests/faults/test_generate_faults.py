@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from kie_jupyter import KieClient, generate
-from kie_jupyter.models import TaskStatus
-from kie_jupyter.ratelimit import SlidingWindowLimiter
-from kie_jupyter.retry import RetryPolicy
+from kie_jupyter.api.models import TaskStatus
+from kie_jupyter.api.ratelimit import SlidingWindowLimiter
+from kie_jupyter.api.retry import RetryPolicy
 
 from fault_helpers import KEY
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from kie_jupyter import generate
-from kie_jupyter.models import GenerationRequest, TaskStatus
-from kie_jupyter.static import static_bundle
-from kie_jupyter.task import Task
+from kie_jupyter.api.models import GenerationRequest, TaskStatus
+from kie_jupyter.engine.task import Task
+from kie_jupyter.fakeapi.images import render_png
+from kie_jupyter.notebook.cards import static_bundle
 from kie_jupyter.testing import MockKieServer
-from kie_jupyter.testing.images import render_png
 
 from fault_helpers import FAST, KEY
 

@@ -8,12 +8,12 @@ import time
 import pytest
 
 from kie_jupyter import KieClient, generate
-from kie_jupyter.errors import KieConfigError
-from kie_jupyter.history import HistoryStore
-from kie_jupyter.models import GenerationRequest, TaskStatus
-from kie_jupyter.ratelimit import SlidingWindowLimiter
-from kie_jupyter.task import Task
-from kie_jupyter.testing.images import render_png
+from kie_jupyter.api.errors import KieConfigError
+from kie_jupyter.api.models import GenerationRequest, TaskStatus
+from kie_jupyter.api.ratelimit import SlidingWindowLimiter
+from kie_jupyter.engine.history import HistoryStore
+from kie_jupyter.engine.task import Task
+from kie_jupyter.fakeapi.images import render_png
 
 from fault_helpers import FAST, KEY
 
@@ -140,6 +140,6 @@ def test_resume_keeps_the_first_creation_time_and_saved_files(server, client, tm
 
 
 def test_render_png_is_an_accepted_input():
-    from kie_jupyter.localfiles import check_image_bytes
+    from kie_jupyter.api.imagedata import check_image_bytes
 
     check_image_bytes(render_png("x"), "x")

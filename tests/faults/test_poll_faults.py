@@ -7,8 +7,8 @@ import time
 import pytest
 
 from kie_jupyter import generate
-from kie_jupyter.models import GenerationRequest, TaskStatus
-from kie_jupyter.task import Task
+from kie_jupyter.api.models import GenerationRequest, TaskStatus
+from kie_jupyter.engine.task import Task
 
 from fault_helpers import FAST
 

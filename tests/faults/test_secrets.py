@@ -12,8 +12,8 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from kie_jupyter import KieClient
-from kie_jupyter.errors import KieConfigError
-from kie_jupyter.testing.images import render_png
+from kie_jupyter.api.errors import KieConfigError
+from kie_jupyter.fakeapi.images import render_png
 
 from magic_helpers import KEY, all_text, run, server, shell  # isort: skip
 
@@ -110,8 +110,8 @@ def test_plain_http_refused_except_loopback(url, shell, server):
 
 @pytest.mark.parametrize("payload", XSS)
 def test_prompts_and_server_text_are_escaped_everywhere(shell, server, payload):
-    from kie_jupyter import panel as panel_module
-    from kie_jupyter.static import static_bundle
+    from kie_jupyter.notebook import panel as panel_module
+    from kie_jupyter.notebook.cards import static_bundle
 
     made = []
     original = panel_module.TaskPanel.__init__

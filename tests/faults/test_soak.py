@@ -10,7 +10,7 @@ import time
 import pytest
 from IPython.utils.capture import capture_output
 
-from kie_jupyter.models import TaskStatus
+from kie_jupyter.api.models import TaskStatus
 from kie_jupyter.testing import MockKieServer
 from kie_jupyter.testing.shell import TestingShell
 
@@ -62,7 +62,7 @@ def test_fifty_tasks_with_random_faults(monkeypatch, tmp_path):
         lines = (tmp_path / "kie" / "history.jsonl").read_text().splitlines()
         recorded = {json.loads(line)["task_id"] for line in lines}
         assert recorded == set(ids)
-        from kie_jupyter.history import HistoryStore
+        from kie_jupyter.engine.history import HistoryStore
 
         entries = HistoryStore(tmp_path / "kie").entries()
         assert len(entries) == N and all(e.status == "success" for e in entries)

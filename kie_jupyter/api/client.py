@@ -30,7 +30,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from ._version import __version__
+from .._version import __version__
 from .errors import (
     DownloadError,
     KieAPIError,
@@ -45,8 +45,7 @@ from .errors import (
     api_error_for,
     redact,
 )
-from .imageinfo import sniff_image
-from .localfiles import check_image_bytes, mime_of, read_image_file, unique_name
+from .imagedata import check_image_bytes, mime_of, read_image_file, sniff_image, unique_name
 from .models import GenerationRequest, TaskRecord, is_http_url
 from .ratelimit import SlidingWindowLimiter, submit_limiter
 from .retry import RetryPolicy, backoff_delay, parse_retry_after

@@ -8,11 +8,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ._mock_state import Fault
-    from .mock_server import MockKieServer
+from ._state import Fault
+
+
+class Dispatcher(Protocol):
+    """The server behind the HTTP layer (``MockKieServer``; declared here, no import cycle)."""
+
+    def _record(self, method: str, path: str, headers: Any, body: bytes) -> Any: ...
+    def _take_fault(self, endpoint: str, path: str) -> Fault | None: ...
+    def _respond(self, request: Any, fault: Fault | None) -> Answer: ...
 
 log = logging.getLogger("kie_jupyter.testing")
 
@@ -35,7 +41,7 @@ class MockHTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a handler stuck in a delay or a keep-alive read never blocks exit
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], mock: MockKieServer) -> None:
+    def __init__(self, address: tuple[str, int], mock: Dispatcher) -> None:
         self.mock = mock
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()

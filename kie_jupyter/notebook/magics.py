@@ -19,9 +19,17 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.display import display
 from traitlets import Enum, Float, Unicode
 
+from ..api.client import KieClient, check_key
+from ..api.errors import KieConfigError, KieError, TaskNotFoundError
+from ..api.models import Size, TaskStatus
+from ..engine.checks import check_save_dir, check_timeout
+from ..engine.history import HistoryEntry, HistoryStore, default_output_dir
+from ..engine.inputs import PENDING_UPLOAD
+from ..engine.poller import PollSchedule
+from ..engine.task import Task
+from ..hints import with_hint
 from . import options
-from .checks import check_save_dir, check_timeout
-from .client import KieClient, check_key
+from .cards import EMBED_CHOICES, status_text
 from .demo import (
     BANNER,
     DEMO_KEY,
@@ -32,14 +40,6 @@ from .demo import (
     stop_tasks,
     unpark,
 )
-from .errors import KieConfigError, KieError, TaskNotFoundError
-from .hints import with_hint
-from .history import HistoryEntry, HistoryStore, default_output_dir
-from .inputs import PENDING_UPLOAD
-from .models import Size, TaskStatus
-from .poller import PollSchedule
-from .static import EMBED_CHOICES, status_text
-from .task import Task
 from .views import config_table, history_table, status_snapshot
 
 __all__ = ["Kie4o"]
@@ -427,7 +427,7 @@ class Kie4o(Magics):
             if entry.created:
                 task.created = datetime.fromisoformat(entry.created)
         elif record is not None and record.params:
-            from .task import _params_from_api
+            from ..engine.task import _params_from_api
 
             task.params = _params_from_api(record.params)
         self._run_task(task, out=None, wait=True)

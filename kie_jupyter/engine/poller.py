@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .errors import (
+from ..api.errors import (
     KieAPIError,
     KieConnectionError,
     KieError,
@@ -21,9 +21,9 @@ from .errors import (
     TaskNotFoundError,
     TaskTimeoutError,
 )
-from .models import TaskRecord
-from .ratelimit import SlidingWindowLimiter
-from .retry import RetryPolicy, backoff_delay
+from ..api.models import TaskRecord
+from ..api.ratelimit import SlidingWindowLimiter
+from ..api.retry import RetryPolicy, backoff_delay
 
 __all__ = ["PollSchedule", "poll_task", "poll_budget"]
 

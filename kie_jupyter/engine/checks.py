@@ -13,7 +13,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from .errors import KieUsageError
+from ..api.errors import KieUsageError
 
 __all__ = ["check_timeout", "check_save_dir"]
 

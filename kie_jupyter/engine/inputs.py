@@ -13,15 +13,21 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import KieUsageError
-from .imageinfo import sniff_image
-from .localfiles import check_image_bytes, read_image_file
-from .models import MAX_FILES, GenerationRequest, is_http_url
+from ..api.errors import KieUsageError
+from ..api.imagedata import check_image_bytes, read_image_file, sniff_image
+from ..api.models import MAX_FILES, GenerationRequest, is_http_url
 
-__all__ = ["InputImage", "resolve_images", "resolve_mask", "request_with_inputs", "PENDING_UPLOAD"]
+__all__ = [
+    "ImageSource",
+    "InputImage",
+    "resolve_images",
+    "resolve_mask",
+    "request_with_inputs",
+    "PENDING_UPLOAD",
+]
 
 #: Stands in for the URL of a local file until the task uploads it.
 PENDING_UPLOAD = "https://upload.pending/local-file"
@@ -54,6 +60,17 @@ def _is_url(text: str) -> bool:
     return is_http_url(text)
 
 
+@runtime_checkable
+class ImageSource(Protocol):
+    """Something that stands for input images: a finished task (all its images) or one of
+    them (``task[1]``). Declared here so that this module needs no task type (no cycle)."""
+
+    def as_input_images(self, option: str) -> list[InputImage]:
+        """The inputs it stands for; a one-line :class:`KieUsageError` naming ``option``
+        when it has none."""
+        ...
+
+
 def _normal_url(text: str) -> str:
     """The URL with its scheme in lower case (``HTTPS://`` is valid, but not every server
     agrees); the rest, case-sensitive in a path, is kept as written."""
@@ -62,25 +79,8 @@ def _normal_url(text: str) -> str:
 
 
 def _expand(source: Any, option: str) -> list[InputImage]:
-    # A finished task stands for all its images; the types are imported late to avoid a cycle.
-    from .task import Task
-    from .taskimage import TaskImage
-
-    if isinstance(source, TaskImage):
-        where = f"task {source.task.task_id}[{source.index}]"
-        if source.url:
-            return [InputImage(label=where, url=source.url, source=where)]
-        check_image_bytes(source.data, f"{option} ({where})")
-        return [InputImage(label=f"{source.task.task_id}_{source.index}.png",
-                           data=source.data, source=where)]
-    if isinstance(source, Task):
-        if not source.urls:
-            raise KieUsageError(
-                f"{option}: task {source.task_id or '(not submitted)'} has no images "
-                f"(status: {source.status.value})"
-            )
-        return [InputImage(label=u, url=u, source=f"task {source.task_id}[{n}]")
-                for n, u in enumerate(source.urls)]
+    if isinstance(source, ImageSource):  # a task (all its images) or one image of one
+        return source.as_input_images(option)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         check_image_bytes(data, f"{option} (bytes)")

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from .models import TaskStatus
-from .static import status_text, thumbnail
+from ..api.models import TaskStatus
+from .cards import status_text, thumbnail
 
 if TYPE_CHECKING:
-    from .task import Task
+    from ..engine.task import Task
 
 __all__ = ["TaskPanel"]
 

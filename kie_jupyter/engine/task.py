@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import os
 import threading
 import time
@@ -20,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
-from .errors import (
+from ..api.errors import (
     DownloadError,
     InsufficientCreditsError,
     KieAPIError,
@@ -35,14 +36,15 @@ from .errors import (
     TaskTimeoutError,
     redact,
 )
-from .models import GenerationRequest, TaskRecord, TaskStatus
+from ..api.models import GenerationRequest, TaskRecord, TaskStatus
+from .files import atomic_write, write_images, write_sidecar
+from .inputs import InputImage
 from .poller import PollSchedule, poll_task
-from .taskimage import TaskImage, pick, write_images
+from .taskimage import ImageIndexError, TaskImage
 
 if TYPE_CHECKING:
-    from .client import KieClient
+    from ..api.client import KieClient
     from .history import HistoryStore
-    from .inputs import InputImage
 
 __all__ = ["Task", "TaskError", "TaskImage"]
 
@@ -225,6 +227,12 @@ class Task:
             self.start()  # does nothing if it already runs
         self._done.wait(timeout)
         return self
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the task's own thread to end (after :meth:`stop`), at most ``timeout`` s."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            thread.join(timeout)
 
     def stop(self) -> None:
         """Stop following the task locally. A task already sent goes on at KIE.AI and can be
@@ -432,7 +440,40 @@ class Task:
         ``for image in task`` and ``list(task)`` work. No ``__len__``: a task with no images
         must still be truthy.
         """
-        return pick(self, index)
+        images = self._ready_images()  # raises why there are none (failed, stopped, running)
+        count = len(images)
+        if isinstance(index, slice):
+            return [self[n] for n in range(*index.indices(count)) if images[n] is not None]
+        if isinstance(index, bool):
+            raise KieUsageError(f"task[{index!r}]: the index must be an int, not bool")
+        try:
+            n = operator.index(index)
+        except TypeError:
+            raise KieUsageError(
+                f"task[{index!r}]: the index must be an int, not {type(index).__name__}"
+            ) from None
+        if not -count <= n < count:
+            raise ImageIndexError(
+                f"task[{n}]: task {self.task_id} has {count} image(s); use 0 to {count - 1} "
+                "(or -1 for the last)" if count else
+                f"task[{n}]: task {self.task_id} has no images"
+            )
+        n %= count
+        data = images[n]
+        if data is None:
+            reason = self.image_errors.get(n, "it could not be downloaded")
+            raise KieError(f"task[{n}]: image {n} of task {self.task_id} is missing: {reason}")
+        return TaskImage(self, n, data, self.urls[n] if n < len(self.urls) else None)
+
+    def as_input_images(self, option: str) -> list[InputImage]:
+        """All this task's images as inputs to another task (by their URLs)."""
+        if not self.urls:
+            raise KieUsageError(
+                f"{option}: task {self.task_id or '(not submitted)'} has no images "
+                f"(status: {self.status.value})"
+            )
+        return [InputImage(label=u, url=u, source=f"task {self.task_id}[{n}]")
+                for n, u in enumerate(self.urls)]
 
     def numbered_images(self) -> list[tuple[int, bytes]]:
         """(index, bytes) of each downloaded image, keeping the API's numbering."""
@@ -446,9 +487,52 @@ class Task:
             if not numbered:
                 self.images  # noqa: B018 -- raises the reason there is nothing to save
         else:
-            image = pick(self, index)
+            image = self[index]
             numbered = [(image.index, image.data)]
-        return write_images(self, Path(directory).expanduser().absolute(), numbered)
+        target = Path(directory).expanduser().absolute()
+        paths = write_images(target, self.task_id, numbered)
+        self._note_saved(paths)
+        # The sidecar lists every file of this task in the folder, also earlier single saves.
+        files = [Path(p).name for p in self.saved_paths if Path(p).parent == target]
+        write_sidecar(target, self.task_id, self._sidecar(files))
+        return paths
+
+    def save_image(self, index: int, path: str | os.PathLike[str]) -> Path:
+        """Write image ``index`` as the file ``path`` (no sidecar); return it, absolute."""
+        image = self[index]
+        target = Path(path).expanduser().absolute()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, image.data)
+        self._note_saved([target])
+        return target
+
+    def _sidecar(self, files: list[str]) -> dict[str, Any]:
+        """What ``<taskId>.json`` holds: enough to know later how each image was made."""
+        sidecar: dict[str, Any] = {
+            "task_id": self.task_id,
+            "prompt": self.prompt,
+            "params": self.params,
+            "urls": list(self.urls),
+            "created": self.created.isoformat(),
+            "completed": self.completed.isoformat() if self.completed else None,
+            "demo": self.demo,
+            "files": files,
+        }
+        # Uploaded inputs get temporary URLs: keep where each came from (path, URL, task).
+        sent = list(self.params.get("files") or [])
+        if self._inputs:
+            sidecar["inputs"] = [
+                {"source": item.source, "url": sent[n] if n < len(sent) else item.url}
+                for n, item in enumerate(self._inputs)
+            ]
+        elif sent:  # a resumed task: only the URLs are known
+            sidecar["inputs"] = [{"source": None, "url": url} for url in sent]
+        mask_url = self.params.get("mask")
+        if self._mask is not None:
+            sidecar["mask"] = {"source": self._mask.source, "url": mask_url or self._mask.url}
+        elif mask_url:
+            sidecar["mask"] = {"source": None, "url": mask_url}
+        return sidecar
 
     def _note_saved(self, paths: Sequence[Path]) -> None:
         """Remember written files (absolute); history learns of files saved after the end."""
@@ -475,10 +559,15 @@ class Task:
         pct = f" {self.progress:.0%}" if self.status is TaskStatus.GENERATING else ""
         return f"<kie4o Task {self.task_id or '(submitting)'} {self.status.value}{pct}>"
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .static import static_bundle
+    #: Draws the task for a notebook (``kie_jupyter`` installs the static card here when it
+    #: is imported). The engine draws nothing itself, so it needs no front end below it.
+    renderer: ClassVar[Callable[[Task, str], dict[str, Any]] | None] = None
 
-        return static_bundle(self, self.embed)
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        render = Task.renderer
+        if render is None:
+            return {"text/plain": repr(self)}
+        return render(self, self.embed)
 
 
 def _params_from_api(api: dict[str, Any]) -> dict[str, Any]:

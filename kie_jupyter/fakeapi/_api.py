@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from . import _mock_files as files
-from ._mock_http import Answer
-from ._mock_state import (
+from . import _files as files
+from ._http import Answer
+from ._state import (
     DEFAULT_MSGS,
     FAIL_MARKER,
     FILES_PREFIX,

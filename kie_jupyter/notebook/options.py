@@ -25,11 +25,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.text import DollarFormatter
 
-from .checks import check_timeout
-from .errors import KieUsageError
-from .hints import with_hint
-from .inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
-from .models import VARIANTS, FallbackModel, GenerationRequest, Size, is_http_url
+from ..api.errors import KieUsageError
+from ..api.models import VARIANTS, FallbackModel, GenerationRequest, Size, is_http_url
+from ..engine.checks import check_timeout
+from ..engine.inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
+from ..hints import with_hint
 
 __all__ = ["declare", "parse_cell", "CellOptions", "fill_prompt", "split_line",
            "expand_words", "keep_empty_body"]

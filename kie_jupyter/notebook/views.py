@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .history import HistoryEntry
-from .models import TaskRecord
-from .static import thumbnail
+from ..api.models import TaskRecord
+from ..engine.history import HistoryEntry
+from .cards import thumbnail
 
 __all__ = ["Table", "status_snapshot", "history_table", "config_table"]
 

@@ -10,17 +10,15 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .hints import hint
-from .imageinfo import sniff_image
-from .models import TaskStatus
+from ..api.imagedata import sniff_image
+from ..api.models import TaskStatus
+from ..hints import status_text, with_hint
 
 if TYPE_CHECKING:
-    from .task import Task
+    from ..engine.task import Task
 
 __all__ = [
     "EMBED_CHOICES",
@@ -54,47 +52,6 @@ def thumbnail(data: bytes, size: int = THUMB_SIZE) -> tuple[bytes, str]:
         return data, mime
 
 
-def status_text(task: Task, front_end: str | None = None) -> str:
-    """The one-line status a person reads: Submitting → Generating 42 % → … → Done in 31.2 s.
-
-    ``front_end`` (``"notebook"``, ``"cli"``, ``"python"``) adds its words for what to do
-    about a failure (see :mod:`.hints`); None adds nothing (the caller adds its own).
-    """
-    s = task.status
-    if s is TaskStatus.SUBMITTING:
-        queued = getattr(task, "queued_until", None)
-        left = queued - time.monotonic() if queued is not None else 0.0
-        if left > 0:
-            return f"Queued: rate limit, sending in {math.ceil(left)} s"
-        return "Submitting…"
-    if s is TaskStatus.GENERATING:
-        return f"Generating {task.progress * 100:.0f} %"
-    if s is TaskStatus.DOWNLOADING:
-        return "Downloading…"
-    if s is TaskStatus.SUCCESS:
-        n = len(task.numbered_images())
-        missing = f" ({len(task.urls) - n} could not be downloaded)" if n < len(task.urls) else ""
-        unsaved = f"; {task.save_error}" if task.save_error else ""
-        return f"Done in {task.elapsed:.1f} s{missing}{unsaved}"
-    if s is TaskStatus.STOPPED:
-        if not task.task_id:
-            return "Stopped before the request was sent; nothing was charged"
-        where = "the demo server" if getattr(task, "demo", False) else "KIE.AI"
-        text = f"Stopped locally — the task goes on at {where}; resume it with its id"
-        return _with_fix(text, "resume", front_end, task.task_id)
-    fix = getattr(task.error, "fix", None) if task.error else None
-    if s is TaskStatus.TIMED_OUT:
-        text = f"Timed out: {task.error.message if task.error else ''}"
-        return _with_fix(text, fix or "resume", front_end, task.task_id)
-    text = f"Failed: {task.error.message if task.error else 'unknown reason'}"
-    return _with_fix(text, fix, front_end, task.task_id)
-
-
-def _with_fix(text: str, fix: str | None, front_end: str | None, task_id: str | None) -> str:
-    extra = hint(fix, front_end, task_id) if front_end else ""
-    return f"{text} — {extra}" if extra and extra not in text else text
-
-
 def _safe_link(url: str) -> str | None:
     """An http(s) link worth saving: not to this machine (demo URLs die with the kernel)."""
     if not url.startswith(("http://", "https://")):
@@ -116,7 +73,7 @@ def summary_lines(task: Task) -> list[str]:
     lines = [head, f"prompt: {task.prompt}"]
     lines.append(f"size {p.get('size', '?')} · variants {p.get('variants', '?')}")
     if task.error:
-        reason = _with_fix(str(task.error), _fix_of(task), "notebook", task.task_id)
+        reason = with_hint(str(task.error), _fix_of(task), "notebook", task.task_id)
         lines.append(f"error: {reason}")
     lines.extend(f"image {n + 1}: {reason}" for n, reason in sorted(task.image_errors.items()))
     if task.save_error:
@@ -146,7 +103,7 @@ def static_bundle(task: Task, embed: str = "thumb") -> dict[str, Any]:
         f"{esc(task.prompt[:2000])}</div>",
     ]
     if task.error:
-        reason = _with_fix(str(task.error), _fix_of(task), "notebook", task.task_id)
+        reason = with_hint(str(task.error), _fix_of(task), "notebook", task.task_id)
         parts.append(f'<div style="color:#b00020">{esc(reason)}</div>')
     images = task.numbered_images() if task.done else []
     if images and embed != "none":

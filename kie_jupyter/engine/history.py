@@ -20,13 +20,32 @@ import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .task import Task
+from ..api.models import TaskStatus
 
-__all__ = ["HistoryStore", "HistoryEntry", "default_output_dir"]
+__all__ = ["HistoryStore", "HistoryEntry", "RecordedTask", "default_output_dir"]
+
+
+class RecordedTask(Protocol):
+    """What history reads of a task (the task module implements it; no import cycle)."""
+
+    task_id: str | None
+    params: dict[str, Any]
+    status: TaskStatus
+    created: datetime
+    completed: datetime | None
+    urls: tuple[str, ...]
+    saved_paths: list[str]
+    error: Any
+
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def demo(self) -> bool: ...
 
 FILE_NAME = "history.jsonl"
 
@@ -79,7 +98,7 @@ class HistoryStore:
         self.path = self.directory / FILE_NAME
         self._lock = threading.Lock()
 
-    def record(self, task: Task, base_url: str | None = None) -> None:
+    def record(self, task: RecordedTask, base_url: str | None = None) -> None:
         """Write the task's current state (call on submit and when it ends)."""
         if not task.task_id:
             return
@@ -95,11 +114,11 @@ class HistoryStore:
             "saved_paths": [str(Path(p).expanduser().absolute()) for p in task.saved_paths],
             "error": str(task.error) if task.error else None,
             "base_url": base_url,
-            "demo": getattr(task, "demo", None),
+            "demo": task.demo,
         }
         self.append(fields)
 
-    def record_safely(self, task: Task, base_url: str | None = None) -> bool:
+    def record_safely(self, task: RecordedTask, base_url: str | None = None) -> bool:
         """:meth:`record`, but a write that fails is one warning (once per folder), not an
         error: the task itself must go on. Return whether the record was written."""
         try:

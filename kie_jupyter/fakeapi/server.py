@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ._mock_api import MockAPI
-from ._mock_http import Answer, MockHTTPServer
-from ._mock_state import (
+from ._api import MockAPI
+from ._http import Answer, MockHTTPServer
+from ._state import (
     DEFAULT_MSGS,
     ENDPOINTS,
     FILES_PREFIX,
