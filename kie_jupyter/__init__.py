@@ -168,8 +168,9 @@ def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
     timeout = check_timeout(timeout, "timeout")
     if client is not None and not isinstance(client, KieClient):
         raise KieUsageError(f"client: expected a KieClient, not {type(client).__name__}")
-    task = Task(None, client=client or _default_client(), task_id=task_id.strip(),
-                timeout=timeout, history=_history())
+    history = _history()
+    task = Task.resumed(task_id.strip(), client=client or _default_client(),
+                        entry=history.get(task_id.strip()), timeout=timeout, history=history)
     task.start()
     return _wait(task) if wait else task
 

@@ -267,7 +267,7 @@ def _generate(args: argparse.Namespace) -> int:
         common: dict[str, Any] = dict(client=client, timeout=args.timeout, save_dir=save_dir,
                                       history=history)
         if args.resume:
-            tasks = [Task(None, task_id=args.resume, **common)]
+            tasks = [Task.resumed(args.resume, entry=history.get(args.resume), **common)]
         else:
             tasks = [Task(r, inputs=images, mask=mask, **common) for r in requests]
         return _run(tasks, args.concurrency, args.demo)

@@ -10,7 +10,6 @@ folder that cannot be written) may end it; such problems are one warning and the
 
 from __future__ import annotations
 
-import functools
 import logging
 import operator
 import os
@@ -23,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
+from ..api.backend import TaskSnapshot
 from ..api.errors import (
     DownloadError,
     InsufficientCreditsError,
@@ -36,15 +36,17 @@ from ..api.errors import (
     TaskTimeoutError,
     redact,
 )
-from ..api.models import GenerationRequest, TaskRecord, TaskStatus
+from ..api.fouro import FourOBackend
+from ..api.models import GenerationRequest, TaskStatus
 from .files import atomic_write, write_images, write_sidecar
 from .inputs import InputImage
 from .poller import PollSchedule, poll_task
 from .taskimage import ImageIndexError, TaskImage
 
 if TYPE_CHECKING:
+    from ..api.backend import Backend
     from ..api.client import KieClient
-    from .history import HistoryStore
+    from .history import HistoryEntry, HistoryStore
 
 __all__ = ["Task", "TaskError", "TaskImage"]
 
@@ -95,9 +97,12 @@ class Task:
         save_dir: str | os.PathLike[str] | None = None,
         embed: str = "thumb",
         history: HistoryStore | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.request = request
         self.client = client
+        #: The API family the task runs on (the 4o Image API unless told otherwise).
+        self.backend: Backend = backend or FourOBackend(client)
         self._inputs = tuple(inputs)
         self._mask = mask
         self.task_id: str | None = task_id
@@ -133,12 +138,38 @@ class Task:
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def resumed(cls, task_id: str, *, client: KieClient, entry: HistoryEntry | None = None,
+                snapshot: TaskSnapshot | None = None, **options: Any) -> Task:
+        """A task that follows an existing id to its end (after a restart, from history or
+        KIE's dashboard) — the one resume path of the magic, the Python API and the CLI.
+
+        What history knows (``entry``: prompt, params, creation time, saved files) is shown at
+        once; else the API's echo of the request in ``snapshot``; else it is learnt while
+        polling. ``options`` are the constructor's (timeout, schedule, save_dir, history…).
+        """
+        task = cls(None, client=client, task_id=task_id, **options)
+        if entry is not None:
+            task.params = dict(entry.params) or {"prompt": entry.prompt}
+            task.saved_paths = list(entry.saved_paths)
+            if entry.created:
+                task.created = datetime.fromisoformat(entry.created)
+        elif snapshot is not None and snapshot.params:
+            task.params = task.backend.params_of(snapshot)
+        return task
+
     # -- observing ------------------------------------------------------------------------
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(task)`` on every change (from the task's thread)."""
         with self._lock:
             self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (a view that was closed); unknown listeners are ignored."""
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     def _notify(self) -> None:
         for listener in list(self._listeners):
@@ -298,7 +329,7 @@ class Task:
             return
         self._submitted_at = time.monotonic()
         try:
-            task_id = self.client.generate(request, stop=self._stop, on_wait=self._queued)
+            task_id = self.backend.submit(request, stop=self._stop, on_wait=self._queued)
         except SubmissionCancelled:
             self._set(status=TaskStatus.STOPPED, queued_until=None)
             return
@@ -321,11 +352,10 @@ class Task:
     def _follow(self) -> None:
         assert self.task_id is not None
         submitted = getattr(self, "_submitted_at", None)
-        record: TaskRecord | None = None
+        record: TaskSnapshot | None = None
         try:
             for record in poll_task(
-                # One attempt per poll: the poller's own backoff and deadline handle errors.
-                functools.partial(self.client.record_info, retries=False),
+                self.backend.poll,
                 self.task_id,
                 submitted_at=submitted,
                 timeout=self.timeout,
@@ -337,7 +367,7 @@ class Task:
                 if record is None:
                     continue
                 if not self.params and record.params:
-                    self.params = _params_from_api(record.params)
+                    self.params = self.backend.params_of(record)
                 if not record.finished:
                     self._set(progress=max(self.progress, record.progress))
         except TaskTimeoutError as exc:
@@ -551,7 +581,7 @@ class Task:
             raise KieError(f"task {self.task_id} has no image URLs (status: {self.status.value})")
         if not -len(self.urls) <= n < len(self.urls):
             raise KieError(f"image {n}: this task has {len(self.urls)} image(s)")
-        return self.client.download_url(str(self.task_id), self.urls[n])
+        return self.backend.download_url(str(self.task_id), self.urls[n])
 
     # -- display ---------------------------------------------------------------------------
 
@@ -568,19 +598,3 @@ class Task:
         if render is None:
             return {"text/plain": repr(self)}
         return render(self, self.embed)
-
-
-def _params_from_api(api: dict[str, Any]) -> dict[str, Any]:
-    """Our params dict from the API's ``paramJson`` (for resumed tasks)."""
-    return {
-        "prompt": api.get("prompt", ""),
-        "size": api.get("size", ""),
-        "variants": api.get("nVariants", 1),
-        "files": api.get("filesUrl") or [],
-        "mask": api.get("maskUrl"),
-        "enhance": bool(api.get("isEnhance", False)),
-        "fallback": bool(api.get("enableFallback", False)),
-        "fallback_model": api.get("fallbackModel"),
-        "callback_url": api.get("callBackUrl"),
-    }
-

@@ -11,7 +11,6 @@ import json
 import os
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from IPython.core.error import StdinNotImplementedError, UsageError
@@ -418,18 +417,9 @@ class Kie4o(Magics):
         except KieError as exc:
             raise _usage(exc) from None
         client, record, entry = self._lookup(task_id, "resume")
-        task = Task(None, client=client, task_id=task_id, timeout=timeout,
-                    schedule=PollSchedule(min_interval=self.poll_interval), embed=self.embed,
-                    history=self.history())
-        if entry is not None:
-            task.params = dict(entry.params) or {"prompt": entry.prompt}
-            task.saved_paths = list(entry.saved_paths)
-            if entry.created:
-                task.created = datetime.fromisoformat(entry.created)
-        elif record is not None and record.params:
-            from ..engine.task import _params_from_api
-
-            task.params = _params_from_api(record.params)
+        task = Task.resumed(task_id, client=client, entry=entry, snapshot=record,
+                            timeout=timeout, embed=self.embed, history=self.history(),
+                            schedule=PollSchedule(min_interval=self.poll_interval))
         self._run_task(task, out=None, wait=True)
 
     def _cmd_history(self, args: list[str]) -> Any:
