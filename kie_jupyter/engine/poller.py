@@ -13,17 +13,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..api.errors import (
-    KieAPIError,
-    KieConnectionError,
-    KieError,
-    MalformedResponseError,
-    TaskNotFoundError,
-    TaskTimeoutError,
-)
+from ..api.errors import KieAPIError, KieError, TaskNotFoundError, TaskTimeoutError
 from ..api.models import TaskRecord
 from ..api.ratelimit import SlidingWindowLimiter
-from ..api.retry import RetryPolicy, backoff_delay
+from ..api.retry import RetryPolicy, backoff_delay, is_transient
 
 __all__ = ["PollSchedule", "poll_task", "poll_budget"]
 
@@ -137,16 +130,12 @@ def poll_task(
             if clock() - start > not_found_grace:
                 raise
             record = None
-        except (KieConnectionError, MalformedResponseError) as exc:
-            errors, last_error, retry_after = errors + 1, str(exc), None
+        except KieError as exc:
+            if not is_transient(exc, "read"):
+                raise
+            errors, last_error = errors + 1, str(exc)
+            retry_after = exc.retry_after if isinstance(exc, KieAPIError) else None
             continue
-        except KieAPIError as exc:
-            if exc.code in (429, 455) or (500 <= exc.code < 600 and exc.code not in (501, 505)):
-                errors, last_error, retry_after = errors + 1, str(exc), exc.retry_after
-                continue
-            raise
-        except KieError:
-            raise
         errors, last_error = 0, None
         if record is None:
             yield None

@@ -16,31 +16,24 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from ..api.backend import TaskSnapshot
 from ..api.errors import (
-    DownloadError,
-    InsufficientCreditsError,
-    KieAPIError,
-    KieConnectionError,
     KieError,
     KieUsageError,
-    MalformedResponseError,
-    SubmissionCancelled,
     TaskFailedError,
-    TaskTimeoutError,
-    redact,
 )
 from ..api.fouro import FourOBackend
 from ..api.models import GenerationRequest, TaskStatus
 from .files import atomic_write, write_images, write_sidecar
 from .inputs import InputImage
-from .poller import PollSchedule, poll_task
+from .poller import PollSchedule
+from .runner import RunPlan, TaskRunner
+from .state import TaskError
+from .subscribers import HistoryRecorder, SaveOnDownload
 from .taskimage import ImageIndexError, TaskImage
 
 if TYPE_CHECKING:
@@ -53,20 +46,6 @@ __all__ = ["Task", "TaskError", "TaskImage"]
 log = logging.getLogger("kie_jupyter")
 
 Listener = Callable[["Task"], None]
-
-
-@dataclass(frozen=True)
-class TaskError:
-    """Why a task did not give images: the API's code (if any), the message, and ``fix``,
-    what the user can do in front-end-neutral words (``key``, ``credits``, ``options``,
-    ``resume``; see :mod:`kie_jupyter.hints`), or None."""
-
-    code: int | None
-    message: str
-    fix: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.message} (error {self.code})" if self.code is not None else self.message
 
 
 def _now() -> datetime:
@@ -137,6 +116,10 @@ class Task:
         self._done = threading.Event()
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
+        if history is not None:
+            self.subscribe(HistoryRecorder(history, client.base_url))
+        if self.save_dir is not None:
+            self.subscribe(SaveOnDownload(self.save_dir))
 
     @classmethod
     def resumed(cls, task_id: str, *, client: KieClient, entry: HistoryEntry | None = None,
@@ -179,14 +162,24 @@ class Task:
                 log.exception("task listener failed")
 
     def _set(self, **changes: Any) -> None:
+        """Apply changes reported by the runner, then tell every listener (history and
+        ``--save`` among them) — in the runner's thread, in order."""
         with self._lock:
+            if "images" in changes:
+                # The generation is complete once its images are in: stamp the end time
+                # before --save writes the sidecar that shows it.
+                self._images = list(changes.pop("images"))
+                self._mark_completed()
+            if "send_uncertain" in changes:
+                self._send_uncertain = bool(changes.pop("send_uncertain"))
+            if changes.keys() == {"queued_until"} and changes["queued_until"] == self.queued_until:
+                return
             for name, value in changes.items():
                 setattr(self, name, value)
             if self.status.finished:
                 self._mark_completed()
         self._notify()
         if self.status.finished and not self._done.is_set():
-            self._record()
             self._done.set()
 
     def _mark_completed(self) -> None:
@@ -195,11 +188,6 @@ class Task:
             if self.completed is None:
                 self.completed = _now()
                 self.finished_monotonic = time.monotonic()
-
-    def _record(self) -> None:
-        """Write the task to history; a folder that cannot be written is only a warning."""
-        if self.history is not None and self.task_id:
-            self.history.record_safely(self, self.client.base_url)
 
     @property
     def prompt(self) -> str:
@@ -271,158 +259,11 @@ class Task:
         self._stop.set()
 
     def _run(self) -> None:
-        try:
-            if self.task_id is None:
-                self._submit()
-                if self.task_id is None:
-                    return
-            self._follow()
-        except KieError as exc:
-            if self._stop.is_set():  # stopped (or unloaded) meanwhile: that is the outcome
-                # ...but if the request may have reached KIE.AI, never claim nothing was sent.
-                self._send_uncertain = self._maybe_sent(exc)
-                self._set(status=TaskStatus.STOPPED, queued_until=None)
-                return
-            code = getattr(exc, "code", None)
-            self._set(status=TaskStatus.FAILED, queued_until=None,
-                      error=TaskError(code, self._explain(exc), getattr(exc, "fix", None)))
-        except Exception as exc:  # never leave a task hanging in "generating"
-            text = redact(f"{type(exc).__name__}: {exc}", self.client.secret_for_redaction())
-            log.error("task %s crashed: %s", self.task_id, text)
-            self._set(status=TaskStatus.FAILED, queued_until=None,
-                      error=TaskError(None, f"internal error: {text}"))
-
-    def _explain(self, exc: KieError) -> str:
-        """The error in plain words, with what the user needs to act on it."""
-        text = str(exc)
-        if isinstance(exc, InsufficientCreditsError):
-            try:
-                text += f" (balance: {self.client.credits():g} credits)"
-            except KieError:
-                pass
-        elif self._maybe_sent(exc):
-            text += (" — the request may have reached KIE.AI, so it was not sent again (no "
-                     "double charge); check your KIE.AI dashboard before re-running")
-        return text
-
-    def _maybe_sent(self, exc: KieError) -> bool:
-        """True when a failed submission may still have created (and charged) a task."""
-        return self.task_id is None and getattr(exc, "endpoint", None) == "generate" and (
-            (isinstance(exc, (KieConnectionError, MalformedResponseError))
-             and not getattr(exc, "refused", False))
-            # A gateway's 5xx page (no API envelope): the API may have taken it.
-            or (isinstance(exc, KieAPIError) and exc.body is None
-                and (exc.http_status or 0) >= 500)
-        )
-
-    def _submit(self) -> None:
-        assert self.request is not None
-        request = self.request
-        if self._inputs or self._mask:
-            urls = tuple(self._upload(i) for i in self._inputs)
-            mask = self._upload(self._mask) if self._mask else request.mask
-            request = request.with_files(urls, mask)
-            self.request = request
-            self.params = request.to_dict()
-        if self._stop.is_set():
-            self._set(status=TaskStatus.STOPPED)
-            return
-        self._submitted_at = time.monotonic()
-        try:
-            task_id = self.backend.submit(request, stop=self._stop, on_wait=self._queued)
-        except SubmissionCancelled:
-            self._set(status=TaskStatus.STOPPED, queued_until=None)
-            return
-        self._set(task_id=task_id, status=TaskStatus.GENERATING, queued_until=None)
-        # Paid for from here on: a history that cannot be written must not end the task.
-        self._record()
-
-    def _queued(self, seconds: float) -> None:
-        """The client's rate limiter holds the submission ``seconds`` more (0: no more)."""
-        until = time.monotonic() + seconds if seconds > 0 else None
-        if until != self.queued_until:
-            self._set(queued_until=until)
-
-    def _upload(self, item: InputImage) -> str:
-        if item.url:
-            return item.url
-        assert item.data is not None
-        return self.client.upload_stream(item.data, item.name)
-
-    def _follow(self) -> None:
-        assert self.task_id is not None
-        submitted = getattr(self, "_submitted_at", None)
-        record: TaskSnapshot | None = None
-        try:
-            for record in poll_task(
-                self.backend.poll,
-                self.task_id,
-                submitted_at=submitted,
-                timeout=self.timeout,
-                schedule=self.schedule,
-                retry=self.client.retry,
-                stop=self._stop,
-                not_found_grace=30.0 if submitted is not None else 0.0,
-            ):
-                if record is None:
-                    continue
-                if not self.params and record.params:
-                    self.params = self.backend.params_of(record)
-                if not record.finished:
-                    self._set(progress=max(self.progress, record.progress))
-        except TaskTimeoutError as exc:
-            self._set(status=TaskStatus.TIMED_OUT, error=TaskError(None, str(exc), exc.fix))
-            return
-        if self._stop.is_set() and (
-            record is None or not record.finished or (record.succeeded and not record.urls)
-        ):
-            self._set(status=TaskStatus.STOPPED)
-            return
-        assert record is not None
-        if record.failed:
-            self._set(
-                status=TaskStatus.FAILED, progress=record.progress,
-                error=TaskError(record.error_code, record.failure_reason()),
-            )
-            return
-        if not record.urls:
-            self._set(status=TaskStatus.FAILED, progress=1.0,
-                      error=TaskError(None, "the task succeeded but returned no images"))
-            return
-        self._set(status=TaskStatus.DOWNLOADING, progress=1.0, urls=record.urls)
-        self._download_all()
-
-    def _download_all(self) -> None:
-        results: list[bytes | None] = [None] * len(self.urls)
-        errors: dict[int, str] = {}
-
-        def fetch(n: int) -> None:
-            try:
-                results[n] = self.client.fetch_image(self.urls[n])
-            except DownloadError as exc:
-                errors[n] = exc.reason
-            except Exception as exc:  # one image's failure never discards the others
-                errors[n] = f"{type(exc).__name__}"
-
-        with ThreadPoolExecutor(max_workers=min(4, len(self.urls))) as pool:
-            list(pool.map(fetch, range(len(self.urls))))
-        with self._lock:
-            self._images = results
-            self.image_errors = errors
-        if self.save_dir is not None and any(results):
-            self._mark_completed()  # the sidecar shows when the task completed
-            try:
-                self.save(self.save_dir)
-            except OSError as exc:
-                # The images are still in memory and shown: a warning, never a failure.
-                self.save_error = f"could not save to {self.save_dir}: {exc.strerror or exc}"
-                log.warning("kie4o: %s", self.save_error)
-        if not any(results):
-            first = next(iter(errors.values()), "no image could be downloaded")
-            self._set(status=TaskStatus.FAILED,
-                      error=TaskError(None, f"the images could not be downloaded: {first}"))
-        else:
-            self._set(status=TaskStatus.SUCCESS)
+        plan = RunPlan(request=self.request, task_id=self.task_id, inputs=self._inputs,
+                       mask=self._mask, timeout=self.timeout, schedule=self.schedule,
+                       has_params=bool(self.params))
+        TaskRunner(plan, backend=self.backend, client=self.client, stop=self._stop,
+                   emit=self._set).run()
 
     # -- results ---------------------------------------------------------------------------
 
@@ -570,8 +411,7 @@ class Task:
             for p in paths:
                 if str(p) not in self.saved_paths:
                     self.saved_paths.append(str(p))
-        if self.done:
-            self._record()
+        self._notify()  # history learns of files saved after the end
 
     def download_url(self, n: int = 0) -> str:
         """The API's direct download URL for image ``n`` (valid 20 minutes)."""

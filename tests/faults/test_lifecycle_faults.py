@@ -114,8 +114,10 @@ def test_keys_that_cannot_be_sent_are_refused_without_echo(bad):
 def test_gif_inputs_are_refused_before_sending(server, client, tmp_path):
     from kie_jupyter import KieUsageError
 
+    from PIL import Image
+
     gif = tmp_path / "a.gif"
-    gif.write_bytes(b"GIF89a\x10\x00\x10\x00" + b"\0" * 20)
+    Image.new("RGB", (16, 16)).save(gif, format="GIF")
     with pytest.raises(KieUsageError, match="GIF"):
         generate("x", images=[gif], client=client)
     assert not server.requests

@@ -1,0 +1,234 @@
+"""What drives a task: upload its inputs, submit it, poll it, download its images.
+
+The runner holds no state a user sees: it reports every change through ``emit`` (the task
+applies it and tells its listeners) and knows the task only through what it was given, so
+the task module imports it and not the other way round.
+
+Once a request may have reached the server it is never sent again (no double charge): the
+client retries a submission only when the server surely did not take it, and a submission
+that failed in doubt says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..api.errors import (
+    DownloadError,
+    InsufficientCreditsError,
+    KieAPIError,
+    KieConnectionError,
+    KieError,
+    MalformedResponseError,
+    SubmissionCancelled,
+    TaskTimeoutError,
+    redact,
+)
+from ..api.models import TaskStatus
+from .poller import PollSchedule, poll_task
+from .state import TaskError
+
+if TYPE_CHECKING:
+    from ..api.backend import Backend, TaskSnapshot
+    from ..api.client import KieClient
+    from .inputs import InputImage
+
+__all__ = ["RunPlan", "TaskRunner"]
+
+log = logging.getLogger("kie_jupyter")
+
+Emit = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What one run needs to know of its task."""
+
+    request: Any | None
+    task_id: str | None
+    inputs: Sequence[InputImage]
+    mask: InputImage | None
+    timeout: float
+    schedule: PollSchedule
+    #: Whether the task already knows its parameters (else they are learnt while polling).
+    has_params: bool
+
+
+class TaskRunner:
+    """Runs one task to its end in the calling thread, reporting through ``emit``."""
+
+    def __init__(self, plan: RunPlan, *, backend: Backend, client: KieClient,
+                 stop: threading.Event, emit: Emit) -> None:
+        self.plan = plan
+        self.backend = backend
+        self.client = client
+        self.stop = stop
+        self.emit = emit
+        self.task_id = plan.task_id
+        self.progress = 0.0
+        self.submitted_at: float | None = None
+
+    def run(self) -> None:
+        """Submit (unless the task has an id) and follow the task; never raises."""
+        try:
+            if self.task_id is None:
+                self._submit()
+                if self.task_id is None:
+                    return
+            self._follow()
+        except KieError as exc:
+            if self.stop.is_set():  # stopped (or unloaded) meanwhile: that is the outcome
+                # ...but if the request may have reached KIE.AI, never claim nothing was sent.
+                self.emit(status=TaskStatus.STOPPED, queued_until=None,
+                          send_uncertain=self._maybe_sent(exc))
+                return
+            code = getattr(exc, "code", None)
+            self.emit(status=TaskStatus.FAILED, queued_until=None,
+                      error=TaskError(code, self._explain(exc), getattr(exc, "fix", None)))
+        except Exception as exc:  # never leave a task hanging in "generating"
+            text = redact(f"{type(exc).__name__}: {exc}", self.client.secret_for_redaction())
+            log.error("task %s crashed: %s", self.task_id, text)
+            self.emit(status=TaskStatus.FAILED, queued_until=None,
+                      error=TaskError(None, f"internal error: {text}"))
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _explain(self, exc: KieError) -> str:
+        """The error in plain words, with what the user needs to act on it."""
+        text = str(exc)
+        if isinstance(exc, InsufficientCreditsError):
+            balance = self._balance()
+            if balance is not None:
+                text += f" (balance: {balance:g} credits)"
+        elif self._maybe_sent(exc):
+            text += (" — the request may have reached KIE.AI, so it was not sent again (no "
+                     "double charge); check your KIE.AI dashboard before re-running")
+        return text
+
+    def _balance(self) -> float | None:
+        """The balance to show with a 402 (a request of its own, made here, on purpose)."""
+        try:
+            return self.client.credits()
+        except KieError:
+            return None
+
+    def _maybe_sent(self, exc: KieError) -> bool:
+        """True when a failed submission may still have created (and charged) a task."""
+        return self.task_id is None and getattr(exc, "endpoint", None) == "generate" and (
+            (isinstance(exc, (KieConnectionError, MalformedResponseError))
+             and not getattr(exc, "refused", False))
+            # A gateway's 5xx page (no API envelope): the API may have taken it.
+            or (isinstance(exc, KieAPIError) and exc.body is None
+                and (exc.http_status or 0) >= 500)
+        )
+
+    # -- submit ------------------------------------------------------------------------------
+
+    def _submit(self) -> None:
+        request = self.plan.request
+        if request is None:
+            raise KieError("nothing to submit: the task has neither a request nor an id")
+        if self.plan.inputs or self.plan.mask:
+            urls = tuple(self._upload(i) for i in self.plan.inputs)
+            mask = self._upload(self.plan.mask) if self.plan.mask else request.mask
+            request = request.with_files(urls, mask)
+            self.emit(request=request, params=request.to_dict())
+        if self.stop.is_set():
+            self.emit(status=TaskStatus.STOPPED)
+            return
+        self.submitted_at = time.monotonic()
+        try:
+            task_id = self.backend.submit(request, stop=self.stop, on_wait=self._queued)
+        except SubmissionCancelled:
+            self.emit(status=TaskStatus.STOPPED, queued_until=None)
+            return
+        self.task_id = task_id
+        # Paid for from here on: the task's history subscriber records it at once.
+        self.emit(task_id=task_id, status=TaskStatus.GENERATING, queued_until=None)
+
+    def _queued(self, seconds: float) -> None:
+        """The client's rate limiter holds the submission ``seconds`` more (0: no more)."""
+        self.emit(queued_until=time.monotonic() + seconds if seconds > 0 else None)
+
+    def _upload(self, item: InputImage) -> str:
+        if item.url:
+            return item.url
+        if item.data is None:
+            raise KieError(f"input {item.label} has neither a URL nor bytes")
+        return self.client.upload_stream(item.data, item.name)
+
+    # -- follow ------------------------------------------------------------------------------
+
+    def _follow(self) -> None:
+        task_id = str(self.task_id)
+        record: TaskSnapshot | None = None
+        learnt_params = self.plan.has_params
+        try:
+            for record in poll_task(
+                self.backend.poll,
+                task_id,
+                submitted_at=self.submitted_at,
+                timeout=self.plan.timeout,
+                schedule=self.plan.schedule,
+                retry=self.client.retry,
+                stop=self.stop,
+                not_found_grace=30.0 if self.submitted_at is not None else 0.0,
+            ):
+                if record is None:
+                    continue
+                if not learnt_params and record.params:
+                    learnt_params = True
+                    self.emit(params=self.backend.params_of(record))
+                if not record.finished and record.progress > self.progress:
+                    self.progress = record.progress
+                    self.emit(progress=self.progress)
+        except TaskTimeoutError as exc:
+            self.emit(status=TaskStatus.TIMED_OUT, error=TaskError(None, str(exc), exc.fix))
+            return
+        if self.stop.is_set() and (
+            record is None or not record.finished or (record.succeeded and not record.urls)
+        ):
+            self.emit(status=TaskStatus.STOPPED)
+            return
+        if record is None:  # the poller ends with a record unless stopped or timed out
+            raise KieError(f"task {task_id}: polling ended without an answer")
+        if record.failed:
+            self.emit(status=TaskStatus.FAILED, progress=record.progress,
+                      error=TaskError(record.error_code, record.failure_reason()))
+            return
+        if not record.urls:
+            self.emit(status=TaskStatus.FAILED, progress=1.0,
+                      error=TaskError(None, "the task succeeded but returned no images"))
+            return
+        self.emit(status=TaskStatus.DOWNLOADING, progress=1.0, urls=record.urls)
+        self._download_all(record.urls)
+
+    def _download_all(self, urls: Sequence[str]) -> None:
+        """Fetch every image in parallel; one image's failure never discards the others."""
+        results: list[bytes | None] = [None] * len(urls)
+        errors: dict[int, str] = {}
+
+        def fetch(n: int) -> None:
+            try:
+                results[n] = self.client.fetch_image(urls[n])
+            except DownloadError as exc:
+                errors[n] = exc.reason
+            except Exception as exc:
+                errors[n] = f"{type(exc).__name__}"
+
+        with ThreadPoolExecutor(max_workers=min(4, len(urls))) as pool:
+            list(pool.map(fetch, range(len(urls))))
+        # Listeners (e.g. --save) act on the images before the task is announced done.
+        self.emit(images=results, image_errors=errors)
+        if not any(results):
+            first = next(iter(errors.values()), "no image could be downloaded")
+            self.emit(status=TaskStatus.FAILED,
+                      error=TaskError(None, f"the images could not be downloaded: {first}"))
+        else:
+            self.emit(status=TaskStatus.SUCCESS)
