@@ -35,6 +35,7 @@ __all__ = [
     "__version__",
     "generate",
     "resume",
+    "provenance",
     "KieClient",
     "Task",
     "TaskError",
@@ -173,6 +174,14 @@ def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
                         entry=history.get(task_id.strip()), timeout=timeout, history=history)
     task.start()
     return _wait(task) if wait else task
+
+
+def provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """How a PNG written by this tool was made: ``prompt``, ``parameters``, ``model``,
+    ``task_id``, ``parents``, ``created``, ``demo``, ``software`` (empty for other images)."""
+    from .engine.provenance import read_provenance
+
+    return read_provenance(path)
 
 
 def _history() -> Any:

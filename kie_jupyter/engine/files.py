@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..api.imagedata import sniff_image
+from .provenance import embed_provenance
 
 __all__ = ["atomic_write", "image_file_name", "write_images", "write_sidecar"]
 
@@ -32,14 +33,15 @@ def image_file_name(task_id: str | None, n: int, data: bytes) -> str:
     return f"{task_id}_{n}.{ext}"
 
 
-def write_images(target: Path, task_id: str | None,
-                 numbered: Sequence[tuple[int, bytes]]) -> list[Path]:
-    """Write each (n, bytes) into ``target`` (created); return the paths."""
+def write_images(target: Path, task_id: str | None, numbered: Sequence[tuple[int, bytes]],
+                 provenance: Mapping[str, str] | None = None) -> list[Path]:
+    """Write each (n, bytes) into ``target`` (created), PNGs with their ``provenance``
+    chunks; return the paths."""
     target.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for n, data in numbered:
         path = target / image_file_name(task_id, n, data)
-        atomic_write(path, data)
+        atomic_write(path, embed_provenance(data, provenance) if provenance else data)
         paths.append(path)
     return paths
 

@@ -47,6 +47,12 @@ class RecordedTask(Protocol):
     @property
     def demo(self) -> bool: ...
 
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def parents(self) -> list[str]: ...
+
 FILE_NAME = "history.jsonl"
 
 log = logging.getLogger("kie_jupyter")
@@ -78,6 +84,9 @@ class HistoryEntry:
     base_url: str | None = None
     #: True for a task run on the demo server, False for a live one, None if not recorded.
     demo: bool | None = None
+    model: str | None = None
+    #: Ids of the tasks whose images were this task's inputs.
+    parents: list[str] = field(default_factory=list)
 
     def merge(self, fields: dict[str, Any]) -> None:
         """Fold a later record in: new values win, but nothing known is blanked or moved
@@ -115,6 +124,8 @@ class HistoryStore:
             "error": str(task.error) if task.error else None,
             "base_url": base_url,
             "demo": task.demo,
+            "model": task.model,
+            "parents": task.parents,
         }
         self.append(fields)
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..api.errors import KieUsageError
 from ..api.imagedata import check_image_bytes, read_image_file, sniff_image
 from ..api.models import MAX_FILES, GenerationRequest, is_http_url
+from .provenance import task_id_in
 
 __all__ = [
     "ImageSource",
@@ -38,13 +39,15 @@ class InputImage:
     """One input: a public URL as is, or local bytes to upload first.
 
     ``source`` says where it came from, for the sidecar: the absolute local path, the URL, or
-    ``task ID[n]`` for an earlier task's image (None for bytes).
+    ``task ID[n]`` for an earlier task's image (None for bytes). ``parent`` is the id of the
+    task that made it, when known (an earlier task, or a PNG this tool wrote).
     """
 
     label: str
     url: str | None = None
     data: bytes | None = None
     source: str | None = None
+    parent: str | None = None
 
     @property
     def name(self) -> str:
@@ -84,7 +87,7 @@ def _expand(source: Any, option: str) -> list[InputImage]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         check_image_bytes(data, f"{option} (bytes)")
-        return [InputImage(label="image.png", data=data)]
+        return [InputImage(label="image.png", data=data, parent=task_id_in(data))]
     if isinstance(source, (list, tuple)):
         out: list[InputImage] = []
         for item in source:
@@ -102,7 +105,8 @@ def _expand(source: Any, option: str) -> list[InputImage]:
                 f"{option}: {text!r} is not an http(s) URL with a host, nor a local file"
             )
         absolute = str(Path(text).expanduser().absolute())
-        return [InputImage(label=text, data=read_image_file(text), source=absolute)]
+        data = read_image_file(text)
+        return [InputImage(label=text, data=data, source=absolute, parent=task_id_in(data))]
     raise KieUsageError(
         f"{option}: expected a file path, an http(s) URL, image bytes, a task or a task "
         f"image (task[n]), not {type(source).__name__}"

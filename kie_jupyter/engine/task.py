@@ -31,6 +31,7 @@ from ..api.models import GenerationRequest, TaskStatus
 from .files import atomic_write, write_images, write_sidecar
 from .inputs import InputImage
 from .poller import PollSchedule
+from .provenance import embed_provenance, provenance_fields
 from .runner import RunPlan, TaskRunner
 from .state import TaskError
 from .subscribers import HistoryRecorder, SaveOnDownload
@@ -111,6 +112,8 @@ class Task:
         self._images: list[bytes | None] = []
         #: Stopped while a submission's fate was unknown (it may have created a task).
         self._send_uncertain = False
+        #: Parents known from history (a resumed task has no inputs to ask).
+        self._known_parents: tuple[str, ...] = ()
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -135,6 +138,7 @@ class Task:
         if entry is not None:
             task.params = dict(entry.params) or {"prompt": entry.prompt}
             task.saved_paths = list(entry.saved_paths)
+            task._known_parents = tuple(entry.parents)
             if entry.created:
                 task.created = datetime.fromisoformat(entry.created)
         elif snapshot is not None and snapshot.params:
@@ -197,6 +201,25 @@ class Task:
     def demo(self) -> bool:
         """True when the task ran on the demo server (synthetic images, nothing charged)."""
         return bool(getattr(self.client, "demo", False))
+
+    @property
+    def model(self) -> str:
+        """Our name of the model that made (or makes) the images."""
+        return str(self.params.get("model") or self.backend.family)
+
+    @property
+    def parents(self) -> list[str]:
+        """Ids of the tasks whose images are this task's inputs (in order, once each)."""
+        found = [i.parent for i in (*self._inputs, *([self._mask] if self._mask else []))
+                 if i.parent]
+        found += list(self._known_parents)
+        return list(dict.fromkeys(found))
+
+    def provenance(self) -> dict[str, str]:
+        """The text chunks written into each PNG of this task (see :mod:`.provenance`)."""
+        return provenance_fields(prompt=self.prompt, params=self.params, model=self.model,
+                                 task_id=self.task_id, parents=self.parents,
+                                 created=self.created.isoformat(), demo=self.demo)
 
     @property
     def stopped_before_sent(self) -> bool:
@@ -343,7 +366,8 @@ class Task:
                 f"{option}: task {self.task_id or '(not submitted)'} has no images "
                 f"(status: {self.status.value})"
             )
-        return [InputImage(label=u, url=u, source=f"task {self.task_id}[{n}]")
+        return [InputImage(label=u, url=u, source=f"task {self.task_id}[{n}]",
+                           parent=self.task_id)
                 for n, u in enumerate(self.urls)]
 
     def numbered_images(self) -> list[tuple[int, bytes]]:
@@ -361,7 +385,7 @@ class Task:
             image = self[index]
             numbered = [(image.index, image.data)]
         target = Path(directory).expanduser().absolute()
-        paths = write_images(target, self.task_id, numbered)
+        paths = write_images(target, self.task_id, numbered, self.provenance())
         self._note_saved(paths)
         # The sidecar lists every file of this task in the folder, also earlier single saves.
         files = [Path(p).name for p in self.saved_paths if Path(p).parent == target]
@@ -373,7 +397,7 @@ class Task:
         image = self[index]
         target = Path(path).expanduser().absolute()
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, image.data)
+        atomic_write(target, embed_provenance(image.data, self.provenance()))
         self._note_saved([target])
         return target
 
@@ -387,6 +411,8 @@ class Task:
             "created": self.created.isoformat(),
             "completed": self.completed.isoformat() if self.completed else None,
             "demo": self.demo,
+            "model": self.model,
+            "parents": self.parents,
             "files": files,
         }
         # Uploaded inputs get temporary URLs: keep where each came from (path, URL, task).

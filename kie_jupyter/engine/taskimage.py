@@ -76,10 +76,11 @@ class TaskImage:
         """This image as an input: by its URL when the API gave one, else its bytes."""
         where = f"task {self.task.task_id}[{self.index}]"
         if self.url:
-            return [InputImage(label=where, url=self.url, source=where)]
+            return [InputImage(label=where, url=self.url, source=where,
+                               parent=self.task.task_id)]
         check_image_bytes(self.data, f"{option} ({where})")
         return [InputImage(label=f"{self.task.task_id}_{self.index}.png", data=self.data,
-                           source=where)]
+                           source=where, parent=self.task.task_id)]
 
     def _repr_png_(self) -> bytes | None:
         return self.data if self.format == "png" else None
