@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
+from PIL import Image
 
-from kie_jupyter.fakeapi.images import render_png
+from kie_jupyter.fakeapi.images import render_png, sniff_mime
 from kie_jupyter.testing import Fault, MockKieServer, MockRequest, TaskScript
 
 KEY = "test-key"
@@ -88,22 +88,11 @@ def wait_done(server: MockKieServer, task_id: str, limit: float = 5.0) -> dict[s
 
 
 def png_info(data: bytes) -> tuple[int, int]:
-    """(width, height) from IHDR, after checking the file decodes to the right amount of pixels."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, width, height = 8, b"", 0, 0
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind, payload = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
-        assert crc == zlib.crc32(kind + payload) & 0xFFFFFFFF
-        if kind == b"IHDR":
-            width, height, depth, colour = struct.unpack(">IIBB", payload[:10])
-            assert (depth, colour) == (8, 2)
-        elif kind == b"IDAT":
-            idat += payload
-        pos += 12 + length
-    assert len(zlib.decompress(idat)) == height * (1 + 3 * width)
-    return width, height
+    """(width, height) of an 8-bit RGB PNG, after checking every pixel decodes."""
+    with Image.open(io.BytesIO(data)) as im:
+        assert (im.format, im.mode) == ("PNG", "RGB")
+        im.load()  # raises on a bad CRC or a short IDAT
+        return im.size
 
 
 # -- auth, routing --------------------------------------------------------------------------
@@ -183,7 +172,7 @@ def test_results_are_real_pngs_with_the_aspect_ratio(
 def test_full_size_image_is_realistic_and_fast() -> None:
     start = time.perf_counter()
     data = render_png("a realistic size check", "1:1", 0, 512)
-    assert time.perf_counter() - start < 1.0  # generous: ~20 ms on a laptop
+    assert time.perf_counter() - start < 1.0  # generous: ~30 ms on a laptop
     assert png_info(data) == (512, 512)
     assert 50_000 < len(data) < 300_000
 
@@ -579,6 +568,30 @@ def test_uploads_need_the_key(server: MockKieServer) -> None:
         server, BASE64_UPLOAD, {"base64Data": "AAAA", "uploadPath": "p"}, headers={}
     ).json()
     assert (envelope["success"], envelope["code"]) == (False, 401)
+
+
+def _encoded(fmt: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (20, 10), (9, 99, 199)).save(out, format=fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "fmt, mime",
+    [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp"), ("GIF", "image/gif"),
+     ("BMP", "application/octet-stream")],
+)
+def test_uploads_are_typed_by_their_bytes(server: MockKieServer, fmt: str, mime: str) -> None:
+    data = _encoded(fmt)
+    assert sniff_mime(data) == mime
+    body = {"base64Data": base64.b64encode(data).decode(), "uploadPath": "t"}
+    info = _check_upload(server, post(server, BASE64_UPLOAD, body), data)
+    assert info["mimeType"] == mime
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image", b"\x89PNG\r\n\x1a\n", b"GIF89a"])
+def test_sniff_mime_of_non_images(data: bytes) -> None:
+    assert sniff_mime(data) == "application/octet-stream"
 
 
 # -- request log, inspection, lifecycle ------------------------------------------------------

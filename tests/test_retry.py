@@ -1,4 +1,4 @@
-"""Pure helpers: backoff delays, Retry-After, the sliding-window limiter, image sniffing."""
+"""The retry rule and pure helpers: backoff, Retry-After, the sliding-window limiter."""
 
 from __future__ import annotations
 
@@ -11,10 +11,25 @@ import zlib
 from typing import TYPE_CHECKING
 
 import pytest
+import requests
+import urllib3
 
-from kie_jupyter.api.imagedata import ImageInfo, sniff_image
+from kie_jupyter.api.client import _connection_refused
+from kie_jupyter.api.errors import (
+    DownloadError,
+    KieConfigError,
+    KieConnectionError,
+    KieError,
+    KieTimeoutError,
+    KieUsageError,
+    MalformedResponseError,
+    SubmissionCancelled,
+    TaskFailedError,
+    TaskTimeoutError,
+    api_error_for,
+)
 from kie_jupyter.api.ratelimit import SlidingWindowLimiter, submit_limiter
-from kie_jupyter.api.retry import RetryPolicy, backoff_delay, parse_retry_after
+from kie_jupyter.api.retry import RetryPolicy, backoff_delay, is_transient, parse_retry_after
 
 if TYPE_CHECKING:
     from conftest import FakeClock
@@ -29,6 +44,123 @@ class FixedRandom(random.Random):
 
     def random(self) -> float:
         return self.value
+
+
+# -- is_transient: the one retry rule ---------------------------------------------------------
+
+
+def api(code: int, msg: str = "", endpoint: str = "credit") -> KieError:
+    return api_error_for(code, msg, endpoint)
+
+
+#: error -> (retried as a read, retried as a submit). A submit is retried only when the server
+#: surely did not take it: a 429 (dropped, not queued) or a connection never made.
+RULE: dict[str, tuple[KieError, bool, bool]] = {
+    "read-timeout": (KieTimeoutError("slow", "x", refused=False), True, False),
+    "connect-timeout": (KieTimeoutError("no connect", "x", refused=True), True, True),
+    "dropped": (KieConnectionError("lost", "x"), True, False),
+    "refused": (KieConnectionError("refused", "x", refused=True), True, True),
+    "malformed": (MalformedResponseError("x", "junk"), True, False),
+    "429": (api(429), True, True),
+    "455": (api(455), True, False),
+    "500": (api(500), True, False),
+    "502": (api(502), True, False),
+    "503": (api(503), True, False),
+    "550": (api(550), True, False),
+    "599": (api(599), True, False),
+    "501": (api(501), False, False),
+    "505": (api(505), False, False),
+    "400": (api(400), False, False),
+    "401": (api(401), False, False),
+    "402": (api(402), False, False),
+    "404": (api(404), False, False),
+    "422": (api(422), False, False),
+    "451": (api(451), False, False),
+    "task-not-found": (api(422, "record is null", "record-info"), False, False),
+    "unknown-4xx": (api(418), False, False),
+    "download-transient": (DownloadError("u", "HTTP 503", transient=True), True, False),
+    "download-final": (DownloadError("u", "not an image"), False, False),
+    "usage": (KieUsageError("bad"), False, False),
+    "config": (KieConfigError("no key"), False, False),
+    "cancelled": (SubmissionCancelled(), False, False),
+    "task-failed": (TaskFailedError("t", 400, "policy"), False, False),
+    "task-timeout": (TaskTimeoutError("t", 1.0), False, False),
+}
+
+
+@pytest.mark.parametrize("err, read, submit", RULE.values(), ids=RULE.keys())
+def test_the_retry_rule(err: KieError, read: bool, submit: bool) -> None:
+    assert is_transient(err, "read") is read
+    assert is_transient(err, "submit") is submit
+
+
+@pytest.mark.parametrize("err", [KieTimeoutError("slow", "generate"),
+                                 KieTimeoutError("slow", "generate", refused=False)])
+def test_a_timeout_on_submit_is_never_retried(err: KieError) -> None:
+    """The request may have reached the server: a retry could start (and charge) it twice."""
+    assert is_transient(err, "read")
+    assert not is_transient(err, "submit")
+
+
+def test_download_error_transient_is_a_keyword_defaulting_to_false() -> None:
+    assert DownloadError("u", "r").transient is False
+    assert DownloadError("u", "r", transient=True).transient is True
+
+
+# -- _connection_refused: "never connected" by exception type ---------------------------------
+
+
+def wrapped(reason: BaseException) -> requests.exceptions.ConnectionError:
+    """What requests raises: a ConnectionError around urllib3's MaxRetryError(reason)."""
+    return requests.exceptions.ConnectionError(
+        urllib3.exceptions.MaxRetryError(None, "/x", reason))  # type: ignore[arg-type]
+
+
+def with_cause(exc: BaseException, cause: BaseException) -> BaseException:
+    exc.__cause__ = cause
+    return exc
+
+
+class NewConnectionError(Exception):
+    """Not urllib3's: only the name is the same."""
+
+
+NEVER_CONNECTED = {
+    "connect-timeout": requests.exceptions.ConnectTimeout(),
+    "new-connection": wrapped(urllib3.exceptions.NewConnectionError(None, "refused")),
+    "name-resolution": wrapped(urllib3.exceptions.NameResolutionError("nowhere", None, "x")),
+    "refused-as-cause": wrapped(with_cause(
+        urllib3.exceptions.ProtocolError("x"), ConnectionRefusedError(111, "refused"))),
+    "refused-in-args": requests.exceptions.ConnectionError(ConnectionRefusedError(111, "no")),
+}
+
+MAYBE_ARRIVED = {
+    "remote-disconnected": requests.exceptions.ConnectionError(
+        urllib3.exceptions.ProtocolError("Connection aborted.",
+                                         ConnectionResetError(104, "reset"))),
+    "protocol-error": wrapped(urllib3.exceptions.ProtocolError("aborted")),
+    "bare": requests.exceptions.ConnectionError("lost"),
+    "same-name-other-class": wrapped(NewConnectionError("refused")),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("exc", NEVER_CONNECTED.values(), ids=NEVER_CONNECTED.keys())
+def test_connection_never_made(exc: requests.exceptions.ConnectionError) -> None:
+    assert _connection_refused(exc)
+
+
+@pytest.mark.parametrize("exc", MAYBE_ARRIVED.values(), ids=MAYBE_ARRIVED.keys())
+def test_connection_that_may_have_carried_the_request(
+    exc: requests.exceptions.ConnectionError,
+) -> None:
+    assert not _connection_refused(exc)
+
+
+def test_a_cyclic_cause_chain_ends() -> None:
+    a = urllib3.exceptions.ProtocolError("a")
+    b = urllib3.exceptions.ProtocolError("b")
+    a.__context__, b.__context__ = b, a
+    assert not _connection_refused(wrapped(a))
 
 
 # -- backoff_delay ------------------------------------------------------------------------------
@@ -199,97 +331,3 @@ def test_the_shared_submit_limiter_keeps_the_api_limit() -> None:
     # 20 generate requests per 10 s: the shared limiter may be stricter, never looser.
     assert submit_limiter.max_calls <= 20 and submit_limiter.period >= 10.0
     assert submit_limiter.max_calls >= 1
-
-
-# -- sniff_image ----------------------------------------------------------------------------
-
-
-def png_header(width: int, height: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-
-
-def jpeg_header(width: int, height: int, sof: int = 0xC0, before: bytes = b"") -> bytes:
-    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-    sof_body = struct.pack(">BHHB", 8, height, width, 3) + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01"
-    segment = bytes([0xFF, sof]) + struct.pack(">H", len(sof_body) + 2) + sof_body
-    return b"\xff\xd8" + app0 + before + segment + b"\xff\xda\x00\x08rest"
-
-
-def dht() -> bytes:
-    body = b"\x00" + b"\x00" * 16
-    return b"\xff\xc4" + struct.pack(">H", len(body) + 2) + body
-
-
-def riff(chunk: bytes, payload: bytes) -> bytes:
-    data = b"WEBP" + chunk + struct.pack("<I", len(payload)) + payload
-    return b"RIFF" + struct.pack("<I", len(data)) + data
-
-
-def webp_vp8x(width: int, height: int) -> bytes:
-    payload = b"\x00\x00\x00\x00" + (width - 1).to_bytes(3, "little") + (
-        height - 1).to_bytes(3, "little")
-    return riff(b"VP8X", payload)
-
-
-def webp_vp8(width: int, height: int, scale: int = 0) -> bytes:
-    size = struct.pack("<HH", width | scale << 14, height | scale << 14)  # top 2 bits: scaling
-    payload = b"\x9d\x01\x00" + b"\x9d\x01\x2a" + size + b"\0" * 4
-    return riff(b"VP8 ", payload)
-
-
-def webp_vp8l(width: int, height: int) -> bytes:
-    bits = (width - 1) | ((height - 1) << 14)
-    return riff(b"VP8L", b"\x2f" + bits.to_bytes(4, "little") + b"\0" * 4)
-
-
-@pytest.mark.parametrize(
-    "data, expected",
-    [
-        (png_header(640, 480), ImageInfo("png", 640, 480)),
-        (png_header(1, 1) + b"IDAT...", ImageInfo("png", 1, 1)),
-        (b"\x89PNG\r\n\x1a\n", ImageInfo("png", None, None)),
-        (jpeg_header(1024, 768), ImageInfo("jpeg", 1024, 768)),
-        (jpeg_header(300, 200, sof=0xC2), ImageInfo("jpeg", 300, 200)),  # progressive
-        (jpeg_header(300, 200, before=dht()), ImageInfo("jpeg", 300, 200)),  # DHT is no SOF
-        (b"\xff\xd8\xff\xe0\x00", ImageInfo("jpeg", None, None)),  # truncated header
-        (webp_vp8x(1536, 1024), ImageInfo("webp", 1536, 1024)),
-        (webp_vp8(320, 240), ImageInfo("webp", 320, 240)),
-        (webp_vp8(320, 240, scale=3), ImageInfo("webp", 320, 240)),
-        (webp_vp8l(800, 600), ImageInfo("webp", 800, 600)),
-        (riff(b"ALPH", b"\0" * 20), ImageInfo("webp", None, None)),
-        (b"GIF89a" + struct.pack("<HH", 32, 16) + b"\0" * 4, ImageInfo("gif", 32, 16)),
-        (b"GIF87a" + struct.pack("<HH", 5, 7), ImageInfo("gif", 5, 7)),
-    ],
-    ids=["png", "png-more", "png-signature-only", "jpeg", "jpeg-progressive", "jpeg-dht",
-         "jpeg-truncated", "webp-vp8x", "webp-vp8", "webp-vp8-scaled", "webp-vp8l",
-         "webp-unknown-chunk", "gif89a", "gif87a"],
-)
-def test_sniff_image(data: bytes, expected: ImageInfo) -> None:
-    assert sniff_image(data) == expected
-
-
-@pytest.mark.parametrize(
-    "data",
-    [b"", b"hello world", b"<html><body>nope</body></html>", b'{"code": 200}', b"GIF8",
-     b"GIF89a\x01", b"RIFF\x00\x00\x00\x00WAVEfmt ", b"\x89PNG", b"\xff\xd8", b"%PDF-1.7",
-     b"\x00" * 64],
-)
-def test_sniff_garbage(data: bytes) -> None:
-    assert sniff_image(data) is None
-
-
-@pytest.mark.parametrize(
-    "fmt, mime", [("png", "image/png"), ("jpeg", "image/jpeg"), ("webp", "image/webp"),
-                  ("gif", "image/gif")],
-)
-def test_mime_types(fmt: str, mime: str) -> None:
-    assert ImageInfo(fmt, 1, 1).mime_type == mime
-
-
-def test_sniff_a_real_rendered_png() -> None:
-    from kie_jupyter.fakeapi.images import image_dimensions, render_png
-
-    data = render_png("a fox", "3:2", 0, 96)
-    assert sniff_image(data) == ImageInfo("png", *image_dimensions("3:2", 96))

@@ -1,7 +1,8 @@
 """``KieClient``: every endpoint of the 4o Image API and the File Upload API, over requests.
 
-Plain Python, no IPython. The envelope check (:meth:`KieClient._check`) and the retry rules
-(:meth:`KieClient._send`) each live in one place:
+Plain Python, no IPython. The envelope check (:meth:`KieClient._check`), the sending loop
+(:meth:`KieClient._send`) and the retry rule (:func:`~kie_jupyter.api.retry.is_transient`)
+each live in one place:
 
 * reads (record-info, credit, download URLs, uploads, image downloads) retry timeouts,
   connection errors, 429 and 5xx with exponential backoff and jitter, honouring ``Retry-After``;
@@ -18,10 +19,9 @@ import json
 import logging
 import os
 import random
-import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
@@ -40,7 +40,6 @@ from .errors import (
     KieTimeoutError,
     KieUsageError,
     MalformedResponseError,
-    RateLimitError,
     SubmissionCancelled,
     api_error_for,
     redact,
@@ -48,7 +47,7 @@ from .errors import (
 from .imagedata import check_image_bytes, mime_of, read_image_file, sniff_image, unique_name
 from .models import GenerationRequest, TaskRecord, is_http_url
 from .ratelimit import SlidingWindowLimiter, submit_limiter
-from .retry import RetryPolicy, backoff_delay, parse_retry_after
+from .retry import RetryPolicy, backoff_delay, is_transient, parse_retry_after
 
 __all__ = ["KieClient", "DEFAULT_BASE_URL", "DEFAULT_UPLOAD_URL"]
 
@@ -61,7 +60,17 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 #: uploadPath for our uploads (no leading or trailing slash, as the API requires).
 UPLOAD_PATH = "kie-jupyter"
 
+#: Bytes asked for per read of an image body (a read returns what one socket read brings).
+_DOWNLOAD_CHUNK = 64 * 1024
+
 Kind = Literal["read", "submit"]
+
+#: Errors in a failed request's cause chain that show the connection was never made.
+_NEVER_CONNECTED: tuple[type[BaseException], ...] = (
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.NameResolutionError,
+    ConnectionRefusedError,
+)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -92,15 +101,16 @@ def _connection_refused(exc: requests.exceptions.ConnectionError) -> bool:
     """True when the connection was never made, so the request cannot have arrived."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
+    # requests wraps urllib3's MaxRetryError (in ``args``), which holds the real error in
+    # ``reason``; a socket error may sit further down as a cause or context.
     seen: set[int] = set()
     stack: list[Any] = [exc]
     while stack:
         e = stack.pop()
-        if e is None or id(e) in seen:
+        if not isinstance(e, BaseException) or id(e) in seen:
             continue
         seen.add(id(e))
-        name = type(e).__name__
-        if name in ("NewConnectionError", "ConnectionRefusedError", "NameResolutionError"):
+        if isinstance(e, _NEVER_CONNECTED):
             return True
         stack.extend([getattr(e, "reason", None), e.__cause__, e.__context__])
         stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
@@ -308,7 +318,7 @@ class KieClient:
                 )
             except (KieAPIError, MalformedResponseError) as exc:
                 err = exc
-            if not self._should_retry(err, kind) or attempt >= max_retries:
+            if not is_transient(err, kind) or attempt >= max_retries:
                 raise err
             retry_after = getattr(err, "retry_after", None)
             if retry_after is not None and retry_after > self.retry.max_retry_after:
@@ -317,22 +327,6 @@ class KieClient:
             log.info("retrying %s in %.2f s after: %s", endpoint, delay, err)
             self._sleep(delay)
             attempt += 1
-
-    @staticmethod
-    def _should_retry(err: KieError, kind: Kind) -> bool:
-        """The retry rule, in one place."""
-        if kind == "submit":
-            # Only when the server surely did not take the request: no double charge.
-            if isinstance(err, RateLimitError):
-                return True
-            return isinstance(err, KieConnectionError) and err.refused
-        if isinstance(err, (KieConnectionError, MalformedResponseError)):
-            return True
-        if isinstance(err, KieAPIError):
-            return err.code == 429 or err.code == 455 or (
-                500 <= err.code < 600 and err.code not in (501, 505)
-            )
-        return False
 
     def _check(self, answer: _Answer, endpoint: str) -> Any:
         """The envelope check: the body ``code`` first (errors come as HTTP 200), then HTTP."""
@@ -516,7 +510,9 @@ class KieClient:
     def fetch_image(self, url: str) -> bytes:
         """Download one result image: http(s) only, size-capped, must be an image.
 
-        Retried like any read. Never sends the key (result files live on a CDN).
+        Retried like any read (:func:`~kie_jupyter.api.retry.is_transient`). Never sends the
+        key (result files live on a CDN). A body that stops arriving for the read timeout
+        fails that try; one still incomplete after ``download_timeout`` seconds is refused.
         """
         if not is_http_url(url):
             raise DownloadError(str(url), "not an http(s) URL")
@@ -525,88 +521,72 @@ class KieClient:
             try:
                 return self._fetch_once(url)
             except DownloadError as exc:
-                if not getattr(exc, "transient", False) or attempt >= self.retry.max_retries:
+                if not is_transient(exc, "read") or attempt >= self.retry.max_retries:
                     raise
                 self._sleep(backoff_delay(attempt, self.retry, None, self._rng))
                 attempt += 1
 
     def _fetch_once(self, url: str) -> bytes:
-        def transient(reason: str) -> DownloadError:
-            err = DownloadError(url, reason)
-            err.transient = True  # type: ignore[attr-defined]
-            return err
-
         headers = {"User-Agent": self.user_agent, "Accept": "image/*"}
         try:
+            # stream=True: the read timeout applies to each socket read of the body, so a
+            # stalled body fails a read instead of hanging; the deadline below bounds a trickle.
             with self._session.get(url, headers=headers, timeout=self.timeout,
                                    stream=True) as response:
-                if response.status_code == 429 or response.status_code >= 500:
-                    raise transient(f"HTTP {response.status_code}")
-                if response.status_code >= 400:
-                    raise DownloadError(url, f"HTTP {response.status_code}")
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.max_download_bytes:
+                status = response.status_code
+                if status == 429 or status >= 500:
+                    raise DownloadError(url, f"HTTP {status}", transient=True)
+                if status >= 400:
+                    raise DownloadError(url, f"HTTP {status}")
+                declared = response.headers.get("Content-Length", "")
+                expected = int(declared) if declared.isdigit() else None
+                if expected is not None and expected > self.max_download_bytes:
                     raise DownloadError(url, f"larger than {self.max_download_bytes} bytes")
-                chunks: list[bytes] = []
-                size = 0
+                # Content-Length counts the encoded bytes: compare it with the body only when
+                # the body is not encoded (a gzip-encoded image would always look truncated).
+                encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    expected = None
                 deadline = time.monotonic() + self.download_timeout
-                plain = response.headers.get("Content-Encoding", "identity").strip().lower() in (
-                    "", "identity")
-                if plain and declared and declared.isdigit():
-                    # One read of the known length: the image is allocated once, instead of
-                    # as many chunks the allocator then keeps (memory target: images held once).
-                    # A trickle that outlasts the deadline is cut by closing the response.
-                    watchdog = threading.Timer(self.download_timeout, _cut, (response,))
-                    watchdog.daemon = True
-                    watchdog.start()
-                    try:
-                        chunk = response.raw.read(int(declared) + 1)
-                    except Exception:
-                        if time.monotonic() < deadline:
-                            raise
-                        chunk = b""
-                    finally:
-                        watchdog.cancel()
+                body = bytearray()
+                for chunk in _body_chunks(response):
                     if time.monotonic() > deadline:
                         raise DownloadError(
                             url, f"too slow: not complete after {self.download_timeout:g} s")
-                    chunks.append(chunk)
-                    size = len(chunk)
-                for chunk in ([] if chunks else response.iter_content(64 * 1024)):
-                    if time.monotonic() > deadline:
-                        raise DownloadError(
-                            url, f"too slow: not complete after {self.download_timeout:g} s")
-                    size += len(chunk)
-                    if size > self.max_download_bytes:
+                    if len(body) + len(chunk) > self.max_download_bytes:
                         raise DownloadError(url, f"larger than {self.max_download_bytes} bytes")
-                    chunks.append(chunk)
+                    # One growing buffer (resized in place), not a list of chunks joined at the
+                    # end: the allocator keeps no trail of chunks behind (images held once).
+                    body += chunk
+                ctype = response.headers.get("Content-Type", "unknown type")
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
                 OSError) as exc:
-            raise transient(type(exc).__name__) from None
-        body = b"".join(chunks)
-        # Content-Length counts the encoded bytes: compare only when the body is not encoded
-        # (a gzip-encoded image would otherwise always look truncated).
-        encoded = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if (
-            encoded in ("", "identity")
-            and declared and declared.isdigit() and int(declared) != len(body)
-        ):
-            raise transient(f"truncated ({len(body)} of {declared} bytes)")
-        if sniff_image(body) is None:
-            ctype = response.headers.get("Content-Type", "unknown type")
+            # A dropped connection, a read timeout, a broken chunk: the exception's text is not
+            # kept (it can quote the URL's query and headers).
+            raise DownloadError(url, type(exc).__name__, transient=True) from None
+        data = bytes(body)
+        del body
+        if expected is not None and expected != len(data):
+            raise DownloadError(url, f"truncated ({len(data)} of {expected} bytes)",
+                                transient=True)
+        if sniff_image(data) is None:
             raise DownloadError(url, f"not an image ({ctype})")
-        return body
+        return data
 
 
-def _cut(response: requests.Response) -> None:
-    """Interrupt a read in progress by shutting its socket (closing alone does not)."""
-    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
-    try:
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    response.close()
+def _body_chunks(response: requests.Response) -> Iterator[bytes]:
+    """A streamed body, decoded, as it arrives.
+
+    urllib3's ``read1`` returns after at most one socket read, so a deadline checked between
+    items is overshot by no more than one read timeout, even by a server that trickles a few
+    bytes at a time. Older urllib3 (no ``read1``) falls back to requests' ``iter_content``.
+    """
+    read1 = getattr(response.raw, "read1", None)
+    if read1 is None:
+        yield from response.iter_content(_DOWNLOAD_CHUNK)
+        return
+    while chunk := read1(_DOWNLOAD_CHUNK, decode_content=True):
+        yield chunk
 
 
 def check_key(key: str | None) -> str | None:

@@ -238,11 +238,16 @@ class TaskTimeoutError(KieError):
 
 
 class DownloadError(KieError):
-    """An image could not be downloaded (or was not an acceptable image)."""
+    """An image could not be downloaded (or was not an acceptable image).
 
-    def __init__(self, url: str, reason: str) -> None:
+    ``transient`` is True when another try may succeed (a server error, a dropped or
+    truncated body); :func:`~kie_jupyter.api.retry.is_transient` reads it.
+    """
+
+    def __init__(self, url: str, reason: str, *, transient: bool = False) -> None:
         self.url = url
         self.reason = reason
+        self.transient = transient
         super().__init__(f"could not download {url}: {reason}")
 
 

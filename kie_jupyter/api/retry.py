@@ -1,4 +1,8 @@
-"""Pure helpers for the client's one retry policy: backoff delays and ``Retry-After``."""
+"""The one retry rule (:func:`is_transient`) and its pure helpers: backoff and ``Retry-After``.
+
+Sends, polls and image downloads all ask :func:`is_transient` whether an error is worth
+another try; how long to wait comes from :func:`backoff_delay` under a :class:`RetryPolicy`.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,47 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import timezone
+from typing import Literal
 
-__all__ = ["RetryPolicy", "backoff_delay", "parse_retry_after"]
+from .errors import (
+    DownloadError,
+    KieAPIError,
+    KieConnectionError,
+    KieError,
+    MalformedResponseError,
+    RateLimitError,
+)
+
+__all__ = ["RetryPolicy", "backoff_delay", "is_transient", "parse_retry_after"]
+
+#: 5xx codes that are final all the same: the request was understood and refused.
+_FINAL_5XX = frozenset({501, 505})
+
+
+def is_transient(err: KieError, kind: Literal["read", "submit"]) -> bool:
+    """Whether ``err`` is worth another try: the retry rule, in one place.
+
+    ``kind="read"`` (record-info, credit, download URLs, uploads, image downloads): timeouts,
+    connection errors, malformed answers, 429, 455 and 5xx except 501 and 505 are retried; a
+    :class:`DownloadError` says itself (its ``transient``).
+
+    ``kind="submit"`` (generate): only when the server surely did not take the request, so a
+    task is never started (and charged) twice: a 429 (the API drops, not queues, such
+    requests) or a connection that was never made (``refused``: refused, unresolvable, or a
+    connect timeout). Never a read timeout, a dropped answer or a server error: the request
+    may have arrived.
+    """
+    if kind == "submit":
+        if isinstance(err, RateLimitError):
+            return True
+        return isinstance(err, KieConnectionError) and err.refused
+    if isinstance(err, DownloadError):
+        return err.transient
+    if isinstance(err, (KieConnectionError, MalformedResponseError)):
+        return True
+    if isinstance(err, KieAPIError):
+        return err.code in (429, 455) or (500 <= err.code < 600 and err.code not in _FINAL_5XX)
+    return False
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from ._state import (
     MockTask,
     TaskScript,
 )
-from .images import SIZES, render_png
+from .images import SIZES, render_png, sniff_mime
 
 log = logging.getLogger("kie_jupyter.testing")
 
@@ -280,7 +280,7 @@ class MockAPI:
             return self._error(endpoint, 400, f"uploadPath is invalid: {upload_path!r}")
         if not data:
             return self._error(endpoint, 400, "file is required")
-        mime = files.sniff_mime(data)
+        mime = sniff_mime(data)
         name = files.choose_file_name(file_name, original, mime)
         if name is None:
             return self._error(endpoint, 400, f"fileName is invalid: {file_name!r}")

@@ -1,4 +1,7 @@
-"""Upload helpers for the mock server: multipart parsing, base64 decoding, type sniffing, names."""
+"""Upload helpers for the mock server: multipart parsing, base64 decoding, names.
+
+The type of an upload is sniffed by ``images.sniff_mime`` (Pillow).
+"""
 
 from __future__ import annotations
 
@@ -16,19 +19,6 @@ EXTENSIONS: dict[str, str] = {
     "image/gif": ".gif",
 }
 KNOWN_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".jfif", ".pjpeg", ".pjp"})
-
-
-def sniff_mime(data: bytes) -> str:
-    """The image type from the file's magic bytes (PNG, JPEG, WEBP, GIF) or octet-stream."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return "application/octet-stream"
 
 
 def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
