@@ -23,20 +23,22 @@ from typing import Any, NoReturn
 
 from .api.client import KieClient
 from .api.errors import KieConfigError, KieError, KieUsageError
-from .api.models import VARIANTS, FallbackModel, GenerationRequest, Size, TaskStatus, is_http_url
+from .api.models import FallbackModel, GenerationRequest, Size, TaskStatus, is_http_url
 from .engine.checks import check_save_dir, check_timeout
 from .engine.history import HistoryStore
 from .engine.inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
 from .engine.task import Task
 from .fakeapi.demo import DEMO_KEY, DemoServer
 from .hints import hint, status_text, with_hint
+from .optiontable import BY_DEST, MODELS, add_options
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-_MODELS = [m.value for m in FallbackModel]
 #: After Ctrl-C, how long the tasks may take to settle (a generate in flight gets its id).
 _SETTLE_SECONDS = 5.0
+#: Where the images go when --save is not given.
+_SAVE_DIR = "kie4o_images"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,22 +53,19 @@ def _parser() -> argparse.ArgumentParser:
                 epilog="Exit codes: 0 all done, 1 some failed, 2 bad usage (nothing sent), "
                        "130 interrupted.")
     p.add_argument("prompt", nargs="?", default="", help="the prompt (or use --batch)")
-    p.add_argument("-s", "--size", choices=[s.value for s in Size], default="1:1")
-    p.add_argument("-n", "--variants", type=int, choices=list(VARIANTS), default=1)
-    p.add_argument("-i", "--image", action="append", default=[], help="input image (≤ 5)")
-    p.add_argument("-m", "--mask", default=None, help="mask for the one --image")
-    p.add_argument("-e", "--enhance", action="store_true")
-    # No argparse choices: ``kie4o --fallback "a fox"`` means the default model and a prompt.
-    p.add_argument("--fallback", nargs="?", const=FallbackModel.FLUX_MAX.value, default=None,
-                   metavar="MODEL",
-                   help="fall back to another model if 4o is unavailable: FLUX_MAX (default) "
-                        "or GPT_IMAGE_1")
-    p.add_argument("--callback", default=None, metavar="URL",
-                   help="callBackUrl: the API POSTs the result there when the task ends")
-    p.add_argument("--save", default="kie4o_images", help="folder for the images")
+    # The options shared with %%kie4o come from the one table; only the defaults differ: a
+    # shell run has no %config to fall back on, and its images must land somewhere.
+    add_options(p, "cli", {
+        "size": {"default": Size.SQUARE.value},
+        # No argparse choices: ``kie4o --fallback "a fox"`` means the default model and a
+        # prompt; _parse tells the two apart and checks the model.
+        "fallback": {"choices": None},
+        "save": {"default": _SAVE_DIR,
+                 "help": f"{BY_DEST['save'].help} (default: {_SAVE_DIR})"},
+        "timeout": {"default": 600.0},
+    })
     p.add_argument("--batch", type=Path, help="a text file with one prompt per line")
     p.add_argument("--concurrency", type=int, default=4, help="tasks at once (batch)")
-    p.add_argument("--timeout", type=float, default=600.0, help="local give-up time, seconds")
     p.add_argument("--resume", metavar="TASK_ID", help="follow an existing task and save it")
     p.add_argument("--credits", action="store_true", help="print the balance and exit")
     p.add_argument("--demo", action="store_true", help="use the bundled mock server")
@@ -76,10 +75,10 @@ def _parser() -> argparse.ArgumentParser:
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse and check every option; nothing is sent or written yet."""
     args = _parser().parse_args(argv)
-    if args.fallback is not None and args.fallback not in _MODELS:
+    if args.fallback is not None and args.fallback not in MODELS:
         if args.prompt:
             raise KieUsageError(f"--fallback: {args.fallback!r} is not a fallback model; "
-                                f"use one of {', '.join(_MODELS)}")
+                                f"use one of {', '.join(MODELS)}")
         args.prompt, args.fallback = args.fallback, FallbackModel.FLUX_MAX.value
     given = [name for name, on in (("a prompt", bool(args.prompt)),
                                    ("--batch", args.batch is not None),

@@ -1,8 +1,9 @@
-"""The ``%%kie4o`` options, declared once, and their parsing into a checked request.
+"""The ``%%kie4o`` options on the magic, and their parsing into a checked request.
 
-``declare`` puts the options on the magic with IPython's ``magic_arguments`` (so ``%%kie4o?``
-is the help); :func:`parse_cell` turns a magic line and cell body into :class:`CellOptions`,
-raising a one-line ``UsageError`` for any bad input before anything is sent.
+``declare`` puts the options of the shared table (:mod:`kie_jupyter.optiontable`) on the
+magic with IPython's ``magic_arguments`` (so ``%%kie4o?`` is the help); :func:`parse_cell`
+turns a magic line and cell body into :class:`CellOptions`, raising a one-line ``UsageError``
+for any bad input before anything is sent.
 
 The option line is split like a POSIX shell line (:func:`split_line`), *then* ``$name`` and
 ``{expr}`` are filled from the notebook (:func:`expand_words`): a word that is one expression
@@ -25,58 +26,28 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.text import DollarFormatter
 
-from ..api.errors import KieUsageError
-from ..api.models import VARIANTS, FallbackModel, GenerationRequest, Size, is_http_url
+from .. import optiontable
+from ..api.errors import KieError, KieUsageError
+from ..api.models import GenerationRequest, is_http_url
 from ..engine.checks import check_timeout
 from ..engine.inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
 from ..hints import with_hint
 
 __all__ = ["declare", "parse_cell", "CellOptions", "fill_prompt", "split_line",
-           "expand_words", "keep_empty_body"]
+           "expand_words", "keep_empty_body", "usage_error"]
 
-_SIZES = [s.value for s in Size]
-_MODELS = [m.value for m in FallbackModel]
-
-
-#: Every ``%%kie4o`` option, declared once (``%%kie4o?`` shows their help).
-_ARGUMENTS = [
-    argument("-s", "--size", choices=_SIZES, default=None,
-             help="aspect ratio: 1:1 (default), 3:2 or 2:3"),
-    argument("-n", "--variants", type=int, choices=list(VARIANTS), default=1,
-             help="how many images: 1 (default), 2 or 4"),
-    argument("-i", "--image", action="append", default=[], metavar="SRC",
-             help="input image (repeatable, ≤ 5): a local path (uploaded first), an "
-                  "http(s) URL, or $name / {expression} of a path, URL, bytes, an earlier "
-                  "task (all its images) or one of its images ($fox[1])"),
-    argument("-m", "--mask", default=None, metavar="SRC",
-             help="mask for the one --image: black = edit, white = keep; same size"),
-    argument("-e", "--enhance", action="store_true", help="prompt enhancement (isEnhance)"),
-    argument("--fallback", nargs="?", const=FallbackModel.FLUX_MAX.value, default=None,
-             choices=_MODELS, metavar="MODEL",
-             help="fall back to another model if 4o is unavailable: FLUX_MAX (default) "
-                  "or GPT_IMAGE_1"),
-    argument("--callback", default=None, metavar="URL",
-             help="callBackUrl: the API POSTs the result there when the task ends"),
-    argument("-o", "--out", default=None, metavar="NAME",
-             help="bind the task object to NAME (the last task is always _kie4o)"),
-    argument("--save", default=None, metavar="DIR",
-             help="write the images as DIR/<taskId>_<n>.png (+ a JSON sidecar); the folder "
-                  "is checked (created, writable) before anything is sent"),
-    argument("--no-wait", action="store_true",
-             help="return at once; the panel keeps updating and the kernel stays free"),
-    argument("--timeout", type=float, default=None, metavar="S",
-             help="local give-up time in seconds (default 600); the task can be resumed"),
-    argument("--dry-run", action="store_true",
-             help="show the request body that would be sent (key masked); send nothing"),
-]
 #: The long name of each flag, for error messages (``-i`` → ``--image``).
-LONG_NAMES = {flag: deco.args[-1] for deco in _ARGUMENTS for flag in deco.args}
+LONG_NAMES = optiontable.LONG_NAMES
 
 
 def declare(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate the magic with every ``%%kie4o`` option (the one declaration)."""
-    for deco in reversed(_ARGUMENTS):
-        func = deco(func)
+    """Decorate the magic with every ``%%kie4o`` option of the shared table.
+
+    The options are declared once, in :mod:`kie_jupyter.optiontable`; the ``kie4o`` CLI is
+    built from the same table, so the two cannot drift.
+    """
+    for option in reversed(tuple(optiontable.options_for("notebook"))):
+        func = argument(*option.flags, **option.kwargs("notebook"))(func)
     return magic_arguments()(func)
 
 
@@ -117,7 +88,7 @@ def fill_prompt(body: str, namespace: Mapping[str, Any]) -> str:
 
 
 #: Options whose value may be any object from the notebook (a task, an image, bytes, a list).
-OBJECT_OPTIONS = frozenset({"-i", "--image", "-m", "--mask"})
+OBJECT_OPTIONS = optiontable.OBJECT_FLAGS
 #: Stands in, on the argparse word list, for the object at that index of the objects list.
 _OBJECT_MARK = "\0kie4o-object-"
 
@@ -270,8 +241,10 @@ def keep_empty_body(lines: list[str]) -> list[str]:
     return lines
 
 
-def _usage(exc: KieUsageError) -> UsageError:
-    return UsageError(with_hint(str(exc), exc.fix, "notebook"))
+def usage_error(exc: KieError, prefix: str = "", task_id: str | None = None) -> UsageError:
+    """A KieError as the one-line UsageError the notebook shows, with the notebook's hint."""
+    return UsageError(with_hint(f"{prefix}{exc}", getattr(exc, "fix", None), "notebook",
+                                task_id))
 
 
 def parse_cell(magic_func: Callable[..., Any], line: str, body: str,
@@ -307,7 +280,7 @@ def parse_cell(magic_func: Callable[..., Any], line: str, body: str,
             callback_url=args.callback,
         )
     except KieUsageError as exc:
-        raise _usage(exc) from None
+        raise usage_error(exc) from None
     return CellOptions(
         request=request, images=images, mask=mask, out=args.out, save=args.save,
         no_wait=args.no_wait, timeout=timeout, dry_run=args.dry_run,

@@ -112,9 +112,9 @@ def test_keys_that_cannot_be_sent_are_refused_without_echo(bad):
 
 
 def test_gif_inputs_are_refused_before_sending(server, client, tmp_path):
-    from kie_jupyter import KieUsageError
-
     from PIL import Image
+
+    from kie_jupyter import KieUsageError
 
     gif = tmp_path / "a.gif"
     Image.new("RGB", (16, 16)).save(gif, format="GIF")

@@ -1,0 +1,146 @@
+"""The generation options, declared once for both front ends: ``%%kie4o`` and ``kie4o``.
+
+Each :class:`Option` holds its flags, ``dest``, type and choices, default, metavar and help.
+The notebook's ``options.declare`` makes the magic's ``@argument`` decorators from
+:data:`OPTIONS` (so ``%%kie4o?`` documents them) and the CLI adds the same options to its
+parser with :func:`add_options`; a front end that needs another default says so in one
+override, next to the reason. Options that only make sense in a notebook (``-o``,
+``--no-wait``, ``--dry-run``) are marked ``notebook_only`` and the CLI leaves them out.
+
+This module sits beside :mod:`kie_jupyter.hints`, below both front ends, and never imports
+IPython: the CLI must run without the notebook stack (an import-linter contract holds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .api.models import VARIANTS, FallbackModel, Size
+
+__all__ = ["Option", "OPTIONS", "SIZES", "MODELS", "FRONT_ENDS", "options_for", "add_options",
+           "BY_DEST", "LONG_NAMES", "OBJECT_FLAGS"]
+
+SIZES = tuple(s.value for s in Size)
+MODELS = tuple(m.value for m in FallbackModel)
+FRONT_ENDS = ("notebook", "cli")
+
+# Keyword arguments an ``add_argument`` may leave out when they are None (default is kept:
+# ``default=None`` is meaningful).
+_OPTIONAL_KWARGS = ("type", "choices", "metavar", "nargs", "const")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a generation: everything argparse needs, plus which front ends take it."""
+
+    flags: tuple[str, ...]
+    dest: str
+    help: str
+    action: str = "store"
+    type: Callable[[str], Any] | None = None
+    choices: tuple[Any, ...] | None = None
+    default: Any = None
+    metavar: str | None = None
+    nargs: str | None = None
+    const: Any = None
+    #: Appended to ``help`` in the notebook, where values can come from ``$name``/``{expr}``.
+    notebook_help: str = ""
+    #: In the notebook the value may be any object of the namespace (a task, bytes, an image).
+    notebook_objects: bool = False
+    #: The CLI leaves it out: it binds a notebook name, or frees a kernel, or is a notebook aid.
+    notebook_only: bool = False
+
+    @property
+    def long(self) -> str:
+        """The long flag, for error messages (``--image`` for ``-i``)."""
+        return self.flags[-1]
+
+    def kwargs(self, front_end: str, **overrides: Any) -> dict[str, Any]:
+        """``add_argument`` keyword arguments for ``front_end``; ``overrides`` replace any.
+
+        An override of None drops the keyword (``choices=None``: argparse checks nothing).
+        """
+        if front_end not in FRONT_ENDS:
+            raise ValueError(f"front_end must be one of {FRONT_ENDS}, not {front_end!r}")
+        unknown = set(overrides) - {"help", "default", "action", *_OPTIONAL_KWARGS}
+        if unknown:
+            raise TypeError(f"{self.long}: cannot override {', '.join(sorted(unknown))}")
+        help_text = self.help + (self.notebook_help if front_end == "notebook" else "")
+        # A fresh list each time: argparse hands the default itself to every parse.
+        default = list(self.default) if isinstance(self.default, list) else self.default
+        kw: dict[str, Any] = {"dest": self.dest, "action": self.action, "default": default,
+                              "help": help_text}
+        for name in _OPTIONAL_KWARGS:
+            kw[name] = getattr(self, name)
+        kw.update(overrides)
+        if isinstance(kw.get("choices"), tuple):
+            kw["choices"] = list(kw["choices"])
+        return {k: v for k, v in kw.items() if v is not None or k == "default"}
+
+
+#: Every generation option, in the order the help lists them.
+OPTIONS: tuple[Option, ...] = (
+    Option(("-s", "--size"), "size", choices=SIZES,
+           help="aspect ratio: 1:1 (default), 3:2 or 2:3"),
+    Option(("-n", "--variants"), "variants", type=int, choices=tuple(VARIANTS), default=1,
+           help="how many images: 1 (default), 2 or 4"),
+    Option(("-i", "--image"), "image", action="append", default=[], metavar="SRC",
+           notebook_objects=True,
+           help="input image (repeatable, ≤ 5): a local path (uploaded first) or an "
+                "http(s) URL",
+           notebook_help="; or $name / {expression} of a path, URL, bytes, an earlier task "
+                         "(all its images) or one of its images ($fox[1])"),
+    Option(("-m", "--mask"), "mask", metavar="SRC", notebook_objects=True,
+           help="mask for the one --image: black = edit, white = keep; same size"),
+    Option(("-e", "--enhance"), "enhance", action="store_true",
+           help="prompt enhancement (isEnhance)"),
+    Option(("--fallback",), "fallback", nargs="?", const=FallbackModel.FLUX_MAX.value,
+           choices=MODELS, metavar="MODEL",
+           help="fall back to another model if 4o is unavailable: FLUX_MAX (default) "
+                "or GPT_IMAGE_1"),
+    Option(("--callback",), "callback", metavar="URL",
+           help="callBackUrl: the API POSTs the result there when the task ends"),
+    Option(("-o", "--out"), "out", metavar="NAME", notebook_only=True,
+           help="bind the task object to NAME (the last task is always _kie4o)"),
+    Option(("--save",), "save", metavar="DIR",
+           help="write the images as DIR/<taskId>_<n>.png (+ a JSON sidecar); the folder "
+                "is checked (created, writable) before anything is sent"),
+    Option(("--no-wait",), "no_wait", action="store_true", notebook_only=True,
+           help="return at once; the panel keeps updating and the kernel stays free"),
+    Option(("--timeout",), "timeout", type=float, metavar="S",
+           help="local give-up time in seconds (default 600); the task can be resumed"),
+    Option(("--dry-run",), "dry_run", action="store_true", notebook_only=True,
+           help="show the request body that would be sent (key masked); send nothing"),
+)
+
+#: Each option by its ``dest``.
+BY_DEST: Mapping[str, Option] = {o.dest: o for o in OPTIONS}
+#: The long name of each flag, for error messages (``-i`` → ``--image``).
+LONG_NAMES: Mapping[str, str] = {flag: o.long for o in OPTIONS for flag in o.flags}
+#: The flags whose notebook value may be an object of the namespace.
+OBJECT_FLAGS = frozenset(flag for o in OPTIONS if o.notebook_objects for flag in o.flags)
+
+
+def options_for(front_end: str) -> Iterator[Option]:
+    """The options ``front_end`` takes, in table order."""
+    if front_end not in FRONT_ENDS:
+        raise ValueError(f"front_end must be one of {FRONT_ENDS}, not {front_end!r}")
+    return (o for o in OPTIONS if front_end == "notebook" or not o.notebook_only)
+
+
+def add_options(parser: argparse.ArgumentParser, front_end: str,
+                overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Add the table's options for ``front_end`` to ``parser``.
+
+    ``overrides`` maps a ``dest`` to keyword arguments that replace the table's for this front
+    end only (e.g. the CLI's own ``--save`` default).
+    """
+    overrides = dict(overrides or {})
+    for option in options_for(front_end):
+        parser.add_argument(*option.flags,
+                            **option.kwargs(front_end, **overrides.pop(option.dest, {})))
+    if overrides:
+        raise KeyError(f"no {front_end} option with dest {', '.join(sorted(overrides))}")
