@@ -24,6 +24,7 @@ from ._version import __version__
 from .api.client import KieClient
 from .api.errors import KieError, KieUsageError
 from .api.models import GenerationRequest, TaskStatus
+from .engine.sweep import Sweep
 from .engine.task import Task, TaskError, TaskImage
 from .notebook.cards import static_bundle as _static_card
 
@@ -35,6 +36,8 @@ __all__ = [
     "__version__",
     "generate",
     "resume",
+    "sweep",
+    "Sweep",
     "provenance",
     "KieClient",
     "Task",
@@ -118,6 +121,18 @@ def generate(
     task that fails does not raise: ``task.error`` holds the reason (and ``task.images``
     raises it).
     """
+    task = _new_task(prompt, size=size, variants=variants, images=images, mask=mask,
+                     enhance=enhance, fallback=fallback, callback_url=callback_url,
+                     timeout=timeout, save=save, client=client)
+    task.start()
+    return _wait(task) if wait else task
+
+
+def _new_task(prompt: str, *, size: str, variants: int, images: Any, mask: Any,
+              enhance: bool, fallback: bool | str, callback_url: str | None,
+              timeout: float, save: str | os.PathLike[str] | None,
+              client: KieClient | None) -> Task:
+    """A checked, not yet started task (every argument checked before anything is sent)."""
     from .engine.checks import check_save_dir, check_timeout
     from .engine.inputs import request_with_inputs, resolve_images, resolve_mask
 
@@ -142,10 +157,60 @@ def generate(
         raise KieUsageError(
             "no API key: set KIE_API_KEY or pass client=KieClient(api_key=...)"
         )
-    task = Task(request, client=client, inputs=inputs, mask=mask_input, timeout=timeout,
+    return Task(request, client=client, inputs=inputs, mask=mask_input, timeout=timeout,
                 save_dir=save_dir, history=_history())
-    task.start()
-    return _wait(task) if wait else task
+
+
+def sweep(
+    prompt: str,
+    *,
+    size: str | Sequence[str] = "1:1",
+    variants: int = 1,
+    images: Sequence[Any] | Any = (),
+    mask: Any = None,
+    enhance: bool = False,
+    fallback: bool | str = False,
+    wait: bool = True,
+    timeout: float = 600.0,
+    save: str | os.PathLike[str] | None = None,
+    yes: bool = False,
+    confirm_over: int = 8,
+    client: KieClient | None = None,
+) -> Sweep:
+    """Run every combination of a prompt's ``{a|b|c}`` groups and the options given as lists
+    (``size=["1:1", "3:2"]``) as parallel tasks; return the :class:`Sweep`.
+
+    Every combination is checked before anything is sent; a sweep of more than
+    ``confirm_over`` tasks needs ``yes=True``. The tasks share the account's rate limit
+    (those waiting say "Queued"). ``sw["oil"]`` / ``sw["oil", "3:2"]`` pick a task by label.
+    """
+    from .engine.sweep import expand
+
+    if not isinstance(prompt, str):
+        raise KieUsageError(f"prompt: expected text, not {type(prompt).__name__}")
+    axes, combos = expand(prompt, {"size": size})
+    count = len(combos)
+    if count > confirm_over and not yes:
+        raise KieUsageError(
+            f"this sweep makes {count} tasks ({count * variants} images), more than "
+            f"{confirm_over}: pass yes=True to confirm"
+        )
+    tasks = [
+        _new_task(c.prompt, size=c.options["size"], variants=variants, images=images,
+                  mask=mask, enhance=enhance, fallback=fallback, callback_url=None,
+                  timeout=timeout, save=save, client=client)
+        for c in combos
+    ]
+    result = Sweep(axes, [(c.labels, t) for c, t in zip(combos, tasks, strict=True)])
+    for task in tasks:
+        task.start()
+    if wait:
+        try:
+            result.wait()
+        except KeyboardInterrupt:
+            result.stop()
+            raise
+    return result
 
 
 def _as_list(images: Any) -> list[Any]:
