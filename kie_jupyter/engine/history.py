@@ -53,6 +53,8 @@ class RecordedTask(Protocol):
     @property
     def parents(self) -> list[str]: ...
 
+    thumb_paths: list[str]
+
 FILE_NAME = "history.jsonl"
 
 log = logging.getLogger("kie_jupyter")
@@ -87,6 +89,9 @@ class HistoryEntry:
     model: str | None = None
     #: Ids of the tasks whose images were this task's inputs.
     parents: list[str] = field(default_factory=list)
+    #: Small local copies of the images (absolute paths), kept for every finished task.
+    thumbs: list[str] = field(default_factory=list)
+    starred: bool = False
 
     def merge(self, fields: dict[str, Any]) -> None:
         """Fold a later record in: new values win, but nothing known is blanked or moved
@@ -126,6 +131,7 @@ class HistoryStore:
             "demo": task.demo,
             "model": task.model,
             "parents": task.parents,
+            "thumbs": list(task.thumb_paths),
         }
         self.append(fields)
 
@@ -193,6 +199,39 @@ class HistoryStore:
             needle = search.casefold()
             items = [e for e in items if needle in e.prompt.casefold()]
         return list(reversed(items))[:n]
+
+    def star(self, task_id: str, starred: bool = True) -> HistoryEntry:
+        """Mark a recorded task as starred (or not): one more line, like every change."""
+        entry = self.get(task_id)
+        if entry is None:
+            raise KeyError(task_id)
+        self.append({"task_id": task_id, "starred": bool(starred)})
+        entry.starred = bool(starred)
+        return entry
+
+    def query(self, *, search: str | None = None, starred: bool = False,
+              demo: bool | None = None, page: int = 1,
+              per_page: int = 24) -> tuple[list[HistoryEntry], int]:
+        """One page of tasks, newest first, and how many match in all.
+
+        ``search`` looks in the prompt (case-insensitive), ``starred`` keeps starred tasks,
+        ``demo`` keeps demo (True) or live (False) tasks.
+        """
+        items = self.entries()
+        if search:
+            needle = search.casefold()
+            items = [e for e in items if needle in e.prompt.casefold()]
+        if starred:
+            items = [e for e in items if e.starred]
+        if demo is not None:
+            items = [e for e in items if bool(e.demo) == demo]
+        items.reverse()
+        start = (max(page, 1) - 1) * per_page
+        return items[start:start + per_page], len(items)
+
+    def thumbs_dir(self) -> Path:
+        """Where the small copies of every finished task's images are kept."""
+        return self.directory / "thumbs"
 
     def get(self, task_id: str) -> HistoryEntry | None:
         """The entry for one task id, if recorded."""

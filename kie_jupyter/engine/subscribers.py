@@ -9,9 +9,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..api.models import TaskStatus
+from .files import atomic_write
 from .history import HistoryStore, RecordedTask
+from .images import thumbnail_jpeg
 
-__all__ = ["HistoryRecorder", "SaveOnDownload"]
+__all__ = ["HistoryRecorder", "SaveOnDownload", "ThumbnailKeeper", "THUMB_SIDE"]
+
+#: Longest side of the thumbnails kept for the gallery, in pixels.
+THUMB_SIDE = 256
 
 log = logging.getLogger("kie_jupyter")
 
@@ -32,6 +37,30 @@ class HistoryRecorder:
         if key != self._last:
             self._last = key
             self.store.record_safely(task, self.base_url)
+
+
+class ThumbnailKeeper:
+    """Keeps small JPEG copies of a finished task's images next to its history (so the
+    gallery shows every task, not only saved ones), before history records the end."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._kept = False
+
+    def __call__(self, task: Any) -> None:
+        if self._kept or task.status is not TaskStatus.SUCCESS or not task.task_id:
+            return
+        self._kept = True
+        paths: list[str] = []
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for n, data in task.numbered_images():
+                path = self.directory / f"{task.task_id}_{n}.jpg"
+                atomic_write(path, thumbnail_jpeg(data, THUMB_SIDE))
+                paths.append(str(path.absolute()))
+        except (OSError, ValueError) as exc:  # the gallery misses it; the task goes on
+            log.warning("kie4o: could not keep thumbnails in %s: %s", self.directory, exc)
+        task.thumb_paths = paths
 
 
 class SavingTask(Protocol):

@@ -34,7 +34,7 @@ from .poller import PollSchedule
 from .provenance import embed_provenance, provenance_fields
 from .runner import RunPlan, TaskRunner
 from .state import TaskError
-from .subscribers import HistoryRecorder, SaveOnDownload
+from .subscribers import HistoryRecorder, SaveOnDownload, ThumbnailKeeper
 from .taskimage import ImageIndexError, TaskImage
 
 if TYPE_CHECKING:
@@ -119,7 +119,11 @@ class Task:
         self._done = threading.Event()
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
+        #: Small copies kept for the gallery (absolute paths), once the task succeeded.
+        self.thumb_paths: list[str] = []
         if history is not None:
+            # Thumbnails first: history's record of the end lists them.
+            self.subscribe(ThumbnailKeeper(history.thumbs_dir()))
             self.subscribe(HistoryRecorder(history, client.base_url))
         if self.save_dir is not None:
             self.subscribe(SaveOnDownload(self.save_dir))
@@ -139,6 +143,7 @@ class Task:
             task.params = dict(entry.params) or {"prompt": entry.prompt}
             task.saved_paths = list(entry.saved_paths)
             task._known_parents = tuple(entry.parents)
+            task.thumb_paths = list(entry.thumbs)
             if entry.created:
                 task.created = datetime.fromisoformat(entry.created)
         elif snapshot is not None and snapshot.params:
