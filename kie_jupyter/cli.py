@@ -14,6 +14,8 @@ mistake is one line ``kie4o: …``. Exit codes: 0 every task done, 1 some failed
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import threading
 import time
@@ -25,7 +27,7 @@ from .api.client import KieClient
 from .api.errors import KieConfigError, KieError, KieUsageError
 from .api.models import FallbackModel, GenerationRequest, Size, TaskStatus, is_http_url
 from .engine.checks import check_save_dir, check_timeout
-from .engine.history import HistoryStore
+from .engine.history import HistoryEntry, HistoryStore
 from .engine.inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
 from .engine.task import Task
 from .fakeapi.demo import DEMO_KEY, DemoServer
@@ -66,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     })
     p.add_argument("--batch", type=Path, help="a text file with one prompt per line")
     p.add_argument("--concurrency", type=int, default=4, help="tasks at once (batch)")
+    p.add_argument("--fresh", action="store_true",
+                   help="with --batch: new tasks for every line, even those already done or "
+                        "submitted by an earlier run")
     p.add_argument("--resume", metavar="TASK_ID", help="follow an existing task and save it")
     p.add_argument("--credits", action="store_true", help="print the balance and exit")
     p.add_argument("--demo", action="store_true", help="use the bundled mock server")
@@ -86,6 +91,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                                    ("--credits", args.credits)) if on]
     if len(given) > 1:
         raise KieUsageError(f"{given[0]} and {given[1]} cannot be used together; give one")
+    if args.fresh and args.batch is None:
+        raise KieUsageError("--fresh works with --batch (it re-runs every line)")
     if args.concurrency < 1:
         raise KieUsageError(f"--concurrency: {args.concurrency} must be at least 1")
     args.timeout = check_timeout(args.timeout, "--timeout")
@@ -156,6 +163,47 @@ def _line(task: Task, demo: bool) -> str:
     mark = "[demo] " if demo else ""
     where = ", ".join(task.saved_paths)
     return f"{mark}{task.task_id or '(not submitted)'}  {text}  {where}".rstrip()
+
+
+def _batch_key(save_dir: Path, request: GenerationRequest) -> str:
+    """What identifies a batch line across runs: the request and where its images go."""
+    body = json.dumps({"save": str(save_dir), "request": request.to_dict()}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:20]
+
+
+def _files_exist(entry: HistoryEntry) -> bool:
+    return bool(entry.saved_paths) and all(Path(p).is_file() for p in entry.saved_paths)
+
+
+def _batch_tasks(requests: list[GenerationRequest], *, fresh: bool, history: HistoryStore,
+                 save_dir: Path, common: dict[str, Any],
+                 new: Any) -> tuple[list[Task], int, int]:
+    """The tasks of a batch run, and how many lines were skipped and resumed.
+
+    A line whose task succeeded and whose files are still there is skipped; one whose task
+    was submitted (and did not fail) is followed again by its id, never paid twice; the
+    rest are new tasks. ``fresh`` makes every line new.
+    """
+    latest: dict[str, HistoryEntry] = {}
+    if not fresh:
+        for entry in history.entries():
+            key = entry.labels.get("batch") if entry.labels else None
+            if key:
+                latest[key] = entry
+    tasks: list[Task] = []
+    skipped = resumed = 0
+    for request in requests:
+        key = _batch_key(save_dir, request)
+        entry = latest.get(key)
+        if entry is not None and entry.status == "success" and _files_exist(entry):
+            skipped += 1
+        elif entry is not None and entry.status not in ("failed", ""):
+            resumed += 1
+            tasks.append(Task.resumed(entry.task_id, entry=entry, labels={"batch": key},
+                                      **common))
+        else:
+            tasks.append(new(request, labels={"batch": key}))
+    return tasks, skipped, resumed
 
 
 def _run(tasks: list[Task], concurrency: int, demo: bool) -> int:
@@ -267,9 +315,19 @@ def _generate(args: argparse.Namespace) -> int:
                                       history=history)
         if args.resume:
             tasks = [Task.resumed(args.resume, entry=history.get(args.resume), **common)]
-        else:
+            return _run(tasks, args.concurrency, args.demo)
+        if args.batch is None:
             tasks = [Task(r, inputs=images, mask=mask, **common) for r in requests]
-        return _run(tasks, args.concurrency, args.demo)
+            return _run(tasks, args.concurrency, args.demo)
+        tasks, skipped, resumed = _batch_tasks(
+            requests, fresh=args.fresh, history=history, save_dir=save_dir, common=common,
+            new=lambda r, labels: Task(r, inputs=images, mask=mask, labels=labels, **common))
+        code = _run(tasks, args.concurrency, args.demo)
+        if code != EXIT_INTERRUPTED:
+            done = sum(1 for t in tasks if _succeeded(t))
+            print(f"kie4o: {done} done, {len(tasks) - done} failed, {skipped} skipped "
+                  f"(already done), {resumed} resumed", flush=True)
+        return code
     finally:
         if demo is not None:
             demo.stop()

@@ -54,6 +54,7 @@ class RecordedTask(Protocol):
     def parents(self) -> list[str]: ...
 
     thumb_paths: list[str]
+    labels: dict[str, str]
 
 FILE_NAME = "history.jsonl"
 
@@ -92,6 +93,8 @@ class HistoryEntry:
     #: Small local copies of the images (absolute paths), kept for every finished task.
     thumbs: list[str] = field(default_factory=list)
     starred: bool = False
+    #: Tags given by the front end (``batch``: the key of a batch line, for resuming).
+    labels: dict[str, str] = field(default_factory=dict)
 
     def merge(self, fields: dict[str, Any]) -> None:
         """Fold a later record in: new values win, but nothing known is blanked or moved
@@ -132,6 +135,7 @@ class HistoryStore:
             "model": task.model,
             "parents": task.parents,
             "thumbs": list(task.thumb_paths),
+            "labels": dict(task.labels),
         }
         self.append(fields)
 

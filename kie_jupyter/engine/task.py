@@ -78,9 +78,12 @@ class Task:
         embed: str = "thumb",
         history: HistoryStore | None = None,
         backend: Backend | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
         self.request = request
         self.client = client
+        #: Tags recorded with the task in history (e.g. the batch line it came from).
+        self.labels: dict[str, str] = dict(labels or {})
         #: The API family the task runs on (the 4o Image API unless told otherwise).
         self.backend: Backend = backend or FourOBackend(client)
         self._inputs = tuple(inputs)

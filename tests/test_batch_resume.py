@@ -1,0 +1,66 @@
+"""``kie4o --batch`` killed half-way and run again: every prompt done once, nothing paid twice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_cli_subprocess import env_for, wait_for
+
+from kie_jupyter.testing import MockKieServer
+
+N = 30
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "kie_jupyter.cli", *args], env=env, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _recorded_ids(history: Path) -> set[str]:
+    if not history.exists():
+        return set()
+    return {json.loads(line)["task_id"] for line in history.read_text().splitlines() if line}
+
+
+@pytest.mark.slow
+def test_a_killed_batch_resumes_without_paying_twice(tmp_path):
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("".join(f"prompt number {i}\n" for i in range(N)))
+    out = tmp_path / "out"
+    args = ["--batch", str(batch), "--save", str(out), "--concurrency", "10"]
+    # No server-side limit: a 429 would be logged (and safely re-sent), blurring the count.
+    with MockKieServer(api_key="test-key", duration=4.0, rate_limit=None) as server:
+        env = env_for(server, tmp_path)
+        history = Path(env["KIE_OUTPUT_DIR"]) / "history.jsonl"
+        first = _run(args, env, tmp_path)
+        try:
+            # Ten tasks are sent at once and take 4 s: kill the run once all ten are recorded.
+            wait_for(lambda: len(server.requests_to("generate")) == 10
+                     and len(_recorded_ids(history)) == 10, "ten submitted tasks recorded")
+        finally:
+            first.kill()
+            first.communicate(timeout=30)
+        assert not list(out.glob("*.png"))  # killed before any finished
+
+        second = _run(args, env, tmp_path)
+        stdout, stderr = second.communicate(timeout=180)
+        assert second.returncode == 0, stderr
+        assert f"{N} done, 0 failed, 0 skipped (already done), 10 resumed" in stdout
+        # Each prompt was sent exactly once over both runs, and each has its image.
+        prompts = [r.json["prompt"] for r in server.requests_to("generate")]
+        assert sorted(prompts) == sorted(f"prompt number {i}" for i in range(N))
+        assert len(list(out.glob("*.png"))) == N
+
+        third = _run(args, env, tmp_path)
+        stdout, _ = third.communicate(timeout=60)
+        assert third.returncode == 0
+        assert f"0 done, 0 failed, {N} skipped (already done), 0 resumed" in stdout
+        assert len(server.requests_to("generate")) == N
+
+        fresh = _run([*args[:2], "--save", str(out), "--fresh"], env, tmp_path)
+        fresh.communicate(timeout=180)
+        assert len(server.requests_to("generate")) == 2 * N
