@@ -18,7 +18,8 @@ def fake_task(task_id: str, prompt: str = "p", status: TaskStatus = TaskStatus.G
     values = dict(
         task_id=task_id, prompt=prompt, params={"prompt": prompt, "size": "1:1", "variants": 1},
         status=status, created=datetime(2026, 1, 2, tzinfo=timezone.utc), completed=None,
-        urls=(), saved_paths=[], error=None, demo=False, model="4o", parents=[], thumb_paths=[], labels={},
+        urls=(), saved_paths=[], error=None, demo=False, model="4o", parents=[],
+        thumb_paths=[], labels={},
     )
     values.update(extra)
     return SimpleNamespace(**values)
