@@ -7,6 +7,12 @@
     %kie4o history [N] [--search TEXT] recent tasks
     %kie4o credits                     the balance
     %kie4o config                      the effective settings, key masked
+    %kie4o gallery [N] [--search TEXT] [--starred] [--demo|--live] [--page K]
+    %kie4o star ID / unstar ID         mark a task to find it again
+    %kie4o compare A B [C …]           tasks, sweeps ($name) or history ids side by side
+    %kie4o rerun SRC                   a new cell with the %%kie4o that made SRC
+    %kie4o info FILE.png               how a PNG written by this tool was made
+    %kie4o export OUT.html|OUT.zip [--search TEXT] [--starred] [ID …]
 
 Each takes ``-h``, which prints its help (and ``%kie4o -h`` lists them). The line is split
 like a shell line first, then ``$name`` and ``{expr}`` are filled word by word, as for the
@@ -21,7 +27,9 @@ from __future__ import annotations
 import argparse
 import functools
 import getpass
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from IPython.core.error import StdinNotImplementedError, UsageError
@@ -31,14 +39,21 @@ from ..api.errors import KieConfigError, KieError, TaskNotFoundError
 from ..engine.checks import check_timeout
 from ..engine.history import HistoryEntry, HistoryStore
 from ..engine.poller import PollSchedule
+from ..engine.provenance import read_provenance
+from ..engine.sweep import Sweep
 from ..engine.task import Task
-from . import options
+from . import options, workbench
 from .demo import BANNER, DemoServer
 from .views import config_table, history_table, status_snapshot
 
 __all__ = ["SUBCOMMANDS", "Host", "run", "parser"]
 
-SUBCOMMANDS = ("login", "demo", "status", "resume", "history", "credits", "config")
+SUBCOMMANDS = ("login", "demo", "status", "resume", "history", "credits", "config", "gallery",
+               "star", "unstar", "compare", "rerun", "info", "export")
+#: Subcommands whose arguments may be objects from the notebook (`$fox`, `{sw}`).
+_TAKE_OBJECTS = frozenset({"compare", "rerun"})
+#: ``%kie4o gallery`` with no count: one page.
+_GALLERY_PAGE = 24
 #: ``%kie4o history`` with no count.
 _HISTORY_DEFAULT = 20
 
@@ -114,13 +129,17 @@ def run(host: Host, line: str) -> Any:
             "use the cell magic: options on the %%kie4o line, the prompt on the lines "
             "below it"
         )
-    args, _ = options.expand_words(words[1:], host.shell.user_ns, where=f"%kie4o {sub}",
-                                   prefix=f"%kie4o {sub} ")
+    # For compare and rerun, a word that is one expression keeps its object (a task, a
+    # sweep); a word that follows no option has the option name None.
+    args, objects = options.expand_words(
+        words[1:], host.shell.user_ns, where=f"%kie4o {sub}", prefix=f"%kie4o {sub} ",
+        objects_for=frozenset({None}) if sub in _TAKE_OBJECTS else frozenset())
     try:
         # The subcommand's own parser, so that its mistakes and its -h are its own.
         namespace = _parsers()[1][sub].parse_args(args)
     except _HelpShown:
         return None
+    namespace.objects = objects
     return namespace.handler(host, namespace)
 
 
@@ -260,6 +279,136 @@ def _config(host: Host, args: argparse.Namespace) -> Any:
     return config_table(rows)
 
 
+def _gallery(host: Host, args: argparse.Namespace) -> Any:
+    per_page = _GALLERY_PAGE
+    if args.count is not None:
+        if not (args.count.isdigit() and int(args.count) > 0):
+            raise UsageError(f"%kie4o gallery: {args.count!r} is not a positive count")
+        per_page = int(args.count)
+    if args.page < 1:
+        raise UsageError(f"%kie4o gallery --page: {args.page} must be 1 or more")
+    demo = True if args.demo else (False if args.live else None)
+    entries, total = host.history().query(search=args.search, starred=args.starred,
+                                          demo=demo, page=args.page, per_page=per_page)
+    query = "".join([f", matching {args.search!r}" if args.search else "",
+                     ", starred" if args.starred else "",
+                     ", demo" if args.demo else "", ", live" if args.live else ""])
+    return workbench.gallery_view([workbench.item_of_entry(e) for e in entries], total=total,
+                                  page=args.page, per_page=per_page, query=query)
+
+
+def _star(host: Host, args: argparse.Namespace) -> None:
+    task_id = _task_id(args)
+    try:
+        host.history().star(task_id, args.sub == "star")
+    except KeyError:
+        raise UsageError(f"%kie4o {args.sub} {task_id}: no such task in the history "
+                         "(see `%kie4o gallery`)") from None
+    except OSError as exc:
+        raise UsageError(f"%kie4o {args.sub}: cannot write the history ({exc})") from None
+    print(f"kie4o: {'starred' if args.sub == 'star' else 'unstarred'} {task_id}")
+
+
+def _items(host: Host, args: argparse.Namespace, sources: list[str]) -> list[workbench.Item]:
+    """Tasks and sweeps from the notebook, or history ids, as workbench items."""
+    found: list[workbench.Item] = []
+    history = host.history()
+    for raw in sources:
+        value = options.unmark(raw, args.objects)
+        if isinstance(value, Task):
+            found.append(workbench.item_of_task(value))
+        elif isinstance(value, Sweep):
+            found.extend(workbench.item_of_task(t) for t in value.tasks)
+        elif isinstance(value, str) and value.strip():
+            entry = history.get(value.strip())
+            if entry is None:
+                raise UsageError(f"%kie4o {args.sub}: {value!r} is not a task in the history "
+                                 "(give a task id, or $name of a task or sweep)")
+            found.append(workbench.item_of_entry(entry))
+        else:
+            raise UsageError(f"%kie4o {args.sub}: expected a task, a sweep or a task id, "
+                             f"not {type(value).__name__}")
+    return found
+
+
+def _compare(host: Host, args: argparse.Namespace) -> Any:
+    items = _items(host, args, args.sources)
+    if len(items) < 2:
+        raise UsageError("%kie4o compare: give two or more tasks (`$a $b`, a sweep, or "
+                         "history ids)")
+    return workbench.compare_view(items)
+
+
+def _rerun(host: Host, args: argparse.Namespace) -> None:
+    value = options.unmark(args.source, args.objects)
+    if isinstance(value, str) and value.lower().endswith(".png") and Path(value).is_file():
+        found = read_provenance(value)
+        if not found:
+            raise UsageError(f"%kie4o rerun: {value} was not written by kie-jupyter (no "
+                             "prompt or parameters in it; see `%kie4o info`)")
+        params, prompt = found.get("parameters") or {}, found.get("prompt", "")
+        model, source = found.get("model", "4o"), value
+    else:
+        item = _items(host, args, [args.source])[0]
+        params, prompt, model, source = item.params, item.prompt, item.model, item.task_id
+    cell = workbench.rerun_cell(params, prompt, model=model)
+    host.shell.set_next_input(cell, replace=False)
+    print(f"kie4o: a new cell below holds the %%kie4o that made {source}; edit and run it")
+
+
+def _info(host: Host, args: argparse.Namespace) -> Any:
+    path = Path(args.file).expanduser()
+    if not path.is_file():
+        raise UsageError(f"%kie4o info: {args.file}: no such file")
+    try:
+        found = read_provenance(path)
+    except Exception as exc:
+        raise UsageError(f"%kie4o info: {args.file}: not an image ({exc})") from None
+    if not found:
+        return config_table({"file": str(path), "provenance": "none (not written by "
+                             "kie-jupyter, or written by another tool)"})
+    rows = {"file": str(path)}
+    for key in ("prompt", "model", "task_id", "parents", "created", "demo", "parameters",
+                "software"):
+        if key in found:
+            value = found[key]
+            rows[key] = value if isinstance(value, str) else json.dumps(value)
+    return config_table(rows)
+
+
+def _export(host: Host, args: argparse.Namespace) -> None:
+    out = Path(args.out).expanduser()
+    kind = out.suffix.lower()
+    if kind not in (".html", ".zip"):
+        raise UsageError(f"%kie4o export: {args.out}: give a .html (contact sheet) or .zip "
+                         "(full images and JSON) file name")
+    history = host.history()
+    if args.ids:
+        entries = []
+        for task_id in args.ids:
+            entry = history.get(task_id)
+            if entry is None:
+                raise UsageError(f"%kie4o export: {task_id!r} is not a task in the history")
+            entries.append(entry)
+    else:
+        entries, _ = history.query(search=args.search, starred=args.starred, per_page=10**9)
+    if not entries:
+        raise UsageError("%kie4o export: no task matches; nothing written")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if kind == ".html":
+            items = [workbench.item_of_entry(e) for e in entries]
+            out.write_text(workbench.contact_sheet(items, f"kie4o — {len(items)} task(s)"),
+                           encoding="utf-8")
+        else:
+            items = [workbench.item_of_entry(e, full=True) for e in entries]
+            out.write_bytes(workbench.export_zip(items, fetch=host.client().fetch_image))
+    except OSError as exc:
+        raise UsageError(f"%kie4o export: cannot write {args.out} ({exc.strerror or exc})"
+                         ) from None
+    print(f"kie4o: {len(entries)} task(s) exported to {out}")
+
+
 # -- the parsers -------------------------------------------------------------------------------
 
 
@@ -321,5 +470,33 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
         "%config Kie4o.<name> = value",
         mistake="%kie4o config takes no argument; change settings with "
                 "`%config Kie4o.<name> = value`")
+    gallery = add("gallery", _gallery, "past results as a thumbnail grid, newest first "
+                  "(static: a saved notebook keeps it)")
+    gallery.add_argument("count", nargs="?", metavar="N",
+                         help=f"how many per page (default {_GALLERY_PAGE})")
+    gallery.add_argument("--search", metavar="TEXT", help="prompts containing TEXT")
+    gallery.add_argument("--starred", action="store_true", help="starred tasks only")
+    which = gallery.add_mutually_exclusive_group()
+    which.add_argument("--demo", action="store_true", help="demo tasks only")
+    which.add_argument("--live", action="store_true", help="live tasks only")
+    gallery.add_argument("--page", type=int, default=1, metavar="K", help="page K (from 1)")
+    for name, verb in (("star", "mark a task as starred (`%%kie4o gallery --starred`)"),
+                       ("unstar", "remove the star")):
+        sp = add(name, _star, verb, mistake=_give_one_task_id(name))
+        sp.add_argument("task_id", nargs="?", metavar="TASK_ID")
+    compare = add("compare", _compare, "tasks or sweeps ($name) or history ids side by side: "
+                  "prompt differences marked, parameters, images")
+    compare.add_argument("sources", nargs="*", metavar="TASK")
+    rerun = add("rerun", _rerun, "put a new cell below with the %%kie4o line and prompt that "
+                "made a task (a task, a history id, or a PNG written by this tool)")
+    rerun.add_argument("source", metavar="SRC")
+    info = add("info", _info, "how a PNG written by this tool was made (its provenance)")
+    info.add_argument("file", metavar="FILE")
+    export = add("export", _export, "a contact sheet (.html, opens offline) or a zip of full "
+                 "images with provenance and one JSON per task (.zip)")
+    export.add_argument("out", metavar="OUT")
+    export.add_argument("ids", nargs="*", metavar="ID", help="these tasks (default: all)")
+    export.add_argument("--search", metavar="TEXT", help="prompts containing TEXT")
+    export.add_argument("--starred", action="store_true", help="starred tasks only")
     assert tuple(by_name) == SUBCOMMANDS, "every subcommand has a parser, in order"
     return top, by_name

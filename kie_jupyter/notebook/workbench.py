@@ -1,0 +1,321 @@
+"""Static views of the prompt workbench: the gallery, compare, the export contact sheet, and
+the ``%%kie4o`` cell that re-runs a task.
+
+Everything here is plain HTML with embedded thumbnails (no widgets, no kernel needed), so a
+saved notebook, nbviewer or an exported file shows it as it was; every value is escaped.
+Colours come from JupyterLab's theme variables with light fallbacks.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import html
+import io
+import json
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..engine.history import HistoryEntry
+from ..engine.images import thumbnail_jpeg
+from ..engine.provenance import embed_provenance, provenance_fields
+
+__all__ = [
+    "Item",
+    "HTMLView",
+    "item_of_task",
+    "item_of_entry",
+    "gallery_view",
+    "compare_view",
+    "contact_sheet",
+    "export_zip",
+    "rerun_cell",
+]
+
+_BORDER = "var(--jp-border-color2, #ddd)"
+_MUTED = "var(--jp-ui-font-color2, #666)"
+_TEXT = "var(--jp-content-font-color1, #222)"
+_CHIP = "var(--jp-layout-color2, #eef)"
+_INS = "var(--jp-success-color3, #d4f7d4)"
+_DEL = "var(--jp-error-color3, #fbd5d5)"
+_THUMB = 160
+esc = html.escape
+
+
+@dataclass
+class Item:
+    """One task as the workbench views show it (from a live task or a history entry)."""
+
+    task_id: str
+    prompt: str
+    params: dict[str, Any]
+    status: str
+    created: str | None = None
+    model: str = "4o"
+    demo: bool = False
+    starred: bool = False
+    #: Small JPEG copies to show.
+    thumbs: list[bytes] = field(default_factory=list)
+    #: Full images where known: (file name, bytes).
+    full: list[tuple[str, bytes]] = field(default_factory=list)
+    parents: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    saved_paths: list[str] = field(default_factory=list)
+
+
+def item_of_task(task: Any) -> Item:
+    """A live :class:`~kie_jupyter.engine.task.Task` as an item (its images in memory)."""
+    images = task.numbered_images() if task.done else []
+    thumbs = []
+    for _, data in images:
+        try:
+            thumbs.append(thumbnail_jpeg(data, 2 * _THUMB))
+        except ValueError:
+            continue
+    return Item(
+        task_id=task.task_id or "(not submitted)", prompt=task.prompt, params=dict(task.params),
+        status=task.status.value, created=task.created.isoformat(), model=task.model,
+        demo=task.demo, thumbs=thumbs,
+        full=[(f"{task.task_id}_{n}.png", data) for n, data in images],
+        parents=task.parents, urls=list(task.urls), saved_paths=list(task.saved_paths),
+    )
+
+
+def item_of_entry(entry: HistoryEntry, *, full: bool = False) -> Item:
+    """A history entry as an item: its kept thumbnails (and saved files when ``full``)."""
+    thumbs = [data for data in (_read(p) for p in entry.thumbs) if data]
+    files: list[tuple[str, bytes]] = []
+    if full:
+        for path in entry.saved_paths:
+            data = _read(path)
+            if data and Path(path).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+                files.append((Path(path).name, data))
+    return Item(
+        task_id=entry.task_id, prompt=entry.prompt, params=dict(entry.params),
+        status=entry.status or "?", created=entry.created, model=entry.model or "4o",
+        demo=bool(entry.demo), starred=entry.starred, thumbs=thumbs, full=files,
+        parents=list(entry.parents), urls=list(entry.urls), saved_paths=list(entry.saved_paths),
+    )
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
+
+
+class HTMLView:
+    """Static HTML with a plain-text twin (what terminals and ``repr`` show)."""
+
+    def __init__(self, markup: str, text: str) -> None:
+        self.markup = markup
+        self.text = text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/html": self.markup, "text/plain": self.text}
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _img(data: bytes, width: int = _THUMB) -> str:
+    b64 = base64.b64encode(data).decode("ascii")
+    return (f'<img src="data:image/jpeg;base64,{b64}" alt="" '
+            f'style="width:{width}px;height:auto;border-radius:4px;margin:2px">')
+
+
+def _chips(item: Item) -> str:
+    p = item.params
+    values = [item.model, p.get("size"), f"×{p.get('variants', 1)}" if p.get("variants") else None,
+              "demo" if item.demo else None, "★" if item.starred else None]
+    return "".join(
+        f'<span style="background:{_CHIP};border-radius:8px;padding:0 6px;margin-right:3px;'
+        f'font-size:85%">{esc(str(v))}</span>' for v in values if v
+    )
+
+
+def _when(iso: str | None) -> str:
+    return (iso or "")[:16].replace("T", " ")
+
+
+def _tile(item: Item) -> str:
+    images = "".join(_img(t) for t in item.thumbs[:4]) or (
+        f'<div style="color:{_MUTED};padding:8px">{esc(item.status)}</div>')
+    prompt = esc(item.prompt)
+    short = esc(item.prompt[:80] + ("…" if len(item.prompt) > 80 else ""))
+    return (
+        f'<div class="kie4o-tile" style="border:1px solid {_BORDER};border-radius:6px;'
+        f'padding:6px;width:{2 * _THUMB + 12}px;color:{_TEXT}">{images}'
+        f'<details style="margin:4px 0"><summary>{short}</summary>'
+        f'<div style="white-space:pre-wrap">{prompt}</div></details>'
+        f'<div>{_chips(item)}</div>'
+        f'<div style="color:{_MUTED};font-size:85%">{esc(_when(item.created))} · '
+        f'{esc(item.status)} · <code>{esc(item.task_id)}</code></div></div>'
+    )
+
+
+def gallery_view(items: Sequence[Item], *, total: int, page: int, per_page: int,
+                 query: str) -> HTMLView:
+    """One page of past results as a thumbnail grid, newest first."""
+    pages = max((total + per_page - 1) // per_page, 1)
+    title = f"kie4o gallery — {total} task(s){query}; page {page} of {pages}"
+    more = (f" · next: <code>%kie4o gallery --page {page + 1}</code>"
+            if page < pages else "")
+    tiles = "".join(_tile(i) for i in items)
+    markup = (f'<div class="kie4o-gallery"><b>{esc(title)}</b>{more}'
+              f'<div style="display:flex;flex-wrap:wrap;gap:8px;margin-top:6px">{tiles}'
+              "</div></div>")
+    lines = [title] + [f"{_when(i.created)}  {i.status:<9} {i.task_id}  {i.prompt[:60]}"
+                       for i in items]
+    if not items:
+        lines.append("(nothing matches)")
+        markup = f"<b>{esc(title)}</b><div>nothing matches</div>"
+    return HTMLView(markup, "\n".join(lines))
+
+
+def _word_diff(base: str, other: str) -> str:
+    """``other`` as HTML with the words inserted against ``base`` marked, and those deleted
+    shown struck through."""
+    a, b = base.split(), other.split()
+    out: list[str] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(esc(" ".join(b[j1:j2])))
+            continue
+        if op in ("delete", "replace"):
+            out.append(f'<del style="background:{_DEL}">{esc(" ".join(a[i1:i2]))}</del>')
+        if op in ("insert", "replace"):
+            out.append(f'<ins style="background:{_INS};text-decoration:none">'
+                       f'{esc(" ".join(b[j1:j2]))}</ins>')
+    return " ".join(out)
+
+
+def compare_view(items: Sequence[Item]) -> HTMLView:
+    """Columns side by side: prompts with word differences against the first, parameters
+    with differing values marked, the images."""
+    keys = sorted({k for i in items for k, v in i.params.items()
+                   if k != "prompt" and v not in (None, [], "", False)} | {"model"})
+
+    def value(item: Item, key: str) -> str:
+        v = item.model if key == "model" else item.params.get(key)
+        return json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v)
+
+    first = items[0]
+    cols = []
+    for n, item in enumerate(items):
+        prompt = esc(item.prompt) if n == 0 else _word_diff(first.prompt, item.prompt)
+        rows = "".join(
+            f"<tr><td style='color:{_MUTED}'>{esc(k)}</td><td>"
+            + (f'<mark style="background:{_INS}">{esc(value(item, k))}</mark>'
+               if n and value(item, k) != value(first, k) else esc(value(item, k)))
+            + "</td></tr>"
+            for k in keys
+        )
+        images = "".join(_img(t) for t in item.thumbs) or esc(item.status)
+        cols.append(
+            f'<div style="flex:1;min-width:200px;border:1px solid {_BORDER};border-radius:6px;'
+            f'padding:6px;color:{_TEXT}"><div><code>{esc(item.task_id)}</code> '
+            f'{_chips(item)}</div><div style="white-space:pre-wrap;margin:4px 0">{prompt}</div>'
+            f'<table style="font-size:85%">{rows}</table><div>{images}</div></div>'
+        )
+    markup = (f'<div class="kie4o-compare" style="display:flex;gap:8px;align-items:flex-start">'
+              f'{"".join(cols)}</div>')
+    text = ["kie4o compare"]
+    for item in items:
+        params = ", ".join(f"{k}={value(item, k)}" for k in keys)
+        text.append(f"{item.task_id}  {item.status}  {params}\n  {item.prompt}")
+    return HTMLView(markup, "\n".join(text))
+
+
+def contact_sheet(items: Sequence[Item], title: str) -> str:
+    """A self-contained HTML page (thumbnails embedded) that opens offline."""
+    cards = []
+    for item in items:
+        params = esc(json.dumps(item.params, ensure_ascii=False, sort_keys=True))
+        links = "".join(f'<a href="{esc(u, quote=True)}">full size {n}</a> '
+                        for n, u in enumerate(item.urls) if u.startswith(("http://", "https://")))
+        images = "".join(_img(t) for t in item.thumbs) or esc(item.status)
+        cards.append(
+            f'<div class="card"><div>{images}</div><p class="prompt">{esc(item.prompt)}</p>'
+            f'<p class="meta">{_chips(item)} {esc(_when(item.created))} · {esc(item.status)} · '
+            f"<code>{esc(item.task_id)}</code></p><p class='meta'>{params}</p>"
+            f"<p class='meta'>{links}</p></div>"
+        )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{esc(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:16px;color:#222;background:#fff}"
+        ".grid{display:flex;flex-wrap:wrap;gap:12px}"
+        ".card{border:1px solid #ddd;border-radius:6px;padding:8px;width:340px}"
+        ".prompt{white-space:pre-wrap}.meta{color:#666;font-size:85%;word-break:break-all}"
+        f"</style></head><body><h1>{esc(title)}</h1><div class='grid'>{''.join(cards)}</div>"
+        "</body></html>"
+    )
+
+
+def export_zip(items: Iterable[Item], fetch: Callable[[str], bytes] | None = None) -> bytes:
+    """A zip of each task's full images (PNG with provenance) and one JSON per task.
+
+    Images come from saved files, else from ``fetch(url)`` when given (result URLs expire);
+    a task whose images cannot be had says so in its JSON.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for item in items:
+            files = list(item.full)
+            missing: list[str] = []
+            if not files and fetch is not None:
+                for n, url in enumerate(item.urls):
+                    try:
+                        files.append((f"{item.task_id}_{n}.png", fetch(url)))
+                    except Exception as exc:  # one image lost never loses the others
+                        missing.append(f"{url}: {exc}")
+            fields = provenance_fields(prompt=item.prompt, params=item.params,
+                                       model=item.model, task_id=item.task_id,
+                                       parents=item.parents, created=item.created or "",
+                                       demo=item.demo)
+            names = []
+            for name, data in files:
+                zf.writestr(f"{item.task_id}/{name}", embed_provenance(data, fields))
+                names.append(name)
+            meta = {"task_id": item.task_id, "prompt": item.prompt, "params": item.params,
+                    "model": item.model, "status": item.status, "created": item.created,
+                    "parents": item.parents, "demo": item.demo, "urls": item.urls,
+                    "files": names, "missing": missing or None}
+            zf.writestr(f"{item.task_id}/{item.task_id}.json",
+                        json.dumps(meta, indent=2, ensure_ascii=False))
+    return buf.getvalue()
+
+
+def rerun_cell(params: Mapping[str, Any], prompt: str, *, model: str = "4o") -> str:
+    """The ``%%kie4o`` cell (option line and prompt) that makes a task like this again."""
+    words = ["%%kie4o"]
+    if model and model != "4o":
+        words += ["--model", model]
+    size = params.get("size")
+    if size:
+        words += ["-s", str(size)]
+    variants = params.get("variants")
+    if variants and int(variants) != 1:
+        words += ["-n", str(variants)]
+    for url in params.get("files") or []:
+        words += ["-i", _quote(str(url))]
+    if params.get("mask"):
+        words += ["-m", _quote(str(params["mask"]))]
+    if params.get("enhance"):
+        words.append("-e")
+    if params.get("fallback"):
+        words += ["--fallback", str(params.get("fallback_model") or "FLUX_MAX")]
+    # Braces in the prompt would be read as {name} fills or sweep groups: escape them.
+    body = prompt.replace("{", "{{").replace("}", "}}")
+    return " ".join(words) + "\n" + body
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)

@@ -1,0 +1,128 @@
+"""The workbench subcommands through a real IPython shell: gallery, star, compare, rerun,
+info, export."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
+
+from magic_helpers import all_text, run, server, shell  # noqa: F401
+
+
+class Ran:
+    """What one line showed: printed text and the value it returned."""
+
+    def __init__(self, cap, value) -> None:
+        self.cap, self.value = cap, value
+
+    def bundle(self) -> dict:
+        return self.value._repr_mimebundle_() if self.value is not None else {}
+
+
+def line(sh, text: str) -> Ran:
+    """Run one line magic; raise the UsageError it ends with, else return what it showed."""
+    with capture_output() as cap:
+        result = sh.run_cell(text)
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    return Ran(cap, result.result)
+
+
+def html_of(ran: Ran) -> str:
+    return ran.bundle().get("text/html", "")
+
+
+@pytest.fixture()
+def made(shell):
+    """Three finished tasks: a fox in two sizes and an owl."""
+    run(shell, "%%kie4o -o fox\na red fox in the snow")
+    run(shell, "%%kie4o -o fox2 -s 3:2\na red fox in the rain, at night")
+    run(shell, "%%kie4o -o owl -n 2\nan owl <b>bold</b>")
+    ns = shell.user_ns
+    return ns["fox"], ns["fox2"], ns["owl"]
+
+
+def test_gallery_pages_searches_and_stars(shell, made):
+    fox, fox2, owl = made
+    page = html_of(line(shell, "%kie4o gallery"))
+    assert "3 task(s)" in page and page.count("<img") == 4  # every finished task, thumbnails
+    assert page.index(owl.task_id) < page.index(fox.task_id)  # newest first
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold</b>" not in page  # escaped
+    assert "data:image/jpeg;base64," in page and "http" not in page.split("kie4o gallery")[1]
+    second = html_of(line(shell, "%kie4o gallery 2 --page 2"))
+    assert "page 2 of 2" in second and fox.task_id in second
+    rain = line(shell, "%kie4o gallery --search RAIN").bundle()["text/plain"]
+    assert "1 task(s), matching 'RAIN'" in rain and fox2.task_id in rain
+    line(shell, f"%kie4o star {fox2.task_id}")
+    starred = html_of(line(shell, "%kie4o gallery --starred"))
+    assert fox2.task_id in starred and fox.task_id not in starred
+    line(shell, f"%kie4o unstar {fox2.task_id}")
+    assert "1 task" not in html_of(line(shell, "%kie4o gallery --starred"))
+    assert "0 task(s)" in line(shell, "%kie4o gallery --demo").bundle()["text/plain"]
+    assert "3 task(s)" in line(shell, "%kie4o gallery --live").bundle()["text/plain"]
+    with pytest.raises(UsageError, match="no such task"):
+        line(shell, "%kie4o star nope")
+
+
+def test_compare_marks_word_and_parameter_differences(shell, made):
+    fox, fox2, _ = made
+    page = html_of(line(shell, f"%kie4o compare $fox {fox2.task_id}"))
+    assert "<del" in page and "snow" in page.split("<del")[1][:200]
+    assert "<ins" in page and "rain, at night" in page.split("<ins")[1][:200]
+    assert "<mark" in page and "3:2" in page.split("<mark")[1][:100]
+    assert page.count("<img") == 2
+    with pytest.raises(UsageError, match="two or more"):
+        line(shell, "%kie4o compare $fox")
+    with pytest.raises(UsageError, match="not a task in the history"):
+        line(shell, "%kie4o compare $fox nope")
+
+
+def test_rerun_puts_the_cell_below_from_a_task_an_id_or_a_png(shell, made, tmp_path):
+    fox, fox2, owl = made
+    payloads = []
+    shell.set_next_input = lambda text, replace=False: payloads.append(text)
+    line(shell, "%kie4o rerun $owl")
+    assert payloads[-1] == "%%kie4o -s 1:1 -n 2\nan owl <b>bold</b>"
+    line(shell, f"%kie4o rerun {fox2.task_id}")
+    assert payloads[-1] == "%%kie4o -s 3:2\na red fox in the rain, at night"
+    path = fox2[0].save(tmp_path / "keep.png")
+    line(shell, f"%kie4o rerun {path}")
+    assert payloads[-1] == "%%kie4o -s 3:2\na red fox in the rain, at night"
+    info = line(shell, f"%kie4o info {path}").bundle()["text/plain"]
+    assert fox2.task_id in info and "rain, at night" in info
+    # The re-run cell runs as it is.
+    run(shell, payloads[-1])
+    assert shell.user_ns["_kie4o"].status.value == "success"
+
+
+def test_export_html_opens_offline_and_zip_has_images_and_json(shell, made, tmp_path):
+    fox, fox2, owl = made
+    out = tmp_path / "sheet.html"
+    line(shell, f"%kie4o export {out}")
+    page = out.read_text()
+    assert page.count("data:image/jpeg;base64,") == 4
+    # No external resource: the only URLs are the full-size links.
+    srcs = [s.split('"')[0] for s in page.split('src="')[1:]]
+    assert all(s.startswith("data:") for s in srcs) and "<link" not in page
+    archive = tmp_path / "all.zip"
+    line(shell, f"%kie4o export {archive} --search fox")
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+        assert f"{fox.task_id}/{fox.task_id}.json" in names
+        assert not any(owl.task_id in n for n in names)
+        meta = json.loads(zf.read(f"{fox2.task_id}/{fox2.task_id}.json"))
+        assert meta["prompt"] == "a red fox in the rain, at night" and meta["files"]
+        png = zf.read(f"{fox2.task_id}/{meta['files'][0]}")
+        assert b"kie:task_id" in png
+    with pytest.raises(UsageError, match=r"\.html.*\.zip"):
+        line(shell, f"%kie4o export {tmp_path / 'x.pdf'}")
+
+
+def test_each_new_subcommand_has_help(shell):
+    for sub in ("gallery", "star", "unstar", "compare", "rerun", "info", "export"):
+        ran = line(shell, f"%kie4o {sub} -h")
+        assert "usage: %kie4o " + sub in all_text(ran.cap)
