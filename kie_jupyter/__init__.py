@@ -38,6 +38,7 @@ __all__ = [
     "resume",
     "sweep",
     "Sweep",
+    "models",
     "provenance",
     "KieClient",
     "Task",
@@ -100,13 +101,18 @@ def _default_client() -> KieClient:
 def generate(
     prompt: str = "",
     *,
-    size: str = "1:1",
+    model: str | None = None,
+    size: str | None = None,
     variants: int = 1,
     images: Sequence[Any] | Any = (),
     mask: Any = None,
     enhance: bool = False,
     fallback: bool | str = False,
     callback_url: str | None = None,
+    resolution: str | None = None,
+    quality: str | None = None,
+    output_format: str | None = None,
+    params: dict[str, Any] | None = None,
     wait: bool = True,
     timeout: float = 600.0,
     save: str | os.PathLike[str] | None = None,
@@ -117,30 +123,64 @@ def generate(
     ``images`` and ``mask`` take local paths (uploaded first), http(s) URLs, bytes, an
     earlier task, or one of its images (``fox[1]``). ``fallback`` is True or a model name
     (``FLUX_MAX``, ``GPT_IMAGE_1``). ``save`` is a folder for the images and their sidecar.
+    ``model`` picks one of KIE's models (``4o`` by default; ``kie_jupyter.models()`` lists
+    them with their options): ``size`` is its aspect ratio, ``resolution``, ``quality`` and
+    ``output_format`` its own fields, ``params`` documented fields the registry does not name.
     Bad input raises :class:`KieUsageError` before anything is sent (nothing is charged); a
     task that fails does not raise: ``task.error`` holds the reason (and ``task.images``
     raises it).
     """
-    task = _new_task(prompt, size=size, variants=variants, images=images, mask=mask,
-                     enhance=enhance, fallback=fallback, callback_url=callback_url,
-                     timeout=timeout, save=save, client=client)
+    task = _new_task(prompt, model=model, size=size, variants=variants, images=images,
+                     mask=mask, enhance=enhance, fallback=fallback, callback_url=callback_url,
+                     resolution=resolution, quality=quality, output_format=output_format,
+                     params=params, timeout=timeout, save=save, client=client)
     task.start()
     return _wait(task) if wait else task
 
 
-def _new_task(prompt: str, *, size: str, variants: int, images: Any, mask: Any,
-              enhance: bool, fallback: bool | str, callback_url: str | None,
-              timeout: float, save: str | os.PathLike[str] | None,
-              client: KieClient | None) -> Task:
+def _new_task(prompt: str, *, model: str | None = None, size: str | None, variants: int,
+              images: Any, mask: Any, enhance: bool, fallback: bool | str,
+              callback_url: str | None, timeout: float,
+              save: str | os.PathLike[str] | None, client: KieClient | None,
+              resolution: str | None = None, quality: str | None = None,
+              output_format: str | None = None, params: dict[str, Any] | None = None,
+              labels: dict[str, str] | None = None) -> Task:
     """A checked, not yet started task (every argument checked before anything is sent)."""
+    from .api.registry import build_request, model_spec, prepare
     from .engine.checks import check_save_dir, check_timeout
-    from .engine.inputs import request_with_inputs, resolve_images, resolve_mask
+    from .engine.inputs import PENDING_UPLOAD, request_with_inputs, resolve_images, resolve_mask
 
     # Every argument is checked before anything is sent: a mistake here must cost nothing.
     timeout = check_timeout(timeout, "timeout")
     save_dir = check_save_dir(save, "save") if save is not None else None
     if client is not None and not isinstance(client, KieClient):
         raise KieUsageError(f"client: expected a KieClient, not {type(client).__name__}")
+    if model is not None and not isinstance(model, str):
+        raise KieUsageError(f"model: expected a model name, not {type(model).__name__}")
+    name = (model or "4o").strip()
+    spec = model_spec(name)  # an unknown name is one line listing the models
+    extras = dict(resolution=resolution, quality=quality, output_format=output_format,
+                  params=params)
+    if spec.family != "4o":
+        inputs = resolve_images(_as_list(images), "images", max_images=spec.max_images)
+        if mask is not None:
+            raise KieUsageError(f"mask: {name} takes no mask (only 4o does)")
+        if variants != 1 and spec.variants != "native":
+            raise KieUsageError(
+                f"variants: {name} makes one image per task; kie_jupyter.sweep(..., "
+                f"variants={variants}) runs {variants} tasks")
+        client = client or _default_client()
+        if not client.has_key:
+            raise KieUsageError("no API key: set KIE_API_KEY or pass "
+                                "client=KieClient(api_key=...)")
+        request, backend = prepare(name, client, prompt=prompt, size=size,
+                                   images=[i.url or PENDING_UPLOAD for i in inputs],
+                                   callback_url=callback_url, **extras)
+        return Task(request, client=client, backend=backend, inputs=inputs, timeout=timeout,
+                    save_dir=save_dir, history=_history(), labels=labels)
+    if any(v is not None for v in extras.values()):
+        build_request("4o", **extras)  # says in one line what 4o does not take
+    size = size or "1:1"
     inputs = resolve_images(_as_list(images), "images")
     mask_input = resolve_mask(mask, inputs, "mask", "input image")
     request = request_with_inputs(
@@ -158,18 +198,21 @@ def _new_task(prompt: str, *, size: str, variants: int, images: Any, mask: Any,
             "no API key: set KIE_API_KEY or pass client=KieClient(api_key=...)"
         )
     return Task(request, client=client, inputs=inputs, mask=mask_input, timeout=timeout,
-                save_dir=save_dir, history=_history())
+                save_dir=save_dir, history=_history(), labels=labels)
 
 
 def sweep(
     prompt: str,
     *,
-    size: str | Sequence[str] = "1:1",
+    model: str | Sequence[str] | None = None,
+    size: str | Sequence[str] | None = None,
     variants: int = 1,
     images: Sequence[Any] | Any = (),
     mask: Any = None,
     enhance: bool = False,
     fallback: bool | str = False,
+    resolution: str | Sequence[str] | None = None,
+    quality: str | Sequence[str] | None = None,
     wait: bool = True,
     timeout: float = 600.0,
     save: str | os.PathLike[str] | None = None,
@@ -178,7 +221,9 @@ def sweep(
     client: KieClient | None = None,
 ) -> Sweep:
     """Run every combination of a prompt's ``{a|b|c}`` groups and the options given as lists
-    (``size=["1:1", "3:2"]``) as parallel tasks; return the :class:`Sweep`.
+    (``size=["1:1", "3:2"]``, ``model=["4o", "gpt-image-1.5"]``) as parallel tasks; return
+    the :class:`Sweep`. A model that makes one image per task runs ``variants`` tasks (a
+    ``variant`` dimension).
 
     Every combination is checked before anything is sent; a sweep of more than
     ``confirm_over`` tasks needs ``yes=True``. The tasks share the account's rate limit
@@ -188,17 +233,32 @@ def sweep(
 
     if not isinstance(prompt, str):
         raise KieUsageError(f"prompt: expected text, not {type(prompt).__name__}")
-    axes, combos = expand(prompt, {"size": size})
+    from .api.registry import model_spec
+    from .engine.sweep import Axis
+
+    sweepable = {k: v for k, v in (("model", model), ("size", size),
+                                   ("resolution", resolution), ("quality", quality))
+                 if v is not None}
+    axes, combos = expand(prompt, sweepable)
+    models = {c.options.get("model") or "4o" for c in combos}
+    per_task = variants
+    if variants > 1 and any(model_spec(m).variants != "native" for m in models):
+        # One task per variant: another dimension, so every cell is one task's image.
+        per_task = 1
+        extra = Axis("variant", tuple(str(n) for n in range(1, variants + 1)))
+        axes, combos = expand(prompt, {**sweepable, "variant": list(extra.values)})
     count = len(combos)
     if count > confirm_over and not yes:
         raise KieUsageError(
-            f"this sweep makes {count} tasks ({count * variants} images), more than "
+            f"this sweep makes {count} tasks ({count * per_task} images), more than "
             f"{confirm_over}: pass yes=True to confirm"
         )
     tasks = [
-        _new_task(c.prompt, size=c.options["size"], variants=variants, images=images,
-                  mask=mask, enhance=enhance, fallback=fallback, callback_url=None,
-                  timeout=timeout, save=save, client=client)
+        _new_task(c.prompt, model=c.options.get("model"), size=c.options.get("size"),
+                  variants=per_task, images=images, mask=mask, enhance=enhance,
+                  fallback=fallback, callback_url=None, resolution=c.options.get("resolution"),
+                  quality=c.options.get("quality"), timeout=timeout, save=save, client=client,
+                  labels={"sweep": " / ".join(c.labels)} if c.labels else None)
         for c in combos
     ]
     result = Sweep(axes, [(c.labels, t) for c, t in zip(combos, tasks, strict=True)])
@@ -234,11 +294,25 @@ def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
     timeout = check_timeout(timeout, "timeout")
     if client is not None and not isinstance(client, KieClient):
         raise KieUsageError(f"client: expected a KieClient, not {type(client).__name__}")
+    from .api.registry import backend_for_task_id
+
     history = _history()
-    task = Task.resumed(task_id.strip(), client=client or _default_client(),
-                        entry=history.get(task_id.strip()), timeout=timeout, history=history)
+    task_id = task_id.strip()
+    entry = history.get(task_id)
+    client = client or _default_client()
+    backend = backend_for_task_id(task_id, client, model=entry.model if entry else None)
+    task = Task.resumed(task_id, client=client, entry=entry, timeout=timeout, history=history,
+                        backend=backend)
     task.start()
     return _wait(task) if wait else task
+
+
+def models() -> Any:
+    """KIE's image models this package knows: name, family, options and allowed values,
+    and the doc page each was checked against."""
+    from .api.registry import MODELS, describe
+
+    return "\n".join(describe(spec) for spec in MODELS.values())
 
 
 def provenance(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 from .api.client import KieClient
 from .api.errors import KieConfigError, KieError, KieUsageError
 from .api.models import FallbackModel, GenerationRequest, Size, TaskStatus, is_http_url
+from .api.registry import backend_for_task_id
 from .engine.checks import check_save_dir, check_timeout
 from .engine.history import HistoryEntry, HistoryStore
 from .engine.inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
@@ -314,7 +315,10 @@ def _generate(args: argparse.Namespace) -> int:
         common: dict[str, Any] = dict(client=client, timeout=args.timeout, save_dir=save_dir,
                                       history=history)
         if args.resume:
-            tasks = [Task.resumed(args.resume, entry=history.get(args.resume), **common)]
+            entry = history.get(args.resume)
+            backend = backend_for_task_id(args.resume, client,
+                                          model=entry.model if entry else None)
+            tasks = [Task.resumed(args.resume, entry=entry, backend=backend, **common)]
             return _run(tasks, args.concurrency, args.demo)
         if args.batch is None:
             tasks = [Task(r, inputs=images, mask=mask, **common) for r in requests]

@@ -685,3 +685,48 @@ def test_kie_mock_fixture_sets_the_environment(demo_env: None, kie_mock: MockKie
     assert "KIE_DEMO" not in os.environ
     assert kie_mock.duration == 1.0 and kie_mock.api_key == "test-key"
     assert get(kie_mock, CREDIT).json()["code"] == 200
+
+
+# -- the Market job and Flux Kontext endpoints (more in tests/api/test_market.py) ----------------
+
+MARKET_CREATE = "/api/v1/jobs/createTask"
+MARKET_RECORD = "/api/v1/jobs/recordInfo"
+
+
+def test_market_tasks_are_not_4o_tasks(server: MockKieServer) -> None:
+    body = {"model": "nano-banana-2", "input": {"prompt": "a fox", "aspect_ratio": "21:9"}}
+    task_id = post(server, MARKET_CREATE, body).json()["data"]["taskId"]
+    assert re.fullmatch(r"task_nano-banana-2_\d+", task_id)
+    assert get(server, RECORD, params={"taskId": task_id}).json()["msg"] == "record is null"
+    four_o = generate(server)
+    answer = get(server, MARKET_RECORD, params={"taskId": four_o}).json()
+    assert answer == {"code": 422, "message": "recordInfo is null", "data": None}
+    assert server.tasks[task_id]["family"] == "market"
+
+
+def test_market_ids_are_unique_within_a_millisecond(server: MockKieServer) -> None:
+    body = {"model": "nano-banana-pro", "input": {"prompt": "a fox"}}
+    ids = {post(server, MARKET_CREATE, body).json()["data"]["taskId"] for _ in range(5)}
+    assert len(ids) == 5
+
+
+def test_market_faults_and_the_shared_rate_limit(make: Factory) -> None:
+    server = make(rate_limit=(2, 60.0))
+    server.add_fault("recordInfo", code=500)
+    assert get(server, MARKET_RECORD, params={"taskId": "x"}).json()["message"]
+    body = {"model": "nano-banana-pro", "input": {"prompt": "a fox"}}
+    generate(server)  # the 4o side counts against the same account limit
+    assert post(server, MARKET_CREATE, body).json()["code"] == 200
+    refused = post(server, "/api/v1/flux/kontext/generate", {"prompt": "x"})
+    assert refused.status_code == 429 and refused.json()["code"] == 429
+    assert len(server.tasks) == 2
+
+
+def test_market_pictures_follow_the_requested_ratio(make: Factory) -> None:
+    server = make(duration=0)
+    body = {"model": "nano-banana-2", "input": {"prompt": "a fox", "aspect_ratio": "21:9"}}
+    task_id = post(server, MARKET_CREATE, body).json()["data"]["taskId"]
+    data = get(server, MARKET_RECORD, params={"taskId": task_id}).json()["data"]
+    [url] = json.loads(data["resultJson"])["resultUrls"]
+    with Image.open(io.BytesIO(requests.get(url, timeout=TIMEOUT).content)) as im:
+        assert (im.width, im.height) == (512, 512 * 9 // 21)

@@ -2,9 +2,10 @@
 
 The engine drives every task the same way — upload inputs, ``submit`` a request, ``poll`` the
 task id to a :class:`TaskSnapshot` until it is finished, download the result URLs — and asks
-nothing else of the API. Each family (the 4o Image API today; KIE's Market job API and Flux
-Kontext next) implements :class:`Backend` in a module of its own beside this one; adding a
-family needs a new backend and its models, not edits to the engine or the front ends.
+nothing else of the API. Each family (the 4o Image API in ``fouro``, KIE's Market job API in
+``market``, Flux Kontext in ``kontext``) implements :class:`Backend` in a module of its own
+beside this one, and its models are entries of ``registry``; adding a family needs a new
+backend and its models, not edits to the engine or the front ends.
 """
 
 from __future__ import annotations
@@ -13,7 +14,31 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["Backend", "TaskSnapshot"]
+__all__ = ["Backend", "Request", "TaskSnapshot", "SUBMIT_ENDPOINTS"]
+
+#: The client's endpoint names of the requests that start (and charge) a task, one per family:
+#: an error from one of these before a task id is known may mean a task was created anyway.
+SUBMIT_ENDPOINTS = frozenset({"generate", "createTask", "kontext-generate"})
+
+
+class Request(Protocol):
+    """What the engine uses of a family's request (``GenerationRequest`` for 4o,
+    ``MarketRequest``, ``KontextRequest``)."""
+
+    #: The mask URL (None for models without masks).
+    mask: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Our parameters as plain data (history, sidecars); ``model`` is our model name."""
+        ...
+
+    def with_files(self, files: tuple[str, ...], mask: str | None) -> Any:
+        """The request with uploaded URLs in place of the pending local inputs."""
+        ...
+
+    def to_body(self) -> dict[str, Any]:
+        """The exact JSON body the family's submit endpoint is sent."""
+        ...
 
 
 class TaskSnapshot(Protocol):
@@ -27,6 +52,9 @@ class TaskSnapshot(Protocol):
     params: dict[str, Any] | None
     #: The API's error code on failure, else None.
     error_code: int | None
+    #: The API's own word for where the task stands (``generating``, ``queuing``…), for front
+    #: ends to show where there is no progress to show.
+    state: str
 
     @property
     def finished(self) -> bool: ...

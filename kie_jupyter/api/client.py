@@ -135,7 +135,8 @@ class _Answer(NamedTuple):
 
 
 class KieClient:
-    """A client for KIE.AI's 4o Image API.
+    """A client for KIE.AI's APIs: the 4o Image API, the File Upload API, and (through
+    :meth:`call`) the Market job and Flux Kontext endpoints.
 
     Settings come from the arguments, then the environment, then defaults:
     ``api_key`` (``KIE_API_KEY``), ``base_url`` (``KIE_BASE_URL``, default
@@ -342,7 +343,8 @@ class KieClient:
             except ValueError:
                 code = status
             # Some servers echo the key they were sent ("invalid key sk-..."): scrub it.
-            msg = redact(str(body.get("msg") or ""), self._api_key)
+            # The Market's recordInfo says ``message`` where every other endpoint says ``msg``.
+            msg = redact(str(body.get("msg") or body.get("message") or ""), self._api_key)
             if code != 200 or body.get("success") is False:
                 code = code if code != 200 else (status if status >= 400 else 500)
                 raise api_error_for(
@@ -363,6 +365,27 @@ class KieClient:
         raise MalformedResponseError(endpoint, f"not a JSON envelope ({snippet!r})",
                                      http_status=status)
 
+    # -- any JSON endpoint on the API host ---------------------------------------------
+
+    def call(self, method: str, path: str, endpoint: str, *, json: Any = None,
+             params: dict[str, str] | None = None, kind: Kind = "read", retries: bool = True,
+             stop: threading.Event | None = None,
+             on_wait: Callable[[float], None] | None = None) -> Any:
+        """Send one JSON request to ``path`` on the API host; return the envelope's ``data``.
+
+        The transport of every API family (4o, Market jobs, Flux Kontext): the same envelope
+        check, retry rule and key handling. ``kind="submit"`` marks a request that starts (and
+        charges) a task: it waits for the process-wide submission limiter (``stop`` cancels
+        that wait with nothing sent, ``on_wait`` hears of it) and is retried only when the
+        server surely did not take it, never after it may have arrived (no double charge).
+        ``retries=False`` makes one attempt (the poller has its own backoff). ``endpoint``
+        names the call in errors and logs.
+        """
+        if not path.startswith("/") or "://" in path:
+            raise KieUsageError(f"{endpoint}: path {path!r} must start with / (on the API host)")
+        return self._send(method, f"{self.base_url}{path}", endpoint, kind=kind, json=json,
+                          params=params, retries=retries, stop=stop, on_wait=on_wait)
+
     # -- the 4o Image API ----------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, *,
@@ -375,15 +398,8 @@ class KieClient:
         must wait for the rate limiter, and ``on_wait(0.0)`` when that wait is over, so a
         front end can show "queued" instead of a silent pause.
         """
-        data = self._send(
-            "POST",
-            f"{self.base_url}/api/v1/gpt4o-image/generate",
-            "generate",
-            kind="submit",
-            json=request.to_body(),
-            stop=stop,
-            on_wait=on_wait,
-        )
+        data = self.call("POST", "/api/v1/gpt4o-image/generate", "generate", kind="submit",
+                         json=request.to_body(), stop=stop, on_wait=on_wait)
         task_id = data.get("taskId") if isinstance(data, dict) else None
         if not task_id:
             raise MalformedResponseError("generate", "no taskId in the answer")

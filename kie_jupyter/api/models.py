@@ -289,6 +289,11 @@ class TaskRecord:
         )
 
     @property
+    def state(self) -> str:
+        """The API's own word for where the task is (``GENERATING``, ``SUCCESS``…)."""
+        return self.status
+
+    @property
     def succeeded(self) -> bool:
         """The task ended with success (URLs may still be missing)."""
         return self.success_flag == 1 or (self.success_flag == 0 and self.status == "SUCCESS")

@@ -113,14 +113,16 @@ def _expand(source: Any, option: str) -> list[InputImage]:
     )
 
 
-def resolve_images(sources: Iterable[Any], option: str = "--image") -> tuple[InputImage, ...]:
-    """Resolve ``--image`` sources (paths, URLs, bytes, tasks, task images, lists of them)."""
+def resolve_images(sources: Iterable[Any], option: str = "--image",
+                   max_images: int = MAX_FILES) -> tuple[InputImage, ...]:
+    """Resolve ``--image`` sources (paths, URLs, bytes, tasks, task images, lists of them);
+    at most ``max_images`` (the 4o API's 5 unless the model takes another number)."""
     images: list[InputImage] = []
     for source in sources:
         images.extend(_expand(source, option))
-    if len(images) > MAX_FILES:
+    if len(images) > max_images:
         raise KieUsageError(
-            f"{option}: {len(images)} images given; at most {MAX_FILES} are allowed"
+            f"{option}: {len(images)} images given; at most {max_images} are allowed"
         )
     return tuple(images)
 

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..api.backend import SUBMIT_ENDPOINTS
 from ..api.errors import (
     DownloadError,
     InsufficientCreditsError,
@@ -120,7 +121,7 @@ class TaskRunner:
 
     def _maybe_sent(self, exc: KieError) -> bool:
         """True when a failed submission may still have created (and charged) a task."""
-        return self.task_id is None and getattr(exc, "endpoint", None) == "generate" and (
+        return self.task_id is None and getattr(exc, "endpoint", None) in SUBMIT_ENDPOINTS and (
             (isinstance(exc, (KieConnectionError, MalformedResponseError))
              and not getattr(exc, "refused", False))
             # A gateway's 5xx page (no API envelope): the API may have taken it.

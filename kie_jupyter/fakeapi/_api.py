@@ -26,6 +26,7 @@ from ._state import (
     DEFAULT_MSGS,
     FAIL_MARKER,
     FILES_PREFIX,
+    MESSAGE_KEY_ENDPOINTS,
     ROUTES,
     UPLOAD_ENDPOINTS,
     MockRequest,
@@ -36,7 +37,9 @@ from .images import SIZES, render_png, sniff_mime
 
 log = logging.getLogger("kie_jupyter.testing")
 
-_RESULT_RE = re.compile(r"results/([0-9a-f]{32})_(\d+)\.png")
+#: A result image: ``results/<task id>_<n>.png`` (4o and Kontext ids are 32 hex digits,
+#: Market ids ``task_<family>_<millis>``).
+_RESULT_RE = re.compile(r"results/([0-9a-f]{32}|task_[A-Za-z0-9.\-]+_\d+)_(\d+)\.png")
 _FALLBACK_MODELS = ("GPT_IMAGE_1", "FLUX_MAX")
 _DOWNLOAD_URL_TTL = 20 * 60  # seconds, as the API documents
 
@@ -59,14 +62,15 @@ class MockAPI:
     url: str
     _lock: threading.RLock
     _scripts: deque[TaskScript]
-    _tasks: dict[str, MockTask]
+    _tasks: dict[str, Any]
     _uploads: dict[str, tuple[bytes, str]]
     _generate_times: deque[float]
 
     def _envelope(
         self, endpoint: str, code: int, msg: str, data: Any = None, http: int | None = None
     ) -> Answer:
-        payload: dict[str, Any] = {"code": code, "msg": msg, "data": data}
+        key = "message" if endpoint in MESSAGE_KEY_ENDPOINTS else "msg"
+        payload: dict[str, Any] = {"code": code, key: msg, "data": data}
         if endpoint in UPLOAD_ENDPOINTS:
             payload = {"success": code == 200, **payload}
         if http is None:
@@ -119,45 +123,57 @@ class MockAPI:
         n = int(body.get("nVariants", 1))
         now = time.monotonic()
         with self._lock:
-            if self.rate_limit is not None:
-                limit, window = self.rate_limit
-                while self._generate_times and self._generate_times[0] <= now - window:
-                    self._generate_times.popleft()
-                if len(self._generate_times) >= limit:
-                    # The live API drops (does not queue) these, with a real HTTP 429.
-                    return self._error(
-                        "generate",
-                        429,
-                        f"Rate limited: at most {limit} generate requests per {window:g} s",
-                        http=429,
-                    )
-            cost = self.cost_per_image * n
-            if self.credits < cost:
-                return self._error("generate", 402, "Insufficient credits")
+            refused = self._admit("generate", self.cost_per_image * n, now)
+            if refused is not None:
+                return refused
             task = self._new_task(body, n, now)
             self._tasks[task.task_id] = task
-            self.credits -= cost
-            self._generate_times.append(now)
+            self.credits -= self.cost_per_image * n
         return self._ok("generate", {"taskId": task.task_id})
+
+    def _admit(self, endpoint: str, cost: float, now: float) -> Answer | None:
+        """Under the lock: the refusal of a new task (rate limit, credits), else None — and
+        the task counts against the account's rate limit (one limit for every family)."""
+        if self.rate_limit is not None:
+            limit, window = self.rate_limit
+            while self._generate_times and self._generate_times[0] <= now - window:
+                self._generate_times.popleft()
+            if len(self._generate_times) >= limit:
+                # The live API drops (does not queue) these, with a real HTTP 429.
+                return self._error(
+                    endpoint,
+                    429,
+                    f"Rate limited: at most {limit} generation requests per {window:g} s",
+                    http=429,
+                )
+        if self.credits < cost:
+            return self._error(endpoint, 402, "Insufficient credits")
+        self._generate_times.append(now)
+        return None
+
+    def _missing_input(self, urls: list[Any]) -> tuple[int, str] | None:
+        """The failure of a task whose input is one of this server's files that is gone."""
+        for url in urls:
+            key = self._local_file_key(url)
+            if key is not None and not self._file_exists(key):
+                return 451, f"Failed to fetch the image: {url}"
+        return None
+
+    def _task_duration(self, script: TaskScript, body: dict[str, Any]) -> float:
+        if script.duration is not None:
+            return float(script.duration)
+        if callable(self.duration):
+            return float(self.duration(body))
+        return float(self.duration)
 
     def _new_task(self, body: dict[str, Any], n: int, now: float) -> MockTask:
         script = self._scripts.popleft() if self._scripts else TaskScript()
         prompt = body.get("prompt") or ""
         if FAIL_MARKER in prompt and script.success_flag == 1 and script.status is None:
             script = dataclasses.replace(script, success_flag=3)
-        failure = None
-        for url in [*(body.get("filesUrl") or []), body.get("maskUrl")]:
-            key = self._local_file_key(url)
-            if key is not None and not self._file_exists(key):
-                failure = (451, f"Failed to fetch the image: {url}")
-                break
+        failure = self._missing_input([*(body.get("filesUrl") or []), body.get("maskUrl")])
         task_id = uuid.uuid4().hex
-        if script.duration is not None:
-            duration = script.duration
-        elif callable(self.duration):
-            duration = self.duration(body)
-        else:
-            duration = self.duration
+        duration = self._task_duration(script, body)
         return MockTask(
             task_id=task_id,
             params=body,
@@ -178,7 +194,7 @@ class MockAPI:
             return self._error("record-info", 422, "taskId is required")
         with self._lock:
             task = self._tasks.get(task_id)
-            if task is None:
+            if not isinstance(task, MockTask):  # none, or another family's
                 return self._error("record-info", 422, "record is null")
             data = task.record(time.monotonic(), self.result_key)
         return self._ok("record-info", data)
@@ -190,7 +206,7 @@ class MockAPI:
                 return self._error("download-url", 422, f"{name} is required")
         with self._lock:
             task = self._tasks.get(body["taskId"])
-            if task is None:
+            if not isinstance(task, MockTask):
                 return self._error("download-url", 422, "record is null")
             if body["url"] not in task.result_urls:
                 return self._error("download-url", 422, "url is not a result of this task")
@@ -336,9 +352,8 @@ class MockAPI:
                 return None
             if not task.is_done(time.monotonic()):
                 return None
-            params = task.params
-        seed = params.get("prompt") or json.dumps(params.get("filesUrl") or [])
-        return str(seed), str(params.get("size")), n
+            seed, size = task.render_args()
+        return seed, size, n
 
     def _file_exists(self, key: str) -> bool:
         with self._lock:

@@ -17,7 +17,14 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/file-stream-upload"): "file-stream-upload",
     ("POST", "/api/file-base64-upload"): "file-base64-upload",
     ("POST", "/api/file-url-upload"): "file-url-upload",
+    # KIE's Market job API (most newer image models) and Flux Kontext.
+    ("POST", "/api/v1/jobs/createTask"): "createTask",
+    ("GET", "/api/v1/jobs/recordInfo"): "recordInfo",
+    ("POST", "/api/v1/flux/kontext/generate"): "kontext-generate",
+    ("GET", "/api/v1/flux/kontext/record-info"): "kontext-record-info",
 }
+#: Endpoints whose envelope says ``message`` instead of ``msg`` (a documented quirk).
+MESSAGE_KEY_ENDPOINTS = frozenset({"recordInfo"})
 FILES_PREFIX = "/files/"
 ENDPOINTS = frozenset(ROUTES.values()) | {"file"}
 UPLOAD_ENDPOINTS = frozenset(e for e in ENDPOINTS if e.startswith("file-"))
@@ -182,6 +189,11 @@ class MockTask:
             # Failed tasks keep the progress they had when they failed.
             return "0.00" if self.final_status == "CREATE_TASK_FAILED" else format_progress(0.99)
         return format_progress(min(fraction, 0.99))
+
+    def render_args(self) -> tuple[str, str]:
+        """``(seed text, size)`` its pictures are drawn from."""
+        seed = self.params.get("prompt") or json.dumps(self.params.get("filesUrl") or [])
+        return str(seed), str(self.params.get("size"))
 
     def record(self, now: float, result_key: str) -> dict[str, Any] | None:
         """The record-info ``data`` for a query at ``now``; counts the query."""

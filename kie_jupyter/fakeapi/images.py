@@ -16,10 +16,15 @@ import random
 
 from PIL import Image, ImageChops, ImageDraw
 
-__all__ = ["SIZES", "image_dimensions", "render_png", "sniff_mime"]
+__all__ = ["RATIOS", "SIZES", "image_dimensions", "render_png", "sniff_mime"]
 
-#: Aspect ratios the API accepts, as (width, height) fractions of the long side.
+#: Aspect ratios the 4o API accepts, as (width, height) fractions of the long side.
 SIZES: dict[str, tuple[int, int]] = {"1:1": (3, 3), "3:2": (3, 2), "2:3": (2, 3)}
+#: Every ratio a picture can be drawn at (the Market and Kontext models' too), as (w, h).
+RATIOS: dict[str, tuple[int, int]] = {
+    r: (int(r.split(":")[0]), int(r.split(":")[1]))
+    for r in ("1:1 3:2 2:3 4:3 3:4 16:9 9:16 21:9 4:5 5:4 1:4 4:1 1:8 8:1").split()
+}
 
 RGB = tuple[int, int, int]
 # Grey grain: one pixel in sixteen a level darker, one a level lighter (stored +1, taken off
@@ -30,9 +35,12 @@ _MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg",
 
 
 def image_dimensions(size: str, long_side: int = 512) -> tuple[int, int]:
-    """``(width, height)`` of a picture of aspect ratio ``size`` ("1:1", "3:2", "2:3")."""
-    w, h = SIZES[size]
-    return max(1, long_side * w // 3), max(1, long_side * h // 3)
+    """``(width, height)`` of a picture of aspect ratio ``size`` (any of :data:`RATIOS`):
+    the longer side is ``long_side``."""
+    w, h = RATIOS[size]
+    if w >= h:
+        return long_side, max(1, long_side * h // w)
+    return max(1, long_side * w // h), long_side
 
 
 def sniff_mime(data: bytes) -> str:

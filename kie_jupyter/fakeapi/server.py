@@ -1,8 +1,11 @@
-"""``MockKieServer``: a local, threaded stand-in for the 4o Image API and the File Upload API.
+"""``MockKieServer``: a local, threaded stand-in for KIE's 4o Image API, Market job API, Flux
+Kontext API and File Upload API.
 
-It speaks the API as ``KIE_4O_API.md`` describes it, quirks included (errors with HTTP 200,
-``data: null`` right after submit, progress as a string, either result-URL key), serves real
-PNGs, and lets tests script faults per endpoint and outcomes per task. Stdlib only.
+It speaks the 4o API as ``KIE_4O_API.md`` describes it, quirks included (errors with HTTP 200,
+``data: null`` right after submit, progress as a string, either result-URL key), and the
+Market and Kontext APIs as ``KIE_MARKET_API.md`` does (see :mod:`._market`); serves real PNGs
+at the requested aspect ratio, and lets tests script faults per endpoint and outcomes per
+task. Stdlib and Pillow only.
 
     with MockKieServer(duration=0.5) as kie:
         kie.add_fault("record-info", code=500, times=2)
@@ -23,6 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ._api import MockAPI
 from ._http import Answer, MockHTTPServer
+from ._market import MarketAPI
 from ._state import (
     DEFAULT_MSGS,
     ENDPOINTS,
@@ -31,7 +35,6 @@ from ._state import (
     Fault,
     Headers,
     MockRequest,
-    MockTask,
     TaskScript,
 )
 
@@ -47,7 +50,7 @@ class _TaskView(dict):  # type: ignore[type-arg]
         return self
 
 
-class MockKieServer(MockAPI):
+class MockKieServer(MockAPI, MarketAPI):
     """A local KIE 4o Image API (plus the upload API and a file host) on ``127.0.0.1``.
 
     ``api_key=None`` accepts any non-empty Bearer key (demo mode). ``duration`` is how long a
@@ -98,7 +101,9 @@ class MockKieServer(MockAPI):
         self._random_faults: dict[str, tuple[float, Fault]] = {}
         self._rng = random.Random(seed)
         self._scripts: deque[TaskScript] = deque()
-        self._tasks: dict[str, MockTask] = {}
+        # 4o tasks (MockTask), Market and Kontext tasks (MarketTask, KontextTask).
+        self._tasks: dict[str, Any] = {}
+        self._last_job_ms = 0
         self._uploads: dict[str, tuple[bytes, str]] = {}
         self._generate_times: deque[float] = deque()
         self._httpd: MockHTTPServer | None = None

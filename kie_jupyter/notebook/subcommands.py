@@ -34,8 +34,10 @@ from typing import Any, NoReturn, Protocol
 
 from IPython.core.error import StdinNotImplementedError, UsageError
 
+from ..api.backend import Backend
 from ..api.client import KieClient, check_key
 from ..api.errors import KieConfigError, KieError, TaskNotFoundError
+from ..api.registry import MODELS, backend_for_task_id, describe
 from ..engine.checks import check_timeout
 from ..engine.history import HistoryEntry, HistoryStore
 from ..engine.poller import PollSchedule
@@ -44,12 +46,12 @@ from ..engine.sweep import Sweep
 from ..engine.task import Task
 from . import options, workbench
 from .demo import BANNER, DemoServer
-from .views import config_table, history_table, status_snapshot
+from .views import Table, config_table, history_table, status_snapshot
 
 __all__ = ["SUBCOMMANDS", "Host", "run", "parser"]
 
 SUBCOMMANDS = ("login", "demo", "status", "resume", "history", "credits", "config", "gallery",
-               "star", "unstar", "compare", "rerun", "info", "export")
+               "star", "unstar", "compare", "rerun", "info", "export", "models")
 #: Subcommands whose arguments may be objects from the notebook (`$fox`, `{sw}`).
 _TAKE_OBJECTS = frozenset({"compare", "rerun"})
 #: ``%kie4o gallery`` with no count: one page.
@@ -200,8 +202,10 @@ def _lost_demo_task(host: Host, entry: HistoryEntry | None, *, not_found: bool =
     return not_found or not host.demo.running or entry.base_url != host.demo.url
 
 
-def _lookup(host: Host, task_id: str, sub: str) -> tuple[KieClient, Any, HistoryEntry | None]:
-    """The client, the API's record and the history entry of a task, or one error line."""
+def _lookup(host: Host, task_id: str, sub: str,
+            ) -> tuple[KieClient, Any, HistoryEntry | None, Backend]:
+    """The client, the API's record, the history entry and the backend (API family) of a
+    task, or one error line."""
     entry = host.history().get(task_id)
     lost = (f"%kie4o {sub} {task_id}: a demo task, and the demo server that made it has "
             "restarted since (a new kernel or `%kie4o demo off`); demo tasks do not survive "
@@ -209,20 +213,21 @@ def _lookup(host: Host, task_id: str, sub: str) -> tuple[KieClient, Any, History
     if _lost_demo_task(host, entry):
         raise UsageError(lost)
     client = host.client()
+    backend = backend_for_task_id(task_id, client, model=entry.model if entry else None)
     try:
-        record = client.record_info(task_id)  # an unknown id fails here, in one line
+        record = backend.poll(task_id)  # an unknown id fails here, in one line
     except TaskNotFoundError as exc:
         if _lost_demo_task(host, entry, not_found=True):
             raise UsageError(lost) from None
         raise options.usage_error(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
     except KieError as exc:
         raise options.usage_error(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
-    return client, record, entry
+    return client, record, entry, backend
 
 
 def _status(host: Host, args: argparse.Namespace) -> Any:
     task_id = _task_id(args)
-    _, record, entry = _lookup(host, task_id, "status")
+    _, record, entry, _ = _lookup(host, task_id, "status")
     return status_snapshot(task_id, record, entry)
 
 
@@ -232,8 +237,8 @@ def _resume(host: Host, args: argparse.Namespace) -> None:
         timeout = check_timeout(host.timeout, "Kie4o.timeout")
     except KieError as exc:
         raise options.usage_error(exc) from None
-    client, record, entry = _lookup(host, task_id, "resume")
-    task = Task.resumed(task_id, client=client, entry=entry, snapshot=record,
+    client, record, entry, backend = _lookup(host, task_id, "resume")
+    task = Task.resumed(task_id, client=client, entry=entry, snapshot=record, backend=backend,
                         timeout=timeout, embed=host.embed, history=host.history(),
                         schedule=PollSchedule(min_interval=host.poll_interval))
     host._run_task(task, out=None, wait=True)
@@ -409,6 +414,16 @@ def _export(host: Host, args: argparse.Namespace) -> None:
     print(f"kie4o: {len(entries)} task(s) exported to {out}")
 
 
+def _models(host: Host, args: argparse.Namespace) -> Any:
+    rows = []
+    for spec in MODELS.values():
+        rows.append([spec.name, spec.family, describe(spec).split(": ", 1)[-1],
+                     {"native": "images per task", "one task each": "one task per image"}
+                     .get(spec.variants, spec.variants), spec.doc])
+    return Table("kie4o models (--model NAME)", ["model", "family", "options", "-n",
+                                                 "checked against (docs.kie.ai)"], rows)
+
+
 # -- the parsers -------------------------------------------------------------------------------
 
 
@@ -498,5 +513,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     export.add_argument("ids", nargs="*", metavar="ID", help="these tasks (default: all)")
     export.add_argument("--search", metavar="TEXT", help="prompts containing TEXT")
     export.add_argument("--starred", action="store_true", help="starred tasks only")
+    add("models", _models, "KIE's image models: their options and allowed values, what -n "
+        "does, and the doc page each was checked against",
+        mistake="%kie4o models takes no argument")
     assert tuple(by_name) == SUBCOMMANDS, "every subcommand has a parser, in order"
     return top, by_name

@@ -74,7 +74,8 @@ def status_snapshot(task_id: str, record: TaskRecord | None,
         rows = [["status", "just submitted: no record yet"]]
     else:
         state = ("failed" if record.failed else "success" if record.succeeded else "generating")
-        rows = [["status", f"{state} ({record.status})"], ["progress", f"{record.progress:.0%}"]]
+        raw = getattr(record, "state", "") or getattr(record, "status", "")
+        rows = [["status", f"{state} ({raw})"], ["progress", f"{record.progress:.0%}"]]
         if record.failed:
             rows.append(["reason", record.failure_reason()])
         rows += [["image", u] for u in record.urls]
