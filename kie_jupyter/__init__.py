@@ -27,10 +27,12 @@ from .api.models import GenerationRequest, TaskStatus
 from .engine.sweep import Sweep
 from .engine.task import Task, TaskError, TaskImage
 from .notebook.cards import static_bundle as _static_card
+from .notebook.cards import sweep_bundle as _sweep_card
 
 # The composition root: a task shows itself as the notebook's static card wherever it is
 # displayed (the engine below knows no front end).
 Task.renderer = _static_card
+Sweep.renderer = _sweep_card
 
 __all__ = [
     "__version__",

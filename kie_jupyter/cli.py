@@ -25,15 +25,27 @@ from typing import Any, NoReturn
 
 from .api.client import KieClient
 from .api.errors import KieConfigError, KieError, KieUsageError
-from .api.models import FallbackModel, GenerationRequest, Size, TaskStatus, is_http_url
-from .api.registry import backend_for_task_id
+from .api.models import MAX_FILES, FallbackModel, Size, TaskStatus, is_http_url
+from .api.registry import (
+    backend_for,
+    backend_for_task_id,
+    build_request,
+    model_spec,
+    parse_param,
+)
 from .engine.checks import check_save_dir, check_timeout
 from .engine.history import HistoryEntry, HistoryStore
-from .engine.inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
+from .engine.inputs import (
+    PENDING_UPLOAD,
+    InputImage,
+    request_with_inputs,
+    resolve_images,
+    resolve_mask,
+)
 from .engine.task import Task
 from .fakeapi.demo import DEMO_KEY, DemoServer
 from .hints import hint, status_text, with_hint
-from .optiontable import BY_DEST, MODELS, add_options
+from .optiontable import BY_DEST, MODELS, add_options, name_the_flag
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -127,24 +139,57 @@ def _read_batch(path: Path) -> list[tuple[int, str]]:
     return prompts
 
 
+def _request(args: argparse.Namespace, prompt: str, images: tuple[InputImage, ...],
+             mask: InputImage | None) -> Any:
+    """One checked request: 4o's own, or the registry's for ``--model``."""
+    model = args.model or "4o"
+    spec = model_spec(model)
+    extras = dict(resolution=args.resolution, quality=args.quality,
+                  output_format=args.output_format,
+                  params=dict(parse_param(p) for p in args.param) or None)
+    if spec.family == "4o":
+        if any(v is not None for v in extras.values()):
+            build_request("4o", **extras)  # says in one line what 4o does not take
+        return request_with_inputs(
+            prompt, images, mask, size=args.size or "1:1", variants=args.variants,
+            enhance=args.enhance, fallback=args.fallback is not None,
+            fallback_model=args.fallback, callback_url=args.callback)
+    for flag, on in (("--mask", mask is not None), ("--enhance", args.enhance),
+                     ("--fallback", args.fallback is not None)):
+        if on:
+            raise KieUsageError(f"{flag}: {model} does not take it (only 4o does)")
+    return build_request(model, prompt=prompt, size=args.size,
+                         images=[i.url or PENDING_UPLOAD for i in images],
+                         variants=args.variants, callback_url=args.callback, **extras)
+
+
 def _requests(args: argparse.Namespace, images: tuple[InputImage, ...],
-              mask: InputImage | None) -> list[GenerationRequest]:
-    """Every request of the run, each checked, so a bad batch line sends nothing at all."""
-    params: dict[str, Any] = dict(
-        size=args.size, variants=args.variants, enhance=args.enhance,
-        fallback=args.fallback is not None, fallback_model=args.fallback,
-        callback_url=args.callback,
-    )
+              mask: InputImage | None) -> list[Any]:
+    """Every request of the run, each checked, so a bad batch line sends nothing at all.
+
+    A model that makes one image per task gets ``-n`` tasks per prompt."""
+    spec = model_spec(args.model or "4o")
+    copies = args.variants if spec.variants != "native" else 1
     if args.batch is None:
-        return [request_with_inputs(args.prompt, images, mask, **params)]
+        try:
+            return [_request(args, args.prompt, images, mask)] * copies
+        except KieUsageError as exc:
+            raise _option_error(name_the_flag(str(exc))) from None
     requests = []
     for n, prompt in _read_batch(args.batch):
         try:
-            requests.append(request_with_inputs(prompt, images, mask, **params))
+            requests.extend([_request(args, prompt, images, mask)] * copies)
         except KieUsageError as exc:
             # The other options were checked already: what is wrong is this line.
-            raise KieUsageError(f"{args.batch}:{n}: {exc}") from None
+            raise _option_error(f"{args.batch}:{n}: {name_the_flag(str(exc))}") from None
     return requests
+
+
+def _option_error(message: str) -> KieUsageError:
+    """A bad option value: one line, with the pointer to ``kie4o --help``."""
+    error = KieUsageError(message)
+    error.fix = "options"
+    return error
 
 
 def _succeeded(task: Task) -> bool:
@@ -166,7 +211,7 @@ def _line(task: Task, demo: bool) -> str:
     return f"{mark}{task.task_id or '(not submitted)'}  {text}  {where}".rstrip()
 
 
-def _batch_key(save_dir: Path, request: GenerationRequest) -> str:
+def _batch_key(save_dir: Path, request: Any) -> str:
     """What identifies a batch line across runs: the request and where its images go."""
     body = json.dumps({"save": str(save_dir), "request": request.to_dict()}, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()[:20]
@@ -176,7 +221,7 @@ def _files_exist(entry: HistoryEntry) -> bool:
     return bool(entry.saved_paths) and all(Path(p).is_file() for p in entry.saved_paths)
 
 
-def _batch_tasks(requests: list[GenerationRequest], *, fresh: bool, history: HistoryStore,
+def _batch_tasks(requests: list[Any], *, fresh: bool, history: HistoryStore,
                  save_dir: Path, common: dict[str, Any],
                  new: Any) -> tuple[list[Task], int, int]:
     """The tasks of a batch run, and how many lines were skipped and resumed.
@@ -301,9 +346,10 @@ def _generate(args: argparse.Namespace) -> int:
     """Check everything, then submit the tasks (or follow the resumed one)."""
     images: tuple[InputImage, ...] = ()
     mask = None
-    requests: list[GenerationRequest] = []
+    requests: list[Any] = []
     if not args.resume:
-        images = resolve_images(args.image)
+        spec = model_spec(args.model or "4o")  # an unknown name lists the models
+        images = resolve_images(args.image, max_images=max(spec.max_images, MAX_FILES))
         mask = resolve_mask(args.mask, images)
         requests = _requests(args, images, mask)
     client, demo = _client(args)
@@ -311,6 +357,7 @@ def _generate(args: argparse.Namespace) -> int:
         if not client.has_key:
             raise KieConfigError("no API key: set KIE_API_KEY", fix="key")
         save_dir = check_save_dir(args.save, "--save")
+        model = args.model or "4o"
         history = HistoryStore()
         common: dict[str, Any] = dict(client=client, timeout=args.timeout, save_dir=save_dir,
                                       history=history)
@@ -321,11 +368,13 @@ def _generate(args: argparse.Namespace) -> int:
             tasks = [Task.resumed(args.resume, entry=entry, backend=backend, **common)]
             return _run(tasks, args.concurrency, args.demo)
         if args.batch is None:
-            tasks = [Task(r, inputs=images, mask=mask, **common) for r in requests]
+            tasks = [Task(r, inputs=images, mask=mask, backend=backend_for(model, client),
+                          **common) for r in requests]
             return _run(tasks, args.concurrency, args.demo)
         tasks, skipped, resumed = _batch_tasks(
             requests, fresh=args.fresh, history=history, save_dir=save_dir, common=common,
-            new=lambda r, labels: Task(r, inputs=images, mask=mask, labels=labels, **common))
+            new=lambda r, labels: Task(r, inputs=images, mask=mask, labels=labels,
+                                       backend=backend_for(model, client), **common))
         code = _run(tasks, args.concurrency, args.demo)
         if code != EXIT_INTERRUPTED:
             done = sum(1 for t in tasks if _succeeded(t))

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .api.models import VARIANTS, FallbackModel, Size
+from .api.models import FallbackModel, Size
 
 __all__ = ["Option", "OPTIONS", "SIZES", "MODELS", "FRONT_ENDS", "options_for", "add_options",
-           "BY_DEST", "LONG_NAMES", "OBJECT_FLAGS"]
+           "BY_DEST", "LONG_NAMES", "OBJECT_FLAGS", "name_the_flag"]
 
 SIZES = tuple(s.value for s in Size)
 MODELS = tuple(m.value for m in FallbackModel)
@@ -83,10 +83,18 @@ class Option:
 
 #: Every generation option, in the order the help lists them.
 OPTIONS: tuple[Option, ...] = (
-    Option(("-s", "--size"), "size", choices=SIZES,
-           help="aspect ratio: 1:1 (default), 3:2 or 2:3"),
-    Option(("-n", "--variants"), "variants", type=int, choices=tuple(VARIANTS), default=1,
-           help="how many images: 1 (default), 2 or 4"),
+    Option(("--model",), "model", metavar="NAME",
+           help="the model: 4o (default, or %%config Kie4o.model), gpt-image-1.5, "
+                "nano-banana-pro, seedream-4.5… (`%%kie4o models` lists them and their "
+                "options)",
+           notebook_help="; a comma list runs the prompt on each (a sweep)"),
+    Option(("-s", "--size"), "size",
+           help="aspect ratio: 1:1 (default), 3:2 or 2:3 for 4o; other models take their "
+                "own (16:9, 4:3…)",
+           notebook_help="; a comma list (-s 1:1,3:2) sweeps"),
+    Option(("-n", "--variants"), "variants", type=int, default=1,
+           help="how many images: 1 (default); 4o makes 1, 2 or 4 in one task, other "
+                "models one task per image"),
     Option(("-i", "--image"), "image", action="append", default=[], metavar="SRC",
            notebook_objects=True,
            help="input image (repeatable, ≤ 5): a local path (uploaded first) or an "
@@ -101,6 +109,16 @@ OPTIONS: tuple[Option, ...] = (
            choices=MODELS, metavar="MODEL",
            help="fall back to another model if 4o is unavailable: FLUX_MAX (default) "
                 "or GPT_IMAGE_1"),
+    Option(("--resolution",), "resolution", metavar="R",
+           help="the model's resolution (e.g. 1K, 2K, 4K), where it has one",
+           notebook_help="; a comma list sweeps"),
+    Option(("--quality",), "quality", metavar="Q",
+           help="the model's quality (e.g. medium, high), where it has one",
+           notebook_help="; a comma list sweeps"),
+    Option(("--format",), "output_format", metavar="F",
+           help="the model's output format (e.g. png, jpg), where it has one"),
+    Option(("--param",), "param", action="append", default=[], metavar="KEY=VALUE",
+           help="a documented input field the registry does not name yet (repeatable)"),
     Option(("--callback",), "callback", metavar="URL",
            help="callBackUrl: the API POSTs the result there when the task ends"),
     Option(("-o", "--out"), "out", metavar="NAME", notebook_only=True,
@@ -114,6 +132,8 @@ OPTIONS: tuple[Option, ...] = (
            help="local give-up time in seconds (default 600); the task can be resumed"),
     Option(("--dry-run",), "dry_run", action="store_true", notebook_only=True,
            help="show the request body that would be sent (key masked); send nothing"),
+    Option(("--yes",), "yes", action="store_true", notebook_only=True,
+           help="confirm a sweep of more tasks than %%config Kie4o.confirm_over (8)"),
 )
 
 #: Each option by its ``dest``.
@@ -122,6 +142,17 @@ BY_DEST: Mapping[str, Option] = {o.dest: o for o in OPTIONS}
 LONG_NAMES: Mapping[str, str] = {flag: o.long for o in OPTIONS for flag in o.flags}
 #: The flags whose notebook value may be an object of the namespace.
 OBJECT_FLAGS = frozenset(flag for o in OPTIONS if o.notebook_objects for flag in o.flags)
+
+
+def name_the_flag(message: str) -> str:
+    """A checked request's message in the option's words: ``size: …`` → ``--size: …`` (the
+    request names its fields; the user typed flags)."""
+    field, sep, rest = message.partition(": ")
+    aliases = {"images": "image", "callback_url": "callback", "params": "param"}
+    option = BY_DEST.get(aliases.get(field, field))
+    if sep and option is not None:
+        return f"{option.long}: {rest}"
+    return message
 
 
 def options_for(front_end: str) -> Iterator[Option]:

@@ -23,7 +23,11 @@ from kie_jupyter.testing.notebooks import count_images
 
 def execute(path: Path, *, timeout: int, workdir: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)  # a previous run's widget state, if any
+    # No widget state: each panel is replaced by its static card and closed, but nbclient keeps
+    # the state of every widget it saw, closed or not (dead weight in the committed file).
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            store_widget_state=False,
                             resources={"metadata": {"path": str(workdir)}})
     client.execute()
     return nb

@@ -286,13 +286,14 @@ def test_panel_traits_through_a_whole_task(shell, server):
     assert 0 < min(v for v in seen["bar"] if v > 0) < 1.0  # progress shown on the way
     assert seen["status"][-1].startswith("Done in")
     assert panel.bar.bar_style == "success" and panel.stop_button.disabled
-    # Blocking mode: images once, in the static output; the panel keeps Save buttons.
-    assert len(panel.grid.children) == 2
-    assert all(type(c).__name__ == "HBox" for c in panel.grid.children)
-    assert sum(o.data.get("text/html", "").count("data:image/") for o in cap.outputs) == 2
+    # The card replaced the panel (the same display, updated) and the widgets are closed.
+    assert panel.comm is None and all(c.comm is None for c in panel.children)
+    html = [o.data.get("text/html", "") for o in cap.outputs]
+    assert sum(h.count("data:image/") for h in html) == 2
+    assert sum(h.count("kie4o-card") for h in html) == 1
 
 
-def test_no_wait_panel_shows_images_and_stop_works(shell, server):
+def test_no_wait_panel_gives_way_to_its_card_and_stop_works(shell, server):
     from kie_jupyter.notebook import panel as panel_module
 
     made = []
@@ -316,7 +317,8 @@ def test_no_wait_panel_shows_images_and_stop_works(shell, server):
     assert second.status is TaskStatus.STOPPED
     assert "Stopped" in made[1].status.value
     assert first.status is TaskStatus.SUCCESS
-    assert type(made[0].grid.children[0].children[0]).__name__ == "Image"
+    # Each task's own thread put its card in place and closed its panel.
+    assert made[0].comm is None and made[1].comm is None
 
 
 def test_key_never_in_any_output(shell, server, tmp_path):

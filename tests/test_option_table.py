@@ -15,7 +15,7 @@ from magic_helpers import run, server, shell  # noqa: F401  (fixtures)
 
 SHARED = tuple(optiontable.options_for("cli"))
 NOTEBOOK_ONLY = tuple(o for o in optiontable.OPTIONS if o.notebook_only)
-CLI_ONLY = {"--batch", "--concurrency", "--resume", "--credits", "--demo"}
+CLI_ONLY = {"--batch", "--concurrency", "--resume", "--credits", "--demo", "--fresh"}
 HELP = {"-h", "--help"}
 
 
@@ -33,7 +33,7 @@ def _flags(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def test_notebook_only_options_are_the_expected_ones():
-    assert {o.long for o in NOTEBOOK_ONLY} == {"--out", "--no-wait", "--dry-run"}
+    assert {o.long for o in NOTEBOOK_ONLY} == {"--out", "--no-wait", "--dry-run", "--yes"}
     assert SHARED and not any(o.notebook_only for o in SHARED)
 
 

@@ -1,4 +1,4 @@
-"""The live panel: Save #n saves image n, updates from two threads end on the final state, demo.
+"""The live panel: updates from two threads end on the final state; Stop; demo.
 
 Widgets made outside a kernel have no comm, so trait values are what a front end would show.
 """
@@ -34,33 +34,16 @@ def client_for(server: MockKieServer, **kwargs: Any) -> KieClient:
     return KieClient(KEY, base_url=server.url, upload_url=server.url, **kwargs)
 
 
-def widgets(root: w.Widget) -> Iterator[w.Widget]:
-    yield root
-    for child in getattr(root, "children", ()):
-        yield from widgets(child)
-
-
-def save_buttons(panel: TaskPanel) -> list[w.Button]:
-    return [b for b in widgets(panel)
-            if isinstance(b, w.Button) and b.description.startswith("Save #")]
-
-
-@pytest.mark.parametrize("show_images", [True, False], ids=["no-wait", "blocking"])
-def test_save_2_writes_only_the_second_image(srv, tmp_path, show_images):
-    task = kie_jupyter.generate("four foxes", variants=4, client=client_for(srv))
-    assert task.status is TaskStatus.SUCCESS and len(task.numbered_images()) == 4
-    out = tmp_path / "saved"
-    panel = TaskPanel(task, show_images=show_images, save_dir=out)
-    buttons = save_buttons(panel)
-    assert [b.description for b in buttons] == ["Save #1", "Save #2", "Save #3", "Save #4"]
-
-    buttons[1].click()
-
-    pngs = sorted(p.name for p in out.iterdir() if p.suffix != ".json")
-    assert pngs == [f"{task.task_id}_1.png"]
-    assert (out / f"{task.task_id}.json").is_file()
-    assert f"{task.task_id}_1.png" in panel.message.value
-    assert "_0.png" not in panel.message.value
+def test_stop_button_only_for_background_tasks(srv):
+    request = GenerationRequest(prompt="an owl", size="1:1", variants=1)
+    task = Task(request, client=client_for(srv))
+    blocking, background = TaskPanel(task), TaskPanel(task, background=True)
+    assert blocking.stop_button.layout.display == "none" and "interrupt" in blocking.hint.value
+    assert background.hint.layout.display == "none"
+    background.stop_button.click()
+    task.start()
+    task.wait(10)
+    assert task.status is TaskStatus.STOPPED
 
 
 class _ContendedLock:
@@ -89,7 +72,7 @@ def test_update_from_two_threads_ends_on_the_final_state(srv, monkeypatch):
     """
     request = GenerationRequest(prompt="a race", size="1:1", variants=1)
     task = Task(request, client=client_for(srv))
-    panel = TaskPanel(task, show_images=False)
+    panel = TaskPanel(task)
     go = threading.Event()
     panel._update_lock = _ContendedLock(go.set)  # type: ignore[assignment]
     task.subscribe(panel.update)
@@ -114,15 +97,14 @@ def test_update_from_two_threads_ends_on_the_final_state(srv, monkeypatch):
     assert panel.status.value.startswith("Done in")
     assert panel.status.value == status_text(task, front_end="notebook")
     assert panel.bar.bar_style == "success" and panel.bar.value == 1.0
-    children = panel.grid.children
-    assert len(children) == 1
+    children = panel.children
     panel.update(task)  # idempotent: nothing is rebuilt
-    assert panel.grid.children is children
+    assert panel.children is children
     assert panel.status.value == status_text(task, front_end="notebook")
 
 
 def _chips(task: Task) -> str:
-    return TaskPanel(task, show_images=False).chips.value
+    return TaskPanel(task).chips.value
 
 
 def test_demo_task_says_demo_and_a_live_one_does_not():

@@ -17,6 +17,8 @@ class FourOBackend:
     the rate limit, uploads and downloads)."""
 
     family = "4o"
+    #: Where submissions go (shown by dry runs).
+    submit_path = "/api/v1/gpt4o-image/generate"
 
     def __init__(self, client: KieClient) -> None:
         self.client = client

@@ -164,6 +164,8 @@ class KontextBackend:
     """``/api/v1/flux/kontext/*`` over a :class:`KieClient`."""
 
     family = "kontext"
+    #: Where submissions go (shown by dry runs).
+    submit_path = KONTEXT_GENERATE_PATH
 
     def __init__(self, client: KieClient) -> None:
         self.client = client

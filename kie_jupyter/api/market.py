@@ -265,6 +265,8 @@ class MarketBackend:
     """
 
     family = "market"
+    #: Where submissions go (shown by dry runs).
+    submit_path = CREATE_TASK_PATH
 
     def __init__(self, client: KieClient, *, names: Mapping[str, str] | None = None) -> None:
         self.client = client

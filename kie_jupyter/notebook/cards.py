@@ -1,8 +1,13 @@
-"""The static output of a task: HTML with embedded images and a plain-text fallback.
+"""The static card of a task (or a grid of tasks): HTML with embedded images, and text.
 
-This is what a saved notebook keeps, so it shows on GitHub or nbviewer with no kernel.
+This is what a saved notebook keeps: the live panel gives way to it when the task ends, so
+it shows in JupyterLab, Notebook 7, nbviewer or GitHub with no kernel and no widget state.
+Each fact appears once: a header (model, chips, status, task id, "demo"), the prompt, then the
+images with the expression that picks each (``fox[0]``) or the reason there are none.
+
 Images are embedded as bytes (result URLs expire), sized by the ``embed`` setting:
-``thumb`` (a small copy when Pillow is installed), ``full`` or ``none``.
+``thumb`` (a small JPEG copy), ``full`` or ``none``. Colours are JupyterLab's CSS variables
+(``--jp-*``) with light fallbacks for pages without them (nbviewer), so a dark theme reads.
 """
 
 from __future__ import annotations
@@ -10,10 +15,15 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import TYPE_CHECKING, Any
+import itertools
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
-from ..api.imagedata import sniff_image
+from PIL import Image
+
+from ..api.imagedata import mime_of
 from ..api.models import TaskStatus
 from ..hints import status_text, with_hint
 
@@ -23,6 +33,11 @@ if TYPE_CHECKING:
 __all__ = [
     "EMBED_CHOICES",
     "THUMB_SIZE",
+    "Card",
+    "SweepCard",
+    "sweep_bundle",
+    "card_bundle",
+    "name_task",
     "static_bundle",
     "status_text",
     "summary_lines",
@@ -35,13 +50,8 @@ THUMB_SIZE = 320
 
 
 def thumbnail(data: bytes, size: int = THUMB_SIZE) -> tuple[bytes, str]:
-    """A small JPEG copy of an image, or the image itself when Pillow is missing."""
-    info = sniff_image(data)
-    mime = info.mime_type if info else "image/png"
-    try:
-        from PIL import Image
-    except ImportError:
-        return data, mime
+    """A small JPEG copy of an image and its MIME type (the image itself if Pillow cannot
+    read it)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.thumbnail((size, size))
@@ -49,7 +59,7 @@ def thumbnail(data: bytes, size: int = THUMB_SIZE) -> tuple[bytes, str]:
             im.convert("RGB").save(out, format="JPEG", quality=82, optimize=True)
             return out.getvalue(), "image/jpeg"
     except Exception:  # an image Pillow cannot read is embedded as it is
-        return data, mime
+        return data, mime_of(data)
 
 
 def _safe_link(url: str) -> str | None:
@@ -79,56 +89,267 @@ def summary_lines(task: Task) -> list[str]:
     if task.save_error:
         lines.append(task.save_error)
     lines.extend(f"saved: {path}" for path in task.saved_paths)
-    if task.done and task.completed:
+    if task.status.finished and task.completed:
         lines.append(f"time: {task.elapsed:.1f} s")
     return lines
 
 
-def static_bundle(task: Task, embed: str = "thumb") -> dict[str, Any]:
-    """The mimebundle of a task's static output (``text/html`` and ``text/plain``)."""
-    esc = html.escape
+# -- theme ------------------------------------------------------------------------------------
+# JupyterLab's variables, each with the light value a page without them (nbviewer) uses.
+
+FONT = "var(--jp-ui-font-family, sans-serif)"
+TEXT = "var(--jp-content-font-color1, #1f1f1f)"
+MUTED = "var(--jp-content-font-color2, #5f6368)"
+CHIP_BG = "var(--jp-layout-color2, #eeeeee)"
+BORDER = "var(--jp-border-color2, #e0e0e0)"
+ERROR = "var(--jp-error-color1, #c62828)"
+LINK = "var(--jp-content-link-color, #1a73e8)"
+CODE_FONT = "var(--jp-code-font-family, monospace)"
+#: A demo task stands out: its images are made up and cost nothing. The orange is light in
+#: JupyterLab's light and dark themes alike, so its text stays dark in both.
+DEMO_BG = "var(--jp-warn-color3, #ffe0b2)"
+DEMO_TEXT = "#3e2700"
+CHIP = f"display:inline-block;border-radius:9px;padding:0 7px;margin:0 4px 2px 0;" \
+       f"font-size:85%;line-height:1.6;background:{CHIP_BG};color:{TEXT}"
+
+# -- names ------------------------------------------------------------------------------------
+
+#: The notebook name each task was given (``-o fox`` → ``fox``), so the card can show the
+#: expression that picks each image. Weak: a card never keeps a task alive.
+_names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+#: One task, one row of tasks, or rows of tasks (a sweep, a comparison, a gallery).
+Cardable = Union["Task", Sequence["Task"], Sequence[Sequence["Task"]]]
+
+
+def name_task(task: Task, name: str) -> None:
+    """Remember the notebook variable that holds ``task`` (the card shows ``name[i]``)."""
+    _names[task] = name
+
+
+def chips(task: Task) -> list[str]:
+    """The parameter chips of a task, as plain labels (the panel shows the same)."""
     p = task.params
-    chips = " ".join(
-        f'<span style="background:#eef;border-radius:8px;padding:1px 7px;margin-right:4px">'
-        f"{esc(str(label))}</span>"
-        for label in (p.get("size"), f"×{p.get('variants', 1)}", task.status.value,
-                      "demo" if getattr(task, "demo", False) else None)
-        if label
-    )
-    parts = [
-        '<div class="kie4o-static" style="font-family:sans-serif">',
-        f'<div style="margin:2px 0"><b>kie4o</b> {chips} '
-        f'<code style="font-size:85%">{esc(task.task_id or "")}</code></div>',
-        f'<div style="white-space:pre-wrap;color:#333;margin:2px 0">'
-        f"{esc(task.prompt[:2000])}</div>",
-    ]
+    labels = [p.get("size"), f"×{p.get('variants', 1)}" if p else None]
+    if p.get("files"):
+        labels.append(f"{len(p['files'])} input image(s)")
+    if p.get("mask"):
+        labels.append("mask")
+    if p.get("enhance"):
+        labels.append("enhance")
+    if p.get("fallback"):
+        labels.append(f"fallback {p.get('fallback_model') or 'FLUX_MAX'}")
+    return [str(label) for label in labels if label]
+
+
+def chip_html(task: Task) -> str:
+    """The chips as HTML, "demo" first when the task ran in demo mode."""
+    esc = html.escape
+    out = "".join(f'<span class="kie4o-chip" style="{CHIP}">{esc(c)}</span>'
+                  for c in chips(task))
+    if getattr(task, "demo", False):
+        style = f"{CHIP};background:{DEMO_BG};color:{DEMO_TEXT}"
+        out = (f'<span class="kie4o-chip kie4o-demo" style="{style}" '
+               'title="demo mode: made-up images from the bundled mock server, no credits '
+               'spent">demo</span>' + out)
+    return out
+
+
+def _head_status(task: Task) -> str:
+    """The status as the header says it: the outcome only (the reason is below, once)."""
+    if task.status is TaskStatus.SUCCESS or not task.status.finished:
+        return status_text(task)
+    return {TaskStatus.FAILED: "Failed", TaskStatus.TIMED_OUT: "Timed out",
+            TaskStatus.STOPPED: "Stopped"}.get(task.status, task.status.value)
+
+
+def _reason(task: Task) -> str | None:
+    """Why a finished task has no images, in plain words with what to do."""
+    if task.status is TaskStatus.STOPPED:
+        return status_text(task, front_end="notebook")
     if task.error:
-        reason = with_hint(str(task.error), _fix_of(task), "notebook", task.task_id)
-        parts.append(f'<div style="color:#b00020">{esc(reason)}</div>')
-    images = task.numbered_images() if task.done else []
+        return with_hint(str(task.error), _fix_of(task), "notebook", task.task_id)
+    return None
+
+
+def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None) -> str:
+    esc = html.escape
+    body, mime = thumbnail(data) if embed == "thumb" else (data, mime_of(data))
+    src = f"data:{mime};base64," + base64.b64encode(body).decode("ascii")
+    width = THUMB_SIZE if embed == "thumb" else 512
+    pick = f"{name}[{n}]" if name else f"[{n}]"
+    tip = (f"{pick}.save('image.png') writes this image; {pick} is its TaskImage"
+           if name else "display the task with a name (-o NAME) to pick its images by name")
+    if name == "_kie4o":
+        tip += " (_kie4o is the latest task: -o NAME keeps a name)"
+    link = _safe_link(task.urls[n]) if n < len(task.urls) else None
+    full = (f' · <a href="{esc(link, quote=True)}" target="_blank" rel="noopener" '
+            f'download="{esc(f"{task.task_id}_{n}", quote=True)}" '
+            f'style="color:{LINK};text-decoration:underline">full size</a>') if link else ""
+    return (f'<figure style="margin:0"><img src="{src}" alt="{esc(pick, quote=True)}" '
+            f'style="max-width:min({width}px,100%);height:auto;display:block;'
+            f'border-radius:3px"/><figcaption style="font-size:85%;color:{MUTED}">'
+            f'<code style="font-family:{CODE_FONT};color:{TEXT}" '
+            f'title="{esc(tip, quote=True)}">{esc(pick)}</code>{full}</figcaption></figure>')
+
+
+def card_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
+    """One task's card: header, prompt, images (or the reason there are none), notes."""
+    esc = html.escape
+    name = name or _names.get(task)
+    family = getattr(task, "model", None) or getattr(getattr(task, "backend", None), "family",
+                                                    "4o")
+    parts = [
+        f'<div class="kie4o-card kie4o-static" style="font-family:{FONT};color:{TEXT};'
+        f'border:1px solid {BORDER};border-radius:6px;padding:6px 10px;margin:2px 0;'
+        f'max-width:100%;box-sizing:border-box">',
+        f'<div class="kie4o-head" style="margin:0 0 4px">'
+        f'<b>kie4o</b> <span style="color:{MUTED};margin-right:6px">{esc(family)} image</span>'
+        f'{chip_html(task)}<span class="kie4o-status" style="margin:0 6px 0 2px">'
+        f'{esc(_head_status(task))}</span>'
+        f'<code class="kie4o-id" style="font-family:{CODE_FONT};font-size:85%;color:{MUTED}">'
+        f'{esc(task.task_id or "")}</code></div>',
+        f'<div class="kie4o-prompt" style="white-space:pre-wrap;color:{TEXT};margin:2px 0 6px;'
+        f'max-height:12em;overflow:auto;line-height:1.35">{esc(task.prompt[:2000])}</div>',
+    ]
+    # The status, not task.done: a listener draws the card as the task ends, a moment
+    # before done is set.
+    ended = task.status.finished
+    reason = _reason(task) if ended else None
+    if reason:
+        parts.append(f'<div class="kie4o-error" style="color:{ERROR}">{esc(reason)}</div>')
+    images = task.numbered_images() if ended else []
     if images and embed != "none":
-        parts.append('<div style="display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start">')
-        for n, data in images:
-            body, mime = thumbnail(data) if embed == "thumb" else (data, _mime(data))
-            src = f"data:{mime};base64," + base64.b64encode(body).decode("ascii")
-            width = THUMB_SIZE if embed == "thumb" else 512
-            link = _safe_link(task.urls[n]) if n < len(task.urls) else None
-            caption = (f'<a href="{esc(link, quote=True)}" target="_blank" rel="noopener" '
-                       f'style="color:#1a73e8;text-decoration:underline">'
-                       f"full size</a>") if link else ""
-            parts.append(
-                f'<figure style="margin:0"><img src="{src}" alt="image {n + 1}" '
-                f'style="max-width:{width}px;height:auto;display:block"/>'
-                f'<figcaption style="font-size:85%">#{n + 1} {caption}</figcaption></figure>'
-            )
+        parts.append('<div class="kie4o-images" style="display:flex;flex-wrap:wrap;gap:8px;'
+                     'align-items:flex-start">')
+        parts.extend(_figure(task, n, data, embed, name) for n, data in images)
         parts.append("</div>")
-    notes = [f"image {n + 1}: {reason}" for n, reason in sorted(task.image_errors.items())]
+    elif images:
+        picks = ", ".join(f"{name}[{n}]" if name else f"#{n + 1}" for n, _ in images)
+        parts.append(f'<div style="color:{MUTED}">{len(images)} image(s), not embedded '
+                     f'(embed = none): <code style="font-family:{CODE_FONT}">{esc(picks)}'
+                     "</code></div>")
+    notes = [f"image {n + 1}: {why}" for n, why in sorted(task.image_errors.items())]
     notes += [task.save_error] if task.save_error else []
-    parts.extend(f'<div style="color:#b00020">{esc(note)}</div>' for note in notes)
+    parts.extend(f'<div style="color:{ERROR}">{esc(note)}</div>' for note in notes)
+    parts.extend(f'<div style="color:{MUTED};font-size:85%">saved <code style="font-family:'
+                 f'{CODE_FONT}">{esc(path)}</code></div>' for path in task.saved_paths)
     parts.append("</div>")
-    return {"text/html": "".join(parts), "text/plain": "\n".join(summary_lines(task))}
+    return "".join(parts)
 
 
-def _mime(data: bytes) -> str:
-    info = sniff_image(data)
-    return info.mime_type if info else "image/png"
+def _rows(item: Cardable) -> list[list[Task]]:
+    if isinstance(item, Sequence) and not isinstance(item, str | bytes):
+        rows = [list(r) if isinstance(r, Sequence) else [r] for r in item]
+        return rows if any(isinstance(r, Sequence) for r in item) else [list(item)]
+    return [[item]]  # type: ignore[list-item]
+
+
+def card_bundle(item: Cardable, embed: str = "thumb", *,
+                names: dict[int, str] | None = None) -> dict[str, Any]:
+    """The mimebundle (``text/html`` and ``text/plain``) of one task's card or of a grid.
+
+    ``item`` is a task, a row of tasks or rows of tasks (a sweep, a comparison, a gallery);
+    ``names`` maps ``id(task)`` to the name that picks its images, where not remembered by
+    :func:`name_task`.
+    """
+    names = names or {}
+    rows = _rows(item)
+    tasks = [t for row in rows for t in row]
+    if len(tasks) == 1:
+        task = tasks[0]
+        return {"text/html": card_html(task, embed, names.get(id(task))),
+                "text/plain": "\n".join(summary_lines(task))}
+    width = max(len(row) for row in rows)
+    cells = "".join(card_html(t, embed, names.get(id(t))) for row in rows for t in row)
+    grid = (f'<div class="kie4o-grid" style="display:grid;gap:8px;grid-template-columns:'
+            f'repeat({width},minmax(0,1fr));align-items:start">{cells}</div>')
+    text = "\n\n".join("\n".join(summary_lines(t)) for t in tasks)
+    return {"text/html": grid, "text/plain": text}
+
+
+def static_bundle(task: Task, embed: str = "thumb") -> dict[str, Any]:
+    """The mimebundle of a task's static card (``Task.renderer``: ``display(task)``)."""
+    return card_bundle(task, embed)
+
+
+def sweep_bundle(sweep: Any, embed: str = "thumb", name: str | None = None) -> dict[str, Any]:
+    """A sweep as one labelled grid: rows and columns are the values of its last two
+    dimensions, earlier ones stack as sections; each cell the task's card (live: its state).
+
+    ``name`` is the sweep's variable, so each image says how to pick it
+    (``sw['oil', '3:2'][0]``).
+    """
+    esc = html.escape
+    axes = list(sweep.axes)
+    counts = sweep.counts()
+    head = (f"kie4o sweep — {counts['done']} of {counts['total']} done"
+            + (f" ({counts['succeeded']} succeeded, {counts['failed']} failed)"
+               if counts["done"] else ""))
+    dims = " × ".join(f"{a.name} ({len(a.values)})" for a in axes)
+    by_labels = {labels: task for labels, task in sweep.cells}
+
+    def pick(labels: tuple[str, ...]) -> str | None:
+        return f"{name}[{', '.join(repr(v) for v in labels)}]" if name else None
+
+    def cell(labels: tuple[str, ...]) -> str:
+        task = by_labels.get(labels)
+        return card_html(task, embed, pick(labels)) if task is not None else ""
+
+    cols = axes[-1] if axes else None
+    rows = axes[-2] if len(axes) >= 2 else None
+    sections = axes[:-2]
+    parts = [f'<div class="kie4o-sweep" style="font-family:{FONT};color:{TEXT}">'
+             f'<div class="kie4o-sweep-head" style="margin:2px 0 6px"><b>{esc(head)}</b> '
+             f'<span style="color:{MUTED}">{esc(dims)}</span></div>']
+    label_style = f'style="color:{MUTED};font-weight:600;padding:2px 4px"'
+    for outer in itertools.product(*(a.values for a in sections)):
+        if outer:
+            title = " · ".join(f"{a.name}: {v}" for a, v in zip(sections, outer, strict=True))
+            parts.append(f'<div class="kie4o-section" {label_style}>{esc(title)}</div>')
+        ncols = len(cols.values) if cols else 1
+        parts.append(f'<div class="kie4o-grid" style="display:grid;gap:8px;align-items:start;'
+                     f'grid-template-columns:{"auto " if rows else ""}'
+                     f'repeat({ncols},minmax(0,1fr))">')
+        if cols:
+            if rows:
+                parts.append("<div></div>")
+            parts.extend(f'<div class="kie4o-col" {label_style}>{esc(v)}</div>'
+                         for v in cols.values)
+        for r in (rows.values if rows else (None,)):
+            if rows:
+                parts.append(f'<div class="kie4o-row" {label_style}>{esc(r or "")}</div>')
+            for v in (cols.values if cols else (None,)):
+                labels = tuple(x for x in (*outer, r, v) if x is not None)
+                parts.append(cell(labels))
+        parts.append("</div>")
+    parts.append("</div>")
+    lines = [f"{head}; {dims}"]
+    for labels, task in sweep.cells:
+        lines.append(f"  [{', '.join(labels)}] " + " ".join(summary_lines(task)[:1]))
+    return {"text/html": "".join(parts), "text/plain": "\n".join(lines)}
+
+
+class SweepCard:
+    """A displayable grid of a sweep (what the magic shows, live and at the end)."""
+
+    def __init__(self, sweep: Any, embed: str = "thumb", name: str | None = None) -> None:
+        self.sweep = sweep
+        self.embed = embed
+        self.name = name
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return sweep_bundle(self.sweep, self.embed, self.name)
+
+
+class Card:
+    """A displayable card of one task or a grid of tasks (``display(Card(task))``)."""
+
+    def __init__(self, item: Cardable, embed: str = "thumb", *,
+                 names: dict[int, str] | None = None) -> None:
+        self.item = item
+        self.embed = embed
+        self.names = names
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return card_bundle(self.item, self.embed, names=self.names)

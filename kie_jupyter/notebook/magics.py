@@ -6,31 +6,31 @@ Thin: options are parsed by :mod:`.options`, requests made by :mod:`.client`, ta
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from IPython.core.error import StdinNotImplementedError, UsageError
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.display import display
-from traitlets import Enum, Float, Unicode
+from traitlets import Enum, Float, Int, Unicode
 
-from ..api.client import KieClient, check_key
-from ..api.errors import KieConfigError, KieError, TaskNotFoundError
+from ..api.client import KieClient
+from ..api.errors import KieConfigError, KieError
 from ..api.models import Size, TaskStatus
+from ..api.registry import backend_for
 from ..engine.checks import check_save_dir, check_timeout
-from ..engine.history import HistoryEntry, HistoryStore, default_output_dir
+from ..engine.history import HistoryStore, default_output_dir
 from ..engine.inputs import PENDING_UPLOAD
 from ..engine.poller import PollSchedule
+from ..engine.sweep import Sweep
 from ..engine.task import Task
 from ..hints import with_hint
-from . import options
-from .cards import EMBED_CHOICES, status_text
+from . import options, subcommands
+from .cards import EMBED_CHOICES, SweepCard, name_task, status_text
 from .demo import (
-    BANNER,
     DEMO_KEY,
     DemoHandover,
     DemoServer,
@@ -39,11 +39,8 @@ from .demo import (
     stop_tasks,
     unpark,
 )
-from .views import config_table, history_table, status_snapshot
 
 __all__ = ["Kie4o"]
-
-SUBCOMMANDS = ("login", "demo", "status", "resume", "history", "credits", "config")
 
 
 def _usage(exc: KieError, prefix: str = "", task_id: str | None = None) -> UsageError:
@@ -75,6 +72,10 @@ class Kie4o(Magics):
                  ).tag(config=True)
     frontend = Enum(["auto", "widget", "text"], "auto",
                     help="auto: widgets in a kernel, text in a terminal").tag(config=True)
+    model = Unicode("4o", help="the model when --model is not given (`%kie4o models`)"
+                    ).tag(config=True)
+    confirm_over = Int(8, min=1, help="a sweep of more tasks than this needs --yes"
+                       ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -181,11 +182,16 @@ class Kie4o(Magics):
 
     def _cell(self, line: str, cell: str) -> None:
         opts = options.parse_cell(self.kie4o, line, cell, self.shell.user_ns,
-                                  default_size=self.default_size)
+                                  default_size=self.default_size, default_model=self.model)
         client = self.client()
         if opts.dry_run:
             display(self._dry_run(opts, client))
             return None
+        if opts.is_sweep and len(opts.runs) > self.confirm_over and not opts.yes:
+            raise UsageError(
+                f"this sweep makes {len(opts.runs)} tasks ({opts.image_count} images), more "
+                f"than %config Kie4o.confirm_over = {self.confirm_over}: add --yes to the "
+                "option line to send them (nothing was sent)")
         if not client.has_key:
             raise UsageError(
                 "no API key: set the KIE_API_KEY environment variable, run `%kie4o login`, "
@@ -197,13 +203,78 @@ class Kie4o(Magics):
             save_dir = check_save_dir(opts.save, "--save") if opts.save is not None else None
         except KieError as exc:
             raise _usage(exc) from None
-        task = Task(
-            opts.request, client=client, inputs=opts.images, mask=opts.mask,
-            timeout=timeout, schedule=PollSchedule(min_interval=self.poll_interval),
-            save_dir=save_dir, embed=self.embed, history=self.history(),
-        )
-        self._run_task(task, out=opts.out, wait=not opts.no_wait)
+        tasks = [
+            Task(run.request, client=client, backend=backend_for(run.model, client),
+                 inputs=opts.images, mask=opts.mask, timeout=timeout,
+                 schedule=PollSchedule(min_interval=self.poll_interval), save_dir=save_dir,
+                 embed=self.embed, history=self.history(),
+                 labels={"sweep": " / ".join(run.labels)} if run.labels else None)
+            for run in opts.runs
+        ]
+        if not opts.is_sweep:
+            self._run_task(tasks[0], out=opts.out, wait=not opts.no_wait)
+            return None
+        sweep = Sweep(opts.axes, [(run.labels, task)
+                                  for run, task in zip(opts.runs, tasks, strict=True)],
+                      embed=self.embed)
+        self._run_sweep(sweep, out=opts.out, wait=not opts.no_wait)
         return None
+
+    def _run_sweep(self, sweep: Sweep, *, out: str | None, wait: bool) -> None:
+        """Start every task of a sweep and show one grid, live, then as its static card.
+
+        The grid is static HTML updated in place (the same display): it needs no widget, so
+        it shows the same in every front end and a saved notebook keeps the final grid. A
+        blocking cell updates it from its own thread; a ``--no-wait`` sweep from a thread of
+        its own. Ctrl-C stops every task and ends the cell in error.
+        """
+        self._tasks = [t for t in self._tasks if not t.done] + sweep.tasks
+        self.shell.user_ns["_kie4o"] = sweep
+        if out:
+            self.shell.user_ns[out] = sweep
+        view = SweepCard(sweep, self.embed, out or "_kie4o")
+        for task in sweep.tasks:
+            task.start()  # in parallel: the client's limiter keeps the account's rate
+        handle = display(view, display_id=True)
+        text = not self._widgets()
+
+        def follow(stop: threading.Event | None = None) -> None:
+            shown = None
+            while not sweep.done and not (stop and stop.is_set()):
+                counts = sweep.counts()
+                state = (counts["done"], tuple(t.status for t in sweep.tasks),
+                         tuple(round(t.progress, 2) for t in sweep.tasks))
+                if state != shown:
+                    shown = state
+                    if handle is not None:
+                        handle.update(view)
+                    if text:
+                        print(f"kie4o: {counts['done']} of {counts['total']} done", flush=True)
+                for task in sweep.tasks:
+                    if not task.done:
+                        task.wait(0.4)
+                        break
+            if handle is not None:
+                handle.update(view)
+
+        if not wait:
+            threading.Thread(target=follow, name="kie4o-sweep", daemon=True).start()
+            return
+        try:
+            follow()
+        except KeyboardInterrupt:
+            sweep.stop()
+            sweep.wait(5)
+            if handle is not None:
+                handle.update(view)
+            sent = [t.task_id for t in sweep.tasks if t.task_id and not t.done]
+            if sent:
+                print(f"kie4o: stopped following {len(sent)} task(s) of the sweep; they go on "
+                      f"at KIE.AI — `%kie4o resume ID` for each: {', '.join(sent)}")
+            raise UsageError("kie4o: interrupted (Ctrl-C); this cell ends in error so that "
+                             "Run All stops here") from None
+        finally:
+            self._tasks = [t for t in self._tasks if not t.done]
 
     def _run_task(self, task: Task, *, out: str | None, wait: bool) -> None:
         """Start and show a task; when waiting, a Ctrl-C ends the cell in error."""
@@ -212,10 +283,14 @@ class Kie4o(Magics):
         self.shell.user_ns["_kie4o"] = task
         if out:
             self.shell.user_ns[out] = task
+        name_task(task, out or "_kie4o")  # the card shows fox[0] (or _kie4o[0])
         if self._widgets():
             interrupted = self._run_with_panel(task, wait)
         else:
             interrupted = self._run_as_text(task, wait)
+        # Only unfinished tasks are kept (to stop them at unload): a finished one belongs to
+        # the notebook's names alone, and goes when they do.
+        self._tasks = [t for t in self._tasks if not t.done]
         if interrupted:
             # A cell that ends in error stops Run All before the next (paid) cell; a
             # UsageError is shown as one line, with no traceback.
@@ -223,23 +298,41 @@ class Kie4o(Magics):
                              "Run All stops here")
 
     def _run_with_panel(self, task: Task, wait: bool) -> bool:
+        """The live panel while the task runs, then its card in the same display.
+
+        A blocking cell updates the panel from its own thread as well (front ends that drop
+        updates sent from background threads still show progress) and puts the card in place
+        itself; a ``--no-wait`` task's own thread does it when the task ends.
+        """
         from .panel import TaskPanel  # ipywidgets is imported only when a panel is shown
 
         task.start()  # first: the request leaves before the panel is built (submit latency)
-        panel = TaskPanel(task, show_images=not wait, save_dir=task.save_dir)
-        task.subscribe(panel.update)
-        panel.update(task)  # whatever happened while it was being built
-        handle = display(panel, display_id=True)
+        panel = TaskPanel(task, background=not wait, embed=task.embed)
+        self._resend_cards_hook()
+        panel.show()
+        # Listen only once shown (the card needs the display); a task that ended meanwhile
+        # is seen by the check below.
+        panel.follow()
+        panel.update()
         if not wait:
+            if task.status.finished:
+                panel.finish()
             return False
-        interrupted = self._wait(task)
-        if handle is not None:
-            handle.update(panel)  # refresh the text/plain fallback kept in the notebook
-        # The static output is what a saved notebook keeps (widgets need their kernel): the
-        # images on success, the reason otherwise.
-        if task.status is not TaskStatus.SUCCESS or task.embed != "none":
-            display(task)
+        interrupted = self._wait(task, panel.update)
+        if not task.status.finished:
+            # Interrupted and not yet ended: its own thread puts the card in place later.
+            panel.background = True
+        if task.status.finished:
+            panel.finish()
         return interrupted
+
+    def _resend_cards_hook(self) -> None:
+        """Register, once per shell, the hook that resends cards finished between cells."""
+        from .panel import resend_cards
+
+        events = getattr(self.shell, "events", None)
+        if events is not None and resend_cards not in events.callbacks["pre_run_cell"]:
+            events.register("pre_run_cell", resend_cards)
 
     def _run_as_text(self, task: Task, wait: bool) -> bool:
         task.start()
@@ -297,180 +390,32 @@ class Kie4o(Magics):
                   "its id will appear in `%kie4o history`")
 
     def _dry_run(self, opts: options.CellOptions, client: KieClient) -> Any:
-        body = opts.request.to_body()
-        if "filesUrl" in body:
+        """Every request the cell would send (uploads named, key masked); nothing is sent."""
+        local = [i.label for i in opts.images if i.url is None]
+        blocks = []
+        for run in opts.runs:
+            body = run.request.to_body()
+            path = getattr(backend_for(run.model, client), "submit_path",
+                           "/api/v1/gpt4o-image/generate")
+            text = json.dumps(body, indent=2, ensure_ascii=False)
+            names = iter(local)
             # Only local files are uploads; a URL is sent as it is (and shown as such).
-            local = iter(i.label for i in opts.images if i.url is None)
-            body["filesUrl"] = [f"<upload of {next(local)}>" if u == PENDING_UPLOAD else u
-                                for u in body["filesUrl"]]
-        if body.get("maskUrl") == PENDING_UPLOAD and opts.mask:
-            body["maskUrl"] = f"<upload of {opts.mask.label}>"
-        text = (
-            f"POST {client.base_url}/api/v1/gpt4o-image/generate\n"
-            f"Authorization: Bearer {client.masked_key()}\n"
-            f"Content-Type: application/json\n\n"
-            f"{json.dumps(body, indent=2, ensure_ascii=False)}\n\n"
-            "(dry run: nothing was sent)"
-        )
-        return _Text(text)
+            while f'"{PENDING_UPLOAD}"' in text:
+                label = next(names, None) or (opts.mask.label if opts.mask else "file")
+                text = text.replace(f'"{PENDING_UPLOAD}"',
+                                    json.dumps(f"<upload of {label}>"), 1)
+            where = f"# {' / '.join(run.labels)}\n" if run.labels else ""
+            blocks.append(f"{where}POST {client.base_url}{path}\n"
+                          f"Authorization: Bearer {client.masked_key()}\n"
+                          f"Content-Type: application/json\n\n{text}")
+        count = f"{len(blocks)} requests" if len(blocks) > 1 else "1 request"
+        return _Text("\n\n".join(blocks) + f"\n\n(dry run: {count}, nothing was sent)")
 
     # -- line magic ------------------------------------------------------------------------
 
     def _line(self, line: str) -> Any:
-        # Split first, then fill $name and {expr} word by word (the decorator that keeps the
-        # cell magic's `-i $task` intact turns IPython's own expansion off for both forms):
-        # a value with spaces stays one word, and what cannot be filled is an error, not sent.
-        words = options.split_line(line, "%kie4o")
-        if not words:
-            raise UsageError(f"%kie4o: give a subcommand: {', '.join(SUBCOMMANDS)}")
-        sub = words[0]
-        if sub not in SUBCOMMANDS:
-            raise UsageError(
-                f"%kie4o: {sub!r} is not a subcommand ({', '.join(SUBCOMMANDS)}); to generate, "
-                "use the cell magic: options on the %%kie4o line, the prompt on the lines "
-                "below it"
-            )
-        args, _ = options.expand_words(words[1:], self.shell.user_ns, where=f"%kie4o {sub}",
-                                       prefix=f"%kie4o {sub} ")
-        return getattr(self, f"_cmd_{sub}")(args)
-
-    def _cmd_login(self, args: list[str]) -> None:
-        if args:
-            raise UsageError("%kie4o login takes no argument: the key is asked with a hidden "
-                             "prompt so it is never saved in the notebook")
-        try:
-            key = check_key(getpass.getpass("KIE.AI API key (hidden): "))
-        except (StdinNotImplementedError, EOFError):
-            raise UsageError("%kie4o login: this front end cannot ask for input (no terminal); "
-                             "set the KIE_API_KEY environment variable instead") from None
-        except KieConfigError as exc:
-            raise _usage(exc, "%kie4o login: ") from None
-        if not key:
-            raise UsageError("%kie4o login: no key entered")
-        self._api_key = key
-        print("kie4o: key kept in memory for this session (never written to disk).")
-
-    def _cmd_demo(self, args: list[str]) -> None:
-        mode = args[0].lower() if args else "on"
-        if len(args) > 1 or mode not in ("on", "off"):
-            raise UsageError("%kie4o demo: use `%kie4o demo`, `%kie4o demo on` or "
-                             "`%kie4o demo off`")
-        if mode == "on":
-            url = self.demo.start()
-            print(BANNER.format(url=url))
-        else:
-            was = self.demo.running
-            demo_clients = [self._clients.pop(k) for k in list(self._clients) if k[0] == "demo"]
-            for task in self._tasks:
-                if task.client in demo_clients:
-                    task.stop()  # its server is going away
-            for client in demo_clients:
-                client.close()
-            self.demo.stop()
-            print("kie4o: demo mode off; " + self.load_message().removeprefix("kie4o: ")
-                  if was else "kie4o: demo mode was not on")
-
-    def _task_id_arg(self, args: list[str], sub: str) -> str:
-        if len(args) != 1 or not args[0].strip():
-            raise UsageError(f"%kie4o {sub}: give one task id, e.g. `%kie4o {sub} 3f2a…` "
-                             "(see `%kie4o history`)")
-        return args[0].strip()
-
-    def _lost_demo_task(self, entry: HistoryEntry | None, *, not_found: bool = False) -> bool:
-        """Whether history says a demo server made this task and that server is gone.
-
-        Demo tasks live in the demo server's memory: a new kernel, `%kie4o demo off` or a
-        restart of demo mode forgets them, which no "records are kept two months" explains.
-        """
-        if entry is None or getattr(entry, "demo", None) is not True:
-            return False
-        return not_found or not self.demo.running or entry.base_url != self.demo.url
-
-    def _lookup(self, task_id: str, sub: str) -> tuple[KieClient, Any, HistoryEntry | None]:
-        """The client, the API's record and the history entry of a task, or one error line."""
-        entry = self.history().get(task_id)
-        lost = (f"%kie4o {sub} {task_id}: a demo task, and the demo server that made it has "
-                "restarted since (a new kernel or `%kie4o demo off`); demo tasks do not survive "
-                "it — run its cell again")
-        if self._lost_demo_task(entry):
-            raise UsageError(lost)
-        client = self.client()
-        try:
-            record = client.record_info(task_id)  # an unknown id fails here, in one line
-        except TaskNotFoundError as exc:
-            if self._lost_demo_task(entry, not_found=True):
-                raise UsageError(lost) from None
-            raise _usage(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
-        except KieError as exc:
-            raise _usage(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
-        return client, record, entry
-
-    def _cmd_status(self, args: list[str]) -> Any:
-        task_id = self._task_id_arg(args, "status")
-        _, record, entry = self._lookup(task_id, "status")
-        return status_snapshot(task_id, record, entry)
-
-    def _cmd_resume(self, args: list[str]) -> None:
-        task_id = self._task_id_arg(args, "resume")
-        try:
-            timeout = check_timeout(self.timeout, "Kie4o.timeout")
-        except KieError as exc:
-            raise _usage(exc) from None
-        client, record, entry = self._lookup(task_id, "resume")
-        task = Task.resumed(task_id, client=client, entry=entry, snapshot=record,
-                            timeout=timeout, embed=self.embed, history=self.history(),
-                            schedule=PollSchedule(min_interval=self.poll_interval))
-        self._run_task(task, out=None, wait=True)
-
-    def _cmd_history(self, args: list[str]) -> Any:
-        n, search = 20, None
-        rest = list(args)
-        while rest:
-            word = rest.pop(0)
-            if word == "--search":
-                if not rest:
-                    raise UsageError("%kie4o history --search: give the text to look for")
-                search = rest.pop(0)
-            elif word.isdigit() and int(word) > 0:
-                n = int(word)
-            else:
-                raise UsageError(f"%kie4o history: {word!r} is not a positive count or "
-                                 "--search TEXT")
-        return history_table(self.history().recent(n, search), embed=self.embed != "none",
-                             search=search)
-
-    def _cmd_credits(self, args: list[str]) -> Any:
-        if args:
-            raise UsageError("%kie4o credits takes no argument")
-        client = self.client()
-        try:
-            balance = client.credits()
-        except KieError as exc:
-            raise _usage(exc, "%kie4o credits: ") from None
-        if getattr(client, "demo", False):
-            print(f"kie4o: {balance:g} credits — the demo server's pretend balance, not real "
-                  "credits (`%kie4o demo off` for your KIE.AI balance)")
-        else:
-            print(f"kie4o: {balance:g} credits")
-        return None
-
-    def _cmd_config(self, args: list[str]) -> Any:
-        if args:
-            raise UsageError("%kie4o config takes no argument; change settings with "
-                             "`%config Kie4o.<name> = value`")
-        client = self.client()
-        rows = {
-            "endpoint": client.base_url + (" (demo)" if self.demo.running else ""),
-            "upload endpoint": client.upload_url,
-            "API key": client.masked_key(),
-            "output_dir": str(self.history().directory),
-            "default_size": self.default_size,
-            "timeout": f"{self.timeout:g} s",
-            "poll_interval": f"{self.poll_interval:g} s",
-            "embed": self.embed,
-            "frontend": self.frontend,
-        }
-        return config_table(rows)
+        # Each subcommand has its own parser (with -h) and handler in .subcommands.
+        return subcommands.run(self, line)
 
 
 class _Text:
@@ -498,6 +443,8 @@ def load(shell: Any, previous: Kie4o | None = None) -> Kie4o:
     state = unpark(shell)
     magics = Kie4o(shell=shell)
     shell.register_magics(magics)
+    # %%kie: the same magic under a model-neutral name (`%%kie --model nano-banana-pro`).
+    shell.register_magic_function(magics.kie4o, "line_cell", "kie")
     if magics not in shell.configurables:
         shell.configurables.append(magics)
     transformers = getattr(shell, "input_transformers_cleanup", None)
@@ -520,7 +467,8 @@ def unload(shell: Any, magics: Kie4o) -> None:
     state = magics._take_demo()
     magics.shutdown()
     for kind in ("line", "cell"):
-        shell.magics_manager.magics[kind].pop("kie4o", None)
+        for name in ("kie4o", "kie"):
+            shell.magics_manager.magics[kind].pop(name, None)
     if magics in shell.configurables:
         shell.configurables.remove(magics)
     shell.magics_manager.registry.pop("Kie4o", None)

@@ -28,12 +28,20 @@ from IPython.utils.text import DollarFormatter
 
 from .. import optiontable
 from ..api.errors import KieError, KieUsageError
-from ..api.models import GenerationRequest, is_http_url
+from ..api.models import MAX_FILES, is_http_url
+from ..api.registry import build_request, model_spec, parse_param
 from ..engine.checks import check_timeout
-from ..engine.inputs import InputImage, request_with_inputs, resolve_images, resolve_mask
+from ..engine.inputs import (
+    PENDING_UPLOAD,
+    InputImage,
+    request_with_inputs,
+    resolve_images,
+    resolve_mask,
+)
+from ..engine.sweep import Axis, expand
 from ..hints import with_hint
 
-__all__ = ["declare", "parse_cell", "CellOptions", "fill_prompt", "split_line",
+__all__ = ["declare", "parse_cell", "CellOptions", "CellRun", "fill_prompt", "split_line",
            "expand_words", "keep_empty_body", "usage_error"]
 
 #: The long name of each flag, for error messages (``-i`` → ``--image``).
@@ -52,10 +60,20 @@ def declare(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @dataclass(frozen=True)
-class CellOptions:
-    """A parsed, checked ``%%kie4o`` cell."""
+class CellRun:
+    """One task of a cell: its labels in the sweep (none for a single task), our model's
+    name and the checked request."""
 
-    request: GenerationRequest
+    labels: tuple[str, ...]
+    model: str
+    request: Any
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    """A parsed, checked ``%%kie4o`` cell: one task, or a sweep of several (``runs``)."""
+
+    request: Any
     images: tuple[InputImage, ...]
     mask: InputImage | None
     out: str | None
@@ -63,6 +81,20 @@ class CellOptions:
     no_wait: bool
     timeout: float | None
     dry_run: bool
+    model: str = "4o"
+    runs: tuple[CellRun, ...] = ()
+    axes: tuple[Axis, ...] = ()
+    yes: bool = False
+
+    @property
+    def is_sweep(self) -> bool:
+        """True when the cell makes more than one task (or varies anything)."""
+        return len(self.runs) > 1 or bool(self.axes)
+
+    @property
+    def image_count(self) -> int:
+        """How many images the cell asks for in all (for the confirm message)."""
+        return sum(getattr(r.request, "variants", 1) or 1 for r in self.runs)
 
 
 class _Formatter(string.Formatter):
@@ -248,8 +280,14 @@ def usage_error(exc: KieError, prefix: str = "", task_id: str | None = None) -> 
 
 
 def parse_cell(magic_func: Callable[..., Any], line: str, body: str,
-               namespace: Mapping[str, Any], *, default_size: str) -> CellOptions:
-    """Parse and check one ``%%kie4o`` cell; ``UsageError`` on any bad input."""
+               namespace: Mapping[str, Any], *, default_size: str,
+               default_model: str = "4o") -> CellOptions:
+    """Parse and check one ``%%kie4o`` cell; ``UsageError`` on any bad input.
+
+    ``{a|b}`` groups in the body and comma lists in ``--model``, ``-s``, ``--resolution`` and
+    ``--quality`` expand to every combination (a sweep); every combination's request is built
+    and checked here, before anything is sent.
+    """
     words, objects = expand_words(split_line(line, "%%kie4o"), namespace,
                                   where="%%kie4o option line", objects_for=OBJECT_OPTIONS)
     # The magic's own argparse parser (the one `%%kie4o?` documents), on words, not a string.
@@ -264,24 +302,61 @@ def parse_cell(magic_func: Callable[..., Any], line: str, body: str,
         raise UsageError(f"-o/--out: {args.out!r} is not a valid Python name")
     if args.callback is not None and not is_http_url(args.callback):
         raise UsageError(f"--callback: {args.callback!r} is not an http(s) URL")
-    prompt = fill_prompt(body.strip(), namespace)
     try:
         timeout = None if args.timeout is None else check_timeout(args.timeout, "--timeout")
-        images = resolve_images(unmark(v, objects) for v in args.image)
+        params = dict(parse_param(p) for p in args.param)
+        sweepable = {name: value for name, value in (
+            ("model", args.model or default_model), ("size", args.size),
+            ("resolution", args.resolution), ("quality", args.quality)) if value is not None}
+        axes, combos = expand(body.strip(), sweepable)
+        models = {c.options["model"] for c in combos}
+        specs = {m: model_spec(m) for m in models}  # an unknown name lists the models
+        if args.variants > 1 and any(sp.variants != "native" for sp in specs.values()):
+            # Those models make one image per task: one task per variant, a sweep dimension.
+            axes, combos = expand(body.strip(), {
+                **sweepable, "variant": [str(n) for n in range(1, args.variants + 1)]})
+        most = max(sp.max_images for sp in specs.values())
+        images = resolve_images((unmark(v, objects) for v in args.image),
+                                max_images=max(most, MAX_FILES))
         mask = resolve_mask(None if args.mask is None else unmark(args.mask, objects), images)
-        # URLs are known now; local files get their URL when the task uploads them.
-        request = request_with_inputs(
-            prompt, images, mask,
-            size=args.size or default_size,
-            variants=args.variants,
-            enhance=args.enhance,
-            fallback=args.fallback is not None,
-            fallback_model=args.fallback,
-            callback_url=args.callback,
-        )
+        runs = []
+        for combo in combos:
+            prompt = fill_prompt(combo.prompt, namespace)
+            model = combo.options["model"]
+            runs.append(CellRun(combo.labels, model, _request(
+                model, specs[model], prompt, images, mask, combo.options, args, params,
+                default_size, one_each="variant" in combo.options)))
     except KieUsageError as exc:
-        raise usage_error(exc) from None
+        raise UsageError(with_hint(optiontable.name_the_flag(str(exc)),
+                                   getattr(exc, "fix", None), "notebook")) from None
     return CellOptions(
-        request=request, images=images, mask=mask, out=args.out, save=args.save,
-        no_wait=args.no_wait, timeout=timeout, dry_run=args.dry_run,
+        request=runs[0].request, images=images, mask=mask, out=args.out, save=args.save,
+        no_wait=args.no_wait, timeout=timeout, dry_run=args.dry_run, model=runs[0].model,
+        runs=tuple(runs), axes=tuple(axes), yes=args.yes,
     )
+
+
+def _request(model: str, spec: Any, prompt: str, images: tuple[InputImage, ...],
+             mask: InputImage | None, chosen: Mapping[str, str], args: Any,
+             params: dict[str, Any], default_size: str, *, one_each: bool) -> Any:
+    """The checked request of one combination (4o's own, or the registry's for a model)."""
+    extras = dict(resolution=chosen.get("resolution"), quality=chosen.get("quality"),
+                  output_format=args.output_format, params=params or None)
+    variants = 1 if one_each else args.variants
+    if spec.family == "4o":
+        if any(v is not None for v in extras.values()):
+            build_request("4o", **extras)  # says in one line what 4o does not take
+        if len(images) > MAX_FILES:
+            raise KieUsageError(f"--image: {len(images)} images given; at most {MAX_FILES} "
+                                "are allowed for 4o")
+        return request_with_inputs(
+            prompt, images, mask, size=chosen.get("size") or default_size, variants=variants,
+            enhance=args.enhance, fallback=args.fallback is not None,
+            fallback_model=args.fallback, callback_url=args.callback)
+    for flag, on in (("--mask", mask is not None), ("--enhance", args.enhance),
+                     ("--fallback", args.fallback is not None)):
+        if on:
+            raise KieUsageError(f"{flag}: {model} does not take it (only 4o does)")
+    return build_request(model, prompt=prompt, size=chosen.get("size"),
+                         images=[i.url or PENDING_UPLOAD for i in images], variants=variants,
+                         callback_url=args.callback, **extras)

@@ -1,29 +1,35 @@
-"""``TaskPanel``: the live ipywidgets view of one task.
+"""``TaskPanel``: the live ipywidgets view of one task, until its static card replaces it.
 
-Built once, then only its traits change (from the task's thread: setting traits sends comm
-messages, which reach the front end on ipykernel 6 and 7 alike; printing from a thread would
-not). The task's thread and the cell's thread both update it: each update reads the task's
-state under one lock, so the last one always writes the newest state. The panel never makes a
-request: Stop calls ``task.stop()``; Save writes bytes the task already holds.
+Built once, then only its traits change. While the task runs, the task's thread updates it
+(setting traits sends comm messages, which reach the front end on ipykernel 6 and 7 alike;
+printing from a thread would not) and, in a blocking cell, the cell's own thread too, for front
+ends that drop updates sent from background threads (VS Code, Colab). Each update reads the
+task's state under one lock, so the last one always writes the newest state.
+
+When the task ends, :meth:`TaskPanel.finish` updates the panel's display in place (the same
+display id) to the task's static card, closes every widget of the panel and lets go of the
+task: a saved notebook keeps the card and no widget state. The panel never makes a request:
+Stop calls ``task.stop()``. It holds its task through a weak proxy (as tqdm.notebook does), so
+a panel on the screen never keeps a task and its images alive.
 """
 
 from __future__ import annotations
 
 import html
-import os
 import threading
-from pathlib import Path
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
+from IPython.display import DisplayHandle, display
 
 from ..api.models import TaskStatus
-from .cards import status_text, thumbnail
+from .cards import MUTED, TEXT, Card, card_bundle, chip_html, status_text
 
 if TYPE_CHECKING:
     from ..engine.task import Task
 
-__all__ = ["TaskPanel"]
+__all__ = ["TaskPanel", "resend_cards"]
 
 _BAR_STYLE = {
     TaskStatus.SUCCESS: "success",
@@ -31,57 +37,55 @@ _BAR_STYLE = {
     TaskStatus.TIMED_OUT: "warning",
     TaskStatus.STOPPED: "warning",
 }
-#: Front ends reset link styles inside widgets: make the link look like one.
-_LINK_STYLE = "color:#1a73e8;text-decoration:underline"
-_TILE_WIDTH = {"1:1": 256, "3:2": 300, "2:3": 200}
-_CHIP_STYLE = ("border-radius:10px;padding:1px 8px;margin-right:4px;font-size:85%;"
-               "background:{}")
-_CHIP_BG = "#e8eaf6"
-#: A demo task's chip stands out: its images are made up and cost nothing.
-_DEMO_BG = "var(--jp-warn-color3, #ffe0b2)"
+
+#: Cards sent from a task's thread while no cell ran may have been dropped by front ends that
+#: route output by the running cell (nbclient): they are sent again when the next cell starts.
+_pending: list[tuple[DisplayHandle, dict[str, Any]]] = []
+_pending_lock = threading.Lock()
+
+
+def resend_cards(*_args: Any) -> None:
+    """Send again the cards finished from a task's thread (a ``pre_run_cell`` hook).
+
+    This runs in the new cell's thread, with that cell's parent header, so a front end that
+    only applies output of the running cell (nbclient, and front ends that drop output sent
+    from background threads) applies it too; others just draw the same card again.
+    """
+    with _pending_lock:
+        pending = list(_pending)
+        _pending.clear()
+    for handle, bundle in pending:
+        handle.update(bundle, raw=True)
 
 
 class TaskPanel(w.VBox):
-    """Prompt, parameter chips, progress bar, status, elapsed time, task id, Stop, images.
+    """Prompt, chips, progress bar, status, elapsed time, task id, and Stop (``--no-wait``).
 
-    ``show_images`` puts the images in the panel (for ``--no-wait``); otherwise the magic
-    shows them in a static output below and the panel keeps only their Save buttons and
-    full-size links, so a person sees each image once.
+    ``background``: the task runs on while the kernel is free (``--no-wait``): Stop is live
+    and the task's own thread puts the card in place when it ends. Otherwise the cell blocks:
+    the cell's thread updates the panel as well and calls :meth:`finish` itself. ``name`` is
+    the notebook name of the task, for the card's ``fox[0]``; ``embed`` sizes its images.
     """
 
-    def __init__(self, task: Task, *, show_images: bool = True,
-                 save_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
-        self.task = task
-        self.show_images = show_images
+    def __init__(self, task: Task, *, background: bool = False, name: str | None = None,
+                 embed: str = "thumb", **kwargs: Any) -> None:
+        self._task_ref = weakref.ref(task)
+        self.task: Task = weakref.proxy(task)
+        self.background = background
+        self.name = name
+        self.embed = embed
         self._update_lock = threading.Lock()
-        self.save_dir = Path(save_dir) if save_dir else None
+        self._finish_lock = threading.Lock()
+        self._finished = False
+        self._handle: DisplayHandle | None = None
+        self._cell_thread = threading.current_thread()
         esc = html.escape
-        p = task.params
-        chips = [p.get("size"), f"{p.get('variants', 1)} variant(s)"]
-        if p.get("files"):
-            chips.append(f"{len(p['files'])} input image(s)")
-        if p.get("mask"):
-            chips.append("mask")
-        if p.get("enhance"):
-            chips.append("enhance")
-        if p.get("fallback"):
-            chips.append(f"fallback {p.get('fallback_model') or 'FLUX_MAX'}")
-        chip_html = "".join(
-            f'<span class="kie4o-chip" style="{_CHIP_STYLE.format(_CHIP_BG)}">'
-            f"{esc(str(c))}</span>"
-            for c in chips if c
-        )
-        if getattr(task, "demo", False):
-            chip_html = (
-                f'<span class="kie4o-chip kie4o-demo" style="{_CHIP_STYLE.format(_DEMO_BG)}" '
-                'title="demo mode: made-up images from the bundled mock server, no credits '
-                'spent">demo</span>' + chip_html
-            )
         self.prompt = w.HTML(
             f'<div class="kie4o-prompt" style="white-space:pre-wrap;max-height:6em;'
-            f'overflow:auto;line-height:1.3">{esc(task.prompt)}</div>'
+            f'overflow:auto;line-height:1.3;color:{TEXT}">{esc(task.prompt)}</div>'
         )
-        self.chips = w.HTML(chip_html)
+        self.chips = w.HTML(f'<b style="color:{TEXT};margin-right:6px">kie4o</b>'
+                            + chip_html(task))
         self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, bar_style="info",
                                    layout=w.Layout(width="60%"))
         self.status = w.HTML(value=esc(status_text(task, front_end="notebook")))
@@ -90,100 +94,152 @@ class TaskPanel(w.VBox):
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning",
                                     tooltip="Stop following this task (it goes on at KIE.AI)",
                                     layout=w.Layout(width="auto"))
-        self.stop_button.on_click(lambda _b: self.task.stop())
+        self.stop_button.on_click(self._stop)
         # A blocking cell keeps the kernel busy, so a click would only be read after the task
         # ends: there the kernel's interrupt stops it (and says how to resume).
-        self.hint = w.HTML('<span style="color:#777;font-size:85%">interrupt the kernel (■) '
-                           "to stop following it</span>")
-        if show_images:
+        self.hint = w.HTML(f'<span style="color:{MUTED};font-size:85%">interrupt the kernel '
+                           "(■) to stop following it</span>")
+        if background:
             self.hint.layout.display = "none"
         else:
             self.stop_button.layout.display = "none"
-        self.grid = w.HBox(layout=w.Layout(flex_flow="row wrap"))
-        self.message = w.HTML(value="")
         for item in (self.bar, self.elapsed, self.task_id):
             item.layout.margin = "0 12px 0 0"
         row = w.HBox([self.bar, self.status], layout=w.Layout(align_items="center"))
         meta = w.HBox([self.elapsed, self.task_id, self.stop_button, self.hint],
                       layout=w.Layout(align_items="center"))
-        super().__init__([self.prompt, self.chips, row, meta, self.grid, self.message],
-                         **kwargs)
+        super().__init__([self.chips, self.prompt, row, meta], **kwargs)
         self.add_class("kie4o-panel")
-        self._grid_filled = False
         self.update()
+
+    # -- following the task -----------------------------------------------------------------
+
+    def follow(self) -> None:
+        """Listen to the task's events (until :meth:`finish` lets go)."""
+        self._owner().subscribe(self._on_change)
+
+    def _on_change(self, task: Task) -> None:
+        """A task listener (the task's thread): update; a background task's end is its card."""
+        self.update()
+        if self.background and task.status.finished:
+            self.finish()
+
+    def _owner(self) -> Task:
+        """The task itself (not the proxy); ReferenceError once it was freed."""
+        task = self._task_ref()
+        if task is None:
+            raise ReferenceError("the panel's task was freed")
+        return task
+
+    def _stop(self, _button: Any) -> None:
+        try:
+            self.task.stop()
+        except ReferenceError:  # the task is gone: nothing to stop
+            pass
 
     def update(self, task: Task | None = None) -> None:
         """Bring every trait up to date with the panel's task (safe from any thread).
 
         ``task`` is accepted so ``update`` can be a task listener; the state is always read
         from ``self.task`` under the lock, so concurrent calls are ordered and the last one
-        writes the newest state. Calling it again with nothing new changes nothing.
+        writes the newest state. Calling it again with nothing new changes nothing; once the
+        card has replaced the panel it does nothing.
         """
         with self._update_lock:
-            task = self.task
-            status = task.status
-            self.bar.value = task.progress
+            if self._finished:
+                return
+            try:
+                task = self.task
+                status = task.status
+                progress, elapsed, task_id = task.progress, task.elapsed, task.task_id
+                text = status_text(task, front_end="notebook")
+            except ReferenceError:  # the task was freed: nothing left to show
+                return
+            self.bar.value = progress
             self.bar.bar_style = _BAR_STYLE.get(status, "info")
-            self.status.value = html.escape(status_text(task, front_end="notebook"))
-            self.elapsed.value = f"{task.elapsed:.1f} s"
-            if task.task_id:
-                self.task_id.value = f"<code>{html.escape(task.task_id)}</code>"
+            self.status.value = html.escape(text)
+            self.elapsed.value = f"{elapsed:.1f} s"
+            if task_id:
+                self.task_id.value = f"<code>{html.escape(task_id)}</code>"
             if status.finished:
                 self.stop_button.disabled = True
                 self.stop_button.layout.display = "none"
                 self.hint.layout.display = "none"
-            if status is TaskStatus.SUCCESS and not self._grid_filled:
-                self._grid_filled = True
-                self.grid.children = tuple(self._tile(n, data)
-                                           for n, data in task.numbered_images())
+
+    # -- the display and the card -----------------------------------------------------------
+
+    def show(self) -> DisplayHandle | None:
+        """Display the panel with a display id (the card takes its place later)."""
+        self._cell_thread = threading.current_thread()
+        self._handle = display(self, display_id=True)
+        return self._handle
+
+    def finish(self) -> None:
+        """Replace the panel by the task's card (same display), close every widget, let go.
+
+        Idempotent, and safe from any thread: from the cell's thread (a blocking cell) the
+        update carries the cell's parent header; from the task's thread it carries the one of
+        whatever runs then (ipykernel 6 and 7 alike), and it is sent again when the next cell
+        starts (:func:`resend_cards`) in case no cell ran.
+        """
+        with self._finish_lock:
+            if self._finished:
+                return
+            self.update()  # the final state, for front ends still drawing the widgets
+            with self._update_lock:
+                self._finished = True
+            try:
+                task = self._owner()
+            except ReferenceError:
+                task = None
+            if task is not None:
+                task.unsubscribe(self._on_change)
+                if self._handle is not None:
+                    names = {id(task): self.name} if self.name else None
+                    bundle = card_bundle(task, self.embed, names=names)
+                    self._handle.update(bundle, raw=True)
+                    if threading.current_thread() is not self._cell_thread:
+                        with _pending_lock:
+                            _pending.append((self._handle, bundle))
+            self.close()
+
+    def card(self) -> Card:
+        """The task's static card (what replaces the panel)."""
+        names = {id(self._owner()): self.name} if self.name else None
+        return Card(self._owner(), self.embed, names=names)
+
+    def close(self) -> None:
+        """Close the panel and every widget in it (no widget state is left to save)."""
+        for child in list(_descendants(self)):
+            child.close()
+        super().close()
+
+    # -- text -------------------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        parts = ["kie4o", self.task.task_id or "", status_text(self.task)]
+        try:
+            parts = ["kie4o", self.task.task_id or "", status_text(self.task)]
+        except ReferenceError:
+            return "kie4o (task gone)"
         return " ".join(p for p in parts if p)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        # ipywidgets cuts text/plain at 110 characters; a saved notebook keeps this text,
-        # so it must hold the whole status (an error in plain words, or the task id).
+        # The text a front end with no widget manager shows (ipywidgets would cut it at 110
+        # characters); the card replaces it when the task ends.
         bundle = super()._repr_mimebundle_(**kwargs)
-        text = repr(self)
-        if not self.task.done and not self.show_images:
-            text = f"{text} (the panel follows it while the kernel runs)"
-        elif not self.task.done:
-            text = (f"{text} — a --no-wait task: display the task when it is done to keep "
-                    "its images in the saved notebook")
-        bundle["text/plain"] = text
+        bundle["text/plain"] = (f"{self!r} (a live panel: progress shows in a widget front "
+                                "end; the card replaces it when the task ends)")
         return bundle
 
-    def _tile(self, n: int, data: bytes) -> w.Widget:
-        width = _TILE_WIDTH.get(str(self.task.params.get("size")), 256)
-        save = w.Button(description=f"Save #{n + 1}", icon="download",
-                        layout=w.Layout(width="auto"))
-        save.on_click(lambda _b, n=n: self._save(n))
-        url = self.task.urls[n] if n < len(self.task.urls) else ""
-        link = w.HTML(
-            f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener" '
-            f'style="{_LINK_STYLE}">full size</a>'
-            if url.startswith(("http://", "https://")) else ""
-        )
-        save.layout.margin = "0 6px 0 0"
-        actions = w.HBox([save, link], layout=w.Layout(align_items="center",
-                                                       margin="0 12px 4px 0"))
-        if not self.show_images:
-            return actions
-        # A screen-sized copy: the widget state a notebook saves stays small.
-        small, mime = thumbnail(data, 2 * width)
-        image = w.Image(value=small, format=mime.split("/")[1],
-                        layout=w.Layout(width=f"{width}px", height="auto"))
-        return w.VBox([image, actions], layout=w.Layout(margin="0 8px 8px 0"))
 
-    def _save(self, n: int) -> None:
-        """Save image ``n`` only (with the task's sidecar), and name the file written."""
-        target = self.save_dir or Path.cwd() / "kie4o_images"
-        try:
-            paths = self.task.save(target, index=n)
-        except Exception as exc:  # shown in the panel; a click has no cell to raise into
-            self.message.value = f'<span style="color:#b00020">{html.escape(str(exc))}</span>'
-            return
-        chosen = [p for p in paths if p.stem.endswith(f"_{n}")] or paths
-        shown = chosen[0] if chosen else target
-        self.message.value = f"saved <code>{html.escape(str(shown))}</code>"
+def _descendants(root: w.Widget) -> list[w.Widget]:
+    """Every widget under ``root`` (children, and their layouts and styles), deepest first."""
+    found: list[w.Widget] = []
+    for child in getattr(root, "children", ()):
+        found.extend(_descendants(child))
+        found.append(child)
+    for attr in ("layout", "style"):
+        part = getattr(root, attr, None)
+        if isinstance(part, w.Widget):
+            found.append(part)
+    return found

@@ -43,6 +43,59 @@ _PANELS_JS = """
 """
 
 
+#: Each cell's cards: status, text, images, and how many widget views the cell still holds.
+_CARDS_JS = """
+() => Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell')).map((cell, i) => {
+  const cards = Array.from(cell.querySelectorAll('.kie4o-card'));
+  return {
+    cell: i,
+    cards: cards.map(c => ({
+      text: c.innerText,
+      status: (c.querySelector('.kie4o-status') || {innerText: ''}).innerText.trim(),
+      images: Array.from(c.querySelectorAll('img')).map(im => ({
+        w: im.naturalWidth, h: im.naturalHeight, complete: im.complete})),
+    })),
+    widgets: cell.querySelectorAll('.kie4o-panel, .jupyter-widgets').length,
+    imgs: cell.querySelectorAll('img').length,
+  };
+})
+"""
+
+#: The contrast ratio of the first card's prompt text against the background drawn under it.
+CONTRAST_JS = """
+(cell) => {
+  const el = cell.querySelector('.kie4o-card .kie4o-prompt');
+  if (!el) return null;
+  const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = c => {
+      c /= 255;
+      return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  let bg = null;
+  for (let n = el; n; n = n.parentElement) {
+    const c = rgb(getComputedStyle(n).backgroundColor);
+    if (c.length >= 3 && (c.length < 4 || c[3] > 0)) { bg = c; break; }
+  }
+  bg = bg || [255, 255, 255];
+  const fg = rgb(getComputedStyle(el).color);
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  return {fg: getComputedStyle(el).color, bg: 'rgb(' + bg.slice(0, 3).join(',') + ')',
+          ratio: (a + 0.05) / (b + 0.05)};
+}
+"""
+
+
+@dataclass
+class CellCards:
+    cell: int
+    cards: list[dict[str, Any]]
+    widgets: int
+    imgs: int
+
+
 @dataclass
 class PanelState:
     cell: int
@@ -175,6 +228,25 @@ class NotebookPage:
             time.sleep(interval)
         raise AssertionError(f"panel of cell {i}: {what} not seen in {timeout} s; "
                              f"last state {state}")
+
+    def cards(self, i: int) -> CellCards:
+        """The cards of cell ``i`` and what else it holds (widget views, <img> elements)."""
+        c = self.page.evaluate(_CARDS_JS)[i]
+        return CellCards(c["cell"], c["cards"], c["widgets"], c["imgs"])
+
+    def wait_card(self, i: int, predicate: Any, what: str, timeout: float = 45) -> CellCards:
+        """Wait until cell ``i``'s cards satisfy ``predicate`` (given one card's dict)."""
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = self.cards(i)
+            if len(state.cards) == 1 and predicate(state.cards[0]):
+                return state
+            time.sleep(0.1)
+        raise AssertionError(f"cell {i}: {what} not seen in {timeout} s; last {state}")
+
+    def contrast(self, i: int) -> dict[str, Any] | None:
+        return self.page.evaluate(CONTRAST_JS, self.cell(i).element_handle())
 
     def static_images(self, i: int | None = None) -> list[dict[str, Any]]:
         """``<img>`` elements inside ``.kie4o-static`` outputs (of cell ``i`` or all)."""

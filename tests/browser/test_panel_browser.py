@@ -1,9 +1,10 @@
-"""The ``%%kie4o`` panel in a real browser: JupyterLab 4 and Notebook 7, demo mode.
+"""The ``%%kie4o`` panel and its card in a real browser: JupyterLab 4 and Notebook 7, demo mode.
 
 Each test writes a notebook into the server's root, opens it, runs its cells the way a person
-does (click into the cell, Shift+Enter) and checks the DOM: the panel, its progress bar moving,
-the status line, the images, Stop, a failure in plain words, and what a saved notebook shows
-when it is opened again with the kernel gone.
+does (click into the cell, Shift+Enter) and checks the DOM: the live panel and its progress bar
+while the task runs, then one static card in its place (the images once, no widget left), Stop,
+a failure in plain words, the dark theme, and what a saved notebook shows when it is opened
+again with the kernel gone.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ DONE = re.compile(r"^Done in \d+(\.\d+)? s$")
 GENERATING = re.compile(r"^Generating (\d+) %$")
 #: What a blocking cell's panel shows instead of a Stop button while the task runs.
 INTERRUPT_HINT = "interrupt the kernel"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: Text a page must never show for a saved notebook's outputs.
+RESIDUE = ("Error displaying widget", "Loading widget")
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "panel.png"
 
 
@@ -45,86 +49,87 @@ def load_extension(nb: NotebookPage) -> None:
     assert "kie4o: demo mode on http://127.0.0.1:" in text, text
 
 
-# -- a blocking cell: progress, images, then the saved notebook without its kernel ------------
+def follow_panel(nb: NotebookPage, cell: int, timeout: float = 60) -> list[PanelState]:
+    """Sample cell ``cell``'s panel until its card has replaced it; return the samples."""
+    nb.wait_panel(cell, lambda s: s.width is not None and s.status != "",
+                  "the panel with its progress bar and status", timeout=30)
+    samples: list[PanelState] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        state = nb.panel(cell)
+        if state is None:
+            break
+        samples.append(state)
+        assert time.monotonic() < deadline, f"task did not end; last {state}"
+        time.sleep(0.1)
+    return samples
 
 
-def test_blocking_cell_progress_images_and_saved_notebook(
+def saved_outputs(saved: dict[str, Any], cell: int) -> tuple[list[dict[str, Any]], str]:
+    """The outputs of a saved cell and the HTML of its card outputs, joined."""
+    outputs = saved["cells"][cell]["outputs"]
+    html = ["".join(h) if isinstance(h, list) else h
+            for o in outputs for m, h in o.get("data", {}).items() if m == "text/html"]
+    return outputs, "".join(html)
+
+
+def page_text(nb: NotebookPage) -> str:
+    return str(nb.page.locator(".jp-Notebook").inner_text())
+
+
+# -- a blocking cell: progress, one card, then the saved notebook without its kernel -----------
+
+
+def test_blocking_cell_progress_then_one_card_and_saved_notebook(
         frontend: str, jupyter: Any, new_page: Any, artifacts: Path) -> None:
     name = f"blocking-{frontend}.ipynb"
-    write_notebook(jupyter.root, name, [LOAD, "%%kie4o -n 2\nA red fox in the snow, watercolor"])
+    prompt = "A red fox in the snow, watercolor"
+    write_notebook(jupyter.root, name, [LOAD, f"%%kie4o -n 2 -o fox\n{prompt}"])
     nb = NotebookPage(new_page(), jupyter, frontend, name)
     nb.open(n_cells=2)
     load_extension(nb)
 
     nb.run_cell(1)
-    # The panel's box renders first, its children (the bar, the status) right after.
-    nb.wait_panel(1, lambda s: s.width is not None and s.status != "",
-                  "the panel with its progress bar and status", timeout=30)
-
-    # Follow the panel until the task ends: the bar must move and the status must change.
-    samples: list[PanelState] = []
-    generating_shot = False
-    deadline = time.monotonic() + 60
-    while True:
-        state = nb.panel(1)
-        assert state is not None, "the panel went away"
-        samples.append(state)
-        if (not generating_shot and GENERATING.match(state.status)
-                and (state.width or 0) >= 25):
-            shot(nb, artifacts, "generating", cell=1)
-            generating_shot = True
-        if state.status.startswith(("Done", "Failed", "Stopped", "Timed out")):
-            break
-        assert time.monotonic() < deadline, f"task did not end; last {state}"
-        time.sleep(0.1)
-
+    samples = follow_panel(nb, 1)
     running = [s for s in samples if GENERATING.match(s.status)]
     assert running and not any(s.stop_visible for s in running), "Stop shown in a blocking cell"
     assert any(INTERRUPT_HINT in s.text for s in running), running[-1:]
-    statuses = [s.status for s in samples]
     widths = [s.width for s in samples]
     assert all(w is not None for w in widths), "no progress bar in the panel"
     assert widths == sorted(widths), f"the progress bar went backwards: {widths}"
-    pairs = list(zip(statuses, widths, strict=True))
-    moving = sorted({w for s, w in pairs if GENERATING.match(s) and 0 < w < 100})
-    assert len(moving) >= 2, f"the bar did not advance while generating: {pairs}"
-    percents = [int(m.group(1)) for m in map(GENERATING.match, statuses) if m]
-    assert percents == sorted(percents) and len(set(percents)) >= 2, statuses
-    assert generating_shot, f"never saw the bar past 25 % while generating: {statuses}"
+    moving = sorted({s.width for s in running if 0 < (s.width or 0) < 100})
+    assert len(moving) >= 2, f"the bar did not advance while generating: {samples}"
+    percents = [int(m.group(1)) for m in map(GENERATING.match, [s.status for s in samples]) if m]
+    assert percents == sorted(percents) and len(set(percents)) >= 2, percents
 
-    final = samples[-1]
-    assert DONE.match(final.status), statuses
-    # The text keeps updating after the bar reached 100 % (elapsed time): read it once more.
-    final = nb.wait_panel(1, lambda s: s.width == 100 and not s.stop_visible
-                          and "progress-bar-success" in (s.bar_class or "")
-                          and "Save #2" in s.text and INTERRUPT_HINT not in s.text,
-                          "a full green bar, Save buttons, no Stop, no hint")
-    assert "Save #1" in final.text and "Save #2" in final.text, final.text
-    assert final.images == [], "a blocking cell shows the images below the panel, not in it"
-
+    # The panel gave way to one card, in the same output: the images once, no widget left.
+    state = nb.wait_card(1, lambda c: DONE.match(c["status"]) is not None
+                         and len(c["images"]) == 2
+                         and all(im["complete"] and im["w"] > 0 for im in c["images"]),
+                         "one card, Done, with its 2 images")
+    assert state.widgets == 0 and state.imgs == 2, state
+    card = state.cards[0]
+    assert card["text"].count(prompt) == 1 and "fox[0]" in card["text"], card["text"]
     nb.wait_cell_done(1, timeout=30)
-    images = nb.wait_static_images(1, 2)
-    assert len(images) == 2, images
-    assert all(im["w"] > 0 and im["h"] > 0 for im in images), images
-    all_imgs = nb.cell(1).locator("img").evaluate_all("els => els.length")
-    assert all_imgs == 2, f"each image once: {all_imgs} <img> in the cell"
+    assert len(nb.output_elements(1)) == 1, nb.output_elements(1)
     shot(nb, artifacts, "done", cell=1)
     if frontend == "lab":
         nb.cell(1).scroll_into_view_if_needed()
-        nb.cell(1).screenshot(path=str(artifacts / "lab-panel-cell.png"))
+        nb.cell(1).screenshot(path=str(artifacts / "lab-card-cell.png"))
         if os.environ.get("KIE_UPDATE_DOCS_SCREENSHOT", "") not in ("", "0"):
             DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
             nb.cell(1).screenshot(path=str(DOCS_SCREENSHOT))
 
-    # Save, then check what the file holds.
+    # Save, then check what the file holds: the card, and no widget anywhere.
     nb.save()
     saved = jupyter.read_notebook(name)
-    outputs = saved["cells"][1]["outputs"]
-    kinds = [sorted(o.get("data", {})) for o in outputs]
-    assert ["application/vnd.jupyter.widget-view+json", "text/plain"] in kinds, kinds
-    html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
-    html_text = "".join("".join(h) if isinstance(h, list) else h for h in html)
-    assert "kie4o-static" in html_text and html_text.count("<img src=\"data:image/") == 2
+    outputs, html = saved_outputs(saved, 1)
+    assert not any(WIDGET_VIEW in o.get("data", {}) for o in outputs), outputs
+    assert html.count("kie4o-card") == 1 and html.count('<img src="data:image/') == 2
+    assert html.count(prompt) == 1
+    state_saved = saved["metadata"].get("widgets", {}).get(
+        "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    assert state_saved == {}, sorted(state_saved)
 
     # Shut the kernel down, then open the notebook again in a fresh browser context.
     old_kernel = jupyter.session_for(name)["kernel"]["id"]
@@ -132,14 +137,14 @@ def test_blocking_cell_progress_images_and_saved_notebook(
     assert jupyter.shutdown_kernel_of(name)
     observed: dict[str, Any] = {}
 
-    # (a) Opened again the usual way: Jupyter starts a new kernel, which has none of the old
-    # widget models.
+    # (a) Opened again the usual way: Jupyter starts a new kernel.
     again = NotebookPage(new_page(), jupyter, frontend, name)
     again.open(n_cells=2)
     assert old_kernel not in {k["id"] for k in jupyter.api("GET", "/api/kernels")}
     images = again.wait_static_images(1, 2)
     assert all(im["w"] > 0 for im in images), images
     observed["new kernel"] = _settled_outputs(again, 1)
+    assert not any(r in page_text(again) for r in RESIDUE), observed
     shot(again, artifacts, "reopened", cell=1)
     again.page.context.close()
     jupyter.shutdown_kernel_of(name)
@@ -152,6 +157,7 @@ def test_blocking_cell_progress_images_and_saved_notebook(
     assert jupyter.session_for(name) is None
     observed["dialogs"] = bare.dismiss_dialogs()
     observed["no kernel"] = _settled_outputs(bare, 1)
+    assert not any(r in page_text(bare) for r in RESIDUE), observed
     shot(bare, artifacts, "reopened-nokernel", cell=1)
     bare.page.context.close()
 
@@ -166,11 +172,12 @@ def test_blocking_cell_progress_images_and_saved_notebook(
     assert all(im["w"] > 0 for im in images), images
     other.dismiss_dialogs()
     observed["untrusted, no kernel"] = _settled_outputs(other, 1)
+    assert not any(r in page_text(other) for r in RESIDUE), observed
     shot(other, artifacts, "reopened-untrusted", cell=1)
 
     (artifacts / f"{frontend}-reopened.json").write_text(json.dumps(observed, indent=2),
                                                         encoding="utf-8")
-    print(f"\n{frontend}: the saved panel, reopened: {json.dumps(observed, indent=2)}")
+    print(f"\n{frontend}: the saved card, reopened: {json.dumps(observed, indent=2)}")
 
 
 def _page_without_kernels(page: Any) -> Any:
@@ -206,16 +213,44 @@ def _settled_outputs(nb: NotebookPage, cell: int, timeout: float = 10) -> list[s
     ]
 
 
-# -- --no-wait: Stop, and images inside the panel --------------------------------------------
+# -- the dark theme ---------------------------------------------------------------------------
 
 
-def test_stop_button_and_no_wait_images(
+def test_dark_theme_card_is_readable(
+        frontend: str, jupyter: Any, new_page: Any, artifacts: Path) -> None:
+    settings = (Path(jupyter.env["JUPYTER_CONFIG_DIR"]) / "lab" / "user-settings"
+                / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings")
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"theme": "JupyterLab Dark"}), encoding="utf-8")
+    try:
+        name = f"dark-{frontend}.ipynb"
+        write_notebook(jupyter.root, name, [LOAD, "%%kie4o -o owl\nAn owl at night, ink"])
+        nb = NotebookPage(new_page(), jupyter, frontend, name)
+        nb.open(n_cells=2)
+        nb.page.wait_for_function(
+            "() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+        load_extension(nb)
+        nb.run_cell(1)
+        nb.wait_card(1, lambda c: DONE.match(c["status"]) is not None and c["images"]
+                     and c["images"][0]["w"] > 0, "the card, Done")
+        contrast = nb.contrast(1)
+        shot(nb, artifacts, "dark", cell=1)
+        print(f"\n{frontend} dark theme: prompt {contrast}")
+        assert contrast is not None and contrast["ratio"] >= 4.5, contrast
+    finally:
+        settings.unlink(missing_ok=True)
+
+
+# -- --no-wait: Stop, and each task's card in place of its panel ------------------------------
+
+
+def test_stop_button_and_no_wait_cards(
         frontend: str, jupyter: Any, new_page: Any, artifacts: Path) -> None:
     name = f"nowait-{frontend}.ipynb"
     write_notebook(jupyter.root, name, [
         LOAD,
         "%%kie4o --no-wait\nA slow owl that will be stopped",
-        "%%kie4o --no-wait -s 3:2\nA paper boat on a pond",
+        "%%kie4o --no-wait -s 3:2 -o boat\nA paper boat on a pond",
     ])
     nb = NotebookPage(new_page(), jupyter, frontend, name)
     nb.open(n_cells=3)
@@ -229,34 +264,41 @@ def test_stop_button_and_no_wait_images(
                             "Generating past 20 % with a Stop button")
     assert (running.width or 0) < 100, running
     assert INTERRUPT_HINT not in running.text, running  # the kernel is free: Stop works
-    stop = nb.cell(1).locator(".kie4o-panel button", has_text="Stop")
-    stop.click()
+    nb.cell(1).locator(".kie4o-panel button", has_text="Stop").click()
     stopped_at = time.monotonic()
-    state = nb.wait_panel(1, lambda s: s.status.startswith("Stopped"), "Stopped", timeout=15)
-    assert "Stopped locally" in state.status, state
-    assert state.width is not None and state.width < 100, state
-    nb.wait_panel(1, lambda s: not s.stop_visible
-                  and "progress-bar-warning" in (s.bar_class or ""),
-                  "Stop hidden and an amber bar")
+    state = nb.wait_card(1, lambda c: c["status"] == "Stopped", "a Stopped card", timeout=15)
+    assert "Stopped locally" in state.cards[0]["text"], state
+    assert state.widgets == 0 and state.imgs == 0, state
     shot(nb, artifacts, "stopped", cell=1)
 
     nb.run_cell(2)
     nb.wait_cell_done(2, timeout=15)
-    done = nb.wait_panel(2, lambda s: DONE.match(s.status) is not None
-                         and len(s.images) == 1 and s.images[0]["w"] > 0,
-                         "Done with its image in the panel", timeout=45)
-    img = done.images[0]
+    nb.wait_panel(2, lambda s: s.stop_visible, "the panel with Stop", timeout=15)
+    # The task's own thread puts its card in place while no cell runs.
+    done = nb.wait_card(2, lambda c: DONE.match(c["status"]) is not None
+                        and len(c["images"]) == 1 and c["images"][0]["w"] > 0,
+                        "Done with its image", timeout=45)
+    img = done.cards[0]["images"][0]
     assert abs(img["w"] / img["h"] - 1.5) < 0.05, f"3:2 image expected, got {img}"
-    assert nb.static_images(2) == [], "a --no-wait panel shows its images itself"
+    assert done.widgets == 0 and done.imgs == 1, done
+    assert "boat[0]" in done.cards[0]["text"]
     shot(nb, artifacts, "nowait-done", cell=2)
 
-    # Long after the stopped task would have ended, its panel still says Stopped.
+    # Long after the stopped task would have ended, its card still says Stopped.
     remaining = stopped_at + 5.5 - time.monotonic()
     if remaining > 0:
         time.sleep(remaining)
-    after = nb.panel(1)
-    assert after is not None and after.status.startswith("Stopped"), after
-    assert after.images == [] and after.width == state.width, (state, after)
+    after = nb.cards(1)
+    assert len(after.cards) == 1 and after.cards[0]["status"] == "Stopped", after
+    assert after.imgs == 0 and after.widgets == 0, after
+
+    # Saved: both cells hold their cards and no widget.
+    nb.save()
+    saved = jupyter.read_notebook(name)
+    for cell, images in ((1, 0), (2, 1)):
+        outputs, html = saved_outputs(saved, cell)
+        assert not any(WIDGET_VIEW in o.get("data", {}) for o in outputs), outputs
+        assert html.count("kie4o-card") == 1 and html.count("data:image/") == images
 
 
 # -- a failed task ---------------------------------------------------------------------------
@@ -271,17 +313,15 @@ def test_failed_task_in_plain_words(
     load_extension(nb)
 
     nb.run_cell(1)
-    state = nb.wait_panel(1, lambda s: s.status.startswith(("Failed", "Done")),
-                          "the end of the task", timeout=45)
-    assert re.match(r"^Failed: .*content polic", state.status), state
+    state = nb.wait_card(1, lambda c: c["status"] in ("Failed", "Stopped")
+                         or c["status"].startswith("Done"), "the end of the task", timeout=45)
+    card = state.cards[0]
+    assert card["status"] == "Failed" and re.search(r"content polic", card["text"]), card
+    assert card["text"].count("content polic") == 1, card["text"]
+    assert state.widgets == 0 and state.imgs == 0, state
     nb.wait_cell_done(1, timeout=30)
-    state = nb.wait_panel(1, lambda s: "progress-bar-danger" in (s.bar_class or "")
-                          and not s.stop_visible and INTERRUPT_HINT not in s.text,
-                          "a red bar, no Stop, no hint")
-    assert state.images == [], state
     texts = "\n".join(nb.outputs_text(1))
     assert "Traceback" not in texts and "Error" not in texts.replace("Failed", ""), texts
-    assert nb.static_images(1) == []
     shot(nb, artifacts, "failed", cell=1)
 
 
@@ -305,9 +345,8 @@ def test_interrupt_stops_following_a_blocking_cell(
     assert INTERRUPT_HINT in running.text, running
     # The toolbar's ■ (Kernel > Interrupt), the same command in both front ends.
     nb.page.locator('[data-command="notebook:interrupt-kernel"]').first.click()
-    nb.wait_panel(1, lambda s: s.status.startswith("Stopped"), "Stopped", timeout=15)
-    # Each trait is a message of its own: the hint goes a moment after the status changed.
-    nb.wait_panel(1, lambda s: INTERRUPT_HINT not in s.text, "the hint gone", timeout=5)
+    state = nb.wait_card(1, lambda c: c["status"] == "Stopped", "a Stopped card", timeout=15)
+    assert state.widgets == 0, state
     nb.wait_cell_done(1, timeout=15)
     texts = "\n".join(nb.outputs_text(1))
     assert "stopped following task" in texts and "%kie4o resume" in texts, texts

@@ -1,0 +1,82 @@
+"""Sweeps and models through the magic: one grid, labels, confirm, dry run, %%kie."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
+
+from kie_jupyter import Sweep, TaskStatus
+from magic_helpers import sent, server, shell  # noqa: F401
+
+
+def cell(sh, text: str):
+    with capture_output() as cap:
+        result = sh.run_cell(text)
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    return cap
+
+
+def html(cap) -> str:
+    return "\n".join(o.data.get("text/html", "") for o in cap.outputs)
+
+
+def test_a_sweep_is_one_labelled_grid(shell, server):
+    cap = cell(shell, "%%kie4o -s 1:1,3:2 -o sw\na {red|blue} fox")
+    sw = shell.user_ns["sw"]
+    assert isinstance(sw, Sweep) and shell.user_ns["_kie4o"] is sw
+    assert len(sent(server, "generate")) == 4 and sw.done
+    assert sw["blue", "3:2"].status is TaskStatus.SUCCESS
+    assert sw["blue", "3:2"].prompt == "a blue fox"
+    page = html(cap)
+    assert page.count("kie4o-sweep-head") >= 1 and "4 of 4 done" in page
+    for label in ("red", "blue", "1:1", "3:2"):
+        assert f">{label}</div>" in page
+    assert "sw[&#x27;blue&#x27;, &#x27;3:2&#x27;][0]" in page  # how to pick each image
+    assert "application/vnd.jupyter.widget-view+json" not in str(
+        [o.data for o in cap.outputs])
+
+
+def test_a_big_sweep_needs_yes(shell, server):
+    with pytest.raises(UsageError, match=r"9 tasks \(9 images\).*--yes"):
+        cell(shell, "%%kie4o -s 1:1,3:2,2:3\n{a|b|c} fox")
+    assert not server.requests
+    cell(shell, "%%kie4o -s 1:1,3:2,2:3 --yes --no-wait -o big\n{a|b|c} fox")
+    shell.user_ns["big"].wait(60)
+    assert len(sent(server, "generate")) == 9
+
+
+def test_dry_run_lists_every_request(shell, server):
+    cap = cell(shell, "%%kie4o --dry-run --model 4o,gpt-image-1.5\na {cat|dog}")
+    text = "\n".join(o.data["text/plain"] for o in cap.outputs)
+    assert "(dry run: 4 requests, nothing was sent)" in text
+    assert text.count("/api/v1/gpt4o-image/generate") == 2
+    assert text.count("/api/v1/jobs/createTask") == 2
+    assert "# gpt-image-1.5 / dog" in text or "# dog / gpt-image-1.5" in text
+    assert not server.requests
+
+
+def test_models_in_the_magic_and_under_kie(shell, server):
+    cell(shell, "%%kie --model nano-banana-pro -s 16:9 -o lh\na lighthouse")
+    lh = shell.user_ns["lh"]
+    assert lh.status is TaskStatus.SUCCESS and lh.model == "nano-banana-pro"
+    body = sent(server, "createTask")[0].json
+    assert body["model"] == "nano-banana-pro" and body["input"]["aspect_ratio"] == "16:9"
+    cap = cell(shell, "%%kie4o --model 4o,gpt-image-1.5,seedream-4.5 -o cmp\na red fox")
+    cmp = shell.user_ns["cmp"]
+    assert [a.name for a in cmp.axes] == ["model"] and cmp.counts()["succeeded"] == 3
+    assert "seedream-4.5" in html(cap)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--model nope", "nope"),
+    ("--model gpt-image-1.5 -s 16:9", "1:1, 2:3, 3:2"),
+    ("--model gpt-image-1.5 -e", "--enhance"),
+    ("--quality high", "4o"),
+    ("-n 3", "--variants"),
+])
+def test_bad_model_options_are_one_line_before_sending(shell, server, line, message):
+    with pytest.raises(UsageError, match=message):
+        cell(shell, f"%%kie4o {line}\nx")
+    assert not server.requests
