@@ -7,6 +7,7 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from kie_jupyter import Sweep, TaskStatus
+
 from magic_helpers import sent, server, shell  # noqa: F401
 
 
