@@ -148,7 +148,7 @@ def _new_task(prompt: str, *, model: str | None = None, size: str | None, varian
               output_format: str | None = None, params: dict[str, Any] | None = None,
               labels: dict[str, str] | None = None) -> Task:
     """A checked, not yet started task (every argument checked before anything is sent)."""
-    from .api.registry import build_request, model_spec, prepare
+    from .api.registry import fouro_extras, model_spec, prepare
     from .engine.checks import check_save_dir, check_timeout
     from .engine.inputs import PENDING_UPLOAD, request_with_inputs, resolve_images, resolve_mask
 
@@ -180,20 +180,16 @@ def _new_task(prompt: str, *, model: str | None = None, size: str | None, varian
                                    callback_url=callback_url, **extras)
         return Task(request, client=client, backend=backend, inputs=inputs, timeout=timeout,
                     save_dir=save_dir, history=_history(), labels=labels)
-    if any(v is not None for v in extras.values()):
-        build_request("4o", **extras)  # says in one line what 4o does not take
+    fouro = fouro_extras(**extras)  # --param-like fields 4o takes (upload_cn…), checked
     size = size or "1:1"
     inputs = resolve_images(_as_list(images), "images")
     mask_input = resolve_mask(mask, inputs, "mask", "input image")
-    request = request_with_inputs(
-        prompt, inputs, mask_input,
-        size=size,
-        variants=variants,
-        enhance=enhance,
-        fallback=bool(fallback),
+    fields: dict[str, Any] = dict(
+        size=size, variants=variants, enhance=enhance, fallback=bool(fallback),
         fallback_model=fallback if isinstance(fallback, str) else None,
-        callback_url=callback_url,
-    )
+        callback_url=callback_url)
+    fields.update(fouro)
+    request = request_with_inputs(prompt, inputs, mask_input, **fields)
     client = client or _default_client()
     if not client.has_key:
         raise KieUsageError(
@@ -241,6 +237,7 @@ def sweep(
     sweepable = {k: v for k, v in (("model", model), ("size", size),
                                    ("resolution", resolution), ("quality", quality))
                  if v is not None}
+    images = _as_list(images)  # once: a generator must serve every task
     axes, combos = expand(prompt, sweepable)
     models = {c.options.get("model") or "4o" for c in combos}
     per_task = variants
@@ -255,8 +252,10 @@ def sweep(
             f"this sweep makes {count} tasks ({count * per_task} images), more than "
             f"{confirm_over}: pass yes=True to confirm"
         )
+    # {{ and }} are literal braces (as in the magic): the API gets single ones.
     tasks = [
-        _new_task(c.prompt, model=c.options.get("model"), size=c.options.get("size"),
+        _new_task(c.prompt.replace("{{", "{").replace("}}", "}"),
+                  model=c.options.get("model"), size=c.options.get("size"),
                   variants=per_task, images=images, mask=mask, enhance=enhance,
                   fallback=fallback, callback_url=None, resolution=c.options.get("resolution"),
                   quality=c.options.get("quality"), timeout=timeout, save=save, client=client,
@@ -270,7 +269,14 @@ def sweep(
         try:
             result.wait()
         except KeyboardInterrupt:
+            running = [t for t in result.tasks if not t.done]
             result.stop()
+            result.wait(5)
+            sent = [t.task_id for t in running if t.task_id]
+            if sent:
+                print(f"kie4o: stopped following {len(sent)} task(s) of the sweep; they go on "
+                      f"at KIE.AI — kie_jupyter.resume(ID) for each: {', '.join(sent)}",
+                      file=sys.stderr)
             raise
     return result
 

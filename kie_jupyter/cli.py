@@ -30,6 +30,7 @@ from .api.registry import (
     backend_for,
     backend_for_task_id,
     build_request,
+    fouro_extras,
     model_spec,
     parse_param,
 )
@@ -148,12 +149,12 @@ def _request(args: argparse.Namespace, prompt: str, images: tuple[InputImage, ..
                   output_format=args.output_format,
                   params=dict(parse_param(p) for p in args.param) or None)
     if spec.family == "4o":
-        if any(v is not None for v in extras.values()):
-            build_request("4o", **extras)  # says in one line what 4o does not take
-        return request_with_inputs(
-            prompt, images, mask, size=args.size or "1:1", variants=args.variants,
-            enhance=args.enhance, fallback=args.fallback is not None,
-            fallback_model=args.fallback, callback_url=args.callback)
+        fields: dict[str, Any] = dict(
+            size=args.size or "1:1", variants=args.variants, enhance=args.enhance,
+            fallback=args.fallback is not None, fallback_model=args.fallback,
+            callback_url=args.callback)
+        fields.update(fouro_extras(**extras))  # --param upload_cn=true, …
+        return request_with_inputs(prompt, images, mask, **fields)
     for flag, on in (("--mask", mask is not None), ("--enhance", args.enhance),
                      ("--fallback", args.fallback is not None)):
         if on:
@@ -211,10 +212,18 @@ def _line(task: Task, demo: bool) -> str:
     return f"{mark}{task.task_id or '(not submitted)'}  {text}  {where}".rstrip()
 
 
-def _batch_key(save_dir: Path, request: Any) -> str:
-    """What identifies a batch line across runs: the request and where its images go."""
-    body = json.dumps({"save": str(save_dir), "request": request.to_dict()}, sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()[:20]
+def _batch_keys(save_dir: Path, requests: list[Any]) -> list[str]:
+    """What identifies each batch line across runs: the request, where its images go, and
+    which occurrence it is (two identical lines, or the -n copies of a one-image model, are
+    different paid tasks and must each find their own)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for request in requests:
+        body = json.dumps({"save": str(save_dir), "request": request.to_dict()}, sort_keys=True)
+        base = hashlib.sha256(body.encode()).hexdigest()[:20]
+        seen[base] = seen.get(base, 0) + 1
+        keys.append(f"{base}-{seen[base]}")
+    return keys
 
 
 def _files_exist(entry: HistoryEntry) -> bool:
@@ -222,13 +231,14 @@ def _files_exist(entry: HistoryEntry) -> bool:
 
 
 def _batch_tasks(requests: list[Any], *, fresh: bool, history: HistoryStore,
-                 save_dir: Path, common: dict[str, Any],
+                 save_dir: Path, common: dict[str, Any], client: KieClient,
                  new: Any) -> tuple[list[Task], int, int]:
     """The tasks of a batch run, and how many lines were skipped and resumed.
 
     A line whose task succeeded and whose files are still there is skipped; one whose task
-    was submitted (and did not fail) is followed again by its id, never paid twice; the
-    rest are new tasks. ``fresh`` makes every line new.
+    was submitted (and did not fail at KIE) is followed again by its id, on its own API
+    family, never paid twice — also one that succeeded but whose images could not be
+    downloaded or saved; the rest are new tasks. ``fresh`` makes every line new.
     """
     latest: dict[str, HistoryEntry] = {}
     if not fresh:
@@ -238,15 +248,18 @@ def _batch_tasks(requests: list[Any], *, fresh: bool, history: HistoryStore,
                 latest[key] = entry
     tasks: list[Task] = []
     skipped = resumed = 0
-    for request in requests:
-        key = _batch_key(save_dir, request)
+    for request, key in zip(requests, _batch_keys(save_dir, requests), strict=True):
         entry = latest.get(key)
         if entry is not None and entry.status == "success" and _files_exist(entry):
             skipped += 1
-        elif entry is not None and entry.status not in ("failed", ""):
+        elif entry is not None and entry.task_id and (
+                entry.status not in ("failed", "") or entry.urls):
+            # Submitted (so paid): follow it again. A "failed" one with result URLs
+            # succeeded at KIE and only lost its download: its images are still there.
             resumed += 1
+            backend = backend_for_task_id(entry.task_id, client, model=entry.model)
             tasks.append(Task.resumed(entry.task_id, entry=entry, labels={"batch": key},
-                                      **common))
+                                      backend=backend, **common))
         else:
             tasks.append(new(request, labels={"batch": key}))
     return tasks, skipped, resumed
@@ -285,7 +298,11 @@ def _run(tasks: list[Task], concurrency: int, demo: bool) -> int:
         for task in tasks:
             task.stop()
         _settle(threads)
-        _report_interrupt(tasks, started, demo)
+        try:
+            _report_interrupt(tasks, started, demo)
+        except KeyboardInterrupt:  # a second Ctrl-C: the tasks are in the history
+            _say("interrupted again; every submitted task is in the history "
+                 "(`kie4o --resume ID`)")
         return EXIT_INTERRUPTED
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -373,7 +390,7 @@ def _generate(args: argparse.Namespace) -> int:
             return _run(tasks, args.concurrency, args.demo)
         tasks, skipped, resumed = _batch_tasks(
             requests, fresh=args.fresh, history=history, save_dir=save_dir, common=common,
-            new=lambda r, labels: Task(r, inputs=images, mask=mask, labels=labels,
+            client=client, new=lambda r, labels: Task(r, inputs=images, mask=mask, labels=labels,
                                        backend=backend_for(model, client), **common))
         code = _run(tasks, args.concurrency, args.demo)
         if code != EXIT_INTERRUPTED:

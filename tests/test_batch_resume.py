@@ -64,3 +64,49 @@ def test_a_killed_batch_resumes_without_paying_twice(tmp_path):
         fresh = _run([*args[:2], "--save", str(out), "--fresh"], env, tmp_path)
         fresh.communicate(timeout=180)
         assert len(server.requests_to("generate")) == 2 * N
+
+
+def _wait_done(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=180)
+    return proc.returncode, out, err
+
+
+@pytest.mark.slow
+def test_identical_lines_of_a_market_model_each_resume_their_own_task(tmp_path):
+    # Two identical lines are two paid tasks: each must find its own on the re-run, and a
+    # Market task must be followed on the Market API.
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("a red fox\na red fox\n")
+    out = tmp_path / "out"
+    args = ["--batch", str(batch), "--save", str(out), "--model", "nano-banana-2"]
+    with MockKieServer(api_key="test-key", duration=3.0, rate_limit=None) as server:
+        env = env_for(server, tmp_path)
+        code, _, _ = _wait_done(_run([*args, "--timeout", "1"], env, tmp_path))
+        assert code == 1  # both timed out locally; both were paid
+        assert len(server.requests_to("createTask")) == 2
+        code, stdout, stderr = _wait_done(_run(args, env, tmp_path))
+        assert code == 0, stderr
+        assert "2 done, 0 failed, 0 skipped (already done), 2 resumed" in stdout
+        assert len(server.requests_to("createTask")) == 2  # nothing paid twice
+        assert not server.requests_to("record-info")  # never polled on the 4o API
+        assert len(list(out.glob("*.png"))) == 2  # one image per task, none shared
+
+
+@pytest.mark.slow
+def test_a_task_whose_download_failed_is_followed_again_not_paid_again(tmp_path):
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("a lighthouse\n")
+    out = tmp_path / "out"
+    args = ["--batch", str(batch), "--save", str(out)]
+    with MockKieServer(api_key="test-key", duration=0.3, rate_limit=None) as server:
+        env = env_for(server, tmp_path)
+        server.add_fault("file", http_status=404, times=50)
+        code, stdout, _ = _wait_done(_run(args, env, tmp_path))
+        assert code == 1 and "could not be downloaded" in stdout
+        assert len(server.requests_to("generate")) == 1
+        server.reset()  # the CDN is back (and the request log starts anew)
+        code, stdout, stderr = _wait_done(_run(args, env, tmp_path))
+        assert code == 0, stderr
+        assert "1 done, 0 failed, 0 skipped (already done), 1 resumed" in stdout
+        assert not server.requests_to("generate")  # followed again, not paid again
+        assert len(list(out.glob("*.png"))) == 1

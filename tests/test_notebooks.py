@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 #: Fewest images each notebook shows once executed (a notebook not listed: at least one).
-MIN_IMAGES = {"quickstart.ipynb": 20, "editing.ipynb": 5, "teaching.ipynb": 10, "iteration.ipynb": 15}
+MIN_IMAGES = {"quickstart.ipynb": 20, "editing.ipynb": 5, "teaching.ipynb": 10,
+              "iteration.ipynb": 15}
 #: Largest committed notebook (outputs embed thumbnails, not full images).
 MAX_BYTES = 1_572_864  # 1.5 MiB
 #: Cells that print this are not working notebooks, whatever nbclient says.

@@ -34,6 +34,7 @@ from .market import QWEN_IMAGE_SIZES, MarketBackend, MarketRequest
 from .models import MAX_FILES, MAX_PROMPT_CHARS, VARIANTS, GenerationRequest, is_http_url
 
 __all__ = [
+    "fouro_extras",
     "Choice",
     "Mode",
     "ModelSpec",
@@ -375,6 +376,22 @@ def _check_params(params: Mapping[str, Any] | None, owned: Iterable[str],
 
 
 _FOURO_PARAMS = ("enhance", "fallback", "fallback_model", "upload_cn")
+
+
+def fouro_extras(*, resolution: str | None = None, quality: str | None = None,
+                 output_format: str | None = None,
+                 params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The 4o request fields given through ``--param`` (``upload_cn``…), checked; a
+    ``--resolution``/``--quality``/``--format`` (which 4o has not) is one line."""
+    spec = MODELS["4o"]
+    for option, value in (("resolution", resolution), ("quality", quality),
+                          ("output_format", output_format)):
+        _pick(None, option, value, spec)
+    extra = _check_params(params, (), spec)
+    unknown = sorted(set(extra) - set(_FOURO_PARAMS))
+    if unknown:
+        raise KieUsageError(f"--param {unknown[0]}: 4o takes {', '.join(_FOURO_PARAMS)}")
+    return extra
 
 
 def build_request(model: str, *, prompt: str = "", size: str | None = None,

@@ -71,6 +71,11 @@ def prompt_axes(text: str) -> tuple[list[Axis], list[tuple[int, int]]]:
             raise KieUsageError(
                 f"prompt: the group {text[start:end]!r} has an empty choice"
             )
+        if len(choices) != len(set(choices)):
+            raise KieUsageError(
+                f"prompt: the group {text[start:end]!r} repeats a choice (each would be a "
+                "task of its own, paid twice)"
+            )
         name = "prompt" if len(found) == 1 else f"prompt {n}"
         axes.append(Axis(name, tuple(choices)))
         spans.append((start, end))
@@ -118,6 +123,13 @@ def expand(text: str, options: Mapping[str, Any]) -> tuple[list[Axis], list[Comb
     return axes, combos
 
 
+def _in_order(wanted: Sequence[str], labels: Sequence[str]) -> bool:
+    """Whether ``wanted`` are labels of distinct dimensions, in the dimensions' order
+    (``sw["red", "red"]`` with a red car and a red house is one task, not any red)."""
+    it = iter(labels)
+    return all(any(w == label for label in it) for w in wanted)
+
+
 class Sweep:
     """The tasks of one sweep, by label. ``sw["oil"]`` is the task (or a smaller sweep when
     the label leaves other dimensions open), ``sw["oil", "3:2"]`` one task."""
@@ -146,7 +158,7 @@ class Sweep:
             return self.cells[key][1]
         wanted = (key,) if isinstance(key, str) else tuple(key)
         matches = [(labels, task) for labels, task in self.cells
-                   if all(w in labels for w in wanted)]
+                   if _in_order(wanted, labels)]
         if not matches:
             known = "; ".join(f"{a.name}: {', '.join(a.values)}" for a in self.axes)
             raise KeyError(f"no task of this sweep has {', '.join(map(repr, wanted))} "

@@ -110,11 +110,10 @@ class MarketTask(_Job):
             return None
         state = self.state(now)
         done = state in ("success", "fail")
-        fail_code: str | None = None
-        fail_msg: str | None = None
+        # Empty strings unless it failed, as KIE's page documents (not null).
+        fail_code = fail_msg = ""
         result = ""
         if state == "success":
-            fail_code = fail_msg = ""
             result = json.dumps({"resultUrls": self._urls_now()})
         elif state == "fail":
             code, message = self.error()

@@ -39,6 +39,7 @@ from .demo import (
     stop_tasks,
     unpark,
 )
+from .resend import remember_card, resend_cards
 
 __all__ = ["Kie4o"]
 
@@ -233,6 +234,7 @@ class Kie4o(Magics):
         if out:
             self.shell.user_ns[out] = sweep
         view = SweepCard(sweep, self.embed, out or "_kie4o")
+        self._resend_cards_hook()
         for task in sweep.tasks:
             task.start()  # in parallel: the client's limiter keeps the account's rate
         handle = display(view, display_id=True)
@@ -256,18 +258,28 @@ class Kie4o(Magics):
                         break
             if handle is not None:
                 handle.update(view)
+                if stop is not None or threading.current_thread() is not main:
+                    # Sent from a thread: front ends that route output by the running cell
+                    # may drop it, so the next cell sends the final grid again.
+                    remember_card(handle, view._repr_mimebundle_())
 
+        main = threading.current_thread()
         if not wait:
             threading.Thread(target=follow, name="kie4o-sweep", daemon=True).start()
             return
         try:
             follow()
         except KeyboardInterrupt:
+            running = [t for t in sweep.tasks if not t.done]
             sweep.stop()
             sweep.wait(5)
             if handle is not None:
                 handle.update(view)
-            sent = [t.task_id for t in sweep.tasks if t.task_id and not t.done]
+            sent = [t.task_id for t in running if t.task_id]
+            doubtful = [t for t in running if not t.task_id and not t.stopped_before_sent]
+            if doubtful:
+                print(f"kie4o: {len(doubtful)} task(s) of the sweep were being sent when "
+                      "stopped: they may have reached KIE.AI — check your KIE.AI dashboard")
             if sent:
                 print(f"kie4o: stopped following {len(sent)} task(s) of the sweep; they go on "
                       f"at KIE.AI — `%kie4o resume ID` for each: {', '.join(sent)}")
@@ -328,8 +340,6 @@ class Kie4o(Magics):
 
     def _resend_cards_hook(self) -> None:
         """Register, once per shell, the hook that resends cards finished between cells."""
-        from .panel import resend_cards
-
         events = getattr(self.shell, "events", None)
         if events is not None and resend_cards not in events.callbacks["pre_run_cell"]:
             events.register("pre_run_cell", resend_cards)

@@ -29,7 +29,7 @@ from IPython.utils.text import DollarFormatter
 from .. import optiontable
 from ..api.errors import KieError, KieUsageError
 from ..api.models import MAX_FILES, is_http_url
-from ..api.registry import build_request, model_spec, parse_param
+from ..api.registry import build_request, fouro_extras, model_spec, parse_param
 from ..engine.checks import check_timeout
 from ..engine.inputs import (
     PENDING_UPLOAD,
@@ -344,15 +344,15 @@ def _request(model: str, spec: Any, prompt: str, images: tuple[InputImage, ...],
                   output_format=args.output_format, params=params or None)
     variants = 1 if one_each else args.variants
     if spec.family == "4o":
-        if any(v is not None for v in extras.values()):
-            build_request("4o", **extras)  # says in one line what 4o does not take
         if len(images) > MAX_FILES:
             raise KieUsageError(f"--image: {len(images)} images given; at most {MAX_FILES} "
                                 "are allowed for 4o")
-        return request_with_inputs(
-            prompt, images, mask, size=chosen.get("size") or default_size, variants=variants,
-            enhance=args.enhance, fallback=args.fallback is not None,
-            fallback_model=args.fallback, callback_url=args.callback)
+        fields: dict[str, Any] = dict(
+            size=chosen.get("size") or default_size, variants=variants, enhance=args.enhance,
+            fallback=args.fallback is not None, fallback_model=args.fallback,
+            callback_url=args.callback)
+        fields.update(fouro_extras(**extras))  # --param upload_cn=true, …
+        return request_with_inputs(prompt, images, mask, **fields)
     for flag, on in (("--mask", mask is not None), ("--enhance", args.enhance),
                      ("--fallback", args.fallback is not None)):
         if on:

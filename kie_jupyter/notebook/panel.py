@@ -25,11 +25,12 @@ from IPython.display import DisplayHandle, display
 
 from ..api.models import TaskStatus
 from .cards import MUTED, TEXT, Card, card_bundle, chip_html, status_text
+from .resend import remember_card, resend_cards
 
 if TYPE_CHECKING:
     from ..engine.task import Task
 
-__all__ = ["TaskPanel", "resend_cards"]
+__all__ = ["TaskPanel", "resend_cards"]  # resend_cards: from .resend, kept importable here
 
 _BAR_STYLE = {
     TaskStatus.SUCCESS: "success",
@@ -38,24 +39,6 @@ _BAR_STYLE = {
     TaskStatus.STOPPED: "warning",
 }
 
-#: Cards sent from a task's thread while no cell ran may have been dropped by front ends that
-#: route output by the running cell (nbclient): they are sent again when the next cell starts.
-_pending: list[tuple[DisplayHandle, dict[str, Any]]] = []
-_pending_lock = threading.Lock()
-
-
-def resend_cards(*_args: Any) -> None:
-    """Send again the cards finished from a task's thread (a ``pre_run_cell`` hook).
-
-    This runs in the new cell's thread, with that cell's parent header, so a front end that
-    only applies output of the running cell (nbclient, and front ends that drop output sent
-    from background threads) applies it too; others just draw the same card again.
-    """
-    with _pending_lock:
-        pending = list(_pending)
-        _pending.clear()
-    for handle, bundle in pending:
-        handle.update(bundle, raw=True)
 
 
 class TaskPanel(w.VBox):
@@ -199,8 +182,7 @@ class TaskPanel(w.VBox):
                     bundle = card_bundle(task, self.embed, names=names)
                     self._handle.update(bundle, raw=True)
                     if threading.current_thread() is not self._cell_thread:
-                        with _pending_lock:
-                            _pending.append((self._handle, bundle))
+                        remember_card(self._handle, bundle)
             self.close()
 
     def card(self) -> Card:

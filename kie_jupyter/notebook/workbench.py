@@ -310,6 +310,17 @@ def rerun_cell(params: Mapping[str, Any], prompt: str, *, model: str = "4o") -> 
         words.append("-e")
     if params.get("fallback"):
         words += ["--fallback", str(params.get("fallback_model") or "FLUX_MAX")]
+    for flag, key in (("--resolution", "resolution"), ("--quality", "quality"),
+                      ("--format", "output_format")):
+        if params.get(key):
+            words += [flag, _quote(str(params[key]))]
+    extra = dict(params.get("params") or {})
+    if params.get("upload_cn"):
+        extra["upload_cn"] = True
+    for key, value in extra.items():
+        words += ["--param", _quote(f"{key}={json.dumps(value)}")]
+    if params.get("callback_url"):
+        words += ["--callback", _quote(str(params["callback_url"]))]
     # Braces in the prompt would be read as {name} fills or sweep groups: escape them.
     body = prompt.replace("{", "{{").replace("}", "}}")
     return " ".join(words) + "\n" + body

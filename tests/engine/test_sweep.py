@@ -107,3 +107,31 @@ def test_stopping_a_sweep_stops_every_task(server):
     sw.stop()
     sw.wait(10)
     assert all(t.status is TaskStatus.STOPPED for t in sw)
+
+
+def test_a_repeated_choice_is_refused_not_paid_twice():
+    with pytest.raises(KieUsageError, match="repeats"):
+        expand("a {oil|oil} fox", {})
+
+
+def test_labels_are_looked_up_dimension_by_dimension(server):
+    sw = kie_jupyter.sweep("a {red|blue} car, {red|green} house", client=_client(server))
+    task = sw["red", "red"]
+    assert task.prompt == "a red car, red house"
+    assert sw["blue", "red"].prompt == "a blue car, red house"
+    assert len(sw["red"]) == 3  # every task with red in any dimension
+
+
+def test_every_task_of_a_sweep_gets_the_images_of_a_generator(server):
+    url = server.url + "/files/none.png"
+    sw = kie_jupyter.sweep("{a|b} fox", images=(u for u in [url]), client=_client(server),
+                           wait=False)
+    sw.stop()
+    assert [t.params["files"] for t in sw] == [[url], [url]]
+
+
+def test_double_braces_reach_the_api_as_single_ones(server):
+    sw = kie_jupyter.sweep("a {{curly}} {oil|ink} fox", client=_client(server))
+    assert sorted(r.json["prompt"] for r in server.requests_to("generate")) == [
+        "a {curly} ink fox", "a {curly} oil fox"]
+    assert sw["oil"].prompt == "a {curly} oil fox"

@@ -81,3 +81,33 @@ def test_bad_model_options_are_one_line_before_sending(shell, server, line, mess
     with pytest.raises(UsageError, match=message):
         cell(shell, f"%%kie4o {line}\nx")
     assert not server.requests
+
+
+def test_ctrl_c_on_a_sweep_names_the_tasks_that_go_on(shell, server, monkeypatch):
+    import time
+
+    from kie_jupyter.engine import sweep as sweep_module
+
+    server.duration = 30
+    real = sweep_module.Sweep.counts
+
+    def interrupted(self):
+        deadline = time.monotonic() + 20
+        while not all(t.task_id for t in self.tasks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_module.Sweep, "counts", interrupted)
+    with capture_output() as cap:
+        result = shell.run_cell("%%kie4o -o sw\na {red|blue} fox")
+    monkeypatch.setattr(sweep_module.Sweep, "counts", real)
+    assert isinstance(result.error_in_exec, UsageError)  # Run All stops here
+    ids = [t.task_id for t in shell.user_ns["sw"].tasks]
+    assert "they go on at KIE.AI" in cap.stdout and all(i in cap.stdout for i in ids)
+
+
+def test_4o_takes_its_documented_params(shell, server):
+    cell(shell, "%%kie4o --param upload_cn=true\na fox")
+    assert sent(server, "generate")[0].json["uploadCn"] is True
+    with pytest.raises(UsageError, match="4o takes"):
+        cell(shell, "%%kie4o --param seed=3\na fox")

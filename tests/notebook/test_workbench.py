@@ -126,3 +126,13 @@ def test_each_new_subcommand_has_help(shell):
     for sub in ("gallery", "star", "unstar", "compare", "rerun", "info", "export"):
         ran = line(shell, f"%kie4o {sub} -h")
         assert "usage: %kie4o " + sub in all_text(ran.cap)
+
+
+def test_rerun_keeps_a_model_s_own_options():
+    from kie_jupyter.notebook.workbench import rerun_cell
+
+    params = {"size": "16:9", "resolution": "4K", "output_format": "jpg",
+              "params": {"seed": 3}, "files": []}
+    cell = rerun_cell(params, "a lighthouse {at} night", model="nano-banana-pro")
+    assert cell == ("%%kie4o --model nano-banana-pro -s 16:9 --resolution 4K --format jpg "
+                    "--param seed=3\na lighthouse {{at}} night")
