@@ -235,46 +235,48 @@ class Kie4o(Magics):
             self.shell.user_ns[out] = sweep
         view = SweepCard(sweep, self.embed, out or "_kie4o")
         self._resend_cards_hook()
-        for task in sweep.tasks:
-            task.start()  # in parallel: the client's limiter keeps the account's rate
-        handle = display(view, display_id=True)
         text = not self._widgets()
+        main = threading.current_thread()
+        shown: list[Any] = []  # the display handle, once shown
 
-        def follow(stop: threading.Event | None = None) -> None:
-            shown = None
-            while not sweep.done and not (stop and stop.is_set()):
+        def show() -> None:
+            if shown and shown[0] is not None:
+                shown[0].update(view)
+
+        def follow() -> None:
+            seen = None
+            while not sweep.done:
                 counts = sweep.counts()
                 state = (counts["done"], tuple(t.status for t in sweep.tasks),
                          tuple(round(t.progress, 2) for t in sweep.tasks))
-                if state != shown:
-                    shown = state
-                    if handle is not None:
-                        handle.update(view)
+                if state != seen:
+                    seen = state
+                    show()
                     if text:
                         print(f"kie4o: {counts['done']} of {counts['total']} done", flush=True)
                 for task in sweep.tasks:
                     if not task.done:
                         task.wait(0.4)
                         break
-            if handle is not None:
-                handle.update(view)
-                if stop is not None or threading.current_thread() is not main:
-                    # Sent from a thread: front ends that route output by the running cell
-                    # may drop it, so the next cell sends the final grid again.
-                    remember_card(handle, view._repr_mimebundle_())
+            show()
+            if shown and shown[0] is not None and threading.current_thread() is not main:
+                # Sent from a thread: front ends that route output by the running cell may
+                # drop it, so the next cell sends the final grid again.
+                remember_card(shown[0], view._repr_mimebundle_())
 
-        main = threading.current_thread()
-        if not wait:
-            threading.Thread(target=follow, name="kie4o-sweep", daemon=True).start()
-            return
         try:
+            for task in sweep.tasks:
+                task.start()  # in parallel: the client's limiter keeps the account's rate
+            shown.append(display(view, display_id=True))
+            if not wait:
+                threading.Thread(target=follow, name="kie4o-sweep", daemon=True).start()
+                return
             follow()
         except KeyboardInterrupt:
             running = [t for t in sweep.tasks if not t.done]
             sweep.stop()
             sweep.wait(5)
-            if handle is not None:
-                handle.update(view)
+            show()
             sent = [t.task_id for t in running if t.task_id]
             doubtful = [t for t in running if not t.task_id and not t.stopped_before_sent]
             if doubtful:

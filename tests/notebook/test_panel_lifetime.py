@@ -17,7 +17,7 @@ from kie_jupyter.api.models import TaskStatus
 from kie_jupyter.notebook import panel as panel_module
 from kie_jupyter.notebook.panel import TaskPanel, _descendants, resend_cards
 
-from magic_helpers import KEY, run, server, shell  # noqa: F401  isort: skip
+from magic_helpers import KEY, run
 
 
 class FakeHandle:

@@ -10,7 +10,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
-from magic_helpers import all_text, run, server, shell  # noqa: F401
+from magic_helpers import all_text, run
 
 
 class Ran:

@@ -15,7 +15,7 @@ from kie_jupyter.api.models import TaskStatus
 from kie_jupyter.testing.shell import TestingShell
 
 # Shared helpers and the `server` and `shell` fixtures.
-from magic_helpers import KEY, all_text, png_size, run, sent, server, shell  # isort: skip
+from magic_helpers import KEY, all_text, png_size, run, sent
 
 # -- loading -----------------------------------------------------------------------------
 

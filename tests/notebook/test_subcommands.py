@@ -8,7 +8,7 @@ from IPython.core.error import UsageError
 from kie_jupyter.engine.history import HistoryStore
 from kie_jupyter.notebook import subcommands
 
-from magic_helpers import all_text, run, server, shell  # noqa: F401  (fixtures)
+from magic_helpers import all_text, run
 
 
 @pytest.mark.parametrize("sub", subcommands.SUBCOMMANDS)

@@ -24,7 +24,7 @@ from nbclient import NotebookClient
 
 from kie_jupyter.testing.notebooks import count_images
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 #: Fewest images each notebook shows once executed (a notebook not listed: at least one).

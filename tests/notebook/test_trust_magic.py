@@ -20,7 +20,7 @@ from kie_jupyter.engine.task import Task
 from kie_jupyter.fakeapi.images import render_png
 from kie_jupyter.notebook.cards import static_bundle, status_text
 
-from magic_helpers import all_text, run, sent, server, shell  # noqa: F401  (fixtures)
+from magic_helpers import all_text, run, sent
 
 
 def one_line_error(sh, cell) -> str:

@@ -11,7 +11,7 @@ from kie_jupyter import cli, optiontable
 from kie_jupyter.api.errors import KieUsageError
 from kie_jupyter.notebook.magics import Kie4o
 
-from magic_helpers import run, server, shell  # noqa: F401  (fixtures)
+from magic_helpers import run
 
 SHARED = tuple(optiontable.options_for("cli"))
 NOTEBOOK_ONLY = tuple(o for o in optiontable.OPTIONS if o.notebook_only)

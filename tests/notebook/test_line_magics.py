@@ -12,7 +12,7 @@ from kie_jupyter.api.models import TaskStatus
 from kie_jupyter.testing import MockKieServer
 from kie_jupyter.testing.shell import TestingShell
 
-from magic_helpers import KEY, all_text, run, sent, server, shell  # noqa: F401  (fixtures)
+from magic_helpers import KEY, all_text, run, sent
 
 
 def test_unknown_subcommand_lists_the_valid_ones(shell):
