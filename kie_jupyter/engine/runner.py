@@ -59,6 +59,9 @@ class RunPlan:
     schedule: PollSchedule
     #: Whether the task already knows its parameters (else they are learnt while polling).
     has_params: bool
+    #: Seconds an unknown id is polled again before it counts as unknown (a task created a
+    #: moment ago may not be visible yet, as the API documents).
+    not_found_grace: float = 0.0
 
 
 class TaskRunner:
@@ -179,7 +182,8 @@ class TaskRunner:
                 schedule=self.plan.schedule,
                 retry=self.client.retry,
                 stop=self.stop,
-                not_found_grace=30.0 if self.submitted_at is not None else 0.0,
+                not_found_grace=(30.0 if self.submitted_at is not None
+                                 else self.plan.not_found_grace),
             ):
                 if record is None:
                     continue

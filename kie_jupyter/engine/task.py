@@ -49,6 +49,18 @@ log = logging.getLogger("kie_jupyter")
 Listener = Callable[["Task"], None]
 
 
+def recently_created(iso: str, within: float = 600.0) -> bool:
+    """Whether a task created at ``iso`` (history's time) is at most ``within`` s old: the
+    API may not know such a task for a moment yet."""
+    try:
+        created = datetime.fromisoformat(iso)
+    except ValueError:
+        return False
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    return (_now() - created).total_seconds() <= within
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -115,6 +127,8 @@ class Task:
         self._images: list[bytes | None] = []
         #: Stopped while a submission's fate was unknown (it may have created a task).
         self._send_uncertain = False
+        #: A resumed task made a moment ago may not be visible at KIE yet (see RunPlan).
+        self._not_found_grace = 0.0
         #: Parents known from history (a resumed task has no inputs to ask).
         self._known_parents: tuple[str, ...] = ()
         self._lock = threading.RLock()
@@ -146,6 +160,8 @@ class Task:
             task.params = dict(entry.params) or {"prompt": entry.prompt}
             task.saved_paths = list(entry.saved_paths)
             task._known_parents = tuple(entry.parents)
+            if entry.created and recently_created(entry.created):
+                task._not_found_grace = 30.0
             task.thumb_paths = list(entry.thumbs)
             if entry.created:
                 task.created = datetime.fromisoformat(entry.created)
@@ -292,7 +308,7 @@ class Task:
     def _run(self) -> None:
         plan = RunPlan(request=self.request, task_id=self.task_id, inputs=self._inputs,
                        mask=self._mask, timeout=self.timeout, schedule=self.schedule,
-                       has_params=bool(self.params))
+                       has_params=bool(self.params), not_found_grace=self._not_found_grace)
         TaskRunner(plan, backend=self.backend, client=self.client, stop=self._stop,
                    emit=self._set).run()
 

@@ -43,7 +43,7 @@ from ..engine.history import HistoryEntry, HistoryStore
 from ..engine.poller import PollSchedule
 from ..engine.provenance import read_provenance
 from ..engine.sweep import Sweep
-from ..engine.task import Task
+from ..engine.task import Task, recently_created
 from . import options, workbench
 from .demo import BANNER, DemoServer
 from .views import Table, config_table, history_table, status_snapshot
@@ -219,6 +219,8 @@ def _lookup(host: Host, task_id: str, sub: str,
     except TaskNotFoundError as exc:
         if _lost_demo_task(host, entry, not_found=True):
             raise UsageError(lost) from None
+        if entry is not None and entry.created and recently_created(entry.created):
+            return client, None, entry, backend  # made a moment ago: KIE may not show it yet
         raise options.usage_error(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
     except KieError as exc:
         raise options.usage_error(exc, f"%kie4o {sub} {task_id}: ", task_id) from None

@@ -40,12 +40,16 @@ def kernel_env(tmp_path):
         yield server, env
 
 
-def test_resume_after_kernel_restart(kernel_env):
+@pytest.mark.parametrize(("options", "submit", "images"), [
+    ("-n 2", "generate", "2"),
+    ("--model nano-banana-pro -s 16:9", "createTask", "1"),  # a Market task: its own API
+], ids=["4o", "market"])
+def test_resume_after_kernel_restart(kernel_env, options, submit, images):
     server, env = kernel_env
     km, kc = start_new_kernel(kernel_name="python3", env=env)
     try:
         execute(kc, "%load_ext kie_jupyter")
-        execute(kc, "%%kie4o --no-wait -n 2 -o t\nA lighthouse before the storm")
+        execute(kc, f"%%kie4o --no-wait {options} -o t\nA lighthouse before the storm")
         task_id = execute(
             kc, "import time\nwhile not t.task_id: time.sleep(0.05)\nprint(t.task_id)"
         ).strip()
@@ -61,8 +65,8 @@ def test_resume_after_kernel_restart(kernel_env):
         assert task_id in listed and "A lighthouse before the storm" in listed
         execute(kc, f"%kie4o resume {task_id}")
         out = execute(kc, "print(_kie4o.task_id, _kie4o.status.value, len(_kie4o.images))")
-        assert out.split() == [task_id, "success", "2"]
+        assert out.split() == [task_id, "success", images]
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-    assert len(server.requests_to("generate")) == 1
+    assert len(server.requests_to(submit)) == 1
