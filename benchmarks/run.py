@@ -28,13 +28,16 @@ from bench_detection import DetectionResult, DetectionRow
 from bench_load import LoadResult
 from bench_memory import MemoryResult
 from bench_submit import SubmitResult
+from bench_workbench import WorkbenchResult
 
-BENCHES = ("detection", "submit", "concurrency", "load", "memory")
+BENCHES = ("detection", "submit", "concurrency", "load", "memory", "workbench")
 DETECTION_TARGET = 0.5  # s, mean
 SUBMIT_TARGET_MS = 20.0
 CONCURRENCY_TARGET = 1.1
 FREE_CELL_TARGET_MS = 100.0
 MEMORY_TARGET = 1.1
+GALLERY_TARGET_MS = 300.0
+SWEEP_TARGET = 1.15
 
 
 @dataclass
@@ -89,6 +92,10 @@ def run_all(s: Settings, only: tuple[str, ...]) -> tuple[dict[str, Any], dict[st
                  lambda d: LoadResult(**d), 600.0),
         "memory": ("bench_memory.py", ["--tasks", f"{s.memory_tasks}"],
                    lambda d: MemoryResult(**d), 600.0),
+        "workbench": ("bench_workbench.py",
+                      ["--scale", f"{s.scale}", "--reps", "2" if s.quick else "5",
+                       "--history", "1000"],
+                      lambda d: WorkbenchResult(**d), 600.0),
     }
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -187,6 +194,18 @@ def targets(results: dict[str, Any], scale: float) -> list[Target]:
             f"{mem.ratio:.3f} (+{mem.growth / mib:.1f} MiB for {mem.image_bytes / mib:.1f} MiB "
             f"of images)",
             f"≤ {MEMORY_TARGET}", mem.ratio <= MEMORY_TARGET and mem.succeeded == mem.tasks))
+    wb: WorkbenchResult | None = results.get("workbench")
+    if wb is not None:
+        out.append(Target(
+            f"Gallery first paint, {wb.history_tasks}-task history (fresh process, imports "
+            "included)", f"{_ms(wb.gallery_ms)} (median)",
+            f"≤ {GALLERY_TARGET_MS:g} ms", wb.gallery_ms <= GALLERY_TARGET_MS))
+        out.append(Target(
+            f"Sweep of {wb.sweep_tasks} tasks: all done ÷ longest task",
+            f"{wb.sweep_ratio:.3f} ({_s(wb.sweep_total)} / {_s(wb.sweep_longest)}; "
+            f"{wb.sweep_succeeded}/{wb.sweep_tasks} succeeded)",
+            f"≤ {SWEEP_TARGET}",
+            wb.sweep_ratio <= SWEEP_TARGET and wb.sweep_succeeded == wb.sweep_tasks))
     load: LoadResult | None = results.get("load")
     if load is not None:
         out.append(Target(
