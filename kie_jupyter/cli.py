@@ -9,6 +9,9 @@
 Every option is checked before anything is sent (so a mistake costs no credit), and every
 mistake is one line ``kie4o: …``. Exit codes: 0 every task done, 1 some failed, 2 bad usage
 (nothing sent), 130 interrupted.
+
+Size: parsing, batch reading and resuming, and the honest Ctrl-C report; the batch part is
+the next to move to a module of its own.
 """
 
 from __future__ import annotations

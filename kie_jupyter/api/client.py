@@ -9,6 +9,10 @@ each live in one place:
 * generate is retried only when the server surely did not take the request: a 429 (the API
   drops, not queues, rate-limited requests) or a connection that was never made. Never after
   the request may have reached the server, so a task is never started (and charged) twice.
+
+Size: over 400 lines because transport, the envelope check, uploads and downloads share one
+session and one retry loop; uploads and downloads are the next to move to a module of their
+own (their retry rule is already :func:`~kie_jupyter.api.retry.is_transient`).
 """
 
 from __future__ import annotations

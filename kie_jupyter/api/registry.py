@@ -15,6 +15,8 @@ and checks them per model. :func:`prepare` is the one call a front end needs::
 wins; else an id starting with ``task_`` is a Market task (``task_<family>_<millis>``); else
 it is a 4o task. Flux Kontext ids look like 4o ids, so a Kontext task is resumed through its
 history entry (or by naming the model).
+
+Size: most of it is data (one entry per model, with its page); the checks read the entries.
 """
 
 from __future__ import annotations

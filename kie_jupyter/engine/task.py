@@ -6,6 +6,9 @@ from that thread; they must only set state (the panel sets widget traits), never
 
 Once a task has an id it was paid for: from then on nothing local (a history or output
 folder that cannot be written) may end it; such problems are one warning and the task goes on.
+
+Size: the public object users hold — state, events, results and saving — with its
+docstrings; the driving lives in :mod:`.runner`, history and --save in :mod:`.subscribers`.
 """
 
 from __future__ import annotations

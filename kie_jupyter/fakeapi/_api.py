@@ -2,6 +2,8 @@
 
 ``MockAPI`` is a mixin of :class:`~kie_jupyter.testing.MockKieServer`, which owns the state and
 the lifecycle; here are only the answers, as plain :class:`Answer` values.
+
+Size: one method per endpoint of the 4o and upload APIs, each with its documented quirks.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ cell magic's options. Every mistake is one ``UsageError`` line naming the subcom
 
 The handlers get the ``Kie4o`` magics instance (its settings, client, history and tasks)
 through the :class:`Host` protocol: this module never imports :mod:`.magics`, which imports it.
+
+Size: one handler and one parser per subcommand (15 of them), each small; a module per
+subcommand group (workbench, session) is the next split.
 """
 
 from __future__ import annotations
