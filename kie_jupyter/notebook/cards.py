@@ -205,7 +205,8 @@ def card_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
         f'max-width:100%;box-sizing:border-box">',
         f'<div class="kie4o-head" style="margin:0 0 4px">'
         f'<b>kie4o</b> <span style="color:{MUTED};margin-right:6px">{esc(family)} image</span>'
-        f'{chip_html(task)}<span class="kie4o-status" style="margin:0 6px 0 2px;white-space:nowrap">'
+        f'{chip_html(task)}<span class="kie4o-status" '
+        f'style="margin:0 6px 0 2px;white-space:nowrap">'
         f'{esc(_head_status(task))}</span>'
         f'<code class="kie4o-id" style="font-family:{CODE_FONT};font-size:85%;color:{MUTED}">'
         f'{esc(task.task_id or "")}</code></div>',
