@@ -272,7 +272,8 @@ def sweep(
             running = [t for t in result.tasks if not t.done]
             result.stop()
             result.wait(5)
-            sent = [t.task_id for t in running if t.task_id]
+            sent = [t.task_id for t in running
+                    if t.task_id and t.status is TaskStatus.STOPPED]
             if sent:
                 print(f"kie4o: stopped following {len(sent)} task(s) of the sweep; they go on "
                       f"at KIE.AI — kie_jupyter.resume(ID) for each: {', '.join(sent)}",

@@ -215,14 +215,16 @@ def _line(task: Task, demo: bool) -> str:
     return f"{mark}{task.task_id or '(not submitted)'}  {text}  {where}".rstrip()
 
 
-def _batch_keys(save_dir: Path, requests: list[Any]) -> list[str]:
-    """What identifies each batch line across runs: the request, where its images go, and
-    which occurrence it is (two identical lines, or the -n copies of a one-image model, are
-    different paid tasks and must each find their own)."""
+def _batch_keys(save_dir: Path, requests: list[Any], endpoint: str) -> list[str]:
+    """What identifies each batch line across runs: the request, where its images go, the
+    endpoint (a demo run never stands for a live one), and which occurrence it is (two
+    identical lines, or the -n copies of a one-image model, are different paid tasks and
+    must each find their own)."""
     seen: dict[str, int] = {}
     keys = []
     for request in requests:
-        body = json.dumps({"save": str(save_dir), "request": request.to_dict()}, sort_keys=True)
+        body = json.dumps({"save": str(save_dir), "request": request.to_dict(),
+                           "endpoint": endpoint}, sort_keys=True)
         base = hashlib.sha256(body.encode()).hexdigest()[:20]
         seen[base] = seen.get(base, 0) + 1
         keys.append(f"{base}-{seen[base]}")
@@ -230,7 +232,9 @@ def _batch_keys(save_dir: Path, requests: list[Any]) -> list[str]:
 
 
 def _files_exist(entry: HistoryEntry) -> bool:
-    return bool(entry.saved_paths) and all(Path(p).is_file() for p in entry.saved_paths)
+    """Every image of the task is saved and still there (a partial download is not done)."""
+    return (bool(entry.saved_paths) and len(entry.saved_paths) >= len(entry.urls)
+            and all(Path(p).is_file() for p in entry.saved_paths))
 
 
 def _batch_tasks(requests: list[Any], *, fresh: bool, history: HistoryStore,
@@ -251,14 +255,17 @@ def _batch_tasks(requests: list[Any], *, fresh: bool, history: HistoryStore,
                 latest[key] = entry
     tasks: list[Task] = []
     skipped = resumed = 0
-    for request, key in zip(requests, _batch_keys(save_dir, requests), strict=True):
+    keys = _batch_keys(save_dir, requests, f"{client.base_url}{' demo' if client.demo else ''}")
+    for request, key in zip(requests, keys, strict=True):
         entry = latest.get(key)
         if entry is not None and entry.status == "success" and _files_exist(entry):
             skipped += 1
         elif entry is not None and entry.task_id and (
-                entry.status not in ("failed", "") or entry.urls):
-            # Submitted (so paid): follow it again. A "failed" one with result URLs
-            # succeeded at KIE and only lost its download: its images are still there.
+                entry.status not in ("failed", "") or entry.urls
+                or entry.error_source != "kie"):
+            # Submitted (so paid): follow it again — unless KIE itself said it failed. One
+            # that failed here (a download, a timeout, a lost connection) may have succeeded
+            # at KIE: its images are had by following it, not by paying again.
             resumed += 1
             backend = backend_for_task_id(entry.task_id, client, model=entry.model)
             tasks.append(Task.resumed(entry.task_id, entry=entry, labels={"batch": key},

@@ -43,6 +43,7 @@ class FourOBackend:
             "fallback": bool(api.get("enableFallback", False)),
             "fallback_model": api.get("fallbackModel"),
             "callback_url": api.get("callBackUrl"),
+            "upload_cn": bool(api.get("uploadCn", False)),
         }
 
     def download_url(self, task_id: str, url: str) -> str:

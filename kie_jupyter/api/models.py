@@ -210,6 +210,7 @@ class GenerationRequest:
             "fallback": self.fallback,
             "fallback_model": self.fallback_model,
             "callback_url": self.callback_url,
+            "upload_cn": self.upload_cn,
         }
 
 

@@ -389,10 +389,15 @@ def fouro_extras(*, resolution: str | None = None, quality: str | None = None,
     for option, value in (("resolution", resolution), ("quality", quality),
                           ("output_format", output_format)):
         _pick(None, option, value, spec)
-    extra = _check_params(params, (), spec)
+    # enhance and fallback have options of their own (-e, --fallback): a --param must not
+    # quietly override what the option line says.
+    extra = _check_params(params, ("enhance", "fallback", "fallback_model"), spec)
     unknown = sorted(set(extra) - set(_FOURO_PARAMS))
     if unknown:
-        raise KieUsageError(f"--param {unknown[0]}: 4o takes {', '.join(_FOURO_PARAMS)}")
+        raise KieUsageError(f"--param {unknown[0]}: 4o takes upload_cn (and -e, --fallback "
+                            "for the others)")
+    if "upload_cn" in extra and not isinstance(extra["upload_cn"], bool):
+        raise KieUsageError(f"--param upload_cn: {extra['upload_cn']!r} must be true or false")
     return extra
 
 

@@ -93,6 +93,8 @@ class HistoryEntry:
     #: Small local copies of the images (absolute paths), kept for every finished task.
     thumbs: list[str] = field(default_factory=list)
     starred: bool = False
+    #: Where a failure was decided: "kie" (KIE's record) or "local" (timeout, connection…).
+    error_source: str | None = None
     #: Tags given by the front end (``batch``: the key of a batch line, for resuming).
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -130,6 +132,7 @@ class HistoryStore:
             # Absolute, so history shown from another working folder still finds them.
             "saved_paths": [str(Path(p).expanduser().absolute()) for p in task.saved_paths],
             "error": str(task.error) if task.error else None,
+            "error_source": getattr(task.error, "source", None) if task.error else None,
             "base_url": base_url,
             "demo": task.demo,
             "model": task.model,

@@ -205,11 +205,13 @@ class TaskRunner:
             raise KieError(f"task {task_id}: polling ended without an answer")
         if record.failed:
             self.emit(status=TaskStatus.FAILED, progress=record.progress,
-                      error=TaskError(record.error_code, record.failure_reason()))
+                      error=TaskError(record.error_code, record.failure_reason(),
+                                      source="kie"))
             return
         if not record.urls:
             self.emit(status=TaskStatus.FAILED, progress=1.0,
-                      error=TaskError(None, "the task succeeded but returned no images"))
+                      error=TaskError(None, "the task succeeded but returned no images",
+                                      source="kie"))
             return
         self.emit(status=TaskStatus.DOWNLOADING, progress=1.0, urls=record.urls)
         self._download_all(record.urls)

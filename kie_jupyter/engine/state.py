@@ -16,6 +16,9 @@ class TaskError:
     code: int | None
     message: str
     fix: str | None = None
+    #: "kie" when KIE's own record says the task failed; "local" when it ended here (a
+    #: timeout, a lost connection, a download): the task may still exist and succeed.
+    source: str = "local"
 
     def __str__(self) -> str:
         return f"{self.message} (error {self.code})" if self.code is not None else self.message

@@ -124,10 +124,15 @@ def expand(text: str, options: Mapping[str, Any]) -> tuple[list[Axis], list[Comb
 
 
 def _in_order(wanted: Sequence[str], labels: Sequence[str]) -> bool:
-    """Whether ``wanted`` are labels of distinct dimensions, in the dimensions' order
-    (``sw["red", "red"]`` with a red car and a red house is one task, not any red)."""
-    it = iter(labels)
-    return all(any(w == label for label in it) for w in wanted)
+    """Whether each of ``wanted`` is the label of a different dimension, in any order
+    (``sw["red", "red"]`` with a red car and a red house is one task, not any red one)."""
+    def place(k: int, used: frozenset[int]) -> bool:
+        if k == len(wanted):
+            return True
+        return any(label == wanted[k] and i not in used and place(k + 1, used | {i})
+                   for i, label in enumerate(labels))
+
+    return place(0, frozenset())
 
 
 class Sweep:

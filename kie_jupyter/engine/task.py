@@ -163,7 +163,8 @@ class Task:
             task.params = dict(entry.params) or {"prompt": entry.prompt}
             task.saved_paths = list(entry.saved_paths)
             task._known_parents = tuple(entry.parents)
-            if entry.created and recently_created(entry.created):
+            if (entry.created and recently_created(entry.created)
+                    and entry.base_url in (None, client.base_url)):
                 task._not_found_grace = 30.0
             task.thumb_paths = list(entry.thumbs)
             if entry.created:

@@ -280,7 +280,8 @@ class Kie4o(Magics):
             sweep.stop()
             sweep.wait(5)
             show()
-            sent = [t.task_id for t in running if t.task_id]
+            sent = [t.task_id for t in running
+                    if t.task_id and t.status is TaskStatus.STOPPED]
             doubtful = [t for t in running if not t.task_id and not t.stopped_before_sent]
             if doubtful:
                 print(f"kie4o: {len(doubtful)} task(s) of the sweep were being sent when "

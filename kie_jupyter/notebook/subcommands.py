@@ -222,7 +222,8 @@ def _lookup(host: Host, task_id: str, sub: str,
     except TaskNotFoundError as exc:
         if _lost_demo_task(host, entry, not_found=True):
             raise UsageError(lost) from None
-        if entry is not None and entry.created and recently_created(entry.created):
+        if (entry is not None and entry.created and recently_created(entry.created)
+                and entry.base_url in (None, client.base_url)):
             return client, None, entry, backend  # made a moment ago: KIE may not show it yet
         raise options.usage_error(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
     except KieError as exc:

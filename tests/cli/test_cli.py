@@ -233,3 +233,40 @@ def test_history_records_demo_and_sidecar_is_written(tmp_path, monkeypatch, caps
     lines = (tmp_path / "kie_home" / "history.jsonl").read_text().splitlines()
     assert lines and all(json.loads(line).get("demo") is True for line in lines)
     assert len(list((tmp_path / "out").glob("*.json"))) == 1
+
+
+# -- resumable batches: what a re-run may skip or follow ------------------------------------
+
+
+def test_a_demo_batch_never_stands_for_a_live_one(kie_mock, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KIE_DEMO_DURATION", "0.2")
+    batch = tmp_path / "b.txt"
+    batch.write_text("a red fox\n")
+    out = tmp_path / "out"
+    assert main(["--demo", "--batch", str(batch), "--save", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["--batch", str(batch), "--save", str(out)]) == 0
+    assert "1 done, 0 failed, 0 skipped (already done), 0 resumed" in capsys.readouterr().out
+    assert len(kie_mock.requests_to("generate")) == 1  # the live run made its own image
+
+
+def test_a_partly_saved_task_is_followed_again_not_skipped(kie_mock, tmp_path, capsys):
+    batch = tmp_path / "b.txt"
+    batch.write_text("two foxes\n")
+    out = tmp_path / "out"
+    assert main(["--batch", str(batch), "--save", str(out), "-n", "2"]) == 0
+    next(out.glob("*_1.png")).unlink()  # one of the two images is gone
+    capsys.readouterr()
+    assert main(["--batch", str(batch), "--save", str(out), "-n", "2"]) == 0
+    assert "1 resumed" in capsys.readouterr().out
+    assert len(list(out.glob("*.png"))) == 2
+    assert len(kie_mock.requests_to("generate")) == 1
+
+
+def test_4o_params_are_checked_and_never_override_the_options(kie_mock, tmp_path, capsys):
+    assert main(["a fox", "--save", str(tmp_path), "--param", "upload_cn=true"]) == 0
+    assert kie_mock.requests_to("generate")[0].json["uploadCn"] is True
+    for bad in (["--param", "upload_cn=\"no\""], ["-e", "--param", "enhance=false"],
+                ["--param", "fallback_model=GPT_IMAGE_1"]):
+        assert main(["a fox", "--save", str(tmp_path), *bad]) == 2, bad
+    assert len(kie_mock.requests_to("generate")) == 1

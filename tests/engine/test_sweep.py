@@ -135,3 +135,8 @@ def test_double_braces_reach_the_api_as_single_ones(server):
     assert sorted(r.json["prompt"] for r in server.requests_to("generate")) == [
         "a {curly} ink fox", "a {curly} oil fox"]
     assert sw["oil"].prompt == "a {curly} oil fox"
+
+
+def test_labels_may_be_given_in_any_order(server):
+    sw = kie_jupyter.sweep("a {oil|ink} fox", size=["1:1", "3:2"], client=_client(server))
+    assert sw["3:2", "oil"] is sw["oil", "3:2"]
