@@ -169,6 +169,7 @@ def test_to_dict_round_trips_the_settings() -> None:
     assert request.to_dict() == {
         "prompt": "a fox", "size": "3:2", "variants": 2, "files": [IMG], "mask": None,
         "enhance": True, "fallback": False, "fallback_model": None, "callback_url": None,
+        "upload_cn": False,
     }
 
 
