@@ -6,7 +6,7 @@ never used. Without them every test here is skipped with the reason, unless
 ``KIE_REQUIRE_BROWSER=1`` (as in CI), which turns the skip into an error.
 
 Screenshots of each state go to ``test-artifacts/browser/<frontend>-<state>.png``.
-``KIE_UPDATE_DOCS_SCREENSHOT=1`` also refreshes ``docs/panel.png``.
+``KIE_UPDATE_DOCS_SCREENSHOT=1`` also refreshes ``docs/card.png``.
 """
 
 from __future__ import annotations

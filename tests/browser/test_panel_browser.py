@@ -30,7 +30,7 @@ INTERRUPT_HINT = "interrupt the kernel"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 #: Text a page must never show for a saved notebook's outputs.
 RESIDUE = ("Error displaying widget", "Loading widget")
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "panel.png"
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "card.png"
 
 
 def shot(nb: NotebookPage, artifacts: Path, state: str, cell: int | None = None) -> Path:
