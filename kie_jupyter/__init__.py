@@ -148,9 +148,10 @@ def _new_task(prompt: str, *, model: str | None = None, size: str | None, varian
               output_format: str | None = None, params: dict[str, Any] | None = None,
               labels: dict[str, str] | None = None) -> Task:
     """A checked, not yet started task (every argument checked before anything is sent)."""
-    from .api.registry import fouro_extras, model_spec, prepare
+    from .api.registry import backend_for, model_spec
     from .engine.checks import check_save_dir, check_timeout
-    from .engine.inputs import PENDING_UPLOAD, request_with_inputs, resolve_images, resolve_mask
+    from .engine.inputs import resolve_images, resolve_mask
+    from .engine.requests import request_for
 
     # Every argument is checked before anything is sent: a mistake here must cost nothing.
     timeout = check_timeout(timeout, "timeout")
@@ -161,41 +162,28 @@ def _new_task(prompt: str, *, model: str | None = None, size: str | None, varian
         raise KieUsageError(f"model: expected a model name, not {type(model).__name__}")
     name = (model or "4o").strip()
     spec = model_spec(name)  # an unknown name is one line listing the models
-    extras = dict(resolution=resolution, quality=quality, output_format=output_format,
-                  params=params)
-    if spec.family != "4o":
+    if spec.family == "4o":
+        inputs = resolve_images(_as_list(images), "images")
+        mask_input = resolve_mask(mask, inputs, "mask", "input image")
+    else:
         inputs = resolve_images(_as_list(images), "images", max_images=spec.max_images)
-        if mask is not None:
-            raise KieUsageError(f"mask: {name} takes no mask (only 4o does)")
+        mask_input = mask  # refused by request_for: only 4o takes a mask
         if variants != 1 and spec.variants != "native":
             raise KieUsageError(
                 f"variants: {name} makes one image per task; kie_jupyter.sweep(..., "
                 f"variants={variants}) runs {variants} tasks")
-        client = client or _default_client()
-        if not client.has_key:
-            raise KieUsageError("no API key: set KIE_API_KEY or pass "
-                                "client=KieClient(api_key=...)")
-        request, backend = prepare(name, client, prompt=prompt, size=size,
-                                   images=[i.url or PENDING_UPLOAD for i in inputs],
-                                   callback_url=callback_url, **extras)
-        return Task(request, client=client, backend=backend, inputs=inputs, timeout=timeout,
-                    save_dir=save_dir, history=_history(), labels=labels)
-    fouro = fouro_extras(**extras)  # --param-like fields 4o takes (upload_cn…), checked
-    size = size or "1:1"
-    inputs = resolve_images(_as_list(images), "images")
-    mask_input = resolve_mask(mask, inputs, "mask", "input image")
-    fields: dict[str, Any] = dict(
-        size=size, variants=variants, enhance=enhance, fallback=bool(fallback),
-        fallback_model=fallback if isinstance(fallback, str) else None,
-        callback_url=callback_url)
-    fields.update(fouro)
-    request = request_with_inputs(prompt, inputs, mask_input, **fields)
+    request = request_for(
+        name, prompt, inputs, mask_input, size=size, variants=variants, enhance=enhance,
+        fallback=bool(fallback), fallback_model=fallback if isinstance(fallback, str) else None,
+        callback_url=callback_url, resolution=resolution, quality=quality,
+        output_format=output_format, params=params)
     client = client or _default_client()
     if not client.has_key:
         raise KieUsageError(
             "no API key: set KIE_API_KEY or pass client=KieClient(api_key=...)"
         )
-    return Task(request, client=client, inputs=inputs, mask=mask_input, timeout=timeout,
+    return Task(request, client=client, backend=backend_for(name, client), inputs=inputs,
+                mask=mask_input if spec.family == "4o" else None, timeout=timeout,
                 save_dir=save_dir, history=_history(), labels=labels)
 
 

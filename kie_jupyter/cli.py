@@ -32,20 +32,17 @@ from .api.models import MAX_FILES, FallbackModel, Size, TaskStatus, is_http_url
 from .api.registry import (
     backend_for,
     backend_for_task_id,
-    build_request,
-    fouro_extras,
     model_spec,
     parse_param,
 )
 from .engine.checks import check_save_dir, check_timeout
 from .engine.history import HistoryEntry, HistoryStore
 from .engine.inputs import (
-    PENDING_UPLOAD,
     InputImage,
-    request_with_inputs,
     resolve_images,
     resolve_mask,
 )
+from .engine.requests import request_for
 from .engine.task import Task
 from .fakeapi.demo import DEMO_KEY, DemoServer
 from .hints import hint, status_text, with_hint
@@ -146,25 +143,12 @@ def _read_batch(path: Path) -> list[tuple[int, str]]:
 def _request(args: argparse.Namespace, prompt: str, images: tuple[InputImage, ...],
              mask: InputImage | None) -> Any:
     """One checked request: 4o's own, or the registry's for ``--model``."""
-    model = args.model or "4o"
-    spec = model_spec(model)
-    extras = dict(resolution=args.resolution, quality=args.quality,
-                  output_format=args.output_format,
-                  params=dict(parse_param(p) for p in args.param) or None)
-    if spec.family == "4o":
-        fields: dict[str, Any] = dict(
-            size=args.size or "1:1", variants=args.variants, enhance=args.enhance,
-            fallback=args.fallback is not None, fallback_model=args.fallback,
-            callback_url=args.callback)
-        fields.update(fouro_extras(**extras))  # --param upload_cn=true, …
-        return request_with_inputs(prompt, images, mask, **fields)
-    for flag, on in (("--mask", mask is not None), ("--enhance", args.enhance),
-                     ("--fallback", args.fallback is not None)):
-        if on:
-            raise KieUsageError(f"{flag}: {model} does not take it (only 4o does)")
-    return build_request(model, prompt=prompt, size=args.size,
-                         images=[i.url or PENDING_UPLOAD for i in images],
-                         variants=args.variants, callback_url=args.callback, **extras)
+    return request_for(
+        args.model or "4o", prompt, images, mask, size=args.size, variants=args.variants,
+        enhance=args.enhance, fallback=args.fallback is not None, fallback_model=args.fallback,
+        callback_url=args.callback, resolution=args.resolution, quality=args.quality,
+        output_format=args.output_format,
+        params=dict(parse_param(p) for p in args.param) or None)
 
 
 def _requests(args: argparse.Namespace, images: tuple[InputImage, ...],

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .client import KieClient
-from .errors import KieAPIError, KieUsageError, MalformedResponseError
-from .market import as_task_not_found, int_or_none, json_field
+from .errors import KieUsageError
+from .market import fetch_record, json_field, submit_job
+from .models import int_or_none
 
 __all__ = ["KontextBackend", "KontextRecord", "KontextRequest", "KONTEXT_STATES",
            "KONTEXT_GENERATE_PATH", "KONTEXT_RECORD_PATH"]
@@ -172,29 +173,13 @@ class KontextBackend:
 
     def submit(self, request: KontextRequest, *, stop: threading.Event | None = None,
                on_wait: Callable[[float], None] | None = None) -> str:
-        data = self.client.call("POST", KONTEXT_GENERATE_PATH, "kontext-generate",
-                                kind="submit", json=request.to_body(), stop=stop,
-                                on_wait=on_wait)
-        task_id = data.get("taskId") if isinstance(data, dict) else None
-        if not task_id:
-            raise MalformedResponseError("kontext-generate", "no taskId in the answer")
-        return str(task_id)
+        return submit_job(self.client, KONTEXT_GENERATE_PATH, "kontext-generate",
+                          request.to_body(), stop=stop, on_wait=on_wait)
 
     def poll(self, task_id: str) -> KontextRecord | None:
-        if not task_id or not str(task_id).strip():
-            raise KieUsageError("task id: empty")
-        task_id = str(task_id).strip()
-        try:
-            data = self.client.call("GET", KONTEXT_RECORD_PATH, "kontext-record-info",
-                                    params={"taskId": task_id}, retries=False)
-        except KieAPIError as exc:
-            raise as_task_not_found(exc) from None
-        if data is None:
-            return None
-        data = json_field(data, "data", "kontext-record-info", strict=True)
-        if not isinstance(data, dict):
-            raise MalformedResponseError("kontext-record-info", "data is not a record")
-        return KontextRecord.from_api(data, task_id=task_id)
+        task_id, data = fetch_record(self.client, KONTEXT_RECORD_PATH, "kontext-record-info",
+                                     task_id)
+        return None if data is None else KontextRecord.from_api(data, task_id=task_id)
 
     def params_of(self, snapshot: Any) -> dict[str, Any]:
         return kontext_params(getattr(snapshot, "params", None))

@@ -28,6 +28,7 @@ from .errors import (
     TaskNotFoundError,
     ValidationError,
 )
+from .models import int_or_none
 
 __all__ = [
     "MarketBackend",
@@ -130,12 +131,34 @@ def json_field(value: Any, name: str, endpoint: str, *, strict: bool) -> Any:
         return None
 
 
-def int_or_none(value: Any) -> int | None:
-    """An error code as an int; None for null, "" or words."""
+def submit_job(client: KieClient, path: str, endpoint: str, body: Any, *,
+               stop: threading.Event | None, on_wait: Callable[[float], None] | None) -> str:
+    """POST a job (rate-limited, never re-sent once it may have arrived); its ``taskId``."""
+    data = client.call("POST", path, endpoint, kind="submit", json=body, stop=stop,
+                       on_wait=on_wait)
+    task_id = data.get("taskId") if isinstance(data, dict) else None
+    if not task_id:
+        raise MalformedResponseError(endpoint, "no taskId in the answer")
+    return str(task_id)
+
+
+def fetch_record(client: KieClient, path: str, endpoint: str,
+                 task_id: str) -> tuple[str, dict[str, Any] | None]:
+    """One look at a job (one attempt: the poller retries): the clean id and the record's
+    ``data`` (None while the API has none yet)."""
+    if not task_id or not str(task_id).strip():
+        raise KieUsageError("task id: empty")
+    task_id = str(task_id).strip()
     try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError, OverflowError):
-        return None
+        data = client.call("GET", path, endpoint, params={"taskId": task_id}, retries=False)
+    except KieAPIError as exc:
+        raise as_task_not_found(exc) from None
+    if data is None:
+        return task_id, None
+    data = json_field(data, "data", endpoint, strict=True)
+    if not isinstance(data, dict):
+        raise MalformedResponseError(endpoint, "data is not a record")
+    return task_id, data
 
 
 def as_task_not_found(exc: KieAPIError) -> KieAPIError:
@@ -274,29 +297,12 @@ class MarketBackend:
 
     def submit(self, request: MarketRequest, *, stop: threading.Event | None = None,
                on_wait: Callable[[float], None] | None = None) -> str:
-        data = self.client.call("POST", CREATE_TASK_PATH, "createTask", kind="submit",
-                                json=request.to_body(), stop=stop, on_wait=on_wait)
-        task_id = data.get("taskId") if isinstance(data, dict) else None
-        if not task_id:
-            raise MalformedResponseError("createTask", "no taskId in the answer")
-        return str(task_id)
+        return submit_job(self.client, CREATE_TASK_PATH, "createTask", request.to_body(),
+                          stop=stop, on_wait=on_wait)
 
     def poll(self, task_id: str) -> MarketRecord | None:
-        if not task_id or not str(task_id).strip():
-            raise KieUsageError("task id: empty")
-        task_id = str(task_id).strip()
-        try:
-            # One attempt per poll: the poller's own backoff and deadline handle errors.
-            data = self.client.call("GET", RECORD_INFO_PATH, "recordInfo",
-                                    params={"taskId": task_id}, retries=False)
-        except KieAPIError as exc:
-            raise as_task_not_found(exc) from None
-        if data is None:
-            return None
-        data = json_field(data, "data", "recordInfo", strict=True)
-        if not isinstance(data, dict):
-            raise MalformedResponseError("recordInfo", "data is not a record")
-        return MarketRecord.from_api(data, task_id=task_id)
+        task_id, data = fetch_record(self.client, RECORD_INFO_PATH, "recordInfo", task_id)
+        return None if data is None else MarketRecord.from_api(data, task_id=task_id)
 
     def params_of(self, snapshot: Any) -> dict[str, Any]:
         return market_params(getattr(snapshot, "params", None), self.names)

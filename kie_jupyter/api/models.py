@@ -244,7 +244,8 @@ def _parse_urls(response: Any) -> tuple[str, ...]:
     return tuple(u for u in urls if isinstance(u, str) and u)
 
 
-def _int_or_none(value: Any) -> int | None:
+def int_or_none(value: Any) -> int | None:
+    """An int from the API's field; None for null, "" or words (all families use it)."""
     try:
         return int(value) if value is not None else None
     except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
@@ -275,17 +276,17 @@ class TaskRecord:
                 params = json.loads(params)
             except ValueError:
                 params = {}
-        flag = _int_or_none(data.get("successFlag"))
+        flag = int_or_none(data.get("successFlag"))
         return cls(
             task_id=str(data.get("taskId") or task_id),
             status=str(data.get("status") or "GENERATING"),
             success_flag=0 if flag is None else flag,
             progress=_parse_progress(data.get("progress")),
             urls=_parse_urls(data.get("response")),
-            error_code=_int_or_none(data.get("errorCode")),
+            error_code=int_or_none(data.get("errorCode")),
             error_message=data.get("errorMessage") or None,
-            create_time=_int_or_none(data.get("createTime")),
-            complete_time=_int_or_none(data.get("completeTime")),
+            create_time=int_or_none(data.get("createTime")),
+            complete_time=int_or_none(data.get("completeTime")),
             params=params if isinstance(params, dict) else {},
         )
 

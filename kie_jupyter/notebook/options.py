@@ -29,15 +29,14 @@ from IPython.utils.text import DollarFormatter
 from .. import optiontable
 from ..api.errors import KieError, KieUsageError
 from ..api.models import MAX_FILES, is_http_url
-from ..api.registry import build_request, fouro_extras, model_spec, parse_param
+from ..api.registry import model_spec, parse_param
 from ..engine.checks import check_timeout
 from ..engine.inputs import (
-    PENDING_UPLOAD,
     InputImage,
-    request_with_inputs,
     resolve_images,
     resolve_mask,
 )
+from ..engine.requests import request_for
 from ..engine.sweep import Axis, expand
 from ..hints import with_hint
 
@@ -340,23 +339,14 @@ def _request(model: str, spec: Any, prompt: str, images: tuple[InputImage, ...],
              mask: InputImage | None, chosen: Mapping[str, str], args: Any,
              params: dict[str, Any], default_size: str, *, one_each: bool) -> Any:
     """The checked request of one combination (4o's own, or the registry's for a model)."""
-    extras = dict(resolution=chosen.get("resolution"), quality=chosen.get("quality"),
-                  output_format=args.output_format, params=params or None)
-    variants = 1 if one_each else args.variants
-    if spec.family == "4o":
-        if len(images) > MAX_FILES:
-            raise KieUsageError(f"--image: {len(images)} images given; at most {MAX_FILES} "
-                                "are allowed for 4o")
-        fields: dict[str, Any] = dict(
-            size=chosen.get("size") or default_size, variants=variants, enhance=args.enhance,
-            fallback=args.fallback is not None, fallback_model=args.fallback,
-            callback_url=args.callback)
-        fields.update(fouro_extras(**extras))  # --param upload_cn=true, …
-        return request_with_inputs(prompt, images, mask, **fields)
-    for flag, on in (("--mask", mask is not None), ("--enhance", args.enhance),
-                     ("--fallback", args.fallback is not None)):
-        if on:
-            raise KieUsageError(f"{flag}: {model} does not take it (only 4o does)")
-    return build_request(model, prompt=prompt, size=chosen.get("size"),
-                         images=[i.url or PENDING_UPLOAD for i in images], variants=variants,
-                         callback_url=args.callback, **extras)
+    if spec.family == "4o" and len(images) > MAX_FILES:
+        # The images were resolved for the sweep's most generous model.
+        raise KieUsageError(f"--image: {len(images)} images given; at most {MAX_FILES} "
+                            "are allowed for 4o")
+    return request_for(
+        model, prompt, images, mask, size=chosen.get("size"),
+        variants=1 if one_each else args.variants, enhance=args.enhance,
+        fallback=args.fallback is not None, fallback_model=args.fallback,
+        callback_url=args.callback, resolution=chosen.get("resolution"),
+        quality=chosen.get("quality"), output_format=args.output_format,
+        params=params or None, default_size=default_size)

@@ -1,0 +1,48 @@
+"""The request of one task, from our option names, for any model: the one builder the magic,
+the CLI and the Python API share.
+
+4o gets its own :class:`~kie_jupyter.api.models.GenerationRequest` (with ``--param`` fields
+it documents, such as ``upload_cn``); every other model the registry's request. Everything is
+checked here, before anything is sent; messages name the field (``mask: …``), and a front end
+turns that into its own option's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..api.errors import KieUsageError
+from ..api.registry import build_request, fouro_extras, model_spec
+from .inputs import PENDING_UPLOAD, InputImage, request_with_inputs
+
+__all__ = ["request_for"]
+
+
+def request_for(model: str, prompt: str, images: tuple[InputImage, ...], mask: Any, *,
+                size: str | None, variants: int, enhance: bool = False,
+                fallback: bool = False, fallback_model: str | None = None,
+                callback_url: str | None = None, resolution: str | None = None,
+                quality: str | None = None, output_format: str | None = None,
+                params: Mapping[str, Any] | None = None, default_size: str = "1:1") -> Any:
+    """One checked request for ``model``.
+
+    ``mask`` is the resolved mask for 4o; for another model any mask given is refused (only
+    4o takes one), as are ``enhance`` and ``fallback``.
+    """
+    spec = model_spec(model)
+    extras = dict(resolution=resolution, quality=quality, output_format=output_format,
+                  params=dict(params) if params else None)
+    if spec.family == "4o":
+        fields: dict[str, Any] = dict(
+            size=size or default_size, variants=variants, enhance=enhance, fallback=fallback,
+            fallback_model=fallback_model, callback_url=callback_url)
+        fields.update(fouro_extras(**extras))  # --param upload_cn=true, …
+        return request_with_inputs(prompt, images, mask, **fields)
+    for field, given in (("enhance", enhance), ("fallback", fallback)):
+        if given:
+            raise KieUsageError(f"{field}: {model} does not take it (only 4o does)")
+    return build_request(model, prompt=prompt, size=size,
+                         images=[i.url or PENDING_UPLOAD for i in images],
+                         mask=None if mask is None else PENDING_UPLOAD, variants=variants,
+                         callback_url=callback_url, **extras)
