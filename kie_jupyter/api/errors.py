@@ -30,6 +30,7 @@ __all__ = [
     "GenerationFailedError",
     "FeatureDisabledError",
     "QueueFullError",
+    "ClassRefusalError",
     "KieConnectionError",
     "KieTimeoutError",
     "MalformedResponseError",
@@ -178,6 +179,19 @@ class QueueFullError(KieAPIError):
     hint = "KIE.AI's queue is full; retry in a minute"
 
 
+class ClassRefusalError(KieAPIError):
+    """A class proxy said no (quota used, token refused, class paused…), in its own words.
+
+    The proxy marks its answers with ``"classProxy": true``; its message is meant for the
+    student as it is ("class quota used: 20 of 20 images — ask your teacher"), so no hint about
+    KIE is added.
+    """
+
+    def __init__(self, code: int, msg: str, endpoint: str, **kwargs: Any) -> None:
+        super().__init__(code, msg, endpoint, **kwargs)
+        self.args = (self.msg or f"the class proxy refused the request ({code})",)
+
+
 class KieConnectionError(KieError):
     """The server could not be reached, or dropped the connection."""
 
@@ -277,8 +291,11 @@ def api_error_for(
     body: Any = None,
 ) -> KieAPIError:
     """Build the error for an API ``code`` (the one place the table is read)."""
-    if code == 422 and "record is null" in (msg or "").lower():
-        cls: type[KieAPIError] = TaskNotFoundError
+    if isinstance(body, dict) and body.get("classProxy") is True and code != 429:
+        # A 429 stays a RateLimitError: the class is busy, and the client waits its turn.
+        cls: type[KieAPIError] = ClassRefusalError
+    elif code == 422 and "record is null" in (msg or "").lower():
+        cls = TaskNotFoundError
     elif code == 404 and endpoint == "record-info":
         # A plain 404 for a task id is the same "unknown task" (the poller's grace needs it).
         cls = TaskNotFoundError

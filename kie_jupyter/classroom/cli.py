@@ -1,0 +1,268 @@
+"""``kie4o class …``: run the class proxy and manage its roster.
+
+``serve`` runs the proxy on uvicorn; ``add-students``, ``students``, ``add-quota``, ``revoke``,
+``reissue``, ``teacher-token``, ``pause`` and ``resume`` change or read the ledger (they work
+while the proxy runs: SQLite in WAL mode lets both at once). Tokens are printed once, when they
+are made, and never again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+from .ledger import Ledger, LedgerError
+
+__all__ = ["main"]
+
+DEFAULT_DB = "kie-class.db"
+DEFAULT_UPSTREAM = "https://api.kie.ai"
+DEFAULT_UPLOAD_UPSTREAM = "https://kieai.redpandaai.co"
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+def _say(message: str) -> None:
+    print(f"kie4o class: {message}", file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="kie4o class", description="A class proxy: share one KIE key with a "
+                "class, with a quota per student. The key is read from KIE_API_KEY.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.add_argument("--db", default=os.environ.get("KIE_CLASS_DB", DEFAULT_DB),
+                       help=f"the ledger file (default: $KIE_CLASS_DB or {DEFAULT_DB})")
+        return c
+
+    s = command("serve", "run the proxy")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                   "(default 127.0.0.1; put TLS in front with a reverse proxy)")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--quota", type=int, default=20,
+                   help="images for a JupyterHub user seen for the first time (default 20)")
+    s.add_argument("--upstream", default=os.environ.get("KIE_CLASS_UPSTREAM", DEFAULT_UPSTREAM),
+                   help=f"KIE's API (default {DEFAULT_UPSTREAM})")
+    s.add_argument("--upload-upstream",
+                   default=os.environ.get("KIE_CLASS_UPLOAD_UPSTREAM", DEFAULT_UPLOAD_UPSTREAM),
+                   help=f"KIE's File Upload API (default {DEFAULT_UPLOAD_UPSTREAM})")
+    s.add_argument("--rate", type=int, default=20, help="submits per window for the whole "
+                   "class (KIE's account limit: 20)")
+    s.add_argument("--per", type=float, default=10.0, help="the window in seconds (10)")
+    s.add_argument("--max-wait", type=float, default=20.0, help="longest a submit waits for "
+                   "its turn before the answer is 429 with Retry-After (20 s)")
+    s.add_argument("--hub", action="store_true", help="also accept JupyterHub users' API "
+                   "tokens (asks the hub at $JUPYTERHUB_API_URL or --hub-api-url)")
+    s.add_argument("--hub-api-url", default=os.environ.get("JUPYTERHUB_API_URL"))
+    s.add_argument("--prefix", default=os.environ.get("JUPYTERHUB_SERVICE_PREFIX", ""),
+                   help="serve under this path (default: $JUPYTERHUB_SERVICE_PREFIX)")
+    s.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+
+    a = command("add-students", "add students; prints each one's token once")
+    a.add_argument("roster", nargs="?", type=Path,
+                   help="a CSV with a 'name' column (or one name per line)")
+    a.add_argument("--name", action="append", default=[], help="a student (repeatable)")
+    a.add_argument("--quota", type=int, default=20, help="images each (default 20)")
+    a.add_argument("--out", type=Path, help="write name,token to this CSV (made private) "
+                   "instead of printing")
+    command("students", "print each student's use")
+    q = command("add-quota", "give a student more images (negative: take unused ones back)")
+    q.add_argument("name")
+    q.add_argument("images", type=int)
+    r = command("revoke", "stop a student's token")
+    r.add_argument("name")
+    i = command("reissue", "a new token for a student (the old one stops)")
+    i.add_argument("name")
+    command("teacher-token", "make (or replace) the teacher page's token; printed once")
+    command("pause", "refuse new tasks for the whole class (running ones finish)")
+    command("resume", "accept new tasks again")
+    return p
+
+
+def _names(roster: Path | None, extra: Sequence[str]) -> list[str]:
+    names: list[str] = []
+    if roster is not None:
+        try:
+            text = roster.read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            raise _UsageError(f"{roster}: {exc.strerror or exc}") from None
+        rows = [row for row in csv.reader(text.splitlines()) if any(c.strip() for c in row)]
+        column = 0
+        if rows:
+            header = [c.strip().lower() for c in rows[0]]
+            if "name" in header:
+                column = header.index("name")
+                rows = rows[1:]
+        for number, row in enumerate(rows, 1):
+            if column >= len(row) or not row[column].strip():
+                raise _UsageError(f"{roster}: row {number} has no name")
+            names.append(row[column].strip())
+    names.extend(n for n in extra)
+    if not names:
+        raise _UsageError("no students given: a roster file or --name NAME")
+    seen: set[str] = set()
+    for name in names:
+        key = " ".join(name.split())
+        if key in seen:
+            raise _UsageError(f"{name!r} is listed twice")
+        seen.add(key)
+    return names
+
+
+def _add_students(ledger: Ledger, args: argparse.Namespace) -> int:
+    names = _names(args.roster, args.name)
+    if args.quota < 0:
+        raise _UsageError("--quota must be ≥ 0")
+    taken = {s.name for s in ledger.students()}
+    clash = [n for n in names if " ".join(n.split()) in taken]
+    if clash:
+        raise _UsageError(f"already in the class: {', '.join(clash)} (use reissue)")
+    if args.out is not None and args.out.exists():
+        raise _UsageError(f"{args.out} exists; tokens are never overwritten")
+    tokens = [(name, ledger.add_student(name, args.quota)) for name in names]
+    if args.out is not None:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["name", "token"])
+            writer.writerows(tokens)
+        _say(f"{len(tokens)} students added ({args.quota} images each); their tokens are in "
+             f"{args.out} — hand each one out, then delete the file")
+    else:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["name", "token"])
+        writer.writerows(tokens)
+        _say(f"{len(tokens)} students added ({args.quota} images each); the tokens above are "
+             "shown only now")
+    return 0
+
+
+def _students(ledger: Ledger) -> int:
+    counts = ledger.task_counts()
+    students = ledger.students()
+    if not students:
+        _say("no students yet: kie4o class add-students ROSTER.csv")
+        return 0
+    width = max(len(s.name) for s in students)
+    print(f"{'student'.ljust(width)}  used/quota  tasks")
+    for s in students:
+        flags = (" (hub)" if s.hub else "") + (" (revoked)" if s.revoked else "")
+        print(f"{s.name.ljust(width)}  {f'{s.used}/{s.quota}':>10}  {counts.get(s.id, 0):>5}"
+              f"{flags}")
+    if ledger.paused:
+        print("the class is paused")
+    return 0
+
+
+def _check_upstream(url: str, what: str) -> str:
+    parts = urlsplit(url)
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _UsageError(f"{what}: {url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not local:
+        raise _UsageError(f"{what}: the key would travel over plain http; use https")
+    return url.rstrip("/")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    key = os.environ.get("KIE_API_KEY", "").strip()
+    if not key:
+        raise _UsageError("set KIE_API_KEY in the proxy's environment (the teacher's KIE key; "
+                          "never on the command line)")
+    upstream = _check_upstream(args.upstream, "--upstream")
+    upload = _check_upstream(args.upload_upstream, "--upload-upstream")
+    if args.hub and not args.hub_api_url:
+        raise _UsageError("--hub needs the hub's API URL: $JUPYTERHUB_API_URL or --hub-api-url")
+    if args.rate < 1 or args.per <= 0 or args.max_wait <= 0:
+        raise _UsageError("--rate must be ≥ 1, --per and --max-wait > 0")
+    if args.quota < 0:
+        raise _UsageError("--quota must be ≥ 0")
+    try:
+        import uvicorn
+
+        from .app import build_app
+        from .fairshare import FairShare
+        from .forward import ClassProxy
+        from .hub import HubIdentity
+    except ImportError as exc:
+        raise _UsageError(f"the class proxy needs its extra ({exc.name} is missing): "
+                          "pip install 'kie-jupyter[class]'") from None
+    ledger = Ledger(args.db)
+    if ledger.teacher_hash() is None:
+        if sys.stdout.isatty():
+            print(f"teacher token (shown once; sign in at /teacher): "
+                  f"{ledger.new_teacher_token()}", flush=True)
+        else:
+            _say("no teacher token yet: run `kie4o class teacher-token` in a terminal")
+    proxy = ClassProxy(
+        ledger=ledger, api_key=key, upstream=upstream, upload_upstream=upload,
+        default_quota=args.quota,
+        fair=FairShare(args.rate, args.per, max_wait=args.max_wait),
+        hub=HubIdentity(args.hub_api_url) if args.hub else None)
+    _say(f"serving the class on http://{args.host}:{args.port}{args.prefix.rstrip('/')} "
+         f"(ledger {args.db}; {len(ledger.students())} students)")
+    uvicorn.run(build_app(proxy, prefix=args.prefix), host=args.host, port=args.port,
+                log_level=args.log_level, proxy_headers=True)
+    ledger.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kie4o class …``; returns the exit code (0 done, 2 bad usage)."""
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "serve":
+            return _serve(args)
+        ledger = Ledger(args.db)
+        try:
+            if args.command == "add-students":
+                return _add_students(ledger, args)
+            if args.command == "students":
+                return _students(ledger)
+            if args.command == "teacher-token":
+                print(f"teacher token (shown once; sign in at /teacher): "
+                      f"{ledger.new_teacher_token()}")
+                return 0
+            if args.command in ("pause", "resume"):
+                ledger.set_paused(args.command == "pause")
+                _say("the class is paused: new tasks are refused" if ledger.paused
+                     else "the class is running")
+                return 0
+            student = ledger.student_named(args.name)
+            if args.command == "add-quota":
+                student = ledger.add_quota(student.id, args.images)
+                _say(f"{student.name}: {student.used} of {student.quota} images used")
+            elif args.command == "revoke":
+                ledger.revoke(student.id)
+                _say(f"{student.name}: token revoked")
+            elif args.command == "reissue":
+                print(f"{student.name},{ledger.reissue(student.id)}")
+                _say(f"{student.name}: new token above (shown once); the old one is stopped")
+            return 0
+        finally:
+            ledger.close()
+    except (_UsageError, LedgerError) as exc:
+        _say(str(exc))
+        return 2
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        _say(f"{exc.strerror or exc}{where}")
+        return 2
+    except KeyboardInterrupt:
+        return 130

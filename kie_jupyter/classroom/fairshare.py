@@ -1,0 +1,154 @@
+"""The class's fair share of the account's rate limit: per-student queues, served round-robin.
+
+KIE allows an account 20 submits per 10 s. The proxy keeps the whole class inside that window
+itself (a dropped 429 from KIE would be a lost submit), and shares it out fairly: a free slot
+goes to the waiting student with the fewest slots in the current window (ties in turn,
+round-robin), so a student's sweep of twelve waits behind the others' *first* tasks, never the
+other way round. A student may take a slot at once only while holding fewer than ``burst`` in
+the window; beyond that the submit queues, and is granted as soon as no one with fewer is
+waiting (an idle class wastes no slot). A submit that would wait longer than
+``max_wait`` is answered 429 with ``Retry-After`` instead (the client's read timeout must not
+run out while the proxy holds the request).
+
+Hand-written rather than a library: the rate limiters on PyPI give first-come-first-served
+slots, not round-robin between callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+__all__ = ["FairShare", "Overloaded"]
+
+
+class Overloaded(Exception):
+    """The submit would wait too long; answer 429 and ask to retry after ``retry_after`` s."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"the class is busy; retry in {retry_after} s")
+
+
+class FairShare:
+    """At most ``rate`` grants per ``per`` seconds, served round-robin between students."""
+
+    def __init__(self, rate: int = 20, per: float = 10.0, *, max_wait: float = 20.0,
+                 burst: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if rate < 1 or per <= 0:
+            raise ValueError("rate must be ≥ 1 and per > 0")
+        self.rate = rate
+        self.per = per
+        self.max_wait = max_wait
+        self.burst = burst if burst is not None else max(1, rate // 10)
+        self._clock = clock
+        self._grants: deque[tuple[float, str]] = deque()
+        self._held: dict[str, int] = {}  # slots per student in the window
+        self._queues: dict[str, deque[asyncio.Future[None]]] = {}
+        self._ring: deque[str] = deque()
+        self._wake: asyncio.Event | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Submits waiting for a slot now."""
+        return sum(len(q) for q in self._queues.values())
+
+    def _prune(self, now: float) -> None:
+        while self._grants and self._grants[0][0] <= now - self.per:
+            _, student_id = self._grants.popleft()
+            left = self._held[student_id] - 1
+            if left:
+                self._held[student_id] = left
+            else:
+                del self._held[student_id]
+
+    def _grant(self, now: float, student_id: str) -> None:
+        self._grants.append((now, student_id))
+        self._held[student_id] = self._held.get(student_id, 0) + 1
+
+    async def acquire(self, student_id: str) -> None:
+        """Wait for this student's turn and a free slot; raise :class:`Overloaded` when the
+        wait would pass ``max_wait``."""
+        now = self._clock()
+        self._prune(now)
+        if (not self._ring and len(self._grants) < self.rate
+                and self._held.get(student_id, 0) < self.burst):
+            self._grant(now, student_id)  # nobody waiting, room, within the burst: go at once
+            return
+        loop = asyncio.get_running_loop()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._wake = asyncio.Event()
+            self._dispatcher = loop.create_task(self._dispatch())
+        future: asyncio.Future[None] = loop.create_future()
+        queue = self._queues.setdefault(student_id, deque())
+        queue.append(future)
+        if student_id not in self._ring:
+            self._ring.append(student_id)
+        assert self._wake is not None
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.max_wait)
+        except (TimeoutError, asyncio.TimeoutError):
+            if future.done() and not future.cancelled():
+                return  # granted just as the wait ran out: use the slot
+            future.cancel()
+            self._forget(student_id, future)
+            raise Overloaded(self._retry_after()) from None
+        except asyncio.CancelledError:  # the student hung up
+            if future.done() and not future.cancelled():
+                raise  # the slot is spent either way
+            future.cancel()
+            self._forget(student_id, future)
+            raise
+
+    def _forget(self, student_id: str, future: asyncio.Future[None]) -> None:
+        queue = self._queues.get(student_id)
+        if queue is not None and future in queue:
+            queue.remove(future)
+            if not queue:
+                del self._queues[student_id]
+                if student_id in self._ring:
+                    self._ring.remove(student_id)
+
+    def _retry_after(self) -> int:
+        backlog = self.waiting / self.rate
+        return max(1, math.ceil(self.per * max(backlog, 0.2)))
+
+    async def _dispatch(self) -> None:
+        assert self._wake is not None
+        while True:
+            now = self._clock()
+            self._prune(now)
+            if not self._ring:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if len(self._grants) >= self.rate:
+                await asyncio.sleep(max(self._grants[0][0] + self.per - now, 0.001))
+                continue
+            # The waiting student holding the fewest slots; among equals, the first in turn.
+            fewest = min(self._held.get(s, 0) for s in self._ring)
+            student_id = next(s for s in self._ring if self._held.get(s, 0) == fewest)
+            self._ring.remove(student_id)
+            queue = self._queues.get(student_id)
+            while queue and queue[0].done():  # dropped waits
+                queue.popleft()
+            if not queue:
+                self._queues.pop(student_id, None)
+                continue
+            queue.popleft().set_result(None)
+            self._grant(now, student_id)
+            if queue:
+                self._ring.append(student_id)  # to the back: everyone else goes first
+            else:
+                del self._queues[student_id]
+            await asyncio.sleep(0)  # let simultaneous arrivals join before the next pick
+
+    def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()

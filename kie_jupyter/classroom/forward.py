@@ -1,0 +1,341 @@
+"""The student-facing routes: check the token, count the quota, share the rate, forward.
+
+Answers from KIE pass through unchanged (status, body, content type); the proxy's own answers
+use KIE's error shape — ``{"code", "msg", "data"}`` plus ``"classProxy": true`` — so the
+extension shows the proxy's words as they are ("class quota used: 20 of 20 images — ask your
+teacher"). The teacher's key goes only into the ``Authorization`` header of requests to KIE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .endpoints import CREDIT_PATH, ENDPOINTS, UPLOAD_PATHS, Endpoint, images_asked, prompt_of
+from .fairshare import FairShare, Overloaded
+from .guard import BadTokenGuard
+from .hub import HubIdentity
+from .ledger import Ledger, Student
+from .tokens import parse_student_token, same_hash
+
+__all__ = ["ClassProxy", "refusal"]
+
+log = logging.getLogger("kie_jupyter.classroom")
+
+
+def refusal(code: int, msg: str, *, retry_after: int | None = None) -> JSONResponse:
+    """The proxy's own answer, in KIE's error shape (HTTP status = the code)."""
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse({"code": code, "msg": msg, "data": None, "classProxy": True},
+                        status_code=code, headers=headers)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@dataclass
+class ClassProxy:
+    """Everything the forwarding routes share: the ledger, the key, the upstreams, the gates."""
+
+    ledger: Ledger
+    api_key: str
+    upstream: str
+    upload_upstream: str
+    default_quota: int = 20
+    fair: FairShare = field(default_factory=FairShare)
+    guard: BadTokenGuard = field(default_factory=BadTokenGuard)
+    hub: HubIdentity | None = None
+    #: Largest JSON body accepted on the API endpoints, and largest upload.
+    max_body: int = 256 * 1024
+    max_upload: int = 36 * 1024 * 1024
+    #: Seconds to wait for KIE: a submit must answer before the student's read timeout (30 s)
+    #: minus the longest fair-share wait.
+    submit_timeout: float = 8.0
+    read_timeout: float = 30.0
+    upload_timeout: float = 120.0
+    http: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:  # never the key
+        return f"ClassProxy(upstream={self.upstream!r}, ledger={str(self.ledger.path)!r})"
+
+    async def start(self) -> None:
+        if self.http is None:
+            self.http = httpx.AsyncClient(timeout=httpx.Timeout(self.read_timeout, connect=5.0),
+                                          follow_redirects=False)
+
+    async def stop(self) -> None:
+        self.fair.close()
+        if self.http is not None:
+            await self.http.aclose()
+            self.http = None
+        if self.hub is not None:
+            await self.hub.aclose()
+
+    # -- who is asking ------------------------------------------------------------------------
+
+    async def student_for(self, request: Request) -> Student | Response:
+        """The student behind the request's token, or the refusal to send."""
+        address = request.client.host if request.client else "?"
+        locked = self.guard.locked_for(address)
+        if locked:
+            return refusal(401, "too many wrong class tokens from this address: refused for "
+                                f"{math.ceil(locked / 60)} min — ask your teacher")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        student: Student | None = None
+        reason = "class token not recognised — check the token your teacher gave you"
+        if scheme.lower() == "bearer" and token:
+            parsed = parse_student_token(token)
+            if parsed is not None:
+                row = self.ledger.student(parsed.student_id)
+                if row is not None and same_hash(parsed.secret,
+                                                 self.ledger.token_hash(row.id)):
+                    if row.revoked:
+                        reason = "this class token was revoked — ask your teacher"
+                    else:
+                        student = row
+            elif self.hub is not None:
+                name = await self.hub.user_name(token)
+                if name is not None:
+                    student = self.ledger.hub_student(name, self.default_quota)
+                    if student.revoked:
+                        student, reason = None, "your class access was revoked — ask your teacher"
+        if student is not None:
+            return student
+        delay = self.guard.failed(address)
+        if delay:
+            await asyncio.sleep(delay)
+        return refusal(401, reason)
+
+    # -- bodies ---------------------------------------------------------------------------------
+
+    async def _body(self, request: Request, limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _TooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _passthrough(self, answer: httpx.Response) -> Response:
+        content = answer.content
+        key = self.api_key.encode()
+        if key and key in content:  # KIE never echoes the key; if it ever did, it stops here
+            content = content.replace(key, b"***")
+        headers = {}
+        if "retry-after" in answer.headers:
+            headers["Retry-After"] = answer.headers["retry-after"]
+        return Response(content, status_code=answer.status_code, headers=headers,
+                        media_type=answer.headers.get("content-type", "application/json"))
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    async def me(self, request: Request) -> Response:
+        """``GET /class/me``: who the token is, and their images left."""
+        student = await self.student_for(request)
+        if isinstance(student, Response):
+            return student
+        return JSONResponse({"code": 200, "msg": "success", "data": {
+            "student": student.name, "quota": student.quota, "used": student.used,
+            "remaining": student.remaining, "paused": self.ledger.paused}})
+
+    async def credit(self, request: Request) -> Response:
+        """``GET /api/v1/chat/credit``: the student's remaining images (not the account's)."""
+        student = await self.student_for(request)
+        if isinstance(student, Response):
+            return student
+        return JSONResponse({"code": 200, "msg": "success", "data": student.remaining})
+
+    async def api(self, request: Request) -> Response:
+        """Every path under ``/api/v1``: forwarded when it is in :data:`ENDPOINTS`."""
+        path = "/api/v1/" + request.path_params["rest"]
+        if path == CREDIT_PATH and request.method == "GET":
+            return await self.credit(request)
+        endpoint = ENDPOINTS.get(path)
+        if endpoint is None or endpoint.method != request.method:
+            return refusal(404, f"the class proxy does not forward {request.method} {path}")
+        student = await self.student_for(request)
+        if isinstance(student, Response):
+            return student
+        try:
+            body = await self._body(request, self.max_body) if request.method == "POST" else b""
+        except _TooLarge:
+            return refusal(413, f"request too large for the class proxy "
+                                f"(over {self.max_body // 1024} KB)")
+        if endpoint.kind == "submit":
+            return await self._submit(path, student, body)
+        if endpoint.kind == "record":
+            return await self._record(path, endpoint, student, request)
+        return await self._download(path, endpoint, student, body)
+
+    async def upload(self, request: Request) -> Response:
+        """``POST /upload/api/file-*-upload``: KIE's File Upload API, size-capped."""
+        path = "/" + request.path_params["rest"]
+        if path not in UPLOAD_PATHS or request.method != "POST":
+            return refusal(404, f"the class proxy does not forward {request.method} "
+                                f"/upload{path}")
+        student = await self.student_for(request)
+        if isinstance(student, Response):
+            return student
+        try:
+            body = await self._body(request, self.max_upload)
+        except _TooLarge:
+            return refusal(413, "upload too large for the class proxy "
+                                f"(over {self.max_upload // (1024 * 1024)} MB)")
+        assert self.http is not None
+        try:
+            answer = await self.http.post(self.upload_upstream + path, content=body,
+                                          headers=self._headers(
+                                              request.headers.get("content-type")),
+                                          timeout=self.upload_timeout)
+        except httpx.HTTPError as exc:
+            return self._unreachable(exc, "upload")
+        log.info("%s: upload %s (%d bytes) → %d", student.name, path, len(body),
+                 answer.status_code)
+        return self._passthrough(answer)
+
+    # -- the three kinds --------------------------------------------------------------------
+
+    async def _submit(self, path: str, student: Student, body: bytes) -> Response:
+        if self.ledger.paused:
+            return refusal(403, "the class is paused by your teacher — try again later "
+                                "(nothing was charged)")
+        try:
+            data = json.loads(body)
+            if not isinstance(data, Mapping):
+                raise ValueError("not a JSON object")
+            images = images_asked(path, data)
+        except ValueError as exc:
+            return refusal(400, f"the class proxy could not read this request: {exc}")
+        if not self.ledger.reserve(student.id, images):
+            now = self.ledger.student(student.id) or student
+            if now.revoked:
+                return refusal(401, "this class token was revoked — ask your teacher")
+            if now.remaining:
+                return refusal(402, f"class quota: {now.remaining} of {now.quota} images left, "
+                                    f"this asks for {images} — ask your teacher")
+            return refusal(402, f"class quota used: {now.used} of {now.quota} images — "
+                                "ask your teacher")
+        try:
+            await self.fair.acquire(student.id)
+        except Overloaded as exc:
+            self.ledger.release(student.id, images)
+            return refusal(429, f"the class is busy: retry in {exc.retry_after} s",
+                           retry_after=exc.retry_after)
+        except BaseException:
+            self.ledger.release(student.id, images)
+            raise
+        assert self.http is not None
+        try:
+            answer = await self.http.post(self.upstream + path, content=body,
+                                          headers=self._headers("application/json"),
+                                          timeout=httpx.Timeout(self.submit_timeout,
+                                                                connect=5.0))
+        except httpx.ConnectError as exc:  # never arrived: nothing made, nothing charged
+            self.ledger.release(student.id, images)
+            return self._unreachable(exc, "submit")
+        except httpx.HTTPError as exc:
+            # It may have arrived and made a task we cannot name: keep the images reserved
+            # (the teacher's money first) and say so.
+            log.warning("%s: submit to %s had no answer (%s); %d image(s) kept reserved",
+                        student.name, path, type(exc).__name__, images)
+            return refusal(504, "KIE did not answer the class proxy in time; the task may "
+                                "still have been made — do not resend, ask your teacher")
+        task_id = _task_id(answer)
+        if task_id is None:
+            self.ledger.release(student.id, images)
+            log.info("%s: %s refused by KIE (HTTP %d)", student.name, path, answer.status_code)
+        else:
+            self.ledger.record_task(task_id, student.id, path, images, prompt_of(data))
+            log.info("%s: %s → task %s (%d image(s))", student.name, path, task_id, images)
+        return self._passthrough(answer)
+
+    async def _record(self, path: str, endpoint: Endpoint, student: Student,
+                      request: Request) -> Response:
+        task_id = request.query_params.get("taskId", "")
+        row = self.ledger.task(task_id) if task_id else None
+        if row is None or row.student_id != student.id:
+            return refusal(404, f"task {task_id or '(none)'} is not one of yours in this class")
+        assert self.http is not None
+        try:
+            answer = await self.http.get(self.upstream + path, params={"taskId": task_id},
+                                         headers=self._headers(None))
+        except httpx.HTTPError as exc:
+            return self._unreachable(exc, "record")
+        self._settle(endpoint, task_id, answer)
+        return self._passthrough(answer)
+
+    def _settle(self, endpoint: Endpoint, task_id: str, answer: httpx.Response) -> None:
+        try:
+            payload = answer.json()
+        except ValueError:
+            return
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if payload.get("code") != 200 or not isinstance(data, Mapping) or endpoint.record is None:
+            return
+        try:
+            record = endpoint.record(data, task_id)
+        except Exception:  # a malformed record settles nothing; the student's client says so
+            return
+        if record.failed and self.ledger.task_failed(task_id):
+            log.info("task %s failed at KIE: images given back", task_id)
+        elif record.succeeded:
+            self.ledger.task_succeeded(task_id, record.urls)
+
+    async def _download(self, path: str, endpoint: Endpoint, student: Student,
+                        body: bytes) -> Response:
+        if endpoint.owns_task:
+            try:
+                task_id = json.loads(body).get("taskId", "")
+            except (ValueError, AttributeError):
+                return refusal(400, "the class proxy could not read this request")
+            row = self.ledger.task(str(task_id))
+            if row is None or row.student_id != student.id:
+                return refusal(404, f"task {task_id} is not one of yours in this class")
+        assert self.http is not None
+        try:
+            answer = await self.http.post(self.upstream + path, content=body,
+                                          headers=self._headers("application/json"))
+        except httpx.HTTPError as exc:
+            return self._unreachable(exc, "download")
+        return self._passthrough(answer)
+
+    def _unreachable(self, exc: httpx.HTTPError, what: str) -> Response:
+        log.warning("%s: KIE unreachable (%s)", what, type(exc).__name__)
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        return refusal(504 if timed_out else 502,
+                       f"the class proxy could not reach KIE ({type(exc).__name__}); "
+                       "try again in a minute")
+
+
+def _task_id(answer: httpx.Response) -> str | None:
+    """The new task's id when KIE took the submit, else None."""
+    try:
+        payload = answer.json()
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or payload.get("code") != 200:
+        return None
+    data = payload.get("data")
+    task_id = data.get("taskId") if isinstance(data, dict) else None
+    return str(task_id) if task_id else None

@@ -1,0 +1,248 @@
+"""The teacher page: use per student, recent prompts with thumbnails, quota, tokens, pause.
+
+Server-rendered HTML (no JavaScript), behind the teacher token: the login form trades it for a
+session cookie (HttpOnly, SameSite=Strict, kept in memory: a restarted proxy asks again), and
+every form carries a CSRF token tied to the session. Everything shown is escaped. The CSV of use
+is also available to scripts with ``Authorization: Bearer <teacher token>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import secrets
+import time
+from html import escape
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from .ledger import Ledger, LedgerError, Student, TaskRow
+from .tokens import same_hash, teacher_secret
+
+__all__ = ["TeacherPage"]
+
+_COOKIE = "kie_class_teacher"
+_SESSION_SECONDS = 12 * 3600
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src http: https: data:; "
+                               "style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222}
+table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ddd;padding:.4rem;
+text-align:left;vertical-align:top}img{width:48px;height:48px;object-fit:cover;margin-right:4px}
+form{display:inline}.revoked{color:#999}.note{background:#fff6d5;padding:.6rem;margin:1rem 0}
+.prompt{font-size:12px;color:#555;max-width:28rem}
+"""
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    html = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}"
+            f"</title><style>{_STYLE}</style></head><body>{body}</body></html>")
+    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+
+class TeacherPage:
+    """The ``/teacher`` routes over a :class:`Ledger`."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._sessions: dict[str, float] = {}
+        self._secret = secrets.token_bytes(32)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def _token_ok(self, token: str) -> bool:
+        secret = teacher_secret(token.strip())
+        return secret is not None and same_hash(secret, self.ledger.teacher_hash())
+
+    def _session(self, request: Request) -> str | None:
+        session = request.cookies.get(_COOKIE)
+        if session and self._sessions.get(session, 0) > time.time():
+            return session
+        return None
+
+    def _csrf(self, session: str) -> str:
+        return hmac.new(self._secret, session.encode(), hashlib.sha256).hexdigest()
+
+    async def _form(self, request: Request) -> dict[str, str]:
+        body = (await request.body())[:64 * 1024].decode("utf-8", "replace")
+        return {k: v[0] for k, v in parse_qs(body).items()}
+
+    async def _checked_form(self, request: Request) -> dict[str, str] | Response:
+        session = self._session(request)
+        if session is None:
+            return RedirectResponse(self._url(request, ""), status_code=303)
+        form = await self._form(request)
+        if not hmac.compare_digest(form.get("csrf", ""), self._csrf(session)):
+            return _page("Refused", "<p>This form is stale; reload the teacher page.</p>", 403)
+        return form
+
+    @staticmethod
+    def _url(request: Request, tail: str) -> str:
+        return f"{request.scope.get('root_path', '')}/teacher{tail}"
+
+    # -- routes -----------------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        if request.method == "POST":
+            form = await self._form(request)
+            if self._token_ok(form.get("token", "")):
+                session = secrets.token_urlsafe(32)
+                self._sessions = {s: t for s, t in self._sessions.items() if t > time.time()}
+                self._sessions[session] = time.time() + _SESSION_SECONDS
+                answer = RedirectResponse(self._url(request, ""), status_code=303)
+                answer.set_cookie(_COOKIE, session, max_age=_SESSION_SECONDS, httponly=True,
+                                  samesite="strict", secure=request.url.scheme == "https",
+                                  path=self._url(request, ""))
+                return answer
+            return self._login_form(request, "That is not the teacher token.", 401)
+        return self._login_form(request, "", 200)
+
+    def _login_form(self, request: Request, error: str, status: int) -> Response:
+        note = f"<p class=note>{escape(error)}</p>" if error else ""
+        return _page("Class — teacher sign-in", f"""<h1>Class proxy — teacher</h1>{note}
+<form method=post action="{escape(self._url(request, '/login'))}">
+<label>Teacher token <input type=password name=token autocomplete=off autofocus></label>
+<button type=submit>Sign in</button></form>""", status)
+
+    async def dashboard(self, request: Request, note: str = "") -> Response:
+        session = self._session(request)
+        if session is None:
+            return self._login_form(request, "", 200)
+        csrf = escape(self._csrf(session))
+        students = self.ledger.students()
+        counts = self.ledger.task_counts()
+        paused = self.ledger.paused
+        rows = "".join(self._row(request, s, counts.get(s.id, 0), csrf) for s in students)
+        used = sum(s.used for s in students)
+        quota = sum(s.quota for s in students)
+        state = "paused — no new tasks" if paused else "running"
+        toggle = "Resume the class" if paused else "Pause the class"
+        notice = f"<div class=note>{note}</div>" if note else ""
+        return _page("Class — teacher", f"""<h1>Class proxy — teacher</h1>{notice}
+<p id=summary>{len(students)} students · {used} of {quota} images used · class
+<strong id=state>{state}</strong></p>
+<form method=post action="{escape(self._url(request, '/pause'))}">
+<input type=hidden name=csrf value="{csrf}"><input type=hidden name=paused
+value="{'0' if paused else '1'}"><button id=pause type=submit>{toggle}</button></form>
+<a href="{escape(self._url(request, '/use.csv'))}" download>Download use (CSV)</a>
+<form method=post action="{escape(self._url(request, '/logout'))}">
+<input type=hidden name=csrf value="{csrf}"><button type=submit>Sign out</button></form>
+<table id=students><thead><tr><th>Student</th><th>Images used / quota</th><th>Tasks</th>
+<th>Recent prompts</th><th>Actions</th></tr></thead><tbody>{rows}</tbody></table>""")
+
+    def _row(self, request: Request, s: Student, tasks: int, csrf: str) -> str:
+        recent = "".join(_recent(t) for t in self.ledger.tasks_of(s.id, limit=3))
+        who = escape(s.name) + (" <small>(hub)</small>" if s.hub else "")
+        sid = escape(s.id)
+        hidden = f'<input type=hidden name=csrf value="{csrf}">' \
+                 f'<input type=hidden name=student value="{sid}">'
+        actions = f"""<form method=post action="{escape(self._url(request, '/quota'))}">
+{hidden}<input type=number name=images value=10 min=-1000 max=10000 style="width:5em"
+aria-label="images to add for {escape(s.name)}"><button type=submit>Add quota</button></form>"""
+        if not s.revoked:
+            actions += f""" <form method=post action="{escape(self._url(request, '/revoke'))}">
+{hidden}<button type=submit>Revoke</button></form>"""
+        if not s.hub:
+            actions += f""" <form method=post action="{escape(self._url(request, '/reissue'))}">
+{hidden}<button type=submit>Re-issue token</button></form>"""
+        status = " <small>(revoked)</small>" if s.revoked else ""
+        css = ' class="revoked"' if s.revoked else ""
+        return (f'<tr data-student="{escape(s.name)}"{css}><td>{who}{status}</td>'
+                f'<td class=use>{s.used} / {s.quota}</td><td>{tasks}</td>'
+                f'<td>{recent}</td><td>{actions}</td></tr>')
+
+    async def quota(self, request: Request) -> Response:
+        form = await self._checked_form(request)
+        if isinstance(form, Response):
+            return form
+        try:
+            images = int(form.get("images", ""))
+            student = self.ledger.add_quota(form.get("student", ""), images)
+        except (ValueError, LedgerError) as exc:
+            return await self.dashboard(request, escape(f"Not changed: {exc}"))
+        return await self.dashboard(
+            request, escape(f"{student.name}: quota now {student.quota} images."))
+
+    async def revoke(self, request: Request) -> Response:
+        form = await self._checked_form(request)
+        if isinstance(form, Response):
+            return form
+        try:
+            student = self.ledger.student(form.get("student", ""))
+            self.ledger.revoke(form.get("student", ""))
+        except LedgerError as exc:
+            return await self.dashboard(request, escape(f"Not changed: {exc}"))
+        name = student.name if student else "?"
+        return await self.dashboard(request, escape(f"{name}: access revoked."))
+
+    async def reissue(self, request: Request) -> Response:
+        form = await self._checked_form(request)
+        if isinstance(form, Response):
+            return form
+        try:
+            student = self.ledger.student(form.get("student", ""))
+            token = self.ledger.reissue(form.get("student", ""))
+        except LedgerError as exc:
+            return await self.dashboard(request, escape(f"Not changed: {exc}"))
+        name = student.name if student else "?"
+        return await self.dashboard(
+            request, f"New token for {escape(name)} (shown once; the old one no longer "
+                     f"works): <code id=new-token>{escape(token)}</code>")
+
+    async def pause(self, request: Request) -> Response:
+        form = await self._checked_form(request)
+        if isinstance(form, Response):
+            return form
+        self.ledger.set_paused(form.get("paused") == "1")
+        return await self.dashboard(request, "The class is paused: new tasks are refused, "
+                                             "running ones finish." if self.ledger.paused
+                                    else "The class is running again.")
+
+    async def logout(self, request: Request) -> Response:
+        form = await self._checked_form(request)
+        if isinstance(form, Response):
+            return form
+        self._sessions.pop(request.cookies.get(_COOKIE, ""), None)
+        answer = RedirectResponse(self._url(request, ""), status_code=303)
+        answer.delete_cookie(_COOKIE, path=self._url(request, ""))
+        return answer
+
+    async def use_csv(self, request: Request) -> Response:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if self._session(request) is None and not (scheme.lower() == "bearer"
+                                                   and self._token_ok(token)):
+            return _page("Refused", "<p>Sign in as the teacher first.</p>", 401)
+        counts = self.ledger.task_counts()
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["student", "hub_user", "quota", "used", "remaining", "tasks",
+                         "revoked"])
+        for s in self.ledger.students():
+            writer.writerow([_cell(s.name), int(s.hub), s.quota, s.used, s.remaining,
+                             counts.get(s.id, 0), int(s.revoked)])
+        return Response(out.getvalue(), media_type="text/csv", headers={
+            "Content-Disposition": 'attachment; filename="class-use.csv"', **_HEADERS})
+
+
+def _recent(task: TaskRow) -> str:
+    thumb = ""
+    if task.urls and task.urls[0].lower().startswith(("http://", "https://")):
+        thumb = f'<img src="{escape(task.urls[0])}" alt="" loading=lazy>'
+    prompt = task.prompt if len(task.prompt) <= 80 else task.prompt[:79] + "…"
+    state = "" if task.state == "success" else f" <small>({escape(task.state)})</small>"
+    return f"<div class=prompt>{thumb}{escape(prompt)}{state}</div>"
+
+
+def _cell(text: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
