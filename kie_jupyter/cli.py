@@ -403,6 +403,11 @@ def _say(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kie4o`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["class"]:  # the class proxy's commands (``kie4o -- class`` is a prompt)
+        from .classroom.cli import main as class_main
+
+        return class_main(argv[1:])
     try:
         args = _parse(argv)
         if args.credits:
