@@ -2,7 +2,7 @@
 
 KIE allows an account 20 submits per 10 s. The proxy keeps the whole class inside that window
 itself (a dropped 429 from KIE would be a lost submit), and shares it out fairly: a free slot
-goes to the waiting student with the fewest slots in the current window (ties in turn,
+goes to the waiting student served least since the class was last idle (ties in turn,
 round-robin), so a student's sweep of twelve waits behind the others' *first* tasks, never the
 other way round. A student may take a slot at once only while holding fewer than ``burst`` in
 the window; beyond that the submit queues, and is granted as soon as no one with fewer is
@@ -37,17 +37,21 @@ class FairShare:
     """At most ``rate`` grants per ``per`` seconds, served round-robin between students."""
 
     def __init__(self, rate: int = 20, per: float = 10.0, *, max_wait: float = 20.0,
-                 burst: int | None = None,
+                 burst: int | None = None, margin: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if rate < 1 or per <= 0:
             raise ValueError("rate must be ≥ 1 and per > 0")
         self.rate = rate
         self.per = per
+        #: Slots are held a little longer than KIE's window, so network jitter between our
+        #: clock and KIE's never puts one submit too many into its window.
+        self.margin = margin if margin is not None else 0.02 * per
         self.max_wait = max_wait
         self.burst = burst if burst is not None else max(1, rate // 10)
         self._clock = clock
         self._grants: deque[tuple[float, str]] = deque()
         self._held: dict[str, int] = {}  # slots per student in the window
+        self._served: dict[str, int] = {}  # slots per student since no one was waiting
         self._queues: dict[str, deque[asyncio.Future[None]]] = {}
         self._ring: deque[str] = deque()
         self._wake: asyncio.Event | None = None
@@ -59,7 +63,7 @@ class FairShare:
         return sum(len(q) for q in self._queues.values())
 
     def _prune(self, now: float) -> None:
-        while self._grants and self._grants[0][0] <= now - self.per:
+        while self._grants and self._grants[0][0] <= now - self.per - self.margin:
             _, student_id = self._grants.popleft()
             left = self._held[student_id] - 1
             if left:
@@ -70,6 +74,7 @@ class FairShare:
     def _grant(self, now: float, student_id: str) -> None:
         self._grants.append((now, student_id))
         self._held[student_id] = self._held.get(student_id, 0) + 1
+        self._served[student_id] = self._served.get(student_id, 0) + 1
 
     async def acquire(self, student_id: str) -> None:
         """Wait for this student's turn and a free slot; raise :class:`Overloaded` when the
@@ -125,15 +130,17 @@ class FairShare:
             now = self._clock()
             self._prune(now)
             if not self._ring:
+                self._served.clear()  # idle: everyone starts level again
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             if len(self._grants) >= self.rate:
-                await asyncio.sleep(max(self._grants[0][0] + self.per - now, 0.001))
+                await asyncio.sleep(max(self._grants[0][0] + self.per + self.margin - now,
+                                        0.001))
                 continue
-            # The waiting student holding the fewest slots; among equals, the first in turn.
-            fewest = min(self._held.get(s, 0) for s in self._ring)
-            student_id = next(s for s in self._ring if self._held.get(s, 0) == fewest)
+            # The waiting student served least; among equals, the first in turn.
+            fewest = min(self._served.get(s, 0) for s in self._ring)
+            student_id = next(s for s in self._ring if self._served.get(s, 0) == fewest)
             self._ring.remove(student_id)
             queue = self._queues.get(student_id)
             while queue and queue[0].done():  # dropped waits

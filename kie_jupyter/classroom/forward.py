@@ -30,6 +30,9 @@ __all__ = ["ClassProxy", "refusal"]
 
 log = logging.getLogger("kie_jupyter.classroom")
 
+#: Sends of one submit when KIE answers 429 (it drops such a request: nothing is charged).
+_SUBMIT_TRIES = 3
+
 
 def refusal(code: int, msg: str, *, retry_after: int | None = None) -> JSONResponse:
     """The proxy's own answer, in KIE's error shape (HTTP status = the code)."""
@@ -236,31 +239,37 @@ class ClassProxy:
                                     f"this asks for {images} — ask your teacher")
             return refusal(402, f"class quota used: {now.used} of {now.quota} images — "
                                 "ask your teacher")
-        try:
-            await self.fair.acquire(student.id)
-        except Overloaded as exc:
-            self.ledger.release(student.id, images)
-            return refusal(429, f"the class is busy: retry in {exc.retry_after} s",
-                           retry_after=exc.retry_after)
-        except BaseException:
-            self.ledger.release(student.id, images)
-            raise
-        assert self.http is not None
-        try:
-            answer = await self.http.post(self.upstream + path, content=body,
-                                          headers=self._headers("application/json"),
-                                          timeout=httpx.Timeout(self.submit_timeout,
-                                                                connect=5.0))
-        except httpx.ConnectError as exc:  # never arrived: nothing made, nothing charged
-            self.ledger.release(student.id, images)
-            return self._unreachable(exc, "submit")
-        except httpx.HTTPError as exc:
-            # It may have arrived and made a task we cannot name: keep the images reserved
-            # (the teacher's money first) and say so.
-            log.warning("%s: submit to %s had no answer (%s); %d image(s) kept reserved",
-                        student.name, path, type(exc).__name__, images)
-            return refusal(504, "KIE did not answer the class proxy in time; the task may "
-                                "still have been made — do not resend, ask your teacher")
+        for attempt in range(1, _SUBMIT_TRIES + 1):
+            try:
+                await self.fair.acquire(student.id)
+            except Overloaded as exc:
+                self.ledger.release(student.id, images)
+                return refusal(429, f"the class is busy: retry in {exc.retry_after} s",
+                               retry_after=exc.retry_after)
+            except BaseException:
+                self.ledger.release(student.id, images)
+                raise
+            assert self.http is not None
+            try:
+                answer = await self.http.post(self.upstream + path, content=body,
+                                              headers=self._headers("application/json"),
+                                              timeout=httpx.Timeout(self.submit_timeout,
+                                                                    connect=5.0))
+            except httpx.ConnectError as exc:  # never arrived: nothing made, nothing charged
+                self.ledger.release(student.id, images)
+                return self._unreachable(exc, "submit")
+            except httpx.HTTPError as exc:
+                # It may have arrived and made a task we cannot name: keep the images
+                # reserved (the teacher's money first) and say so.
+                log.warning("%s: submit to %s had no answer (%s); %d image(s) kept reserved",
+                            student.name, path, type(exc).__name__, images)
+                return refusal(504, "KIE did not answer the class proxy in time; the task may "
+                                    "still have been made — do not resend, ask your teacher")
+            # KIE drops (never queues or charges) a submit over the account's rate: a clock
+            # skew between its window and ours. Take the student's next turn and send again.
+            if not _rate_limited(answer) or attempt == _SUBMIT_TRIES:
+                break
+            log.info("%s: KIE said 429; sending again in the student's next turn", student.name)
         task_id = _task_id(answer)
         if task_id is None:
             self.ledger.release(student.id, images)
@@ -326,6 +335,16 @@ class ClassProxy:
         return refusal(504 if timed_out else 502,
                        f"the class proxy could not reach KIE ({type(exc).__name__}); "
                        "try again in a minute")
+
+
+def _rate_limited(answer: httpx.Response) -> bool:
+    if answer.status_code == 429:
+        return True
+    try:
+        payload = answer.json()
+    except ValueError:
+        return False
+    return isinstance(payload, dict) and payload.get("code") == 429
 
 
 def _task_id(answer: httpx.Response) -> str | None:

@@ -1,0 +1,245 @@
+"""The class proxy end to end: uvicorn in front of the fake KIE server, students on httpx and
+on the extension's own client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import httpx
+import pytest
+
+import kie_jupyter
+from kie_jupyter.api.client import KieClient
+from kie_jupyter.api.errors import ClassRefusalError
+from kie_jupyter.classroom.fairshare import FairShare
+from kie_jupyter.classroom.guard import BadTokenGuard
+from kie_jupyter.classroom.ledger import Ledger
+from kie_jupyter.classroom.tokens import parse_student_token
+
+from class_helpers import TEACHER_KEY, bearer, record, submit, wait_done
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+
+
+def student_client(proxy, token: str) -> KieClient:
+    return KieClient(api_key=token, base_url=proxy.url, upload_url=proxy.url + "/upload")
+
+
+@pytest.mark.parametrize("model", ["4o", "nano-banana-2", "flux-kontext-pro"])
+def test_a_student_gets_images_with_the_extension_and_never_the_key(proxy, ledger, kie,
+                                                                    tmp_path, model):
+    token = ledger.add_student("ada", 5)
+    source = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), "red").save(source)
+    with student_client(proxy, token) as client:
+        task = kie_jupyter.generate("a red fox", model=model, images=[source], client=client,
+                                    timeout=30)
+        assert task.status.value == "success", task.error
+        assert task.images and all(i.startswith(b"\x89PNG") or i[:3] == b"\xff\xd8\xff"
+                                   for i in task.images)
+        assert client.credits() == 4  # credit answers the images left
+    row = ledger.tasks_of(parse_student_token(token).student_id)[0]
+    assert row.state == "success" and row.prompt == "a red fox" and row.urls
+    assert ledger.student_named("ada").used == 1
+    # Every API request reached KIE with the teacher's key (result images are fetched from
+    # their URLs directly, with no key at all).
+    calls = [r for r in kie.requests if r.path.startswith("/api/")]
+    assert len(calls) >= 3 and all(r.headers.get("authorization") == f"Bearer {TEACHER_KEY}"
+                                   for r in calls)
+    assert not any(token in str(r.headers) for r in kie.requests)
+
+
+def test_the_teacher_key_appears_in_no_answer_log_row_or_page(make_proxy, ledger, kie,
+                                                              tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    proxy = make_proxy()
+    token = ledger.add_student("ada", 3)
+    teacher = ledger.new_teacher_token()
+    seen: list[httpx.Response] = []
+    with httpx.Client(base_url=proxy.url, headers=bearer(token), timeout=30) as http:
+        seen.append(http.get("/class/me"))
+        seen.append(http.get("/api/v1/chat/credit"))
+        made = http.post("/api/v1/gpt4o-image/generate", json={"prompt": "a fox", "size": "1:1"})
+        seen.append(made)
+        task_id = made.json()["data"]["taskId"]
+        data = wait_done(proxy.url, token, task_id)
+        seen.append(record(proxy.url, token, task_id))
+        seen.append(http.post("/api/v1/gpt4o-image/download-url",
+                              json={"taskId": task_id, "url": data["response"]["resultUrls"][0]}))
+        seen.append(http.post("/upload/api/file-stream-upload",
+                              files={"file": ("a.png", PNG, "image/png")},
+                              data={"uploadPath": "x"}))
+        seen.append(http.get("/nope"))
+        seen.append(http.get("/class/me", headers={"Authorization": "Bearer kc_x_wrong"}))
+    with httpx.Client(base_url=proxy.url, timeout=30) as page:
+        page.post("/teacher/login", data={"token": teacher})
+        seen.append(page.get("/teacher"))
+        seen.append(page.get("/teacher/use.csv"))
+    assert seen[2].status_code == 200 and "a fox" in seen[-2].text
+    for answer in seen:
+        assert TEACHER_KEY not in answer.text
+        assert TEACHER_KEY not in str(answer.headers)
+    logs = "\n".join(r.getMessage() for r in caplog.records)
+    assert "ada" in logs and TEACHER_KEY not in logs and token not in logs
+    ledger_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("class.db*"))
+    assert TEACHER_KEY.encode() not in ledger_bytes and token.encode() not in ledger_bytes
+    assert repr(proxy.proxy).count(TEACHER_KEY) == 0
+
+
+def test_wrong_and_revoked_tokens_are_refused_then_the_address_is_locked_out(make_proxy,
+                                                                           ledger):
+    proxy = make_proxy(guard=BadTokenGuard(slow_after=3, lock_after=6, delay=0.01))
+    good = ledger.add_student("ada", 3)
+    revoked = ledger.add_student("bob", 3)
+    ledger.revoke(parse_student_token(revoked).student_id)
+    answer = submit(proxy.url, revoked)
+    assert answer.status_code == 401 and "revoked — ask your teacher" in answer.json()["msg"]
+    answer = submit(proxy.url, good + "x")
+    assert answer.json() == {"code": 401, "data": None, "classProxy": True,
+                             "msg": "class token not recognised — check the token your "
+                                    "teacher gave you"}
+    assert httpx.get(proxy.url + "/class/me").status_code == 401  # no token at all
+    assert httpx.get(proxy.url + "/class/me", headers=bearer(good)).status_code == 200
+    for _ in range(3):
+        submit(proxy.url, "kc_guess_guess")
+    locked = httpx.get(proxy.url + "/class/me", headers=bearer(good))  # even a good token
+    assert locked.status_code == 401 and "too many wrong class tokens" in locked.json()["msg"]
+    assert ledger.student_named("ada").used == 0  # nothing was reserved by refusals
+
+
+def test_quota_is_reserved_released_on_failure_and_runs_out(proxy, ledger):
+    token = ledger.add_student("ada", 3)
+    ok = submit(proxy.url, token, nVariants=2)
+    assert ok.status_code == 200 and ledger.student_named("ada").used == 2
+    fails = submit(proxy.url, token, "a cat [mock:fail]")
+    assert ledger.student_named("ada").used == 3
+    data = wait_done(proxy.url, token, fails.json()["data"]["taskId"])
+    assert data["successFlag"] != 1
+    assert ledger.student_named("ada").used == 2  # the failed task's image came back
+    record(proxy.url, token, fails.json()["data"]["taskId"])
+    assert ledger.student_named("ada").used == 2  # only once
+    too_many = submit(proxy.url, token, nVariants=2)
+    assert too_many.status_code == 402
+    assert too_many.json()["msg"] == ("class quota: 1 of 3 images left, this asks for 2 — "
+                                      "ask your teacher")
+    assert submit(proxy.url, token).status_code == 200
+    used_up = submit(proxy.url, token)
+    assert used_up.json()["msg"] == "class quota used: 3 of 3 images — ask your teacher"
+    with student_client(proxy, token) as client, pytest.raises(ClassRefusalError) as err:
+        client.generate(kie_jupyter.api.models.GenerationRequest(prompt="x", size="1:1"))
+    assert str(err.value) == "class quota used: 3 of 3 images — ask your teacher"
+    assert err.value.fix is None
+
+
+def test_a_refused_submit_at_kie_gives_the_images_back(proxy, ledger, kie):
+    token = ledger.add_student("ada", 2)
+    kie.add_fault("generate", code=422, msg="bad size")
+    answer = submit(proxy.url, token)
+    assert answer.json()["code"] == 422 and "classProxy" not in answer.json()  # KIE's, as is
+    assert ledger.student_named("ada").used == 0
+
+
+def test_a_student_reads_only_their_own_tasks(proxy, ledger):
+    ada = ledger.add_student("ada", 2)
+    bob = ledger.add_student("bob", 2)
+    task_id = submit(proxy.url, ada).json()["data"]["taskId"]
+    answer = record(proxy.url, bob, task_id)
+    assert answer.status_code == 404 and "not one of yours" in answer.json()["msg"]
+    answer = httpx.post(proxy.url + "/api/v1/gpt4o-image/download-url", headers=bearer(bob),
+                        json={"taskId": task_id, "url": "http://x/y.png"})
+    assert answer.status_code == 404
+
+
+def test_unknown_paths_and_methods_are_not_forwarded(proxy, ledger, kie):
+    token = ledger.add_student("ada", 2)
+    before = len(kie.requests)
+    for method, path in [("GET", "/"), ("GET", "/api/v1/user/info"),
+                         ("POST", "/api/v1/chat/credit"),
+                         ("GET", "/api/v1/gpt4o-image/generate"),
+                         ("POST", "/api/v1/veo/generate"),
+                         ("GET", "/upload/api/file-stream-upload"),
+                         ("POST", "/upload/api/other"), ("GET", "/admin"),
+                         ("GET", "/https://example.com/")]:
+        answer = httpx.request(method, proxy.url + path, headers=bearer(token))
+        if path == "/":
+            assert answer.status_code == 200 and "class proxy" in answer.text
+            continue
+        assert answer.status_code in (404, 405), (method, path)
+        assert answer.json()["classProxy"] is True
+    assert len(kie.requests) == before  # nothing reached KIE
+
+
+def test_oversized_bodies_are_refused_with_413(make_proxy, ledger, kie):
+    proxy = make_proxy(max_body=2048, max_upload=4096)
+    token = ledger.add_student("ada", 2)
+    big = submit(proxy.url, token, "x" * 5000)
+    assert big.status_code == 413 and "too large" in big.json()["msg"]
+    upload = httpx.post(proxy.url + "/upload/api/file-base64-upload", headers=bearer(token),
+                        json={"base64Data": "A" * 10_000, "uploadPath": "x", "fileName": "a"})
+    assert upload.status_code == 413
+    assert ledger.student_named("ada").used == 0 and not kie.requests
+
+
+def test_a_paused_class_refuses_new_tasks_and_finishes_running_ones(proxy, ledger):
+    token = ledger.add_student("ada", 3)
+    task_id = submit(proxy.url, token).json()["data"]["taskId"]
+    ledger.set_paused(True)
+    paused = submit(proxy.url, token)
+    assert paused.status_code == 403 and "paused by your teacher" in paused.json()["msg"]
+    assert wait_done(proxy.url, token, task_id)["successFlag"] == 1
+    assert ledger.student_named("ada").used == 1
+    ledger.set_paused(False)
+    assert submit(proxy.url, token).status_code == 200
+
+
+def test_a_restart_mid_class_loses_no_row_and_tasks_stay_resolvable(make_proxy, ledger,
+                                                                   tmp_path):
+    first = make_proxy()
+    token = ledger.add_student("ada", 4)
+    task_id = submit(first.url, token, nVariants=2).json()["data"]["taskId"]
+    first.stop()
+    ledger.close()
+    again = Ledger(tmp_path / "class.db")
+    second = make_proxy(book=again)
+    assert wait_done(second.url, token, task_id)["successFlag"] == 1
+    assert again.student_named("ada").used == 2
+    assert again.task(task_id).state == "success"
+    again.close()
+
+
+def test_thirty_students_at_once_stay_within_the_rate_and_are_served_fairly(make_proxy,
+                                                                          ledger, kie):
+    # The account's 20 per 10 s, scaled to 20 per 0.5 s on both sides to keep the run short:
+    # the fake server refuses (429) anything over it, which would show here as a failure.
+    kie.rate_limit = (20, 0.5)
+    kie.credits = 10_000.0
+    proxy = make_proxy(fair=FairShare(20, 0.5, max_wait=20))
+    tokens = {f"student{i:02d}": ledger.add_student(f"student{i:02d}", 4) for i in range(30)}
+
+    async def class_at_once() -> list[tuple[str, int, float]]:
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=30,
+                                     limits=httpx.Limits(max_connections=200)) as http:
+            async def one(name: str) -> tuple[str, int, float]:
+                started = time.monotonic()
+                answer = await http.post("/api/v1/gpt4o-image/generate",
+                                         headers=bearer(tokens[name]),
+                                         json={"prompt": f"{name}", "size": "1:1"})
+                return name, answer.json()["code"], time.monotonic() - started
+
+            return await asyncio.gather(*(one(n) for n in tokens for _ in range(4)))
+
+    started = time.monotonic()
+    results = asyncio.run(class_at_once())
+    wall = time.monotonic() - started
+    assert [code for _, code, _ in results] == [200] * 120
+    # Grant order, as KIE saw the submits: every student's first before anyone's third.
+    order = [r.json["prompt"] for r in kie.requests_to("generate")]
+    firsts = [order.index(n) for n in tokens]
+    thirds = [[i for i, p in enumerate(order) if p == n][2] for n in tokens]
+    assert max(firsts) < min(thirds)
+    print(f"\n30 students × 4 submits: {wall:.2f} s for 120 at 20 per 0.5 s "
+          f"(floor {(120 / 20 - 1) * 0.5:.2f} s); max wait {max(w for *_, w in results):.2f} s")
