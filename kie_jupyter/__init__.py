@@ -18,21 +18,67 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .api.client import KieClient
-from .api.errors import KieError, KieUsageError
-from .api.models import GenerationRequest, TaskStatus
-from .engine.sweep import Sweep
-from .engine.task import Task, TaskError, TaskImage
-from .notebook.cards import static_bundle as _static_card
-from .notebook.cards import sweep_bundle as _sweep_card
 
-# The composition root: a task shows itself as the notebook's static card wherever it is
-# displayed (the engine below knows no front end).
-Task.renderer = _static_card
-Sweep.renderer = _sweep_card
+if TYPE_CHECKING:
+    from .api.client import KieClient
+    from .api.errors import KieError, KieUsageError
+    from .api.models import GenerationRequest, TaskStatus
+    from .engine.sweep import Sweep
+    from .engine.task import Task, TaskError, TaskImage
+
+# ``%load_ext kie_jupyter`` imports this package first: it must stay light (no requests, no
+# Pillow, no engine), so the public names below are imported on first use (PEP 562).
+_LAZY = {
+    "KieClient": ".api.client",
+    "KieError": ".api.errors",
+    "KieUsageError": ".api.errors",
+    "GenerationRequest": ".api.models",
+    "TaskStatus": ".api.models",
+    "Sweep": ".engine.sweep",
+    "Task": ".engine.task",
+    "TaskError": ".engine.task",
+    "TaskImage": ".engine.task",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    if module.startswith(".engine"):
+        _wire()
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+_wired = False
+
+
+def _wire() -> None:
+    """The composition root: a task shows itself as the notebook's static card wherever it
+    is displayed (the engine below knows no front end). Done on first use of the engine, not
+    at import, so that ``%load_ext`` stays fast."""
+    global _wired
+    if _wired:
+        return
+    from .engine.sweep import Sweep
+    from .engine.task import Task
+    from .notebook.cards import static_bundle, sweep_bundle
+
+    Task.renderer = static_bundle
+    Sweep.renderer = sweep_bundle
+    _wired = True
+
 
 __all__ = [
     "__version__",
@@ -64,7 +110,7 @@ def load_ipython_extension(ipython: Any) -> None:
     previous = _loaded.pop(id(ipython), None)
     if previous is not None:  # %reload_ext, or a second %load_ext
         unload(ipython, previous)
-    _loaded[id(ipython)] = load(ipython)
+    _loaded[id(ipython)] = load(ipython, prepare=_wire)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -83,6 +129,9 @@ def _default_client() -> KieClient:
     """The client the magics use when the extension is loaded (so demo mode applies);
     else one from the environment, on the bundled mock server when ``KIE_DEMO`` is set."""
     global _demo
+    from .api.client import KieClient
+    from .api.errors import KieUsageError
+
     for magics in _loaded.values():
         from IPython.core.error import UsageError
 
@@ -148,10 +197,15 @@ def _new_task(prompt: str, *, model: str | None = None, size: str | None, varian
               output_format: str | None = None, params: dict[str, Any] | None = None,
               labels: dict[str, str] | None = None) -> Task:
     """A checked, not yet started task (every argument checked before anything is sent)."""
+    from .api.client import KieClient
+    from .api.errors import KieUsageError
     from .api.registry import backend_for, model_spec
     from .engine.checks import check_save_dir, check_timeout
     from .engine.inputs import resolve_images, resolve_mask
     from .engine.requests import request_for
+    from .engine.task import Task
+
+    _wire()
 
     # Every argument is checked before anything is sent: a mistake here must cost nothing.
     timeout = check_timeout(timeout, "timeout")
@@ -215,7 +269,9 @@ def sweep(
     ``confirm_over`` tasks needs ``yes=True``. The tasks share the account's rate limit
     (those waiting say "Queued"). ``sw["oil"]`` / ``sw["oil", "3:2"]`` pick a task by label.
     """
-    from .engine.sweep import expand
+    from .api.errors import KieUsageError
+    from .api.models import TaskStatus
+    from .engine.sweep import Sweep, expand
 
     if not isinstance(prompt, str):
         raise KieUsageError(f"prompt: expected text, not {type(prompt).__name__}")
@@ -284,8 +340,12 @@ def _as_list(images: Any) -> list[Any]:
 def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
            client: KieClient | None = None) -> Task:
     """Follow an existing task (e.g. from history or KIE's dashboard) to its end."""
+    from .api.client import KieClient
+    from .api.errors import KieUsageError
     from .engine.checks import check_timeout
+    from .engine.task import Task
 
+    _wire()
     if not isinstance(task_id, str) or not task_id.strip():
         raise KieUsageError("resume: task_id must be a non-empty string")
     timeout = check_timeout(timeout, "timeout")

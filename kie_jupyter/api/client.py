@@ -27,12 +27,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
-
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
 
 from .._version import __version__
 from .errors import (
@@ -48,11 +44,16 @@ from .errors import (
     api_error_for,
     redact,
 )
-from .imagedata import check_image_bytes, mime_of, read_image_file, sniff_image, unique_name
 from .models import GenerationRequest, TaskRecord, is_http_url
 from .ratelimit import SlidingWindowLimiter, submit_limiter
 from .retry import RetryPolicy, backoff_delay, is_transient, parse_retry_after
 
+if TYPE_CHECKING:
+    import requests
+
+# requests (with urllib3) and Pillow (image checks) are imported when the first request is
+# sent, not with this module: ``%load_ext`` builds a client to say which endpoint it uses and
+# must stay fast (benchmarks/bench_load.py).
 __all__ = ["KieClient", "DEFAULT_BASE_URL", "DEFAULT_UPLOAD_URL"]
 
 log = logging.getLogger("kie_jupyter")
@@ -69,12 +70,13 @@ _DOWNLOAD_CHUNK = 64 * 1024
 
 Kind = Literal["read", "submit"]
 
-#: Errors in a failed request's cause chain that show the connection was never made.
-_NEVER_CONNECTED: tuple[type[BaseException], ...] = (
-    urllib3.exceptions.NewConnectionError,
-    urllib3.exceptions.NameResolutionError,
-    ConnectionRefusedError,
-)
+
+def _never_connected() -> tuple[type[BaseException], ...]:
+    """Errors in a failed request's cause chain that show the connection was never made."""
+    import urllib3
+
+    return (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError,
+            ConnectionRefusedError)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -103,8 +105,11 @@ def _checked_base(url: str, what: str) -> str:
 
 def _connection_refused(exc: requests.exceptions.ConnectionError) -> bool:
     """True when the connection was never made, so the request cannot have arrived."""
+    import requests
+
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
+    never = _never_connected()
     # requests wraps urllib3's MaxRetryError (in ``args``), which holds the real error in
     # ``reason``; a socket error may sit further down as a cause or context.
     seen: set[int] = set()
@@ -114,7 +119,7 @@ def _connection_refused(exc: requests.exceptions.ConnectionError) -> bool:
         if not isinstance(e, BaseException) or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, _NEVER_CONNECTED):
+        if isinstance(e, never):
             return True
         stack.extend([getattr(e, "reason", None), e.__cause__, e.__context__])
         stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
@@ -189,13 +194,29 @@ class KieClient:
         self._sleep = sleep or self._closed.wait
         self._rng = random.Random()
         self._own_session = session is None
-        self._session = session or self._new_session()
+        # Made on first use (see the imports above): a client that sends nothing costs nothing.
+        self._session_obj = session
+        self._session_lock = threading.Lock()
         #: True when this client talks to the bundled demo server (synthetic images, no
         #: credit): tasks and history entries carry it so a demo result is never taken for real.
         self.demo = bool(demo)
 
+    @property
+    def _session(self) -> requests.Session:
+        """The HTTP session (connection pool), made on first use."""
+        session = self._session_obj
+        if session is None:
+            with self._session_lock:
+                if self._session_obj is None:
+                    self._session_obj = self._new_session()
+                session = self._session_obj
+        return session
+
     @staticmethod
     def _new_session() -> requests.Session:
+        import requests
+        from requests.adapters import HTTPAdapter
+
         s = requests.Session()
         # Retries are ours (one policy); the adapter must never resend a request by itself.
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
@@ -232,8 +253,8 @@ class KieClient:
     def close(self) -> None:
         """Close pooled connections (only those of a session this client created)."""
         self._closed.set()
-        if self._own_session:
-            self._session.close()
+        if self._own_session and self._session_obj is not None:
+            self._session_obj.close()
 
     def __enter__(self) -> KieClient:
         return self
@@ -274,6 +295,8 @@ class KieClient:
         wait for a submission slot without sending anything; ``on_wait`` hears of that wait
         (see :meth:`SlidingWindowLimiter.acquire_unless`).
         """
+        import requests
+
         attempt = 0
         max_retries = self.retry.max_retries if retries else 0
         while True:
@@ -476,12 +499,16 @@ class KieClient:
     def upload_file(self, path: str | os.PathLike[str], *, upload_path: str = UPLOAD_PATH,
                     file_name: str | None = None) -> str:
         """Upload a local image (stream upload); return its public URL."""
+        from .imagedata import read_image_file
+
         return self.upload_stream(read_image_file(path), file_name or Path(path).name,
                                   upload_path=upload_path)
 
     def upload_stream(self, data: bytes, file_name: str = "image.png", *,
                       upload_path: str = UPLOAD_PATH) -> str:
         """Upload image bytes as multipart (any size up to 25 MiB); return the public URL."""
+        from .imagedata import check_image_bytes, mime_of, unique_name
+
         check_image_bytes(data, file_name)
         name = unique_name(file_name)
         answer = self._send(
@@ -496,6 +523,8 @@ class KieClient:
     def upload_bytes(self, data: bytes, file_name: str = "image.png", *,
                      upload_path: str = UPLOAD_PATH) -> str:
         """Upload a small in-memory image as base64; return its public URL."""
+        from .imagedata import check_image_bytes, mime_of, unique_name
+
         check_image_bytes(data, file_name)
         payload = f"data:{mime_of(data)};base64," + base64.b64encode(data).decode("ascii")
         answer = self._send(
@@ -547,6 +576,11 @@ class KieClient:
                 attempt += 1
 
     def _fetch_once(self, url: str) -> bytes:
+        import requests
+        import urllib3
+
+        from .imagedata import sniff_image
+
         headers = {"User-Agent": self.user_agent, "Accept": "image/*"}
         try:
             # stream=True: the read timeout applies to each socket read of the body, so a

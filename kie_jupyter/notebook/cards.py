@@ -21,9 +21,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
-from PIL import Image
-
-from ..api.imagedata import mime_of
 from ..api.models import TaskStatus
 from ..hints import status_text, with_hint
 
@@ -52,6 +49,10 @@ THUMB_SIZE = 320
 def thumbnail(data: bytes, size: int = THUMB_SIZE) -> tuple[bytes, str]:
     """A small JPEG copy of an image and its MIME type (the image itself if Pillow cannot
     read it)."""
+    from PIL import Image  # here: %load_ext imports this module and must stay fast
+
+    from ..api.imagedata import mime_of
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.thumbnail((size, size))
@@ -174,7 +175,12 @@ def _reason(task: Task) -> str | None:
 
 def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None) -> str:
     esc = html.escape
-    body, mime = thumbnail(data) if embed == "thumb" else (data, mime_of(data))
+    if embed == "thumb":
+        body, mime = thumbnail(data)
+    else:
+        from ..api.imagedata import mime_of
+
+        body, mime = data, mime_of(data)
     src = f"data:{mime};base64," + base64.b64encode(body).decode("ascii")
     width = THUMB_SIZE if embed == "thumb" else 512
     pick = f"{name}[{n}]" if name else f"[{n}]"

@@ -3,6 +3,10 @@
 Thin: options are parsed by :mod:`.options`, requests made by :mod:`.client`, tasks run by
 :mod:`.task`, shown by :mod:`.panel` (widgets) or :mod:`.static` (saved notebooks, terminals).
 
+Light at import: ``%load_ext`` imports this module, so the engine, the option parser, the
+subcommands, the demo server, requests and Pillow are imported on first use, in the methods
+that need them (``benchmarks/bench_load.py`` holds it to 1.2x ``import ipywidgets``).
+
 Size: over 400 lines for the cell magic's three displays (panel, sweep grid, text), each
 with its Ctrl-C handling; the sweep display is the next to move out.
 """
@@ -11,40 +15,66 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Enum, Float, Int, Unicode
 
+from .. import optiontable
 from ..api.client import KieClient
 from ..api.errors import KieConfigError, KieError
 from ..api.models import Size, TaskStatus
-from ..api.registry import backend_for
-from ..engine.checks import check_save_dir, check_timeout
-from ..engine.history import HistoryStore, default_output_dir
-from ..engine.inputs import PENDING_UPLOAD
-from ..engine.poller import PollSchedule
-from ..engine.sweep import Sweep
-from ..engine.task import Task
 from ..hints import with_hint
-from . import options, subcommands
 from .cards import EMBED_CHOICES, SweepCard, name_task, status_text
-from .demo import (
-    DEMO_KEY,
-    DemoHandover,
-    DemoServer,
-    demo_requested,
-    park,
-    stop_tasks,
-    unpark,
-)
 from .resend import remember_card, resend_cards
 
+if TYPE_CHECKING:
+    from ..engine.history import HistoryStore
+    from ..engine.sweep import Sweep
+    from ..engine.task import Task
+    from . import options
+    from .demo import DemoHandover, DemoServer
+
 __all__ = ["Kie4o"]
+
+
+def _declare(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Every ``%%kie4o`` option of the shared table on the magic (``%%kie4o?`` is the help).
+
+    What :func:`.options.declare` does, from the table alone: :mod:`.options` imports the
+    engine (and Pillow) for its checks, which ``%load_ext`` must not wait for.
+    """
+    for option in reversed(tuple(optiontable.options_for("notebook"))):
+        func = argument(*option.flags, **option.kwargs("notebook"))(func)
+    return magic_arguments()(func)
+
+
+def _demo_module() -> Any:
+    """:mod:`.demo` (the fake server's package comes with it: imported only when needed)."""
+    from . import demo
+
+    return demo
+
+
+def _demo_imported() -> Any:
+    """:mod:`.demo` if something imported it already, else None (then nothing is parked)."""
+    return sys.modules.get(f"{__package__}.demo")
+
+
+def _keep_empty_body(lines: list[str]) -> list[str]:
+    """:func:`.options.keep_empty_body`, with :mod:`.options` imported on the first
+    ``%%kie4o`` cell (this transformer sees every cell)."""
+    if lines and lines[0].startswith("%%kie4o"):
+        from .options import keep_empty_body
+
+        return keep_empty_body(lines)
+    return lines
 
 
 def _usage(exc: KieError, prefix: str = "", task_id: str | None = None) -> UsageError:
@@ -84,19 +114,41 @@ class Kie4o(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self._api_key: str | None = None  # from %kie4o login: memory only
-        self.demo = DemoServer()
+        self._demo: DemoServer | None = None  # made on first use (see _demo_module)
+        self._prepare: Callable[[], None] | None = None  # the root's wiring, run once
         self._tasks: list[Task] = []
         self._clients: dict[tuple[Any, ...], KieClient] = {}
         self._lock = threading.Lock()
+
+    @property
+    def demo(self) -> DemoServer:
+        """The demo server (idle until ``%kie4o demo`` or ``KIE_DEMO`` starts it)."""
+        if self._demo is None:
+            self._demo = _demo_module().DemoServer()
+        return self._demo
+
+    @demo.setter
+    def demo(self, server: DemoServer) -> None:
+        self._demo = server
+
+    def _demo_running(self) -> bool:
+        return self._demo is not None and self._demo.running
+
+    def _ready(self) -> None:
+        """Before the first cell or subcommand: the root's wiring (task cards), once."""
+        prepare, self._prepare = self._prepare, None
+        if prepare is not None:
+            prepare()
 
     # -- settings ----------------------------------------------------------------------------
 
     def client(self) -> KieClient:
         """A client for the current settings (demo server, trait, environment, default)."""
-        if self.demo.running:
-            key: tuple[Any, ...] = ("demo", self.demo.url)
-            make = lambda: KieClient(DEMO_KEY, base_url=self.demo.url,  # noqa: E731
-                                     upload_url=self.demo.url, demo=True)
+        if self._demo_running():
+            url = self.demo.url
+            key: tuple[Any, ...] = ("demo", url)
+            make = lambda: KieClient(_demo_module().DEMO_KEY, base_url=url,  # noqa: E731
+                                     upload_url=url, demo=True)
         else:
             # The environment is part of the key: a KIE_API_KEY set after %load_ext counts.
             env = tuple(os.environ.get(v) for v in ("KIE_API_KEY", "KIE_BASE_URL",
@@ -113,6 +165,8 @@ class Kie4o(Magics):
             return self._clients[key]
 
     def history(self) -> HistoryStore:
+        from ..engine.history import HistoryStore, default_output_dir
+
         return HistoryStore(self.output_dir or default_output_dir())
 
     def _widgets(self) -> bool:
@@ -122,11 +176,11 @@ class Kie4o(Magics):
 
     def load_message(self, continued: bool = False) -> str:
         """The one line printed at load: endpoint and whether a key was found."""
-        if self.demo.running and continued:
+        if self._demo_running() and continued:
             # A reload never switches a kernel from demo to live without a word.
             return (f"kie4o: demo mode continues on {self.demo.url} (synthetic images, no "
                     "credits spent); `%kie4o demo off` to use the live endpoint")
-        if self.demo.running:
+        if self._demo_running():
             return f"kie4o: demo mode on {self.demo.url} (synthetic images, no key needed)"
         try:
             client = self.client()
@@ -138,21 +192,27 @@ class Kie4o(Magics):
 
     def shutdown(self) -> None:
         """Stop every poller and the demo server (``%unload_ext``)."""
-        stop_tasks(self._tasks, self._clients.values())
+        if self._tasks:
+            _demo_module().stop_tasks(self._tasks, self._clients.values())
+        else:
+            for client in self._clients.values():
+                client.close()
         self._tasks.clear()
         self._clients.clear()
-        self.demo.stop()
+        if self._demo is not None:
+            self._demo.stop()
 
     def _take_demo(self) -> DemoHandover | None:
         """Detach the running demo server, its clients and unfinished tasks (for a reload)."""
-        if not self.demo.running:
+        if not self._demo_running():
             return None
+        demo = _demo_module()
         clients = {k: self._clients.pop(k) for k in list(self._clients) if k[0] == "demo"}
         mine = set(map(id, clients.values()))
         tasks = [t for t in self._tasks if id(t.client) in mine and not t.done]
         self._tasks = [t for t in self._tasks if t not in tasks]
-        state = DemoHandover(self.demo, clients, tasks)
-        self.demo = DemoServer()  # an idle one: shutting this instance down keeps the server
+        state = demo.DemoHandover(self.demo, clients, tasks)
+        self.demo = demo.DemoServer()  # an idle one: shutting this instance down keeps the server
         return state
 
     def _adopt_demo(self, state: DemoHandover) -> None:
@@ -163,7 +223,7 @@ class Kie4o(Magics):
     # -- the magic -------------------------------------------------------------------------
 
     @no_var_expand
-    @options.declare
+    @_declare
     @line_cell_magic
     def kie4o(self, line: str, cell: str | None = None) -> None:
         """Generate or edit images with KIE.AI's 4o Image API.
@@ -180,11 +240,19 @@ class Kie4o(Magics):
         ``%kie4o resume ID`` · ``%kie4o history [N] [--search TEXT]`` · ``%kie4o credits`` ·
         ``%kie4o config``.
         """
+        self._ready()
         if cell is None:
             return self._line(line)
         return self._cell(line, cell)
 
     def _cell(self, line: str, cell: str) -> None:
+        from ..api.registry import backend_for
+        from ..engine.checks import check_save_dir, check_timeout
+        from ..engine.poller import PollSchedule
+        from ..engine.sweep import Sweep
+        from ..engine.task import Task
+        from . import options
+
         opts = options.parse_cell(self.kie4o, line, cell, self.shell.user_ns,
                                   default_size=self.default_size, default_model=self.model)
         client = self.client()
@@ -407,6 +475,9 @@ class Kie4o(Magics):
 
     def _dry_run(self, opts: options.CellOptions, client: KieClient) -> Any:
         """Every request the cell would send (uploads named, key masked); nothing is sent."""
+        from ..api.registry import backend_for
+        from ..engine.inputs import PENDING_UPLOAD
+
         local = [i.label for i in opts.images if i.url is None]
         blocks = []
         for run in opts.runs:
@@ -431,6 +502,8 @@ class Kie4o(Magics):
 
     def _line(self, line: str) -> Any:
         # Each subcommand has its own parser (with -h) and handler in .subcommands.
+        from . import subcommands
+
         return subcommands.run(self, line)
 
 
@@ -446,29 +519,33 @@ class _Text:
         return {"text/plain": self.text, "text/html": f"<pre>{html.escape(self.text)}</pre>"}
 
 
-def load(shell: Any, previous: Kie4o | None = None) -> Kie4o:
+def load(shell: Any, previous: Kie4o | None = None, *,
+         prepare: Callable[[], None] | None = None) -> Kie4o:
     """Register the magics on ``shell`` (called by ``%load_ext`` and ``%reload_ext``).
 
     ``previous``, an instance still loaded, is unloaded first. Demo mode survives a reload:
     the running demo server, its clients and its unfinished tasks go to the new instance
     (whether the old one was unloaded here or by ``%reload_ext`` just before), and the load
     line says so; live tasks of the old instance are stopped, as by ``%unload_ext``.
+    ``prepare`` (the package root's wiring) runs before the first cell or subcommand.
     """
     if previous is not None:
         unload(shell, previous)
-    state = unpark(shell)
+    demo = _demo_imported()  # nothing can be parked unless demo mode was loaded
+    state = demo.unpark(shell) if demo is not None else None
     magics = Kie4o(shell=shell)
+    magics._prepare = prepare
     shell.register_magics(magics)
     # %%kie: the same magic under a model-neutral name (`%%kie --model nano-banana-pro`).
     shell.register_magic_function(magics.kie4o, "line_cell", "kie")
     if magics not in shell.configurables:
         shell.configurables.append(magics)
     transformers = getattr(shell, "input_transformers_cleanup", None)
-    if transformers is not None and options.keep_empty_body not in transformers:
-        transformers.append(options.keep_empty_body)
+    if transformers is not None and _keep_empty_body not in transformers:
+        transformers.append(_keep_empty_body)
     if state is not None:
         magics._adopt_demo(state)
-    elif demo_requested():
+    elif os.environ.get("KIE_DEMO") and _demo_module().demo_requested():
         magics.demo.start()
     print(magics.load_message(continued=state is not None))
     return magics
@@ -489,7 +566,7 @@ def unload(shell: Any, magics: Kie4o) -> None:
         shell.configurables.remove(magics)
     shell.magics_manager.registry.pop("Kie4o", None)
     transformers = getattr(shell, "input_transformers_cleanup", None)
-    if transformers is not None and options.keep_empty_body in transformers:
-        transformers.remove(options.keep_empty_body)
+    if transformers is not None and _keep_empty_body in transformers:
+        transformers.remove(_keep_empty_body)
     if state is not None:
-        park(shell, state)
+        _demo_module().park(shell, state)
