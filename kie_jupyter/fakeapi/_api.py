@@ -35,13 +35,20 @@ from ._state import (
     MockTask,
     TaskScript,
 )
-from .images import SIZES, render_png, sniff_mime
+from .images import SIZES, render_marked_png, render_png, sniff_mime
+from .packs import ReplayPack
 
 log = logging.getLogger("kie_jupyter.testing")
 
 #: A result image: ``results/<task id>_<n>.png`` (4o and Kontext ids are 32 hex digits,
 #: Market ids ``task_<family>_<millis>``).
 _RESULT_RE = re.compile(r"results/([0-9a-f]{32}|task_[A-Za-z0-9.\-]+_\d+)_(\d+)\.png")
+#: A recorded image of the replay pack: ``pack/<task id>_<n>.<ext>``.
+_PACK_RE = re.compile(r"pack/([0-9a-f]{32}|task_[A-Za-z0-9.\-]+_\d+)_(\d+)\.\w+")
+_PACK_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp",
+                    "image/gif": ".gif"}
+#: What a synthetic picture says on itself while a replay pack is loaded.
+SYNTHETIC_LABEL = "synthetic: not in the class pack"
 _FALLBACK_MODELS = ("GPT_IMAGE_1", "FLUX_MAX")
 _DOWNLOAD_URL_TTL = 20 * 60  # seconds, as the API documents
 
@@ -67,6 +74,10 @@ class MockAPI:
     _tasks: dict[str, Any]
     _uploads: dict[str, tuple[bytes, str]]
     _generate_times: deque[float]
+    #: The replay pack whose images answer matching prompts (None: synthetic pictures only).
+    pack: ReplayPack | None
+    #: ``pack/<task id>_<n>.<ext>`` -> (task id, the pack, the image's name in it).
+    _pack_results: dict[str, tuple[str, ReplayPack, str]]
 
     def _envelope(
         self, endpoint: str, code: int, msg: str, data: Any = None, http: int | None = None
@@ -180,7 +191,8 @@ class MockAPI:
             task_id=task_id,
             params=body,
             result_urls=(list(script.result_urls) if script.result_urls is not None
-                         else [f"{self.url}/files/results/{task_id}_{i}.png" for i in range(n)]),
+                         else self._result_urls(task_id, n, prompt=prompt, model="4o",
+                                                size=str(body.get("size") or ""))),
             created=now,
             create_ms=int(time.time() * 1000),
             duration=float(duration),
@@ -189,6 +201,24 @@ class MockAPI:
             empty_url_polls=script.empty_url_polls,
             failure=failure,
         )
+
+    def _result_urls(self, task_id: str, n: int, *, prompt: str, model: str,
+                     size: str) -> list[str]:
+        """The ``n`` result URLs of a new task: the replay pack's recorded images where its
+        prompt, model and size match one (``/files/pack/…``), synthetic ones for the rest
+        (``/files/results/…``). Called under the lock."""
+        pack = self.pack
+        recorded = pack.match(prompt, model, size) if pack is not None and prompt else []
+        urls = []
+        for i in range(n):
+            if i < len(recorded):
+                mime = pack.image(recorded[i])[1]  # type: ignore[union-attr]
+                key = f"pack/{task_id}_{i}{_PACK_EXTENSIONS.get(mime, '.png')}"
+                self._pack_results[key] = (task_id, pack, recorded[i])  # type: ignore[arg-type]
+                urls.append(f"{self.url}{FILES_PREFIX}{key}")
+            else:
+                urls.append(f"{self.url}{FILES_PREFIX}results/{task_id}_{i}.png")
+        return urls
 
     def _api_record_info(self, request: MockRequest) -> Answer:
         task_id = request.query.get("taskId")
@@ -357,20 +387,39 @@ class MockAPI:
             seed, size = task.render_args()
         return seed, size, n
 
+    def _pack_file(self, key: str) -> tuple[bytes, str] | None:
+        """A recorded image of the replay pack, once its task has finished successfully."""
+        if not _PACK_RE.fullmatch(key):
+            return None
+        with self._lock:
+            found = self._pack_results.get(key)
+            if found is None:
+                return None
+            task_id, pack, name = found
+            task = self._tasks.get(task_id)
+            if task is None or not task.succeeds or not task.is_done(time.monotonic()):
+                return None
+        return pack.image(name)
+
     def _file_exists(self, key: str) -> bool:
         with self._lock:
             if key in self._uploads:
                 return True
-        return self._result_params(key) is not None
+        return self._result_params(key) is not None or self._pack_file(key) is not None
 
     def _file_lookup(self, key: str) -> tuple[bytes, str] | None:
         with self._lock:
             if key in self._uploads:
                 return self._uploads[key]
+        if key.startswith("pack/"):
+            return self._pack_file(key)
         params = self._result_params(key)
         if params is None:
             return None
         seed, size, n = params
+        if self.pack is not None:  # the class pack is loaded: say this one is made up
+            return render_marked_png(seed, size, n, self.image_long_side,
+                                     SYNTHETIC_LABEL), "image/png"
         return render_png(seed, size, n, self.image_long_side), "image/png"
 
 

@@ -232,6 +232,8 @@ class MarketAPI:
         def _admit(self, endpoint: str, cost: float, now: float) -> Answer | None: ...
         def _missing_input(self, urls: list[Any]) -> tuple[int, str] | None: ...
         def _task_duration(self, script: TaskScript, body: dict[str, Any]) -> float: ...
+        def _result_urls(self, task_id: str, n: int, *, prompt: str, model: str,
+                         size: str) -> list[str]: ...
 
     def _next_script(self, prompt: str) -> TaskScript:
         script = self._scripts.popleft() if self._scripts else TaskScript()
@@ -259,10 +261,14 @@ class MarketAPI:
             self._last_job_ms = max(now_ms, self._last_job_ms + 1)
             family = str(body["model"]).split("/")[0]
             task_id = f"task_{family}_{self._last_job_ms}"
+            ratio = fields.get("aspect_ratio") or fields.get("image_size") or ""
             task = MarketTask(
                 task_id=task_id, params=body,
                 result_urls=(list(script.result_urls) if script.result_urls is not None
-                             else [f"{self.url}/files/results/{task_id}_0.png"]),
+                             else self._result_urls(task_id, 1,
+                                                    prompt=str(fields.get("prompt") or ""),
+                                                    model=str(body["model"]),
+                                                    size=str(ratio))),
                 created=now, create_ms=now_ms, duration=self._task_duration(script, body),
                 script=script,
                 null_polls=self.null_polls if script.null_polls is None else script.null_polls,
@@ -299,7 +305,10 @@ class MarketAPI:
             task = KontextTask(
                 task_id=task_id, params=body,
                 result_urls=(list(script.result_urls) if script.result_urls is not None
-                             else [f"{self.url}/files/results/{task_id}_0.png"]),
+                             else self._result_urls(
+                                 task_id, 1, prompt=str(body.get("prompt") or ""),
+                                 model=str(body.get("model") or "flux-kontext-pro"),
+                                 size=str(body.get("aspectRatio") or ""))),
                 created=now, create_ms=int(time.time() * 1000),
                 duration=self._task_duration(script, body), script=script,
                 null_polls=self.null_polls if script.null_polls is None else script.null_polls,

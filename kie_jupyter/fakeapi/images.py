@@ -14,9 +14,10 @@ import hashlib
 import io
 import random
 
-from PIL import Image, ImageChops, ImageDraw
+from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-__all__ = ["RATIOS", "SIZES", "image_dimensions", "render_png", "sniff_mime"]
+__all__ = ["RATIOS", "SIZES", "image_dimensions", "render_png", "render_marked_png",
+           "sniff_mime"]
 
 #: Aspect ratios the 4o API accepts, as (width, height) fractions of the long side.
 SIZES: dict[str, tuple[int, int]] = {"1:1": (3, 3), "3:2": (3, 2), "2:3": (2, 3)}
@@ -100,6 +101,34 @@ def render_png(prompt: str, size: str = "1:1", variant: int = 0, long_side: int 
 
     grain = Image.frombytes("L", (width, height), rng.randbytes(width * height)).point(_GRAIN)
     im = ImageChops.add(im, grain.convert("RGB"), offset=-1)
+    out = io.BytesIO()
+    im.save(out, format="PNG", compress_level=3)
+    return out.getvalue()
+
+
+@functools.lru_cache(maxsize=64)
+def render_marked_png(prompt: str, size: str = "1:1", variant: int = 0, long_side: int = 512,
+                      label: str = "synthetic") -> bytes:
+    """:func:`render_png` with ``label`` written across its foot on a dark band.
+
+    Used while a replay pack is loaded: a picture the pack did not have says it is made up,
+    on the image itself, so the card, the gallery and a saved file all show it.
+    """
+    with Image.open(io.BytesIO(render_png(prompt, size, variant, long_side))) as src:
+        im = src.convert("RGB")
+    width, height = im.size
+    band = max(14, height // 12)
+    try:
+        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.load_default(
+            size=int(band * 0.6))
+    except (TypeError, OSError):  # Pillow < 10.1, or no FreeType: the small bitmap font
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(im, "RGBA")
+    draw.rectangle((0, height - band, width, height), fill=(20, 20, 30, 170))
+    left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+    draw.text(((width - (right - left)) / 2 - left,
+               height - band + (band - (bottom - top)) / 2 - top),
+              label, fill=(255, 255, 255, 255), font=font)
     out = io.BytesIO()
     im.save(out, format="PNG", compress_level=3)
     return out.getvalue()

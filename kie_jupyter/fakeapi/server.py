@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import threading
 import time
@@ -37,6 +38,7 @@ from ._state import (
     MockRequest,
     TaskScript,
 )
+from .packs import ReplayPack, load_pack
 
 __all__ = ["Fault", "MockKieServer", "MockRequest", "TaskScript"]
 
@@ -76,6 +78,7 @@ class MockKieServer(MockAPI, MarketAPI):
         image_long_side: int = 512,
         error_http_status: bool = False,
         seed: int = 0,
+        pack: ReplayPack | str | os.PathLike[str] | None = None,
     ) -> None:
         if result_key not in ("resultUrls", "result_urls"):
             raise ValueError("result_key must be 'resultUrls' or 'result_urls'")
@@ -106,6 +109,10 @@ class MockKieServer(MockAPI, MarketAPI):
         self._last_job_ms = 0
         self._uploads: dict[str, tuple[bytes, str]] = {}
         self._generate_times: deque[float] = deque()
+        self.pack: ReplayPack | None = None
+        self._pack_results: dict[str, tuple[str, ReplayPack, str]] = {}
+        if pack is not None:
+            self.load_pack(pack)
         self._httpd: MockHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -164,6 +171,16 @@ class MockKieServer(MockAPI, MarketAPI):
             raise ValueError("Fault.times must be at least 1")
         with self._lock:
             self._faults.setdefault(endpoint, deque()).append(fault)
+
+    def load_pack(self, pack: ReplayPack | str | os.PathLike[str] | None) -> ReplayPack | None:
+        """Answer prompts recorded in a replay pack with its images from now on (a path is
+        read first: :class:`~kie_jupyter.fakeapi.packs.PackError` if it is not a pack);
+        ``None`` goes back to synthetic pictures only. Tasks made before keep their images.
+        """
+        loaded = pack if isinstance(pack, ReplayPack) or pack is None else load_pack(pack)
+        with self._lock:
+            self.pack = loaded
+        return loaded
 
     def script_next_task(self, script: TaskScript | None = None, /, **kwargs: Any) -> None:
         """The next created task follows ``script`` (scripts queue up, one per task)."""

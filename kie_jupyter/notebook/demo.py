@@ -1,7 +1,8 @@
 """Demo mode: the bundled mock server, running inside the kernel on 127.0.0.1.
 
 With it, every notebook runs end to end with no API key (Binder, classes, CI). The images it
-serves are synthetic.
+serves are synthetic, except for the recorded prompts of a class's replay pack
+(``KIE_DEMO_PACK`` or ``%kie4o demo --pack FILE``), which get the pack's real images.
 
 Demo mode survives ``%reload_ext``: IPython unloads the extension, re-imports the package and
 loads it again, all within one cell. Unloading therefore *parks* the running server with its
@@ -22,14 +23,29 @@ from ..fakeapi.demo import DEMO_KEY, DemoServer, demo_requested
 if TYPE_CHECKING:
     from ..api.client import KieClient
     from ..engine.task import Task
+    from ..fakeapi.packs import ReplayPack
 
 __all__ = ["DemoServer", "DemoHandover", "demo_requested", "park", "unpark", "stop_tasks",
-           "DEMO_KEY", "BANNER"]
+           "DEMO_KEY", "BANNER", "banner"]
 
 BANNER = (
     "kie4o demo mode: a local mock of the KIE.AI API at {url} — the images are synthetic, "
     "nothing is sent to KIE.AI and no credits are spent. `%kie4o demo off` to leave."
 )
+PACK_BANNER = (
+    "kie4o demo mode: a local mock of the KIE.AI API at {url}, with the class pack {name} "
+    "({tasks} recorded prompt(s), `%kie4o pack show` lists them): those prompts show the "
+    "images recorded from the class pack; any other prompt gets a synthetic picture, labelled "
+    "so on the image. Nothing is sent to KIE.AI and no credits are spent. "
+    "`%kie4o demo off` to leave."
+)
+
+
+def banner(url: str, pack: ReplayPack | None = None) -> str:
+    """The line ``%kie4o demo`` prints: where the mock runs, and what its images are."""
+    if pack is None:
+        return BANNER.format(url=url)
+    return PACK_BANNER.format(url=url, name=pack.name, tasks=len(pack.tasks))
 
 
 def stop_tasks(tasks: Iterable[Task], clients: Iterable[KieClient]) -> None:

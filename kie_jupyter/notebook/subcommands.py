@@ -1,7 +1,7 @@
 """The ``%kie4o`` line magic: one argparse subparser and one handler per subcommand.
 
     %kie4o login                       the key, asked with a hidden prompt (memory only)
-    %kie4o demo [on|off]               the bundled mock server
+    %kie4o demo [on|off] [--pack FILE] the bundled mock server (with a class's replay pack)
     %kie4o status TASK_ID              one snapshot of any task
     %kie4o resume TASK_ID              follow a task to its end (binds _kie4o)
     %kie4o history [N] [--search TEXT] recent tasks
@@ -13,6 +13,10 @@
     %kie4o rerun SRC                   a new cell with the %%kie4o that made SRC
     %kie4o info FILE.png               how a PNG written by this tool was made
     %kie4o export OUT.html|OUT.zip [--search TEXT] [--starred] [ID …]
+    %kie4o models                      the models and their options
+    %kie4o pack export FILE.kiepack [--search TEXT] [--starred] [ID …]   a replay pack
+    %kie4o pack show [FILE]            what a replay pack (or the loaded one) holds
+    %kie4o class URL [--token-env NAME] / class off   join a class proxy, or leave it
 
 Each takes ``-h``, which prints its help (and ``%kie4o -h`` lists them). The line is split
 like a shell line first, then ``$name`` and ``{expr}`` are filled word by word, as for the
@@ -21,8 +25,8 @@ cell magic's options. Every mistake is one ``UsageError`` line naming the subcom
 The handlers get the ``Kie4o`` magics instance (its settings, client, history and tasks)
 through the :class:`Host` protocol: this module never imports :mod:`.magics`, which imports it.
 
-Size: one handler and one parser per subcommand (15 of them), each small; a module per
-subcommand group (workbench, session) is the next split.
+Size: one handler and one parser per subcommand (17 of them), each small; a module per
+subcommand group (workbench, session, class) is the next split.
 """
 
 from __future__ import annotations
@@ -43,18 +47,22 @@ from ..api.errors import KieConfigError, KieError, TaskNotFoundError
 from ..api.registry import MODELS, backend_for_task_id, describe
 from ..engine.checks import check_timeout
 from ..engine.history import HistoryEntry, HistoryStore
+from ..engine.packs import SUFFIX as PACK_SUFFIX
 from ..engine.poller import PollSchedule
 from ..engine.provenance import read_provenance
 from ..engine.sweep import Sweep
 from ..engine.task import Task, recently_created
-from . import options, workbench
-from .demo import BANNER, DemoServer
+from ..fakeapi.demo import PACK_ENV, env_pack
+from ..fakeapi.packs import PackError, ReplayPack, load_pack
+from . import classjoin, options, replay, workbench
+from .demo import DemoServer, banner
 from .views import Table, config_table, history_table, status_snapshot
 
 __all__ = ["SUBCOMMANDS", "Host", "run", "parser"]
 
 SUBCOMMANDS = ("login", "demo", "status", "resume", "history", "credits", "config", "gallery",
-               "star", "unstar", "compare", "rerun", "info", "export", "models")
+               "star", "unstar", "compare", "rerun", "info", "export", "models", "pack",
+               "class")
 #: Subcommands whose arguments may be objects from the notebook (`$fox`, `{sw}`).
 _TAKE_OBJECTS = frozenset({"compare", "rerun"})
 #: ``%kie4o gallery`` with no count: one page.
@@ -68,6 +76,8 @@ class Host(Protocol):
 
     shell: Any
     demo: DemoServer
+    base_url: str | None
+    upload_url: str | None
     timeout: float
     poll_interval: float
     embed: str
@@ -167,9 +177,25 @@ def _login(host: Host, args: argparse.Namespace) -> None:
 
 def _demo(host: Host, args: argparse.Namespace) -> None:
     if args.mode == "on":
-        url = host.demo.start()
-        print(BANNER.format(url=url))
+        pack: ReplayPack | None = None
+        try:
+            # Read and checked before anything starts: a bad file changes nothing.
+            if args.pack is not None:
+                pack = load_pack(args.pack)
+            elif not host.demo.running:
+                pack = env_pack()
+        except PackError as exc:
+            where = "%kie4o demo --pack" if args.pack is not None else "%kie4o demo"
+            raise UsageError(f"{where}: {exc}") from None
+        url = host.demo.start(pack)
+        print(banner(url, host.demo.pack))
         return
+    if args.pack is not None:
+        raise UsageError("%kie4o demo off: --pack goes with `%kie4o demo --pack FILE`")
+    _demo_off(host)
+
+
+def _demo_off(host: Host) -> None:
     was = host.demo.running
     demo_clients = [host._clients.pop(k) for k in list(host._clients) if k[0] == "demo"]
     for task in host._tasks:
@@ -430,7 +456,44 @@ def _models(host: Host, args: argparse.Namespace) -> Any:
                                                  "checked against (docs.kie.ai)"], rows)
 
 
+def _pack_needs_action(host: Host, args: argparse.Namespace) -> None:
+    raise UsageError("%kie4o pack: give `export FILE.kiepack [--search TEXT] [ID …]` or "
+                     "`show [FILE]`")
+
+
+def _pack_export(host: Host, args: argparse.Namespace) -> None:
+    replay.export(host, args.out, ids=args.ids, search=args.search, starred=args.starred)
+
+
+def _pack_show(host: Host, args: argparse.Namespace) -> Any:
+    return replay.show(host, args.file)
+
+
+def _class(host: Host, args: argparse.Namespace) -> None:
+    if args.url.strip().lower() == "off":
+        if args.token_env:
+            raise UsageError("%kie4o class off takes no --token-env")
+        classjoin.leave(host)
+        return
+    classjoin.join(host, args.url, token_env=args.token_env, demo_off=_demo_off)
+
+
 # -- the parsers -------------------------------------------------------------------------------
+
+
+def _pack_export_mistake(message: str) -> str:
+    if "required" in message:
+        return ("%kie4o pack export: give the pack's file name, e.g. "
+                f"`%kie4o pack export lesson{PACK_SUFFIX} --search lighthouse`")
+    return (f"%kie4o pack export: {message} (give FILE{PACK_SUFFIX} [--search TEXT] "
+            "[--starred] [ID …])")
+
+
+def _demo_mistake(message: str) -> str:
+    if "--pack" in message:
+        return ("%kie4o demo --pack: give the pack file, e.g. "
+                f"`%kie4o demo --pack lesson{PACK_SUFFIX}`")
+    return "%kie4o demo: use `%kie4o demo`, `%kie4o demo on` or `%kie4o demo off`"
 
 
 def _history_mistake(message: str) -> str:
@@ -466,11 +529,14 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
         mistake="%kie4o login takes no argument: the key is asked with a hidden prompt so "
                 "it is never saved in the notebook")
     demo = add("demo", _demo, "turn demo mode on (the bundled mock server: synthetic images, "
-               "no key, no credits) or off",
-               mistake="%kie4o demo: use `%kie4o demo`, `%kie4o demo on` or "
-                       "`%kie4o demo off`")
+               "no key, no credits) or off; --pack FILE answers a class's recorded prompts "
+               "with their real images",
+               mistake=_demo_mistake)
     demo.add_argument("mode", nargs="?", type=str.lower, choices=("on", "off"), default="on",
                       help="on (default) or off")
+    demo.add_argument("--pack", metavar="FILE",
+                      help=f"a replay pack ({PACK_SUFFIX}, made with `%%kie4o pack export`); "
+                           f"default: ${PACK_ENV}")
     for name, handler, summary in (
         ("status", _status, "one snapshot of any task: status, progress, URLs"),
         ("resume", _resume, "follow a task to its end in a panel and bind it to _kie4o "
@@ -522,5 +588,35 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     add("models", _models, "KIE's image models: their options and allowed values, what -n "
         "does, and the doc page each was checked against",
         mistake="%kie4o models takes no argument")
+    pack = add("pack", _pack_needs_action, "replay packs: `export` chosen tasks with their "
+               "real images into one file; `show` what a pack holds",
+               mistake=lambda m: f"%kie4o pack: {m} (give `export FILE{PACK_SUFFIX} "
+                                 "[--search TEXT] [--starred] [ID …]` or `show [FILE]`)")
+    actions = pack.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    pack_export = actions.add_parser(
+        "export", help="write tasks (prompt, parameters, model, images) into FILE"
+        f"{PACK_SUFFIX}", description="write chosen tasks of the history (prompt, parameters, "
+        f"model and their real images) into one {PACK_SUFFIX} file for demo mode",
+        mistake=_pack_export_mistake)
+    pack_export.set_defaults(handler=_pack_export)
+    pack_export.add_argument("out", metavar=f"FILE{PACK_SUFFIX}")
+    pack_export.add_argument("ids", nargs="*", metavar="ID",
+                             help="these tasks (default: all that match)")
+    pack_export.add_argument("--search", metavar="TEXT", help="prompts containing TEXT")
+    pack_export.add_argument("--starred", action="store_true", help="starred tasks only")
+    pack_show = actions.add_parser(
+        "show", help="the prompts a pack holds (default: the one demo mode serves)",
+        description="the recorded prompts of a replay pack, with model, size and images",
+        mistake="%kie4o pack show: give at most one pack file")
+    pack_show.set_defaults(handler=_pack_show)
+    pack_show.add_argument("file", nargs="?", metavar="FILE")
+    joining = add("class", _class, "join a class proxy: its URL becomes this kernel's API and "
+                  "upload endpoint and your class token its key (asked with a hidden prompt, "
+                  "or $JUPYTERHUB_API_TOKEN); `%kie4o class off` leaves",
+                  mistake="%kie4o class: give the class's URL (`%kie4o class https://…`) or "
+                          "`off`")
+    joining.add_argument("url", metavar="URL", help="the class proxy's address, or off")
+    joining.add_argument("--token-env", metavar="NAME",
+                         help="read the token from this environment variable")
     assert tuple(by_name) == SUBCOMMANDS, "every subcommand has a parser, in order"
     return top, by_name

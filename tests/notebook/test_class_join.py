@@ -1,0 +1,185 @@
+"""``%kie4o class URL``: a student's kernel joins a class proxy, and ``class off`` leaves.
+
+The proxy here is a stand-in (stdlib ``http.server`` on 127.0.0.1) that answers the URL
+layout the real one serves: ``/class/me`` for who the token belongs to, and KIE's API under
+the same URL (only ``chat/credit`` here, enough to see the key and endpoint in use).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from IPython.core.error import UsageError
+
+from magic_helpers import KEY, all_text, run
+
+TOKEN = "class-token-alice-0123456789"
+REVOKED = "class-token-bob-revoked-000"
+
+
+class StandIn(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.seen: list[tuple[str, str | None]] = []  # (path, Authorization)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: StandIn
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        auth = self.headers.get("Authorization")
+        self.server.seen.append((self.path, auth))
+        if self.path == "/class/me" and auth == f"Bearer {TOKEN}":
+            self.answer(200, {"code": 200, "msg": "success", "data": {
+                "student": "alice", "quota": 20, "used": 3, "remaining": 17, "paused": False}})
+        elif self.path == "/class/me":
+            self.answer(401, {"code": 401, "msg": "this token was revoked by the teacher"})
+        elif self.path == "/api/v1/chat/credit" and auth == f"Bearer {TOKEN}":
+            self.answer(200, {"code": 200, "msg": "success", "data": 17})
+        else:
+            self.answer(404, {"code": 404, "msg": "not found"})
+
+    def answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy() -> Iterator[StandIn]:
+    server = StandIn()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def no_hub_token(monkeypatch):
+    monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
+
+
+def settings(shell) -> str:
+    return shell.run_line_magic("kie4o", "config")._repr_mimebundle_()["text/plain"]
+
+
+def ask(monkeypatch, answer: str) -> list[str]:
+    prompts: list[str] = []
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": prompts.append(prompt) or answer)
+    return prompts
+
+
+def test_joining_asks_for_the_token_and_points_the_kernel_at_the_class(shell, server, proxy,
+                                                                       monkeypatch):
+    prompts = ask(monkeypatch, TOKEN)
+    cap = run(shell, f"%kie4o class {proxy.url}/")
+    assert prompts == ["Class token (hidden): "]
+    assert cap.stdout.strip() == (f"kie4o: connected to the class at {proxy.url} as alice — "
+                                  "17 of 20 images left. `%kie4o class off` to leave.")
+    assert proxy.seen == [("/class/me", f"Bearer {TOKEN}")]
+    table = settings(shell)
+    assert f"endpoint         {proxy.url}" in table
+    assert f"upload endpoint  {proxy.url}/upload" in table
+    # Everything else is as before, with the class as the endpoint and the token as the key.
+    text = all_text(run(shell, "%kie4o credits"))
+    assert "17 credits" in text
+    assert proxy.seen[-1] == ("/api/v1/chat/credit", f"Bearer {TOKEN}")
+    assert TOKEN not in all_text(cap) + table + text
+
+
+def test_class_off_returns_to_the_previous_settings(shell, server, proxy, monkeypatch):
+    before = settings(shell)
+    ask(monkeypatch, TOKEN)
+    run(shell, f"%kie4o class {proxy.url}")
+    run(shell, f"%kie4o class {proxy.url}")  # joining twice still leaves to the first settings
+    text = run(shell, "%kie4o class off").stdout
+    assert text.startswith(f"kie4o: left the class at {proxy.url}; endpoint {server.url}")
+    assert settings(shell) == before
+    run(shell, "%%kie4o -o t\na fox after class")  # the key of before is back, too
+    assert server.requests_to("generate")[-1].headers["Authorization"] == f"Bearer {KEY}"
+    assert run(shell, "%kie4o class off").stdout.strip() == (
+        "kie4o: not in a class (`%kie4o class URL` joins one)")
+
+
+def test_the_hub_token_or_a_named_variable_needs_no_prompt(shell, server, proxy, monkeypatch):
+    ask(monkeypatch, "never asked")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", TOKEN)
+    assert "as alice" in run(shell, f"%kie4o class {proxy.url}").stdout
+    monkeypatch.delenv("JUPYTERHUB_API_TOKEN")
+    monkeypatch.setenv("MY_CLASS_TOKEN", TOKEN)
+    assert "as alice" in run(shell, f"%kie4o class {proxy.url} --token-env MY_CLASS_TOKEN").stdout
+    assert [auth for _, auth in proxy.seen] == [f"Bearer {TOKEN}"] * 2
+    run(shell, "%kie4o class off")
+
+
+def test_a_refused_token_says_why_and_changes_nothing(shell, server, proxy, monkeypatch):
+    before = settings(shell)
+    ask(monkeypatch, REVOKED)
+    with pytest.raises(UsageError) as info:
+        run(shell, f"%kie4o class {proxy.url}")
+    assert str(info.value) == (f"%kie4o class: the class at {proxy.url} refused the token: "
+                               "this token was revoked by the teacher; nothing changed")
+    assert REVOKED not in str(info.value)
+    assert settings(shell) == before
+    assert "not in a class" in run(shell, "%kie4o class off").stdout
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("class", "%kie4o class: give the class's URL (`%kie4o class https://…`) or `off`"),
+    ("class ftp://class.example.org", "%kie4o class: 'ftp://class.example.org' is not an "
+     "http(s) URL with a host, e.g. `%kie4o class https://class.example.org`"),
+    ("class class.example.org", "%kie4o class: 'class.example.org' is not an http(s) URL "
+     "with a host, e.g. `%kie4o class https://class.example.org`"),
+    ("class http://class.example.org", "%kie4o class: base URL: refusing to send the API key "
+     "over plain http to class.example.org; use https (plain http is allowed only for "
+     "127.0.0.1/localhost); nothing changed"),
+    ("class https://class.example.org --token-env NO_SUCH_VAR",
+     "%kie4o class --token-env: $NO_SUCH_VAR is not set; nothing changed"),
+    ("class off --token-env X", "%kie4o class off takes no --token-env"),
+])
+def test_bad_input_is_one_line_and_sends_nothing(shell, server, monkeypatch, line, message):
+    ask(monkeypatch, TOKEN)
+    before = settings(shell)
+    with pytest.raises(UsageError) as info:
+        run(shell, f"%kie4o {line}")
+    assert str(info.value) == message
+    assert settings(shell) == before
+    assert not server.requests
+
+
+def test_an_empty_token_or_no_class_there_changes_nothing(shell, server, proxy, monkeypatch):
+    ask(monkeypatch, "  ")
+    with pytest.raises(UsageError, match=r"^%kie4o class: no token entered; nothing changed$"):
+        run(shell, f"%kie4o class {proxy.url}")
+    ask(monkeypatch, TOKEN)
+    with pytest.raises(UsageError) as info:
+        run(shell, f"%kie4o class {proxy.url}/elsewhere")
+    assert str(info.value).startswith(f"%kie4o class: no class answered at {proxy.url}/"
+                                      "elsewhere (")
+    assert "\n" not in str(info.value)
+
+
+def test_joining_a_class_leaves_demo_mode(shell, server, proxy, monkeypatch):
+    run(shell, "%kie4o demo")
+    ask(monkeypatch, TOKEN)
+    text = run(shell, f"%kie4o class {proxy.url}").stdout
+    assert text.startswith("kie4o: demo mode off")
+    assert "connected to the class" in text
+    assert "(demo)" not in settings(shell)
+    run(shell, "%kie4o class off")
