@@ -165,6 +165,8 @@ class KontextBackend:
     """``/api/v1/flux/kontext/*`` over a :class:`KieClient`."""
 
     family = "kontext"
+    #: No progress field: the engine forecasts the end from earlier tasks' durations.
+    reports_progress = False
     #: Where submissions go (shown by dry runs).
     submit_path = KONTEXT_GENERATE_PATH
 

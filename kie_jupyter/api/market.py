@@ -288,6 +288,8 @@ class MarketBackend:
     """
 
     family = "market"
+    #: No progress field: the engine forecasts the end from earlier tasks' durations.
+    reports_progress = False
     #: Where submissions go (shown by dry runs).
     submit_path = CREATE_TASK_PATH
 

@@ -4,12 +4,19 @@ The schedule predicts the end of the task from the progress the API reports and 
 elapsed, polls sparsely early and densely near the predicted end (never more than 3 times a
 second per task, the API's limit), and backs off on errors. Clock and sleep are injectable so
 the schedule is tested with a fake clock.
+
+A family with no progress field (KIE's Market jobs, Flux Kontext) gives nothing to predict
+from, so the schedule uses how long the same model's earlier tasks took (:class:`DurationBook`,
+fed by the runner): sparse polls until the shortest of them, then polls that close in as the
+longest approaches, spaced for a mean delay of ``target_delay``.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -18,7 +25,7 @@ from ..api.models import TaskRecord
 from ..api.ratelimit import SlidingWindowLimiter
 from ..api.retry import RetryPolicy, backoff_delay, is_transient
 
-__all__ = ["PollSchedule", "poll_task", "poll_budget"]
+__all__ = ["PollSchedule", "DurationBook", "durations", "poll_task", "poll_budget"]
 
 #: One budget of record-info queries shared by every task in the process, so that many
 #: tasks at once cannot flood the API (each task alone is also held to 3 per second).
@@ -32,7 +39,9 @@ class PollSchedule:
     ``min_interval`` is the floor (0.34 s keeps a task under the API's 3 queries a second);
     ``max_interval`` the ceiling; ``first`` the wait before the first query; ``unknown``
     the interval while no progress has been reported yet; ``lead`` the share of the predicted
-    remaining time to wait (0.5 halves the remaining time at each poll).
+    remaining time to wait (0.5 halves the remaining time at each poll); ``target_delay``
+    the mean seconds between a task's end and its detection that the schedule aims at when
+    it has only earlier durations to go by (see :meth:`interval_from_durations`).
     """
 
     min_interval: float = 0.34
@@ -40,18 +49,23 @@ class PollSchedule:
     first: float = 0.4
     unknown: float = 1.0
     lead: float = 0.5
+    target_delay: float = 0.66
 
     def next_interval(self, elapsed: float, progress: float, polls: int,
-                      recent_rate: float | None = None) -> float:
+                      recent_rate: float | None = None,
+                      span: tuple[float, float] | None = None) -> float:
         """Seconds until the next poll, given time since submission and reported progress.
 
         The end is predicted from the average rate since submission and, when known, from
         ``recent_rate`` (progress per second between the last two different readings); the
-        nearer prediction wins, so a task that speeds up is not polled too late.
+        nearer prediction wins, so a task that speeds up is not polled too late. With no
+        progress reported, ``span`` (the range of earlier tasks' durations, seconds) stands in.
         """
         if polls == 0:
             return max(self.first, self.min_interval)
-        if progress <= 0.0:
+        if progress <= 0.0 and span is not None:
+            wait = self.interval_from_durations(elapsed, span)
+        elif progress <= 0.0:
             # No estimate yet: poll gently, a little slower each time.
             wait = self.unknown * (1.25 ** min(polls - 1, 8))
         elif progress >= 1.0:
@@ -62,6 +76,66 @@ class PollSchedule:
                 remaining = min(remaining, (1.0 - progress) / recent_rate)
             wait = remaining * self.lead
         return min(max(wait, self.min_interval), self.max_interval)
+
+    def interval_from_durations(self, elapsed: float, span: tuple[float, float]) -> float:
+        """The wait when earlier tasks took between ``span[0]`` and ``span[1]`` seconds.
+
+        Before the shortest: two or three polls (a third of the way, or tripling the time so
+        far), landing on it: a task that fails early is still seen well before it. Between
+        the two, the end is taken as equally likely anywhere: the chance that it comes in the
+        next moment grows as the longest approaches (1 / (hi - t)), and the wait that best
+        trades delay for polls is proportional to the square root of its inverse,
+        ``s * sqrt(hi - t)``, with ``s`` set so that the mean delay over the span is
+        ``target_delay`` (it is ``s * sqrt(W) / 3`` for a span W wide). Past the longest:
+        polls drawn out slowly, at most 2 s apart.
+        """
+        lo, hi = span
+        if elapsed < lo:
+            return min(lo - elapsed, max(self.unknown, 2.0 * elapsed, lo / 3.0))
+        if elapsed < hi:
+            scale = 3.0 * self.target_delay / math.sqrt(max(hi - lo, 1e-3))
+            return scale * math.sqrt(hi - elapsed)
+        return min(self.min_interval + 0.25 * (elapsed - hi), 2.0)
+
+
+class DurationBook:
+    """How long each model's finished tasks took (seconds, submission to success), the
+    latest ``keep`` per model: the only forecast there is for a family with no progress.
+
+    Process-wide (:data:`durations`), thread-safe; a model needs ``min_samples`` before its
+    :meth:`span` is used.
+    """
+
+    def __init__(self, keep: int = 50, min_samples: int = 3) -> None:
+        self.keep = keep
+        self.min_samples = min_samples
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, model: str, seconds: float) -> None:
+        if not (seconds > 0 and math.isfinite(seconds)):
+            return
+        with self._lock:
+            self._seen.setdefault(model, deque(maxlen=self.keep)).append(float(seconds))
+
+    def span(self, model: str) -> tuple[float, float] | None:
+        """``(lo, hi)``: the shortest and longest seen, widened by 5 % of their range (a
+        few samples understate it); None with fewer than ``min_samples``."""
+        with self._lock:
+            seen = tuple(self._seen.get(model, ()))
+        if len(seen) < self.min_samples:
+            return None
+        lo, hi = min(seen), max(seen)
+        margin = 0.05 * (hi - lo)
+        return max(lo - margin, 0.0), hi + margin
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+#: Durations of finished tasks in this process, per model (fed by the task runner).
+durations = DurationBook()
 
 
 def poll_task(
@@ -78,6 +152,7 @@ def poll_task(
     not_found_grace: float = 0.0,
     empty_success_polls: int = 2,
     budget: SlidingWindowLimiter | None = poll_budget,
+    span: tuple[float, float] | None = None,
 ) -> Iterator[TaskRecord | None]:
     """Yield snapshots of ``task_id`` until it has finished on the server.
 
@@ -86,7 +161,9 @@ def poll_task(
     no URLs is re-polled ``empty_success_polls`` times and then yielded as it is. Transient
     errors are waited out with backoff; ``not_found_grace`` seconds after submission an
     unknown id is treated like "no record yet". Raises :class:`TaskTimeoutError` when
-    ``timeout`` runs out; returns early when ``stop`` is set.
+    ``timeout`` runs out; returns early when ``stop`` is set. ``span`` is the range of
+    earlier durations of the same model, for a family with no progress (see
+    :meth:`PollSchedule.interval_from_durations`).
     """
     schedule = schedule or PollSchedule()
     retry = retry or RetryPolicy()
@@ -107,7 +184,7 @@ def poll_task(
         now = clock()
         interval = (
             backoff_delay(errors - 1, retry, retry_after) if errors
-            else schedule.next_interval(now - start, progress, polls, recent_rate)
+            else schedule.next_interval(now - start, progress, polls, recent_rate, span)
         )
         # Never query the same task faster than the API allows.
         due = max(last_poll + interval, last_poll + schedule.min_interval)

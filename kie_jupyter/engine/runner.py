@@ -32,7 +32,7 @@ from ..api.errors import (
     redact,
 )
 from ..api.models import TaskStatus
-from .poller import PollSchedule, poll_task
+from .poller import PollSchedule, durations, poll_task
 from .state import TaskError
 
 if TYPE_CHECKING:
@@ -169,10 +169,33 @@ class TaskRunner:
 
     # -- follow ------------------------------------------------------------------------------
 
+    def _duration_key(self) -> str | None:
+        """The model whose earlier durations forecast this task's end: only for a family
+        with no progress field, and only for a task sent here (a resumed one's start is
+        unknown)."""
+        if getattr(self.backend, "reports_progress", True) or self.submitted_at is None:
+            return None
+        name = getattr(self.plan.request, "name", None)
+        return f"{getattr(self.backend, 'family', '?')}:{name}" if name else None
+
+    def _learn_duration(self, key: str | None, record: TaskSnapshot) -> None:
+        """Note how long a successful task took (the server's own times when it gives them,
+        else submission to the success seen here)."""
+        if key is None or self.submitted_at is None:
+            return
+        created = getattr(record, "create_time", None)
+        completed = getattr(record, "complete_time", None)
+        if isinstance(created, int) and isinstance(completed, int) and completed > created:
+            seconds = (completed - created) / 1000.0
+        else:
+            seconds = time.monotonic() - self.submitted_at
+        durations.add(key, seconds)
+
     def _follow(self) -> None:
         task_id = str(self.task_id)
         record: TaskSnapshot | None = None
         learnt_params = self.plan.has_params
+        duration_key = self._duration_key()
         try:
             for record in poll_task(
                 self.backend.poll,
@@ -184,6 +207,7 @@ class TaskRunner:
                 stop=self.stop,
                 not_found_grace=(30.0 if self.submitted_at is not None
                                  else self.plan.not_found_grace),
+                span=durations.span(duration_key) if duration_key else None,
             ):
                 if record is None:
                     continue
@@ -193,6 +217,8 @@ class TaskRunner:
                 if not record.finished and record.progress > self.progress:
                     self.progress = record.progress
                     self.emit(progress=self.progress)
+                if record.succeeded and record.urls:
+                    self._learn_duration(duration_key, record)
         except TaskTimeoutError as exc:
             self.emit(status=TaskStatus.TIMED_OUT, error=TaskError(None, str(exc), exc.fix))
             return
