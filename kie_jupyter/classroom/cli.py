@@ -200,6 +200,7 @@ def _serve(args: argparse.Namespace) -> int:
         from .fairshare import FairShare
         from .forward import ClassProxy
         from .hub import HubIdentity
+        from .serve import listen_socket
     except ImportError as exc:
         raise _UsageError(f"the class proxy needs its extra ({exc.name} is missing): "
                           "pip install 'kie-jupyter[class]'") from None
@@ -217,8 +218,15 @@ def _serve(args: argparse.Namespace) -> int:
         hub=HubIdentity(args.hub_api_url) if args.hub else None)
     _say(f"serving the class on http://{args.host}:{args.port}{args.prefix.rstrip('/')} "
          f"(ledger {args.db}; {len(ledger.students())} students)")
-    uvicorn.run(build_app(proxy, prefix=args.prefix), host=args.host, port=args.port,
-                log_level=args.log_level, proxy_headers=True)
+    try:
+        sock = listen_socket(args.host, args.port)
+    except OSError as exc:
+        raise _UsageError(f"cannot listen on {args.host}:{args.port}: "
+                          f"{exc.strerror or exc}") from None
+    server = uvicorn.Server(uvicorn.Config(build_app(proxy, prefix=args.prefix),
+                                           log_level=args.log_level, proxy_headers=True))
+    server.run(sockets=[sock])
+    sock.close()
     ledger.close()
     return 0
 

@@ -16,7 +16,22 @@ import uvicorn
 from .app import build_app
 from .forward import ClassProxy
 
-__all__ = ["ProxyThread"]
+__all__ = ["ProxyThread", "listen_socket"]
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for uvicorn, with Nagle's algorithm off.
+
+    asyncio turns Nagle off only for sockets made with ``proto=IPPROTO_TCP``; uvicorn's own
+    (``proto=0``) keep it on, and a keep-alive client's delayed ACK then holds every answer
+    40 ms. Accepted sockets inherit the option from this one.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    return sock
 
 
 class ProxyThread:
@@ -26,9 +41,7 @@ class ProxyThread:
                  port: int = 0, log_config: dict[str, Any] | None = None) -> None:
         self.proxy = proxy
         self.prefix = prefix
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
+        self._socket = listen_socket(host, port)
         self.port = self._socket.getsockname()[1]
         self.url = f"http://{host}:{self.port}" + ("/" + prefix.strip("/") if prefix else "")
         config = uvicorn.Config(build_app(proxy, prefix=prefix), log_config=log_config,

@@ -40,6 +40,9 @@ class MockHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True  # a handler stuck in a delay or a keep-alive read never blocks exit
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections (a class
+    # proxy's, a 30-thread benchmark's), which then wait a 1 s retransmit.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], mock: Dispatcher) -> None:
         self.mock = mock
@@ -69,6 +72,9 @@ class MockHTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every answer carries Content-Length
     server_version = "MockKie/1.0"
+    # An answer's head and body are two writes; with Nagle on, a keep-alive client's delayed
+    # ACK holds the body 40 ms (KIE's servers answer at once).
+    disable_nagle_algorithm = True
     server: MockHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
