@@ -29,7 +29,7 @@ from ..api.client import KieClient
 from ..api.errors import KieConfigError, KieError
 from ..fakeapi.demo import DemoServer
 
-__all__ = ["join", "leave", "UPLOAD_PATH", "ME_PATH"]
+__all__ = ["join", "leave", "joined", "UPLOAD_PATH", "ME_PATH"]
 
 #: Where the proxy serves KIE's File Upload API, under the class's URL.
 UPLOAD_PATH = "/upload"
@@ -132,6 +132,12 @@ def join(host: ClassHost, raw_url: str, *, token_env: str | None = None,
     paused = "; the teacher has paused the class for now" if me.get("paused") else ""
     print(f"kie4o: connected to the class at {url} as {student}{left}{paused}. "
           "`%kie4o class off` to leave.")
+
+
+def joined(host: Any) -> str | None:
+    """The URL of the class this kernel joined with ``%kie4o class``, if any."""
+    found = _joined.get(host)
+    return found[1] if found else None
 
 
 def leave(host: ClassHost) -> None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..fakeapi.packs import ReplayPack
 
 __all__ = ["DemoServer", "DemoHandover", "demo_requested", "park", "unpark", "stop_tasks",
-           "DEMO_KEY", "BANNER", "banner"]
+           "DEMO_KEY", "BANNER", "banner", "image_source"]
 
 BANNER = (
     "kie4o demo mode: a local mock of the KIE.AI API at {url} — the images are synthetic, "
@@ -46,6 +46,19 @@ def banner(url: str, pack: ReplayPack | None = None) -> str:
     if pack is None:
         return BANNER.format(url=url)
     return PACK_BANNER.format(url=url, name=pack.name, tasks=len(pack.tasks))
+
+
+def image_source(urls: Iterable[str]) -> str:
+    """Where a demo task's images came from, in the words a card or table may show:
+    ``"from the class pack"``, ``"partly from the class pack"`` or ``"synthetic"``.
+
+    The demo server names a recorded image ``…/files/pack/…`` and a made-up one
+    ``…/files/results/…``, so the task's URLs (kept in history too) tell.
+    """
+    marks = ["/files/pack/" in url for url in urls]
+    if marks and all(marks):
+        return "from the class pack"
+    return "partly from the class pack" if any(marks) else "synthetic"
 
 
 def stop_tasks(tasks: Iterable[Task], clients: Iterable[KieClient]) -> None:

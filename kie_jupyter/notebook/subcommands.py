@@ -296,6 +296,9 @@ def _credits(host: Host, args: argparse.Namespace) -> None:
     if getattr(client, "demo", False):
         print(f"kie4o: {balance:g} credits — the demo server's pretend balance, not real "
               "credits (`%kie4o demo off` for your KIE.AI balance)")
+    elif classjoin.joined(host) == client.base_url:
+        # The class proxy answers with the student's remaining quota, counted in images.
+        print(f"kie4o: {balance:g} images left in your class quota ({client.base_url})")
     else:
         print(f"kie4o: {balance:g} credits")
 

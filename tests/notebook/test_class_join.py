@@ -98,7 +98,7 @@ def test_joining_asks_for_the_token_and_points_the_kernel_at_the_class(shell, se
     assert f"upload endpoint  {proxy.url}/upload" in table
     # Everything else is as before, with the class as the endpoint and the token as the key.
     text = all_text(run(shell, "%kie4o credits"))
-    assert "17 credits" in text
+    assert f"kie4o: 17 images left in your class quota ({proxy.url})" in text
     assert proxy.seen[-1] == ("/api/v1/chat/credit", f"Bearer {TOKEN}")
     assert TOKEN not in all_text(cap) + table + text
 

@@ -13,6 +13,7 @@ from IPython.core.error import UsageError
 from PIL import Image
 
 from kie_jupyter.api.models import TaskStatus
+from kie_jupyter.notebook.demo import image_source
 
 from magic_helpers import all_text, run
 
@@ -61,6 +62,7 @@ def test_export_then_demo_with_the_pack_gives_the_recorded_images(shell, server,
         # same pictures, pixel for pixel.
         assert [pixels(i) for i in owls.images] == [pixels(i) for i in owl.images]
         assert all("/files/pack/" in url for url in (*again.urls, *owls.urls))
+        assert image_source(again.urls) == "from the class pack"
         # Another prompt, or the same at another size: synthetic, and not the recorded ones.
         run(shell, "%%kie4o -s 3:2 -o other\na lighthouse at night")
         run(shell, "%%kie4o -s 1:1 -o square\nA lighthouse at dusk.")
@@ -68,6 +70,7 @@ def test_export_then_demo_with_the_pack_gives_the_recorded_images(shell, server,
             task = shell.user_ns[name]
             assert task.status is TaskStatus.SUCCESS and "/files/results/" in task.urls[0]
             assert task.images[0] not in lighthouse.images
+            assert image_source(task.urls) == "synthetic"
         assert len(server.requests) == requests_before  # demo mode: nothing went to the API
         table = shell.run_line_magic("kie4o", "pack show")._repr_mimebundle_()["text/plain"]
         assert "2 recorded prompt(s), 3 image(s)" in table and "an owl on a branch" in table
@@ -164,3 +167,10 @@ def test_a_bad_pack_in_the_environment_stops_demo_before_it_starts(shell, tmp_pa
     assert str(info.value) == (f"%kie4o demo: KIE_DEMO_PACK={tmp_path / 'gone.kiepack'}: "
                                "no such file")
     assert "(demo)" not in all_text(run(shell, "%kie4o config"))
+
+
+def test_image_source_words_where_a_demo_tasks_images_came_from():
+    pack, made = "http://127.0.0.1:1/files/pack/a_0.png", "http://127.0.0.1:1/files/results/a_1.png"
+    assert image_source([pack, pack]) == "from the class pack"
+    assert image_source([pack, made]) == "partly from the class pack"
+    assert image_source([made]) == image_source([]) == "synthetic"
