@@ -225,9 +225,14 @@ def _serve(args: argparse.Namespace) -> int:
                           f"{exc.strerror or exc}") from None
     server = uvicorn.Server(uvicorn.Config(build_app(proxy, prefix=args.prefix),
                                            log_level=args.log_level, proxy_headers=True))
-    server.run(sockets=[sock])
-    sock.close()
-    ledger.close()
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        pass
+    finally:
+        sock.close()
+        ledger.close()
+    _say("stopped; the ledger is saved")
     return 0
 
 
