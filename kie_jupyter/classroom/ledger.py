@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS students (
     used INTEGER NOT NULL DEFAULT 0,
     revoked INTEGER NOT NULL DEFAULT 0,
     hub INTEGER NOT NULL DEFAULT 0,
+    hub_name TEXT UNIQUE,
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tasks (
@@ -184,15 +185,24 @@ class Ledger:
                        "VALUES (?, ?, ?, ?, ?)", (student_id, name, digest, quota, time.time()))
         return token
 
-    def hub_student(self, name: str, quota: int) -> Student:
-        """The row of a JupyterHub user (made on first use, with the default quota)."""
+    def hub_student(self, hub_name: str, quota: int) -> Student:
+        """The row of a JupyterHub user (made on first use, with the default quota).
+
+        Keyed by the hub user name, apart from the roster: a hub user called "ada" never gets
+        the row of a roster student "ada" (theirs is shown as "ada (hub)").
+        """
         with self._tx() as db:
-            row = db.execute("SELECT * FROM students WHERE name = ?", (name,)).fetchone()
+            row = db.execute("SELECT * FROM students WHERE hub_name = ?", (hub_name,)).fetchone()
             if row is None:
-                db.execute("INSERT INTO students (id, name, token_hash, quota, hub, created) "
-                           "VALUES (?, ?, NULL, ?, 1, ?)",
-                           (new_student_id(), name, _check_quota(quota), time.time()))
-                row = db.execute("SELECT * FROM students WHERE name = ?", (name,)).fetchone()
+                taken = db.execute("SELECT 1 FROM students WHERE name = ?",
+                                   (hub_name,)).fetchone()
+                shown = f"{hub_name} (hub)" if taken else hub_name
+                db.execute("INSERT INTO students (id, name, token_hash, quota, hub, hub_name, "
+                           "created) VALUES (?, ?, NULL, ?, 1, ?, ?)",
+                           (new_student_id(), shown, _check_quota(quota), hub_name,
+                            time.time()))
+                row = db.execute("SELECT * FROM students WHERE hub_name = ?",
+                                 (hub_name,)).fetchone()
         return _student(row)
 
     def student(self, student_id: str) -> Student | None:

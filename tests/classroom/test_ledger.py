@@ -104,6 +104,11 @@ def test_hub_users_are_made_on_first_use(ledger):
     assert first.id == again.id and again.quota == 7 and again.hub
     with pytest.raises(LedgerError, match="hub users"):
         ledger.reissue(first.id)
+    # A hub user named like a roster student gets a row of their own.
+    roster = parse_student_token(ledger.add_student("bob", 2)).student_id
+    hub_bob = ledger.hub_student("bob", 7)
+    assert hub_bob.id != roster and hub_bob.name == "bob (hub)"
+    assert ledger.hub_student("bob", 7).id == hub_bob.id
 
 
 def test_the_file_survives_a_restart_in_wal_mode(tmp_path):

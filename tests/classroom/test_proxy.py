@@ -243,3 +243,21 @@ def test_thirty_students_at_once_stay_within_the_rate_and_are_served_fairly(make
     assert max(firsts) < min(thirds)
     print(f"\n30 students × 4 submits: {wall:.2f} s for 120 at 20 per 0.5 s "
           f"(floor {(120 / 20 - 1) * 0.5:.2f} s); max wait {max(w for *_, w in results):.2f} s")
+
+
+def test_served_under_a_hub_service_prefix(make_proxy, ledger):
+    proxy = make_proxy(prefix="/services/kie-class")
+    assert proxy.url.endswith("/services/kie-class")
+    token = ledger.add_student("ada", 2)
+    task_id = submit(proxy.url, token).json()["data"]["taskId"]
+    assert wait_done(proxy.url, token, task_id)["successFlag"] == 1
+    base = proxy.url.rsplit("/services/", 1)[0]
+    assert httpx.post(base + "/api/v1/gpt4o-image/generate", headers=bearer(token),
+                      json={"prompt": "x"}).status_code == 404
+    teacher = ledger.new_teacher_token()
+    with httpx.Client(base_url=proxy.url, timeout=30) as page:
+        signed_in = page.post("/teacher/login", data={"token": teacher}, follow_redirects=True)
+        assert signed_in.status_code == 200 and "ada" in signed_in.text
+        assert 'action="/services/kie-class/teacher/quota"' in signed_in.text
+        assert page.cookies.jar and all(c.path == "/services/kie-class/teacher"
+                                        for c in page.cookies.jar)
