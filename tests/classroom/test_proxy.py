@@ -261,3 +261,15 @@ def test_served_under_a_hub_service_prefix(make_proxy, ledger):
         assert 'action="/services/kie-class/teacher/quota"' in signed_in.text
         assert page.cookies.jar and all(c.path == "/services/kie-class/teacher"
                                         for c in page.cookies.jar)
+
+
+def test_a_submit_that_would_wait_too_long_is_told_to_retry_and_charged_nothing(make_proxy,
+                                                                               ledger):
+    proxy = make_proxy(fair=FairShare(1, 60.0, max_wait=0.2))
+    ada = ledger.add_student("ada", 2)
+    bob = ledger.add_student("bob", 2)
+    assert submit(proxy.url, ada).status_code == 200  # the window's one slot
+    busy = submit(proxy.url, bob)
+    assert busy.status_code == 429 and int(busy.headers["Retry-After"]) >= 1
+    assert busy.json()["msg"].startswith("the class is busy: retry in")
+    assert ledger.student_named("bob").used == 0
