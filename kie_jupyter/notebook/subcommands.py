@@ -316,6 +316,13 @@ def _config(host: Host, args: argparse.Namespace) -> Any:
         "embed": host.embed,
         "frontend": host.frontend,
     }
+    pack = host.demo.pack if host.demo.running else None
+    if pack is not None:
+        rows["replay pack"] = (f"{pack.name}: {len(pack.tasks)} recorded prompt(s), "
+                               f"{pack.image_count} image(s)")
+    joined = classjoin.joined(host)
+    if joined is not None and joined == client.base_url:
+        rows["class"] = f"{joined} (`%kie4o class off` to leave)"
     return config_table(rows)
 
 

@@ -96,6 +96,7 @@ def test_joining_asks_for_the_token_and_points_the_kernel_at_the_class(shell, se
     table = settings(shell)
     assert f"endpoint         {proxy.url}" in table
     assert f"upload endpoint  {proxy.url}/upload" in table
+    assert f"class            {proxy.url} (`%kie4o class off` to leave)" in table
     # Everything else is as before, with the class as the endpoint and the token as the key.
     text = all_text(run(shell, "%kie4o credits"))
     assert f"kie4o: 17 images left in your class quota ({proxy.url})" in text

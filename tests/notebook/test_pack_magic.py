@@ -74,6 +74,8 @@ def test_export_then_demo_with_the_pack_gives_the_recorded_images(shell, server,
         assert len(server.requests) == requests_before  # demo mode: nothing went to the API
         table = shell.run_line_magic("kie4o", "pack show")._repr_mimebundle_()["text/plain"]
         assert "2 recorded prompt(s), 3 image(s)" in table and "an owl on a branch" in table
+        table = shell.run_line_magic("kie4o", "config")._repr_mimebundle_()["text/plain"]
+        assert "replay pack      lesson.kiepack: 2 recorded prompt(s), 3 image(s)" in table
     finally:
         run(shell, "%kie4o demo off")
 
