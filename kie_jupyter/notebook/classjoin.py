@@ -121,6 +121,7 @@ def join(host: ClassHost, raw_url: str, *, token_env: str | None = None,
     me = _whoami(url, token)
     if host.demo.running:
         demo_off(host)
+        print("kie4o: demo mode off: the class is this kernel's endpoint now")
     previous = _joined[host][0] if host in _joined else (
         host.base_url, host.upload_url, host._api_key)
     host.base_url, host.upload_url, host._api_key = url, url + UPLOAD_PATH, token

@@ -195,7 +195,7 @@ def _demo(host: Host, args: argparse.Namespace) -> None:
     _demo_off(host)
 
 
-def _demo_off(host: Host) -> None:
+def _demo_off(host: Host, *, say: bool = True) -> None:
     was = host.demo.running
     demo_clients = [host._clients.pop(k) for k in list(host._clients) if k[0] == "demo"]
     for task in host._tasks:
@@ -204,8 +204,9 @@ def _demo_off(host: Host) -> None:
     for client in demo_clients:
         client.close()
     host.demo.stop()
-    print("kie4o: demo mode off; " + host.load_message().removeprefix("kie4o: ")
-          if was else "kie4o: demo mode was not on")
+    if say:
+        print("kie4o: demo mode off; " + host.load_message().removeprefix("kie4o: ")
+              if was else "kie4o: demo mode was not on")
 
 
 def _task_id(args: argparse.Namespace) -> str:
@@ -485,7 +486,8 @@ def _class(host: Host, args: argparse.Namespace) -> None:
             raise UsageError("%kie4o class off takes no --token-env")
         classjoin.leave(host)
         return
-    classjoin.join(host, args.url, token_env=args.token_env, demo_off=_demo_off)
+    classjoin.join(host, args.url, token_env=args.token_env,
+                   demo_off=lambda h: _demo_off(h, say=False))
 
 
 # -- the parsers -------------------------------------------------------------------------------

@@ -180,7 +180,9 @@ def test_joining_a_class_leaves_demo_mode(shell, server, proxy, monkeypatch):
     run(shell, "%kie4o demo")
     ask(monkeypatch, TOKEN)
     text = run(shell, f"%kie4o class {proxy.url}").stdout
-    assert text.startswith("kie4o: demo mode off")
-    assert "connected to the class" in text
+    assert text.splitlines() == [
+        "kie4o: demo mode off: the class is this kernel's endpoint now",
+        f"kie4o: connected to the class at {proxy.url} as alice — 17 of 20 images left. "
+        "`%kie4o class off` to leave."]
     assert "(demo)" not in settings(shell)
     run(shell, "%kie4o class off")
