@@ -207,17 +207,14 @@ class MockAPI:
         """The ``n`` result URLs of a new task: the replay pack's recorded images where its
         prompt, model and size match one (``/files/pack/…``), synthetic ones for the rest
         (``/files/results/…``). Called under the lock."""
+        urls = [f"{self.url}{FILES_PREFIX}results/{task_id}_{i}.png" for i in range(n)]
         pack = self.pack
-        recorded = pack.match(prompt, model, size) if pack is not None and prompt else []
-        urls = []
-        for i in range(n):
-            if i < len(recorded):
-                mime = pack.image(recorded[i])[1]  # type: ignore[union-attr]
-                key = f"pack/{task_id}_{i}{_PACK_EXTENSIONS.get(mime, '.png')}"
-                self._pack_results[key] = (task_id, pack, recorded[i])  # type: ignore[arg-type]
-                urls.append(f"{self.url}{FILES_PREFIX}{key}")
-            else:
-                urls.append(f"{self.url}{FILES_PREFIX}results/{task_id}_{i}.png")
+        if pack is None or not prompt:
+            return urls
+        for i, name in enumerate(pack.match(prompt, model, size)[:n]):
+            key = f"pack/{task_id}_{i}{_PACK_EXTENSIONS.get(pack.image(name)[1], '.png')}"
+            self._pack_results[key] = (task_id, pack, name)
+            urls[i] = f"{self.url}{FILES_PREFIX}{key}"
         return urls
 
     def _api_record_info(self, request: MockRequest) -> Answer:
