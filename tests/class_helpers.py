@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -79,3 +82,43 @@ def wait_done(url: str, token: str, task_id: str, timeout: float = 15.0) -> dict
             return data
         time.sleep(0.1)
     raise AssertionError(f"task {task_id} did not finish")
+
+
+#: The stand-in hub's tokens: a student's server token, and a service's token.
+HUB_TOKENS = {"hub-token-ada": {"kind": "user", "name": "ada"},
+              "hub-token-svc": {"kind": "service", "name": "grader"}}
+
+
+@pytest.fixture()
+def hub():
+    """A stand-in for JupyterHub's REST API: ``GET /hub/api/user`` with ``token`` auth."""
+    calls: list[str] = []
+
+    class Hub(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+            calls.append(self.path)
+            model = HUB_TOKENS.get(token) if scheme == "token" else None
+            if self.path != "/hub/api/user" or model is None:
+                self.send_response(403)
+                self.end_headers()
+                self.wfile.write(b'{"status": 403, "message": "Forbidden"}')
+                return
+            body = json.dumps({**model, "groups": [], "admin": False}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.calls = calls
+    server.api_url = f"http://127.0.0.1:{server.server_address[1]}/hub/api"
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -1,1 +1,1 @@
-from class_helpers import kie, ledger, make_proxy, proxy  # noqa: F401 - fixtures
+from class_helpers import hub, kie, ledger, make_proxy, proxy  # noqa: F401 - fixtures
