@@ -602,24 +602,27 @@ class KieClient:
                 if encoding not in ("", "identity"):
                     expected = None
                 deadline = time.monotonic() + self.download_timeout
-                body = bytearray()
+                chunks: list[bytes] = []
+                size = 0
                 for chunk in _body_chunks(response):
                     if time.monotonic() > deadline:
                         raise DownloadError(
                             url, f"too slow: not complete after {self.download_timeout:g} s")
-                    if len(body) + len(chunk) > self.max_download_bytes:
+                    size += len(chunk)
+                    if size > self.max_download_bytes:
                         raise DownloadError(url, f"larger than {self.max_download_bytes} bytes")
-                    # One growing buffer (resized in place), not a list of chunks joined at the
-                    # end: the allocator keeps no trail of chunks behind (images held once).
-                    body += chunk
+                    chunks.append(chunk)
                 ctype = response.headers.get("Content-Type", "unknown type")
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
                 OSError) as exc:
             # A dropped connection, a read timeout, a broken chunk: the exception's text is not
             # kept (it can quote the URL's query and headers).
             raise DownloadError(url, type(exc).__name__, transient=True) from None
-        data = bytes(body)
-        del body
+        # Joined once at its final size: no image-sized buffer grows, moves and is dropped
+        # on the way (in a download thread's own allocator arena, that would be left behind
+        # as a hole the size of an image; the chunks are small and reused).
+        data = b"".join(chunks)
+        del chunks
         if expected is not None and expected != len(data):
             raise DownloadError(url, f"truncated ({len(data)} of {expected} bytes)",
                                 transient=True)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..api.backend import SUBMIT_ENDPOINTS
 from ..api.errors import (
@@ -40,11 +40,52 @@ if TYPE_CHECKING:
     from ..api.client import KieClient
     from .inputs import InputImage
 
-__all__ = ["RunPlan", "TaskRunner"]
+__all__ = ["RunPlan", "TaskRunner", "on_image_thread", "release_memory"]
 
 log = logging.getLogger("kie_jupyter")
 
 Emit = Callable[..., None]
+T = TypeVar("T")
+
+#: Decoding a result image for its thumbnails takes a few MB for a moment. Done in each
+#: task's own thread, glibc would keep those MB in each thread's arena (up to 8 per core), and
+#: a kernel that ran a hundred tasks would hold 2.5 times their images
+#: (benchmarks/bench_memory.py); done on this one thread, memory stays at the images.
+_image_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kie4o-images")
+#: Downloads of every task share these threads, for the same reason (and no thread is made
+#: per task to fetch its images).
+_downloads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kie4o-download")
+_on_image_thread = threading.local()
+
+
+_trim: Callable[[int], int] | None | bool = False  # False: not looked up yet
+
+
+def release_memory() -> None:
+    """Return to the system the memory the allocator holds free (glibc's ``malloc_trim``;
+    elsewhere nothing): what a task's polls, download and thumbnails freed."""
+    global _trim
+    if _trim is False:
+        try:
+            import ctypes
+
+            _trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+        except (OSError, AttributeError):
+            _trim = None
+    if callable(_trim):
+        _trim(0)
+
+
+def on_image_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on the one thread that decodes images; wait for its result."""
+    if getattr(_on_image_thread, "active", False):
+        return fn(*args)
+
+    def work() -> T:
+        _on_image_thread.active = True
+        return fn(*args)
+
+    return _image_thread.submit(work).result()
 
 
 @dataclass(frozen=True)
@@ -80,6 +121,12 @@ class TaskRunner:
 
     def run(self) -> None:
         """Submit (unless the task has an id) and follow the task; never raises."""
+        try:
+            self._run()
+        finally:
+            release_memory()  # once the task has ended and its listeners ran
+
+    def _run(self) -> None:
         try:
             if self.task_id is None:
                 self._submit()
@@ -255,8 +302,8 @@ class TaskRunner:
             except Exception as exc:
                 errors[n] = f"{type(exc).__name__}"
 
-        with ThreadPoolExecutor(max_workers=min(4, len(urls))) as pool:
-            list(pool.map(fetch, range(len(urls))))
+        for future in [_downloads.submit(fetch, n) for n in range(len(urls))]:
+            future.result()
         # Listeners (e.g. --save) act on the images before the task is announced done.
         self.emit(images=results, image_errors=errors)
         if not any(results):

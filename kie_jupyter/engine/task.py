@@ -35,7 +35,7 @@ from .files import atomic_write, write_images, write_sidecar
 from .inputs import InputImage
 from .poller import PollSchedule
 from .provenance import embed_provenance, provenance_fields
-from .runner import RunPlan, TaskRunner
+from .runner import RunPlan, TaskRunner, on_image_thread
 from .state import TaskError
 from .subscribers import HistoryRecorder, SaveOnDownload, ThumbnailKeeper
 from .taskimage import ImageIndexError, TaskImage
@@ -143,7 +143,8 @@ class Task:
         self.thumb_paths: list[str] = []
         if history is not None:
             # Thumbnails first: history's record of the end lists them.
-            self.subscribe(ThumbnailKeeper(history.thumbs_dir()))
+            keeper = ThumbnailKeeper(history.thumbs_dir())
+            self.subscribe(lambda task: on_image_thread(keeper, task))
             self.subscribe(HistoryRecorder(history, client.base_url))
         if self.save_dir is not None:
             self.subscribe(SaveOnDownload(self.save_dir))

@@ -48,7 +48,14 @@ THUMB_SIZE = 320
 
 def thumbnail(data: bytes, size: int = THUMB_SIZE) -> tuple[bytes, str]:
     """A small JPEG copy of an image and its MIME type (the image itself if Pillow cannot
-    read it)."""
+    read it). Made on the engine's one image thread (see ``engine.runner.on_image_thread``:
+    memory stays at the images however many threads draw cards)."""
+    from ..engine.runner import on_image_thread
+
+    return on_image_thread(_thumbnail, data, size)
+
+
+def _thumbnail(data: bytes, size: int) -> tuple[bytes, str]:
     from PIL import Image  # here: %load_ext imports this module and must stay fast
 
     from ..api.imagedata import mime_of

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -116,9 +117,16 @@ class Kie4o(Magics):
         self._api_key: str | None = None  # from %kie4o login: memory only
         self._demo: DemoServer | None = None  # made on first use (see _demo_module)
         self._prepare: Callable[[], None] | None = None  # the root's wiring, run once
-        self._tasks: list[Task] = []
+        # Held weakly: a running task is held by its thread; one that ended belongs to the
+        # notebook's names alone, and goes (with its images) when the user deletes them.
+        self._live: weakref.WeakSet[Task] = weakref.WeakSet()
         self._clients: dict[tuple[Any, ...], KieClient] = {}
         self._lock = threading.Lock()
+
+    @property
+    def _tasks(self) -> list[Task]:
+        """The tasks started here that have not ended (stopped at unload)."""
+        return [t for t in list(self._live) if not t.done]
 
     @property
     def demo(self) -> DemoServer:
@@ -192,12 +200,13 @@ class Kie4o(Magics):
 
     def shutdown(self) -> None:
         """Stop every poller and the demo server (``%unload_ext``)."""
-        if self._tasks:
-            _demo_module().stop_tasks(self._tasks, self._clients.values())
+        tasks = self._tasks
+        if tasks:
+            _demo_module().stop_tasks(tasks, self._clients.values())
         else:
             for client in self._clients.values():
                 client.close()
-        self._tasks.clear()
+        self._live.clear()
         self._clients.clear()
         if self._demo is not None:
             self._demo.stop()
@@ -209,8 +218,9 @@ class Kie4o(Magics):
         demo = _demo_module()
         clients = {k: self._clients.pop(k) for k in list(self._clients) if k[0] == "demo"}
         mine = set(map(id, clients.values()))
-        tasks = [t for t in self._tasks if id(t.client) in mine and not t.done]
-        self._tasks = [t for t in self._tasks if t not in tasks]
+        tasks = [t for t in self._tasks if id(t.client) in mine]
+        for task in tasks:
+            self._live.discard(task)
         state = demo.DemoHandover(self.demo, clients, tasks)
         self.demo = demo.DemoServer()  # an idle one: shutting this instance down keeps the server
         return state
@@ -218,7 +228,7 @@ class Kie4o(Magics):
     def _adopt_demo(self, state: DemoHandover) -> None:
         self.demo = state.server
         self._clients.update(state.clients)
-        self._tasks.extend(state.tasks)
+        self._live.update(state.tasks)
 
     # -- the magic -------------------------------------------------------------------------
 
@@ -300,7 +310,7 @@ class Kie4o(Magics):
         blocking cell updates it from its own thread; a ``--no-wait`` sweep from a thread of
         its own. Ctrl-C stops every task and ends the cell in error.
         """
-        self._tasks = [t for t in self._tasks if not t.done] + sweep.tasks
+        self._live.update(sweep.tasks)
         self.shell.user_ns["_kie4o"] = sweep
         if out:
             self.shell.user_ns[out] = sweep
@@ -359,13 +369,10 @@ class Kie4o(Magics):
                       f"at KIE.AI — `%kie4o resume ID` for each: {', '.join(sent)}")
             raise UsageError("kie4o: interrupted (Ctrl-C); this cell ends in error so that "
                              "Run All stops here") from None
-        finally:
-            self._tasks = [t for t in self._tasks if not t.done]
 
     def _run_task(self, task: Task, *, out: str | None, wait: bool) -> None:
         """Start and show a task; when waiting, a Ctrl-C ends the cell in error."""
-        self._tasks = [t for t in self._tasks if not t.done]
-        self._tasks.append(task)
+        self._live.add(task)
         self.shell.user_ns["_kie4o"] = task
         if out:
             self.shell.user_ns[out] = task
@@ -374,9 +381,6 @@ class Kie4o(Magics):
             interrupted = self._run_with_panel(task, wait)
         else:
             interrupted = self._run_as_text(task, wait)
-        # Only unfinished tasks are kept (to stop them at unload): a finished one belongs to
-        # the notebook's names alone, and goes when they do.
-        self._tasks = [t for t in self._tasks if not t.done]
         if interrupted:
             # A cell that ends in error stops Run All before the next (paid) cell; a
             # UsageError is shown as one line, with no traceback.

@@ -184,6 +184,11 @@ class TaskPanel(w.VBox):
                     if threading.current_thread() is not self._cell_thread:
                         remember_card(self._handle, bundle)
             self.close()
+            if task is not None and threading.current_thread() is self._cell_thread:
+                # The card was drawn here, after the task's own thread returned what it freed.
+                from ..engine.runner import release_memory
+
+                release_memory()
 
     def card(self) -> Card:
         """The task's static card (what replaces the panel)."""
