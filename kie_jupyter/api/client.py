@@ -302,19 +302,26 @@ class KieClient:
         while True:
             if self._closed.is_set():
                 raise KieConfigError(f"{endpoint}: the client was closed (extension unloaded)")
+            slot = None
             try:
-                if kind == "submit" and not self.limiter.acquire_unless(stop, on_wait=on_wait):
-                    raise SubmissionCancelled(endpoint)
-                response = self._session.request(
-                    method,
-                    url,
-                    headers=self._headers(url),
-                    json=json,
-                    params=params,
-                    files=files,
-                    data=data,
-                    timeout=self.timeout,
-                )
+                if kind == "submit":
+                    slot = self.limiter.acquire_open(stop, on_wait=on_wait)
+                    if slot is None:
+                        raise SubmissionCancelled(endpoint)
+                try:
+                    response = self._session.request(
+                        method,
+                        url,
+                        headers=self._headers(url),
+                        json=json,
+                        params=params,
+                        files=files,
+                        data=data,
+                        timeout=self.timeout,
+                    )
+                finally:
+                    if slot is not None:  # answered (or failed): it arrived by now if ever
+                        self.limiter.settle(slot)
                 # Keep only plain data: an error's traceback keeps its frames (and their
                 # locals) alive until the garbage collector runs; a socket must not wait.
                 answer = _Answer.of(response)

@@ -1,4 +1,12 @@
-"""A sliding-window limiter: at most N submissions per window, shared across threads."""
+"""A sliding-window limiter: at most N submissions per window, shared across threads.
+
+The server counts a request when it *arrives*; we only know when we sent it and when its
+answer came back. A submission sent with :meth:`SlidingWindowLimiter.acquire_open` keeps its
+slot open until :meth:`~SlidingWindowLimiter.settle` marks when its answer came (by then it
+had surely arrived), and the slot ``max_calls`` later waits for that moment plus the window:
+so no ``max_calls + 1`` requests ever arrive within one window, whatever the network delays,
+and a batch still goes at the full rate (a fixed safety margin would slow every window).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,20 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["SlidingWindowLimiter", "submit_limiter"]
+__all__ = ["SlidingWindowLimiter", "Slot", "submit_limiter"]
+
+
+class Slot:
+    """One call's place in the window: ``at`` is when it counts from (when it was sent, and
+    once settled, when its answer came); an open slot's answer has not come yet."""
+
+    __slots__ = ("at", "open", "before")
+
+    def __init__(self, at: float, before: Slot | None) -> None:
+        self.at = at
+        self.open = False
+        #: The slot ``max_calls`` earlier, which this one must follow by the window.
+        self.before = before
 
 
 class SlidingWindowLimiter:
@@ -30,22 +51,64 @@ class SlidingWindowLimiter:
         self.period = period
         self._clock = clock
         self._sleep = sleep
-        self._calls: collections.deque[float] = collections.deque()
+        self._calls: collections.deque[Slot] = collections.deque()
         self._lock = threading.Lock()
 
     def reserve(self) -> float:
         """Take a slot; return how long the caller must wait before using it."""
+        return self._reserve()[0]
+
+    def _reserve(self) -> tuple[float, Slot]:
         with self._lock:
             now = self._clock()
-            while self._calls and self._calls[0] <= now - self.period:
+            while (self._calls and not self._calls[0].open
+                   and self._calls[0].at <= now - self.period):
                 self._calls.popleft()
-            if len(self._calls) < self.max_calls:
-                start = now
-            else:
-                # The slot frees when the call max_calls back leaves the window.
-                start = max(now, self._calls[-self.max_calls] + self.period)
-            self._calls.append(start)
-            return start - now
+            before = (self._calls[-self.max_calls] if len(self._calls) >= self.max_calls
+                      else None)
+            # The slot frees when the call max_calls back leaves the window.
+            start = now if before is None else max(now, before.at + self.period)
+            slot = Slot(start, before)
+            self._calls.append(slot)
+            return start - now, slot
+
+    def acquire_open(self, cancel: threading.Event | None,
+                     on_wait: Callable[[float], None] | None = None) -> Slot | None:
+        """Wait for a slot (as :meth:`acquire_unless`) and hold it open: return it, to be
+        :meth:`settle`-d when the call's answer comes, or None when ``cancel`` was set.
+
+        Before returning, the call ``max_calls`` back must have been answered a window ago;
+        while it has not (its answer is late), this waits on, in short steps.
+        """
+        wait, slot = self._reserve()
+        told = False
+        try:
+            while True:
+                if wait > 0:
+                    if not told:
+                        _tell(on_wait, wait)
+                        told = True
+                    if cancel is None:
+                        self._sleep(wait)
+                    elif cancel.wait(wait):
+                        return None
+                with self._lock:
+                    now = self._clock()
+                    before = slot.before
+                    if before is None or (not before.open
+                                          and before.at + self.period <= now):
+                        slot.at, slot.open, slot.before = now, True, None
+                        return slot
+                    wait = 0.05 if before.open else before.at + self.period - now
+        finally:
+            if told:
+                _tell(on_wait, 0.0)
+
+    def settle(self, slot: Slot) -> None:
+        """The call of ``slot`` was answered (or failed) now: it counts from here."""
+        with self._lock:
+            slot.at = max(slot.at, self._clock())
+            slot.open = False
 
     def acquire(self, on_wait: Callable[[float], None] | None = None) -> float:
         """Wait for a slot; return the seconds waited (``on_wait`` as in :meth:`acquire_unless`)."""
@@ -89,7 +152,7 @@ def _tell(on_wait: Callable[[float], None] | None, seconds: float) -> None:
         logging.getLogger("kie_jupyter").exception("rate-limit observer failed")
 
 
-#: The process-wide limiter every client shares by default (the limit is per account).
-#: Its window is half a second longer than the API's, so that requests that leave on time
-#: but arrive with different network delays still fit the server's own 10 s window.
-submit_limiter = SlidingWindowLimiter(20, 10.5)
+#: The process-wide limiter every client shares by default (the limit is per account). The
+#: client settles each submission's slot when its answer comes (see the module docstring),
+#: so network delays need no margin; 50 ms more than the API's window covers clock rounding.
+submit_limiter = SlidingWindowLimiter(20, 10.05)

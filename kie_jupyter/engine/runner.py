@@ -12,10 +12,11 @@ that failed in doubt says so.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,10 +52,54 @@ T = TypeVar("T")
 #: task's own thread, glibc would keep those MB in each thread's arena (up to 8 per core), and
 #: a kernel that ran a hundred tasks would hold 2.5 times their images
 #: (benchmarks/bench_memory.py); done on this one thread, memory stays at the images.
-_image_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kie4o-images")
+class _SharedPool:
+    """Threads shared by every task: made on first use, kept while work keeps coming (so the
+    same threads, and their allocator arenas, serve task after task), ended after ``idle``
+    seconds without work (no thread outlives the tasks that used it for long)."""
+
+    def __init__(self, workers: int, name: str, idle: float = 0.5) -> None:
+        self.workers = workers
+        self.name = name
+        self.idle = idle
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]]
+        self._queue = queue.SimpleQueue()
+        self._threads = 0
+        self._made = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self._queue.put((future, fn, args))
+        with self._lock:
+            if self._threads < self.workers:
+                self._threads += 1
+                self._made += 1
+                threading.Thread(target=self._work, name=f"{self.name}_{self._made}",
+                                 daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            try:
+                future, fn, args = self._queue.get(timeout=self.idle)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._threads -= 1
+                        return
+                continue
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # the caller gets it from the future
+                    future.set_exception(exc)
+            del future, fn, args
+
+
+_image_thread = _SharedPool(1, "kie4o-images")
 #: Downloads of every task share these threads, for the same reason (and no thread is made
 #: per task to fetch its images).
-_downloads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kie4o-download")
+_downloads = _SharedPool(8, "kie4o-download")
 _on_image_thread = threading.local()
 
 
