@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.kontext import KontextRecord
-from ..api.market import MarketRecord
-from ..api.models import TaskRecord
+from ..api.kontext import KONTEXT_GENERATE_PATH, KontextRecord
+from ..api.market import CREATE_TASK_PATH, MarketRecord
+from ..api.models import VARIANTS, TaskRecord
+from ..api.registry import MODELS
 
-__all__ = ["Endpoint", "ENDPOINTS", "UPLOAD_PATHS", "CREDIT_PATH", "images_asked", "prompt_of"]
+__all__ = ["Endpoint", "ENDPOINTS", "UPLOAD_PATHS", "CREDIT_PATH", "images_asked", "prompt_of",
+           "RECORD_OF_SUBMIT"]
 
 #: KIE's balance endpoint; answered by the proxy itself.
 CREDIT_PATH = "/api/v1/chat/credit"
@@ -50,22 +52,54 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/api/v1/common/download-url": Endpoint("POST", "download"),
 }
 
-_MAX_IMAGES_PER_TASK = 10
+#: The record endpoint that reads a task made by each submit endpoint.
+RECORD_OF_SUBMIT = {
+    "/api/v1/gpt4o-image/generate": "/api/v1/gpt4o-image/record-info",
+    CREATE_TASK_PATH: "/api/v1/jobs/recordInfo",
+    KONTEXT_GENERATE_PATH: "/api/v1/flux/kontext/record-info",
+}
+
+#: The API model ids a class may use, per submit endpoint: the image models the extension
+#: offers (``kie_jupyter.models()``), nothing else on the account (no video, no music).
+_ALLOWED_MODELS = {
+    CREATE_TASK_PATH: frozenset(m for s in MODELS.values() if s.family == "market"
+                                for m in s.model_ids),
+    KONTEXT_GENERATE_PATH: frozenset(m for s in MODELS.values() if s.family == "kontext"
+                                     for m in s.model_ids),
+}
+#: Input fields by which some Market models make several images in one task: a class task
+#: makes one (the extension runs one task per image for these models).
+_COUNT_FIELDS = frozenset({"n", "num_images", "numImages", "max_images", "maxImages",
+                           "batch_size", "batchSize", "number_of_images", "numberOfImages"})
 
 
 def images_asked(path: str, body: Mapping[str, Any]) -> int:
-    """How many images a submit asks for: 4o's ``nVariants`` (default 1), else 1.
+    """How many images a submit asks for, checked: 4o's ``nVariants`` (1, 2 or 4; default 1);
+    one for a Market or Kontext task of an image model the extension offers.
 
-    Market models that make more than asked are charged the difference when they finish
-    (:meth:`.ledger.Ledger.task_succeeded`). Raises ValueError for a count that is not one.
+    Raises ValueError (the proxy answers 400, nothing reserved or sent) for anything else: a
+    model that is not one of those, or a Market input asking for several images.
     """
-    if path != "/api/v1/gpt4o-image/generate":
-        return 1
-    value = body.get("nVariants", 1)
-    if isinstance(value, bool) or not isinstance(value, int) \
-            or not 1 <= value <= _MAX_IMAGES_PER_TASK:
-        raise ValueError(f"nVariants: {value!r} is not a number of images")
-    return value
+    if path == "/api/v1/gpt4o-image/generate":
+        value = body.get("nVariants", 1)
+        if isinstance(value, bool) or value not in VARIANTS:
+            raise ValueError(f"nVariants: {value!r} is not one of "
+                             f"{', '.join(map(str, VARIANTS))}")
+        return int(value)
+    model = body.get("model")
+    allowed = _ALLOWED_MODELS[path]
+    if not isinstance(model, str) or model not in allowed:
+        raise ValueError(f"model {model!r} is not one of this class's image models "
+                         f"({', '.join(sorted(allowed))})")
+    given = body.get("input")
+    if path == CREATE_TASK_PATH:
+        if not isinstance(given, Mapping):
+            raise ValueError("a Market task needs an input object")
+        counted = sorted(_COUNT_FIELDS.intersection(given))
+        if counted:
+            raise ValueError(f"input.{counted[0]}: a class task makes one image; ask for "
+                             "more with -n (one task each)")
+    return 1
 
 
 def prompt_of(body: Mapping[str, Any]) -> str:

@@ -76,9 +76,9 @@ class FairShare:
         self._held[student_id] = self._held.get(student_id, 0) + 1
         self._served[student_id] = self._served.get(student_id, 0) + 1
 
-    async def acquire(self, student_id: str) -> None:
+    async def acquire(self, student_id: str, *, max_wait: float | None = None) -> None:
         """Wait for this student's turn and a free slot; raise :class:`Overloaded` when the
-        wait would pass ``max_wait``."""
+        wait would pass ``max_wait`` (default: the gate's)."""
         now = self._clock()
         self._prune(now)
         if (not self._ring and len(self._grants) < self.rate
@@ -97,7 +97,8 @@ class FairShare:
         assert self._wake is not None
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(future), self.max_wait)
+            await asyncio.wait_for(asyncio.shield(future),
+                                   self.max_wait if max_wait is None else max_wait)
         except (TimeoutError, asyncio.TimeoutError):
             if future.done() and not future.cancelled():
                 return  # granted just as the wait ran out: use the slot

@@ -13,17 +13,27 @@ import json
 import logging
 import math
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .endpoints import CREDIT_PATH, ENDPOINTS, UPLOAD_PATHS, Endpoint, images_asked, prompt_of
+from .endpoints import (
+    CREDIT_PATH,
+    ENDPOINTS,
+    RECORD_OF_SUBMIT,
+    UPLOAD_PATHS,
+    Endpoint,
+    images_asked,
+    prompt_of,
+)
 from .fairshare import FairShare, Overloaded
 from .guard import BadTokenGuard
-from .hub import HubIdentity
+from .hub import HubIdentity, HubUnavailable
 from .ledger import Ledger, Student
 from .tokens import parse_student_token, same_hash
 
@@ -61,9 +71,10 @@ class ClassProxy:
     #: Largest JSON body accepted on the API endpoints, and largest upload.
     max_body: int = 256 * 1024
     max_upload: int = 36 * 1024 * 1024
-    #: Seconds to wait for KIE: a submit must answer before the student's read timeout (30 s)
-    #: minus the longest fair-share wait.
+    #: Seconds to wait for KIE's answer to a submit, and for the whole submit (fair-share
+    #: wait, resends after KIE's 429, KIE's answer): under the student's read timeout (30 s).
     submit_timeout: float = 8.0
+    submit_deadline: float = 25.0
     read_timeout: float = 30.0
     upload_timeout: float = 120.0
     http: httpx.AsyncClient | None = None
@@ -92,16 +103,15 @@ class ClassProxy:
     # -- who is asking ------------------------------------------------------------------------
 
     async def student_for(self, request: Request) -> Student | Response:
-        """The student behind the request's token, or the refusal to send."""
+        """The student behind the request's token, or the refusal to send.
+
+        A valid token is always served, even from a locked-out address (a class often shares
+        one address). Only unknown tokens count towards the lock-out: a revoked student
+        re-running cells, or a hub that cannot be reached, never locks out the others.
+        """
         address = request.client.host if request.client else "?"
-        locked = self.guard.locked_for(address)
-        if locked:
-            return refusal(401, "too many wrong class tokens from this address: refused for "
-                                f"{math.ceil(locked / 60)} min — ask your teacher")
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
-        student: Student | None = None
-        reason = "class token not recognised — check the token your teacher gave you"
         if scheme.lower() == "bearer" and token:
             parsed = parse_student_token(token)
             if parsed is not None:
@@ -109,21 +119,30 @@ class ClassProxy:
                 if row is not None and same_hash(parsed.secret,
                                                  self.ledger.token_hash(row.id)):
                     if row.revoked:
-                        reason = "this class token was revoked — ask your teacher"
-                    else:
-                        student = row
-            elif self.hub is not None:
-                name = await self.hub.user_name(token)
+                        return refusal(401, "this class token was revoked — ask your teacher")
+                    return row
+            elif self.hub is not None and not self.guard.locked_for(address):
+                try:
+                    name = await self.hub.user_name(token)
+                except HubUnavailable:
+                    return refusal(503, "the class could not check your hub login (the hub "
+                                        "did not answer); try again in a minute")
                 if name is not None:
                     student = self.ledger.hub_student(name, self.default_quota)
                     if student.revoked:
-                        student, reason = None, "your class access was revoked — ask your teacher"
-        if student is not None:
-            return student
+                        return refusal(401, "your class access was revoked — ask your "
+                                            "teacher")
+                    return student
+        locked = self.guard.locked_for(address)
+        if locked:
+            return refusal(401, "too many wrong class tokens from this address: refused for "
+                                f"{math.ceil(locked / 60)} min — check your token with your "
+                                "teacher")
         delay = self.guard.failed(address)
         if delay:
             await asyncio.sleep(delay)
-        return refusal(401, reason)
+        return refusal(401, "class token not recognised — check the token your teacher gave "
+                            "you")
 
     # -- bodies ---------------------------------------------------------------------------------
 
@@ -226,6 +245,9 @@ class ClassProxy:
     # -- the three kinds --------------------------------------------------------------------
 
     async def _submit(self, path: str, student: Student, body: bytes) -> Response:
+        # One deadline for the whole submit: the student's client gives up reading after
+        # 30 s, and a task sent after that would be charged with no one to follow it.
+        deadline = time.monotonic() + self.submit_deadline
         if self.ledger.paused:
             return refusal(403, "the class is paused by your teacher — try again later "
                                 "(nothing was charged)")
@@ -234,8 +256,9 @@ class ClassProxy:
             if not isinstance(data, Mapping):
                 raise ValueError("not a JSON object")
             images = images_asked(path, data)
-        except ValueError as exc:
-            return refusal(400, f"the class proxy could not read this request: {exc}")
+        except (ValueError, RecursionError) as exc:
+            return refusal(400, f"the class proxy refused this request: {exc} (nothing was "
+                                "charged)")
         if not self.ledger.reserve(student.id, images):
             now = self.ledger.student(student.id) or student
             if now.revoked:
@@ -246,22 +269,18 @@ class ClassProxy:
             return refusal(402, f"class quota used: {now.used} of {now.quota} images — "
                                 "ask your teacher")
         for attempt in range(1, _SUBMIT_TRIES + 1):
-            try:
-                await self.fair.acquire(student.id)
-            except Overloaded as exc:
-                self.ledger.release(student.id, images)
-                return refusal(429, f"the class is busy: retry in {exc.retry_after} s",
-                               retry_after=exc.retry_after)
-            except BaseException:
-                self.ledger.release(student.id, images)
-                raise
+            refused = await self._turn(student, images, deadline)
+            if refused is not None:
+                return refused
             assert self.http is not None
+            left = deadline - time.monotonic()
             try:
-                answer = await self.http.post(self.upstream + path, content=body,
-                                              headers=self._headers("application/json"),
-                                              timeout=httpx.Timeout(self.submit_timeout,
-                                                                    connect=5.0))
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                answer = await self.http.post(
+                    self.upstream + path, content=body,
+                    headers=self._headers("application/json"),
+                    timeout=httpx.Timeout(max(min(self.submit_timeout, left), 1.0),
+                                          connect=min(5.0, max(left, 1.0))))
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection, so the request never left: nothing made, nothing charged.
                 self.ledger.release(student.id, images)
                 return self._unreachable(exc, "submit")
@@ -277,20 +296,60 @@ class ClassProxy:
             if not _rate_limited(answer) or attempt == _SUBMIT_TRIES:
                 break
             log.info("%s: KIE said 429; sending again in the student's next turn", student.name)
-        task_id = _task_id(answer)
-        if task_id is None:
+        return self._submitted(path, student, images, data, answer)
+
+    async def _turn(self, student: Student, images: int, deadline: float) -> Response | None:
+        """Wait for the student's fair turn within the deadline; the refusal when there is
+        none (the images given back), else None. Pause and revocation are checked again
+        after the wait."""
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise Overloaded(max(1, math.ceil(self.fair.per / 2)))
+            await self.fair.acquire(student.id, max_wait=min(self.fair.max_wait, left))
+        except Overloaded as exc:
             self.ledger.release(student.id, images)
-            log.info("%s: %s refused by KIE (HTTP %d)", student.name, path, answer.status_code)
-        else:
+            return refusal(429, f"the class is busy: retry in {exc.retry_after} s",
+                           retry_after=exc.retry_after)
+        except BaseException:
+            self.ledger.release(student.id, images)
+            raise
+        now = self.ledger.student(student.id)
+        if self.ledger.paused or now is None or now.revoked:
+            self.ledger.release(student.id, images)
+            if self.ledger.paused:
+                return refusal(403, "the class is paused by your teacher — try again later "
+                                    "(nothing was charged)")
+            return refusal(401, "this class token was revoked — ask your teacher")
+        return None
+
+    def _submitted(self, path: str, student: Student, images: int, data: Mapping[str, Any],
+                   answer: httpx.Response) -> Response:
+        """Record the task KIE made, or give the images back when KIE surely made none."""
+        envelope = _envelope(answer)
+        task_id = _task_id(envelope)
+        if task_id is not None:
             self.ledger.record_task(task_id, student.id, path, images, prompt_of(data))
             log.info("%s: %s → task %s (%d image(s))", student.name, path, task_id, images)
+            return self._passthrough(answer)
+        if envelope is None or (answer.status_code >= 500 and envelope.get("code") == 200):
+            # Not KIE's envelope (a gateway page, a cut-off body): the task may exist.
+            log.warning("%s: %s answered HTTP %d without KIE's envelope; %d image(s) kept "
+                        "reserved", student.name, path, answer.status_code, images)
+            return self._passthrough(answer)
+        self.ledger.release(student.id, images)
+        log.info("%s: %s refused by KIE (code %s)", student.name, path, envelope.get("code"))
+        if envelope.get("code") == 402:
+            return refusal(402, "the class's KIE account is out of credits — tell your "
+                                "teacher (nothing was charged to your quota)")
         return self._passthrough(answer)
 
     async def _record(self, path: str, endpoint: Endpoint, student: Student,
                       request: Request) -> Response:
         task_id = request.query_params.get("taskId", "")
         row = self.ledger.task(task_id) if task_id else None
-        if row is None or row.student_id != student.id:
+        if row is None or row.student_id != student.id \
+                or RECORD_OF_SUBMIT.get(row.endpoint) != path:
             return refusal(404, f"task {task_id or '(none)'} is not one of yours in this class")
         assert self.http is not None
         try:
@@ -315,7 +374,7 @@ class ClassProxy:
             return
         if record.failed and self.ledger.task_failed(task_id):
             log.info("task %s failed at KIE: images given back", task_id)
-        elif record.succeeded:
+        elif record.succeeded and record.urls:  # 4o may say SUCCESS a poll before its URLs
             self.ledger.task_succeeded(task_id, record.urls)
 
     async def _download(self, path: str, endpoint: Endpoint, student: Student,
@@ -323,7 +382,7 @@ class ClassProxy:
         if endpoint.owns_task:
             try:
                 task_id = json.loads(body).get("taskId", "")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 return refusal(400, "the class proxy could not read this request")
             row = self.ledger.task(str(task_id))
             if row is None or row.student_id != student.id:
@@ -354,14 +413,19 @@ def _rate_limited(answer: httpx.Response) -> bool:
     return isinstance(payload, dict) and payload.get("code") == 429
 
 
-def _task_id(answer: httpx.Response) -> str | None:
-    """The new task's id when KIE took the submit, else None."""
+def _envelope(answer: httpx.Response) -> dict[str, Any] | None:
+    """KIE's JSON envelope (``{"code", "msg", "data"}``), or None when the answer is not one."""
     try:
         payload = answer.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    if not isinstance(payload, dict) or payload.get("code") != 200:
+    return payload if isinstance(payload, dict) and "code" in payload else None
+
+
+def _task_id(envelope: Mapping[str, Any] | None) -> str | None:
+    """The new task's id when KIE took the submit, else None."""
+    if envelope is None or envelope.get("code") != 200:
         return None
-    data = payload.get("data")
+    data = envelope.get("data")
     task_id = data.get("taskId") if isinstance(data, dict) else None
     return str(task_id) if task_id else None

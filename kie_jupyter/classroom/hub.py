@@ -16,7 +16,11 @@ from collections.abc import Callable
 
 import httpx
 
-__all__ = ["HubIdentity"]
+__all__ = ["HubIdentity", "HubUnavailable"]
+
+
+class HubUnavailable(Exception):
+    """The hub could not be asked (down, restarting, erroring): not the student's fault."""
 
 log = logging.getLogger("kie_jupyter.classroom")
 
@@ -33,7 +37,8 @@ class HubIdentity:
         self._http = httpx.AsyncClient(timeout=timeout)
 
     async def user_name(self, token: str) -> str | None:
-        """The hub user name owning ``token``, or None when the hub does not know it."""
+        """The hub user name owning ``token``, or None when the hub does not know it; raises
+        :class:`HubUnavailable` when the hub cannot say."""
         digest = hashlib.sha256(token.encode()).hexdigest()
         cached = self._cache.get(digest)
         now = self._clock()
@@ -44,7 +49,11 @@ class HubIdentity:
                                           headers={"Authorization": f"token {token}"})
         except httpx.HTTPError as exc:
             log.warning("the hub could not be asked who a token is (%s)", type(exc).__name__)
-            return None  # not cached: the next request asks again
+            raise HubUnavailable from None  # not cached: the next request asks again
+        if answer.status_code >= 500:
+            log.warning("the hub answered HTTP %d when asked who a token is",
+                        answer.status_code)
+            raise HubUnavailable
         name: str | None = None
         if answer.status_code == 200:
             try:

@@ -15,6 +15,7 @@ import time
 import httpx
 import pytest
 
+from kie_jupyter.classroom.guard import BadTokenGuard
 from kie_jupyter.classroom.hub import HubIdentity
 from kie_jupyter.classroom.tokens import parse_student_token
 
@@ -39,6 +40,15 @@ def test_a_hub_user_needs_no_class_token(make_proxy, ledger, hub):
     # Revoking a hub user works as for a roster student.
     ledger.revoke(ledger.student_named("ada").id)
     assert submit(proxy.url, "hub-token-ada").status_code == 401
+
+
+def test_a_hub_that_cannot_answer_is_503_and_locks_out_no_one(make_proxy, ledger):
+    proxy = make_proxy(hub=HubIdentity("http://127.0.0.1:9/hub/api"),
+                       guard=BadTokenGuard(slow_after=1, lock_after=2, delay=0.01))
+    for _ in range(4):
+        answer = httpx.get(proxy.url + "/class/me", headers=bearer("hub-token-ada"))
+        assert answer.status_code == 503 and "hub did not answer" in answer.json()["msg"]
+    assert proxy.proxy.guard.locked_for("127.0.0.1") == 0
 
 
 def test_without_hub_mode_a_hub_token_is_refused(proxy, ledger, hub):

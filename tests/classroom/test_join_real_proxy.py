@@ -43,8 +43,11 @@ def test_a_revoked_token_cannot_join(shell, proxy, ledger, monkeypatch):
 
 
 def test_on_a_hub_the_student_is_asked_nothing(shell, make_proxy, ledger, hub, monkeypatch):
-    proxy = make_proxy(hub=HubIdentity(hub.api_url), default_quota=3)
+    proxy = make_proxy(hub=HubIdentity(hub.api_url), default_quota=3,
+                       prefix="/services/kie-class")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-token-ada")
+    # The proxy is a service on the hub's own address, as the hub's proxy routes it.
+    monkeypatch.setenv("JUPYTERHUB_PUBLIC_URL", proxy.url.split("/services/")[0] + "/")
 
     def no_prompt(prompt: str = "") -> str:
         raise AssertionError("asked for a token on a hub")

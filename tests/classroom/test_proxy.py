@@ -96,19 +96,22 @@ def test_wrong_and_revoked_tokens_are_refused_then_the_address_is_locked_out(mak
     good = ledger.add_student("ada", 3)
     revoked = ledger.add_student("bob", 3)
     ledger.revoke(parse_student_token(revoked).student_id)
-    answer = submit(proxy.url, revoked)
-    assert answer.status_code == 401 and "revoked — ask your teacher" in answer.json()["msg"]
+    for _ in range(10):  # a revoked student re-running cells locks out no one
+        answer = submit(proxy.url, revoked)
+        assert answer.status_code == 401 and "revoked — ask your teacher" in answer.json()["msg"]
     answer = submit(proxy.url, good + "x")
     assert answer.json() == {"code": 401, "data": None, "classProxy": True,
                              "msg": "class token not recognised — check the token your "
                                     "teacher gave you"}
     assert httpx.get(proxy.url + "/class/me").status_code == 401  # no token at all
-    assert httpx.get(proxy.url + "/class/me", headers=bearer(good)).status_code == 200
-    for _ in range(3):
+    for _ in range(4):
         submit(proxy.url, "kc_guess_guess")
-    locked = httpx.get(proxy.url + "/class/me", headers=bearer(good))  # even a good token
+    locked = submit(proxy.url, "kc_guess_again")
     assert locked.status_code == 401 and "too many wrong class tokens" in locked.json()["msg"]
-    assert ledger.student_named("ada").used == 0  # nothing was reserved by refusals
+    # A good token is still served from that address: a class shares one address.
+    assert httpx.get(proxy.url + "/class/me", headers=bearer(good)).status_code == 200
+    assert submit(proxy.url, good).status_code == 200
+    assert ledger.student_named("ada").used == 1 and ledger.student_named("bob").used == 0
 
 
 def test_quota_is_reserved_released_on_failure_and_runs_out(proxy, ledger):
@@ -273,3 +276,66 @@ def test_a_submit_that_would_wait_too_long_is_told_to_retry_and_charged_nothing(
     assert busy.status_code == 429 and int(busy.headers["Retry-After"]) >= 1
     assert busy.json()["msg"].startswith("the class is busy: retry in")
     assert ledger.student_named("bob").used == 0
+
+
+@pytest.mark.parametrize("body, why", [
+    ({"model": "sora-2-pro-text-to-video", "input": {"prompt": "x"}}, "not one of this class"),
+    ({"model": "nano-banana-2", "input": {"prompt": "x", "num_images": 4}},
+     "input.num_images: a class task makes one image"),
+    ({"model": "nano-banana-2"}, "needs an input object"),
+])
+def test_only_the_class_s_image_models_one_image_a_task(proxy, ledger, kie, body, why):
+    token = ledger.add_student("ada", 1)
+    answer = httpx.post(proxy.url + "/api/v1/jobs/createTask", headers=bearer(token), json=body)
+    assert answer.status_code == 400 and why in answer.json()["msg"]
+    assert "nothing was charged" in answer.json()["msg"]
+    assert not kie.requests_to("createTask") and ledger.student_named("ada").used == 0
+
+
+def test_a_submit_answered_without_kie_s_envelope_keeps_its_images(proxy, ledger, kie):
+    # The task is made and charged at KIE, but a gateway answers in its place.
+    token = ledger.add_student("ada", 3)
+    kie.add_fault("generate", after_processing=True, http_status=502,
+                  body=b"<html>Bad gateway</html>", content_type="text/html")
+    answer = submit(proxy.url, token)
+    assert answer.status_code == 502
+    assert ledger.student_named("ada").used == 1  # kept: the task may exist
+    kie.add_fault("generate", code=500, msg="server error")  # an envelope: KIE made nothing
+    submit(proxy.url, token)
+    assert ledger.student_named("ada").used == 1
+
+
+def test_kie_out_of_credits_is_the_teacher_s_problem(proxy, ledger, kie):
+    token = ledger.add_student("ada", 3)
+    kie.add_fault("generate", code=402, msg="insufficient credits")
+    answer = submit(proxy.url, token)
+    assert answer.status_code == 402
+    assert answer.json()["msg"].startswith("the class's KIE account is out of credits — tell "
+                                           "your teacher")
+    assert ledger.student_named("ada").used == 0
+
+
+def test_kie_s_429_is_sent_again_in_the_student_s_next_turn(proxy, ledger, kie):
+    token = ledger.add_student("ada", 3)
+    kie.add_fault("generate", code=429, msg="rate limited", http_status=429)
+    answer = submit(proxy.url, token)
+    assert answer.json()["code"] == 200 and len(kie.requests_to("generate")) == 2
+    assert ledger.student_named("ada").used == 1
+
+
+def test_a_success_is_settled_only_with_its_urls(proxy, ledger, kie):
+    token = ledger.add_student("ada", 3)
+    kie.script_next_task(empty_url_polls=2, duration=0.1)
+    task_id = submit(proxy.url, token).json()["data"]["taskId"]
+    wait_done(proxy.url, token, task_id)
+    for _ in range(4):
+        record(proxy.url, token, task_id)
+    assert ledger.task(task_id).state == "success" and ledger.task(task_id).urls
+
+
+def test_a_task_is_read_only_through_its_own_family(proxy, ledger):
+    token = ledger.add_student("ada", 3)
+    task_id = submit(proxy.url, token).json()["data"]["taskId"]
+    answer = httpx.get(proxy.url + "/api/v1/jobs/recordInfo", params={"taskId": task_id},
+                       headers=bearer(token))
+    assert answer.status_code == 404
