@@ -48,6 +48,7 @@ def build_app(proxy: ClassProxy, *, prefix: str = "") -> Starlette:
         Route("/teacher/login", teacher.login, methods=["GET", "POST"]),
         Route("/teacher/quota", teacher.quota, methods=["POST"]),
         Route("/teacher/revoke", teacher.revoke, methods=["POST"]),
+        Route("/teacher/restore", teacher.restore, methods=["POST"]),
         Route("/teacher/reissue", teacher.reissue, methods=["POST"]),
         Route("/teacher/pause", teacher.pause, methods=["POST"]),
         Route("/teacher/logout", teacher.logout, methods=["POST"]),

@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--hub-api-url", default=os.environ.get("JUPYTERHUB_API_URL"))
     s.add_argument("--prefix", default=os.environ.get("JUPYTERHUB_SERVICE_PREFIX", ""),
                    help="serve under this path (default: $JUPYTERHUB_SERVICE_PREFIX)")
+    s.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                   help="trust X-Forwarded-For from these addresses (your HTTPS reverse proxy, "
+                   "e.g. 127.0.0.1); default: trust none, a student's address is the "
+                   "connection's")
     s.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
 
@@ -87,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("images", type=int)
     r = command("revoke", "stop a student's token")
     r.add_argument("name")
+    u = command("restore", "undo a revoke (the same token, or hub user, works again)")
+    u.add_argument("name")
     i = command("reissue", "a new token for a student (the old one stops)")
     i.add_argument("name")
     command("teacher-token", "make (or replace) the teacher page's token; printed once")
@@ -116,12 +122,6 @@ def _names(roster: Path | None, extra: Sequence[str]) -> list[str]:
     names.extend(n for n in extra)
     if not names:
         raise _UsageError("no students given: a roster file or --name NAME")
-    seen: set[str] = set()
-    for name in names:
-        key = " ".join(name.split())
-        if key in seen:
-            raise _UsageError(f"{name!r} is listed twice")
-        seen.add(key)
     return names
 
 
@@ -129,17 +129,25 @@ def _add_students(ledger: Ledger, args: argparse.Namespace) -> int:
     names = _names(args.roster, args.name)
     if args.quota < 0:
         raise _UsageError("--quota must be ≥ 0")
-    taken = {s.name for s in ledger.students()}
-    clash = [n for n in names if " ".join(n.split()) in taken]
-    if clash:
-        raise _UsageError(f"already in the class: {', '.join(clash)} (use reissue)")
-    if args.out is not None and args.out.exists():
-        raise _UsageError(f"{args.out} exists; tokens are never overwritten")
-    tokens = [(name, ledger.add_student(name, args.quota)) for name in names]
+    out = None
     if args.out is not None:
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
+        # Made (private, never over an existing file) before anyone is added: a student must
+        # never be added whose token could not be shown.
+        try:
+            fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise _UsageError(f"{args.out} exists; tokens are never overwritten") from None
+        out = os.fdopen(fd, "w", newline="", encoding="utf-8")
+    try:
+        tokens = ledger.add_students(names, args.quota)
+    except BaseException:
+        if out is not None:
+            out.close()
+            os.unlink(args.out)
+        raise
+    if out is not None:
+        with out:
+            writer = csv.writer(out)
             writer.writerow(["name", "token"])
             writer.writerows(tokens)
         _say(f"{len(tokens)} students added ({args.quota} images each); their tokens are in "
@@ -223,8 +231,11 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _UsageError(f"cannot listen on {args.host}:{args.port}: "
                           f"{exc.strerror or exc}") from None
+    trusted = args.forwarded_allow_ips
     server = uvicorn.Server(uvicorn.Config(build_app(proxy, prefix=args.prefix),
-                                           log_level=args.log_level, proxy_headers=True))
+                                           log_level=args.log_level,
+                                           proxy_headers=trusted is not None,
+                                           forwarded_allow_ips=trusted))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
@@ -264,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif args.command == "revoke":
                 ledger.revoke(student.id)
                 _say(f"{student.name}: token revoked")
+            elif args.command == "restore":
+                ledger.restore(student.id)
+                _say(f"{student.name}: access restored")
             elif args.command == "reissue":
                 print(f"{student.name},{ledger.reissue(student.id)}")
                 _say(f"{student.name}: new token above (shown once); the old one is stopped")

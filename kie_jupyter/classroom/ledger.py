@@ -241,6 +241,35 @@ class Ledger:
                               (student_id,)).rowcount:
                 raise LedgerError("no such student")
 
+    def restore(self, student_id: str) -> None:
+        """Undo a revocation (a roster student's token, or a hub user, works again)."""
+        with self._tx() as db:
+            if not db.execute("UPDATE students SET revoked = 0 WHERE id = ?",
+                              (student_id,)).rowcount:
+                raise LedgerError("no such student")
+
+    def add_students(self, names: Sequence[str], quota: int) -> list[tuple[str, str]]:
+        """Add a roster at once, all or none: ``[(name, token)]`` (tokens shown once)."""
+        _check_quota(quota)
+        clean = [" ".join(str(n).split()) for n in names]
+        if not clean or any(not n for n in clean):
+            raise LedgerError("every student needs a name")
+        if len(set(clean)) != len(clean):
+            twice = next(n for n in clean if clean.count(n) > 1)
+            raise LedgerError(f"{twice!r} is listed twice")
+        minted = [(n, new_student_id()) for n in clean]
+        tokens = [(n, sid, *mint_student_token(sid)) for n, sid in minted]
+        with self._tx() as db:
+            taken = [n for n in clean
+                     if db.execute("SELECT 1 FROM students WHERE name = ?", (n,)).fetchone()]
+            if taken:
+                raise LedgerError(f"already in the class: {', '.join(taken)} (use reissue)")
+            now = time.time()
+            db.executemany("INSERT INTO students (id, name, token_hash, quota, created) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           [(sid, n, digest, quota, now) for n, sid, _, digest in tokens])
+        return [(n, token) for n, _, token, _ in tokens]
+
     def reissue(self, student_id: str) -> str:
         """A new token for a roster student (the old one stops working); returns it."""
         token, digest = mint_student_token(student_id)

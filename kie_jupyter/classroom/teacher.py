@@ -26,6 +26,11 @@ from .tokens import same_hash, teacher_secret
 __all__ = ["TeacherPage"]
 
 _COOKIE = "kie_class_teacher"
+_MAX_FORM = 16 * 1024
+
+
+class _TooLarge(Exception):
+    pass
 _SESSION_SECONDS = 12 * 3600
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src http: https: data:; "
@@ -56,6 +61,7 @@ class TeacherPage:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self._sessions: dict[str, float] = {}
+        self._notes: dict[str, str] = {}  # the result of a session's last action, shown once
         self._secret = secrets.token_bytes(32)
 
     # -- sessions ---------------------------------------------------------------------------
@@ -74,14 +80,28 @@ class TeacherPage:
         return hmac.new(self._secret, session.encode(), hashlib.sha256).hexdigest()
 
     async def _form(self, request: Request) -> dict[str, str]:
-        body = (await request.body())[:64 * 1024].decode("utf-8", "replace")
+        """The urlencoded form; :class:`_TooLarge` past 16 KB (read no further)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > _MAX_FORM:
+            raise _TooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > _MAX_FORM:
+                raise _TooLarge
+            chunks.append(chunk)
+        body = b"".join(chunks).decode("utf-8", "replace")
         return {k: v[0] for k, v in parse_qs(body).items()}
 
     async def _checked_form(self, request: Request) -> dict[str, str] | Response:
         session = self._session(request)
         if session is None:
             return RedirectResponse(self._url(request, ""), status_code=303)
-        form = await self._form(request)
+        try:
+            form = await self._form(request)
+        except _TooLarge:
+            return _page("Refused", "<p>That form is too large.</p>", 413)
         if not hmac.compare_digest(form.get("csrf", ""), self._csrf(session)):
             return _page("Refused", "<p>This form is stale; reload the teacher page.</p>", 403)
         return form
@@ -94,7 +114,10 @@ class TeacherPage:
 
     async def login(self, request: Request) -> Response:
         if request.method == "POST":
-            form = await self._form(request)
+            try:
+                form = await self._form(request)
+            except _TooLarge:
+                return self._login_form(request, "That form is too large.", 413)
             if self._token_ok(form.get("token", "")):
                 session = secrets.token_urlsafe(32)
                 self._sessions = {s: t for s, t in self._sessions.items() if t > time.time()}
@@ -114,10 +137,19 @@ class TeacherPage:
 <label>Teacher token <input type=password name=token autocomplete=off autofocus></label>
 <button type=submit>Sign in</button></form>""", status)
 
-    async def dashboard(self, request: Request, note: str = "") -> Response:
+    def _done(self, request: Request, note: str) -> Response:
+        """After an action: remember its result for the session and send the browser back to
+        the page (a reload then does not repeat the action)."""
+        session = self._session(request)
+        if session is not None:
+            self._notes[session] = note
+        return RedirectResponse(self._url(request, ""), status_code=303)
+
+    async def dashboard(self, request: Request) -> Response:
         session = self._session(request)
         if session is None:
             return self._login_form(request, "", 200)
+        note = self._notes.pop(session, "")
         csrf = escape(self._csrf(session))
         students = self.ledger.students()
         counts = self.ledger.task_counts()
@@ -152,6 +184,9 @@ aria-label="images to add for {escape(s.name)}"><button type=submit>Add quota</b
         if not s.revoked:
             actions += f""" <form method=post action="{escape(self._url(request, '/revoke'))}">
 {hidden}<button type=submit>Revoke</button></form>"""
+        else:
+            actions += f""" <form method=post action="{escape(self._url(request, '/restore'))}">
+{hidden}<button type=submit>Restore</button></form>"""
         if not s.hub:
             actions += f""" <form method=post action="{escape(self._url(request, '/reissue'))}">
 {hidden}<button type=submit>Re-issue token</button></form>"""
@@ -167,11 +202,12 @@ aria-label="images to add for {escape(s.name)}"><button type=submit>Add quota</b
             return form
         try:
             images = int(form.get("images", ""))
+            if abs(images) > 100_000:
+                raise ValueError(f"{images} is more than 100000 images at once")
             student = self.ledger.add_quota(form.get("student", ""), images)
         except (ValueError, LedgerError) as exc:
-            return await self.dashboard(request, escape(f"Not changed: {exc}"))
-        return await self.dashboard(
-            request, escape(f"{student.name}: quota now {student.quota} images."))
+            return self._done(request, escape(f"Not changed: {exc}"))
+        return self._done(request, escape(f"{student.name}: quota now {student.quota} images."))
 
     async def revoke(self, request: Request) -> Response:
         form = await self._checked_form(request)
@@ -181,9 +217,22 @@ aria-label="images to add for {escape(s.name)}"><button type=submit>Add quota</b
             student = self.ledger.student(form.get("student", ""))
             self.ledger.revoke(form.get("student", ""))
         except LedgerError as exc:
-            return await self.dashboard(request, escape(f"Not changed: {exc}"))
+            return self._done(request, escape(f"Not changed: {exc}"))
         name = student.name if student else "?"
-        return await self.dashboard(request, escape(f"{name}: access revoked."))
+        return self._done(request, escape(f"{name}: access revoked."))
+
+    async def restore(self, request: Request) -> Response:
+        form = await self._checked_form(request)
+        if isinstance(form, Response):
+            return form
+        try:
+            student = self.ledger.student(form.get("student", ""))
+            self.ledger.restore(form.get("student", ""))
+        except LedgerError as exc:
+            return self._done(request, escape(f"Not changed: {exc}"))
+        name = student.name if student else "?"
+        return self._done(request, escape(f"{name}: access restored (the same token works "
+                                          "again)."))
 
     async def reissue(self, request: Request) -> Response:
         form = await self._checked_form(request)
@@ -193,9 +242,9 @@ aria-label="images to add for {escape(s.name)}"><button type=submit>Add quota</b
             student = self.ledger.student(form.get("student", ""))
             token = self.ledger.reissue(form.get("student", ""))
         except LedgerError as exc:
-            return await self.dashboard(request, escape(f"Not changed: {exc}"))
+            return self._done(request, escape(f"Not changed: {exc}"))
         name = student.name if student else "?"
-        return await self.dashboard(
+        return self._done(
             request, f"New token for {escape(name)} (shown once; the old one no longer "
                      f"works): <code id=new-token>{escape(token)}</code>")
 
@@ -204,15 +253,16 @@ aria-label="images to add for {escape(s.name)}"><button type=submit>Add quota</b
         if isinstance(form, Response):
             return form
         self.ledger.set_paused(form.get("paused") == "1")
-        return await self.dashboard(request, "The class is paused: new tasks are refused, "
-                                             "running ones finish." if self.ledger.paused
-                                    else "The class is running again.")
+        return self._done(request, "The class is paused: new tasks are refused, running ones "
+                                   "finish." if self.ledger.paused
+                          else "The class is running again.")
 
     async def logout(self, request: Request) -> Response:
         form = await self._checked_form(request)
         if isinstance(form, Response):
             return form
         self._sessions.pop(request.cookies.get(_COOKIE, ""), None)
+        self._notes.pop(request.cookies.get(_COOKIE, ""), None)
         answer = RedirectResponse(self._url(request, ""), status_code=303)
         answer.delete_cookie(_COOKIE, path=self._url(request, ""))
         return answer

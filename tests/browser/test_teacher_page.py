@@ -47,6 +47,9 @@ def test_teacher_page_sign_in_use_quota_revoke_pause(browser, make_proxy, ledger
         page.wait_for_selector("text=Alan: quota now 7 images.")
         assert page.locator("tr", has_text="Alan").locator(".use").text_content() == "0 / 7"
         assert ledger.student_named("Alan").quota == 7
+        page.reload()  # the action is not repeated (the page was reached by a redirect)
+        assert page.locator("tr", has_text="Alan").locator(".use").text_content() == "0 / 7"
+        assert ledger.student_named("Alan").quota == 7
 
         # Revoke Ada: her token stops working at once.
         page.locator("tr", has_text="Ada <script>").locator("button", has_text="Revoke").click()
@@ -54,6 +57,11 @@ def test_teacher_page_sign_in_use_quota_revoke_pause(browser, make_proxy, ledger
         assert "(revoked)" in page.locator("tr", has_text="Ada <script>").text_content()
         answer = submit(proxy.url, ada)
         assert answer.status_code == 401 and "revoked" in answer.json()["msg"]
+        page.locator("tr", has_text="Ada <script>").locator("button", has_text="Restore").click()
+        page.wait_for_selector("text=access restored")
+        assert submit(proxy.url, ada).status_code == 200
+        page.locator("tr", has_text="Ada <script>").locator("button", has_text="Revoke").click()
+        page.wait_for_selector("text=access revoked")
 
         # Pause the class, then resume it.
         page.click("#pause")

@@ -83,10 +83,21 @@ def test_the_roster_commands(tmp_path):
     assert "0/12" in listing and "(revoked)" in listing
     reissued = _class("reissue", "Alan Turing", "--db", db)
     assert reissued.stdout.startswith("Alan Turing,kc_")
+    assert _class("restore", "Alan Turing", "--db", db).returncode == 0
+    assert "(revoked)" not in _class("students", "--db", db).stdout
     missing = _class("revoke", "Nobody", "--db", db)
     assert missing.returncode == 2 and "no student named 'Nobody'" in missing.stderr
     none = _class("add-students", "--db", db)
     assert none.returncode == 2 and "no students given" in none.stderr
+    # A roster that cannot be fully added adds no one (no student without a shown token).
+    nodir = _class("add-students", "--name", "Zed", "--name", "Yan", "--db", db, "--out",
+                   str(tmp_path / "missing" / "t.csv"))
+    blank = _class("add-students", "--name", "Xi", "--name", " ", "--db", db)
+    twice = _class("add-students", "--name", "Wu", "--name", " Wu", "--db", db)
+    assert (nodir.returncode, blank.returncode, twice.returncode) == (2, 2, 2)
+    assert "listed twice" in twice.stderr and "needs a name" in blank.stderr
+    listing = _class("students", "--db", db).stdout
+    assert not any(n in listing for n in ("Zed", "Yan", "Xi", "Wu"))
     teacher = _class("teacher-token", "--db", db)
     assert teacher.stdout.startswith("teacher token") and "kt_" in teacher.stdout
 

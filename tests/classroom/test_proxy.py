@@ -339,3 +339,10 @@ def test_a_task_is_read_only_through_its_own_family(proxy, ledger):
     answer = httpx.get(proxy.url + "/api/v1/jobs/recordInfo", params={"taskId": task_id},
                        headers=bearer(token))
     assert answer.status_code == 404
+
+
+def test_the_teacher_page_reads_no_large_form(proxy, ledger):
+    ledger.new_teacher_token()
+    answer = httpx.post(proxy.url + "/teacher/login", content=b"token=" + b"x" * 100_000,
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 413
