@@ -225,20 +225,35 @@ class ClassProxy:
         student = await self.student_for(request)
         if isinstance(student, Response):
             return student
-        try:
-            body = await self._body(request, self.max_upload)
-        except _TooLarge:
-            return refusal(413, "upload too large for the class proxy "
-                                f"(over {self.max_upload // (1024 * 1024)} MB)")
+        too_large = refusal(413, "upload too large for the class proxy "
+                                 f"(over {self.max_upload // (1024 * 1024)} MB)")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_upload:
+            return too_large
+        sent = [0]
+
+        async def capped() -> Any:
+            # Streamed through, never held whole: thirty students' uploads at once stay small.
+            async for chunk in request.stream():
+                sent[0] += len(chunk)
+                if sent[0] > self.max_upload:
+                    raise _TooLarge
+                yield chunk
+
+        headers = self._headers(request.headers.get("content-type"))
+        if declared.isdigit():
+            headers["Content-Length"] = declared
         assert self.http is not None
         try:
-            answer = await self.http.post(self.upload_upstream + path, content=body,
-                                          headers=self._headers(
-                                              request.headers.get("content-type")),
-                                          timeout=self.upload_timeout)
+            answer = await self.http.post(self.upload_upstream + path, content=capped(),
+                                          headers=headers, timeout=self.upload_timeout)
+        except _TooLarge:
+            return too_large
         except httpx.HTTPError as exc:
+            if isinstance(exc.__cause__ or exc.__context__, _TooLarge):
+                return too_large
             return self._unreachable(exc, "upload")
-        log.info("%s: upload %s (%d bytes) → %d", student.name, path, len(body),
+        log.info("%s: upload %s (%d bytes) → %d", student.name, path, sent[0],
                  answer.status_code)
         return self._passthrough(answer)
 

@@ -184,7 +184,20 @@ def test_oversized_bodies_are_refused_with_413(make_proxy, ledger, kie):
     upload = httpx.post(proxy.url + "/upload/api/file-base64-upload", headers=bearer(token),
                         json={"base64Data": "A" * 10_000, "uploadPath": "x", "fileName": "a"})
     assert upload.status_code == 413
-    assert ledger.student_named("ada").used == 0 and not kie.requests
+
+    def chunks():  # no Content-Length: the cap holds on what arrives
+        for _ in range(10):
+            yield b"A" * 1000
+
+    streamed = httpx.post(proxy.url + "/upload/api/file-base64-upload", headers=bearer(token),
+                          content=chunks())
+    assert streamed.status_code == 413
+    small = httpx.post(proxy.url + "/upload/api/file-stream-upload", headers=bearer(token),
+                       files={"file": ("a.png", PNG, "image/png")}, data={"uploadPath": "x"})
+    assert small.status_code == 200 and small.json()["code"] == 200
+    assert ledger.student_named("ada").used == 0
+    # (A streamed upload is cut off mid-way at the cap: KIE may see its start, never its end.)
+    assert "file-stream-upload" in [r.endpoint for r in kie.requests]
 
 
 def test_a_paused_class_refuses_new_tasks_and_finishes_running_ones(proxy, ledger):
