@@ -7,7 +7,13 @@ key, and tells a student where they stand at ``GET URL/class/me``::
     {"code": 200, "msg": "success",
      "data": {"student": "alice", "quota": 20, "used": 3, "remaining": 17, "paused": false}}
 
-Joining asks that once (a refused token changes nothing), then points this kernel's
+The token is ``--token-env NAME``'s, else asked with a hidden prompt. ``JUPYTERHUB_API_TOKEN``
+can act as the student on their hub, so it is sent unasked only to the hub itself (the class's
+origin is one of ``JUPYTERHUB_PUBLIC_URL``, ``JUPYTERHUB_PUBLIC_HUB_URL``,
+``JUPYTERHUB_API_URL``), or anywhere with ``--hub-token``; a class on the hub that refuses it
+(a proxy with its own roster) gets the hidden prompt once instead.
+
+Joining asks ``/class/me`` once (a refused token changes nothing), then points this kernel's
 ``base_url``, ``upload_url`` and key at the class — in memory only; the token is never
 printed, stored or put in the notebook. Everything else (panel, sweeps, history, gallery)
 is unchanged. The same works with no magic at all: ``KIE_BASE_URL=URL``,
@@ -23,13 +29,15 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from IPython import get_ipython
 from IPython.core.error import StdinNotImplementedError, UsageError
 
 from ..api.client import KieClient
 from ..api.errors import KieConfigError, KieError
 from ..fakeapi.demo import DemoServer
 
-__all__ = ["join", "leave", "joined", "UPLOAD_PATH", "ME_PATH"]
+__all__ = ["join", "leave", "joined", "joined_class", "on_the_hub", "HUB_URL_ENVS",
+           "UPLOAD_PATH", "ME_PATH"]
 
 #: Where the proxy serves KIE's File Upload API, under the class's URL.
 UPLOAD_PATH = "/upload"
@@ -66,18 +74,38 @@ def class_url(raw: str) -> str:
     return url
 
 
-def _token(token_env: str | None) -> str:
-    """The student's token: ``--token-env NAME``, else ``JUPYTERHUB_API_TOKEN``, else asked
-    with a hidden prompt. Never echoed."""
-    if token_env:
-        token = os.environ.get(token_env, "").strip()
-        if not token:
-            raise UsageError(f"%kie4o class --token-env: ${token_env} is not set; nothing "
-                             "changed")
-        return token
-    hub = os.environ.get("JUPYTERHUB_API_TOKEN", "").strip()
-    if hub:
-        return hub
+#: Where a single-user server on a JupyterHub learns the hub's own addresses: a class at one
+#: of these origins is a hub service, the only place the hub token is sent unasked.
+HUB_URL_ENVS = ("JUPYTERHUB_PUBLIC_URL", "JUPYTERHUB_PUBLIC_HUB_URL", "JUPYTERHUB_API_URL")
+_HUB_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of a URL, the default port filled in; None if it has none."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:  # a port that is not a number
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+def on_the_hub(url: str) -> bool:
+    """Whether ``url`` has the origin of this server's JupyterHub (one of :data:`HUB_URL_ENVS`).
+
+    The hub token can act as the student on the hub, so it goes unasked only to the hub itself
+    (a proxy run as a hub service), never to any other address a notebook names.
+    """
+    origin = _origin(url)
+    hubs = {_origin(os.environ[name]) for name in HUB_URL_ENVS if os.environ.get(name)}
+    return origin is not None and origin in hubs
+
+
+def _ask() -> str:
+    """The class token, asked with a hidden prompt (never echoed)."""
     try:
         token = getpass.getpass("Class token (hidden): ").strip()
     except (StdinNotImplementedError, EOFError):
@@ -87,6 +115,40 @@ def _token(token_env: str | None) -> str:
     if not token:
         raise UsageError("%kie4o class: no token entered; nothing changed")
     return token
+
+
+def _token(url: str, token_env: str | None, hub_token: bool) -> tuple[str, bool]:
+    """The student's token and whether it is the hub token taken unasked.
+
+    ``--token-env NAME``, else ``--hub-token`` (``$JUPYTERHUB_API_TOKEN``), else the hub token
+    when the class is on the hub itself (:func:`on_the_hub`), else asked with a hidden prompt.
+    """
+    if token_env and hub_token:
+        raise UsageError("%kie4o class: --token-env and --hub-token both name the token; give "
+                         "one")
+    if token_env:
+        token = os.environ.get(token_env, "").strip()
+        if not token:
+            raise UsageError(f"%kie4o class --token-env: ${token_env} is not set; nothing "
+                             "changed")
+        return token, False
+    hub = os.environ.get(_HUB_TOKEN_ENV, "").strip()
+    if hub_token:
+        if not hub:
+            raise UsageError(f"%kie4o class --hub-token: ${_HUB_TOKEN_ENV} is not set (this "
+                             "server is not on a JupyterHub); nothing changed")
+        return hub, False
+    if hub and on_the_hub(url):
+        return hub, True
+    return _ask(), False
+
+
+class _Refused(UsageError):
+    """The class answered 401 or 403 to the token."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _whoami(url: str, token: str) -> dict[str, Any]:
@@ -99,9 +161,10 @@ def _whoami(url: str, token: str) -> dict[str, Any]:
         me = client.call("GET", ME_PATH, "class/me", retries=False)
     except KieError as exc:
         why = getattr(exc, "msg", None) or str(exc)
-        if getattr(exc, "code", None) in (401, 403):
-            raise UsageError(f"%kie4o class: the class at {url} refused the token: {why}; "
-                             "nothing changed") from None
+        code = getattr(exc, "code", None)
+        if code in (401, 403):
+            raise _Refused(f"%kie4o class: the class at {url} refused the token: {why}; "
+                           "nothing changed", code) from None
         raise UsageError(f"%kie4o class: no class answered at {url} ({why}); nothing "
                          "changed") from None
     finally:
@@ -113,12 +176,22 @@ def _whoami(url: str, token: str) -> dict[str, Any]:
 
 
 def join(host: ClassHost, raw_url: str, *, token_env: str | None = None,
-         demo_off: Callable[[Any], None]) -> None:
+         hub_token: bool = False, demo_off: Callable[[Any], None]) -> None:
     """Check the token with the class, then point this kernel at it (``demo_off(host)``
     first when demo mode is on: the class is a live endpoint)."""
     url = class_url(raw_url)
-    token = _token(token_env)
-    me = _whoami(url, token)
+    token, automatic = _token(url, token_env, hub_token)
+    try:
+        me = _whoami(url, token)
+    except _Refused as refused:
+        # A proxy on the hub may keep its own roster (set-up A on a hub): it does not know
+        # hub logins, so ask for the class token once instead.
+        if not (automatic and refused.code == 401):
+            raise
+        print(f"kie4o: the class at {url} does not take your hub login; give your class "
+              "token")
+        token = _ask()
+        me = _whoami(url, token)
     if host.demo.running:
         demo_off(host)
         print("kie4o: demo mode off: the class is this kernel's endpoint now")
@@ -141,11 +214,33 @@ def joined(host: Any) -> str | None:
     return found[1] if found else None
 
 
-def leave(host: ClassHost) -> None:
-    """Go back to the settings the kernel had before ``%kie4o class URL``."""
+def joined_class(shell: Any = None) -> str | None:
+    """The URL of the class this kernel's ``%kie4o`` joined (``%kie4o class URL``), else None.
+
+    For a notebook that turns demo mode on by itself: a kernel in a class keeps its class
+    (``%kie4o demo`` refuses while in one)::
+
+        from kie_jupyter.notebook.classjoin import joined_class
+        if not os.environ.get("KIE_API_KEY") and not joined_class():
+            %kie4o demo
+    """
+    if shell is None:
+        shell = get_ipython()
+    manager = getattr(shell, "magics_manager", None)
+    magics = manager.registry.get("Kie4o") if manager is not None else None
+    return joined(magics) if magics is not None else None
+
+
+def leave(host: ClassHost, *, say: bool = True) -> str | None:
+    """Go back to the settings the kernel had before ``%kie4o class URL``; the class's URL
+    (None: not in a class). ``say=False`` leaves the one line to the caller."""
     joined = _joined.pop(host, None)
     if joined is None:
-        print("kie4o: not in a class (`%kie4o class URL` joins one)")
-        return
+        if say:
+            print("kie4o: not in a class (`%kie4o class URL` joins one)")
+        return None
     (host.base_url, host.upload_url, host._api_key), url = joined
-    print(f"kie4o: left the class at {url}; " + host.load_message().removeprefix("kie4o: "))
+    if say:
+        print(f"kie4o: left the class at {url}; "
+              + host.load_message().removeprefix("kie4o: "))
+    return url

@@ -16,7 +16,7 @@
     %kie4o models                      the models and their options
     %kie4o pack export FILE.kiepack [--search TEXT] [--starred] [ID …]   a replay pack
     %kie4o pack show [FILE]            what a replay pack (or the loaded one) holds
-    %kie4o class URL [--token-env NAME] / class off   join a class proxy, or leave it
+    %kie4o class URL [--token-env NAME | --hub-token] / class off   join a class, or leave
 
 Each takes ``-h``, which prints its help (and ``%kie4o -h`` lists them). The line is split
 like a shell line first, then ``$name`` and ``{expr}`` are filled word by word, as for the
@@ -171,12 +171,29 @@ def _login(host: Host, args: argparse.Namespace) -> None:
         raise options.usage_error(exc, "%kie4o login: ") from None
     if not key:
         raise UsageError("%kie4o login: no key entered")
+    # A personal key must not go to a class proxy, and `class off` must not undo the login:
+    # logging in leaves the class first (its settings of before come back, then the new key).
+    left = classjoin.leave(host, say=False)
     host._api_key = key
-    print("kie4o: key kept in memory for this session (never written to disk).")
+    kept = "key kept in memory for this session (never written to disk)"
+    if left is None:
+        print(f"kie4o: {kept}.")
+        return
+    try:
+        endpoint = f"; endpoint {host.client().base_url}"
+    except UsageError:  # the settings of before have a problem; the next cell says it
+        endpoint = ""
+    print(f"kie4o: left the class at {left}; {kept}{endpoint}.")
 
 
 def _demo(host: Host, args: argparse.Namespace) -> None:
     if args.mode == "on":
+        joined = classjoin.joined(host)
+        if joined is not None:
+            # Demo mode would hide the class the student joined (and "Run All" of a notebook
+            # that turns demo on by itself must not do that behind their back).
+            raise UsageError(f"%kie4o demo: you are in the class at {joined}; "
+                             "`%kie4o class off` first")
         pack: ReplayPack | None = None
         try:
             # Read and checked before anything starts: a bad file changes nothing.
@@ -482,11 +499,11 @@ def _pack_show(host: Host, args: argparse.Namespace) -> Any:
 
 def _class(host: Host, args: argparse.Namespace) -> None:
     if args.url.strip().lower() == "off":
-        if args.token_env:
-            raise UsageError("%kie4o class off takes no --token-env")
+        if args.token_env or args.hub_token:
+            raise UsageError("%kie4o class off takes no --token-env or --hub-token")
         classjoin.leave(host)
         return
-    classjoin.join(host, args.url, token_env=args.token_env,
+    classjoin.join(host, args.url, token_env=args.token_env, hub_token=args.hub_token,
                    demo_off=lambda h: _demo_off(h, say=False))
 
 
@@ -623,12 +640,17 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     pack_show.set_defaults(handler=_pack_show)
     pack_show.add_argument("file", nargs="?", metavar="FILE")
     joining = add("class", _class, "join a class proxy: its URL becomes this kernel's API and "
-                  "upload endpoint and your class token its key (asked with a hidden prompt, "
-                  "or $JUPYTERHUB_API_TOKEN); `%kie4o class off` leaves",
+                  "upload endpoint and your class token its key (asked with a hidden prompt; "
+                  "$JUPYTERHUB_API_TOKEN unasked only for a class on your hub); "
+                  "`%kie4o class off` leaves",
                   mistake="%kie4o class: give the class's URL (`%kie4o class https://…`) or "
                           "`off`")
     joining.add_argument("url", metavar="URL", help="the class proxy's address, or off")
     joining.add_argument("--token-env", metavar="NAME",
                          help="read the token from this environment variable")
+    joining.add_argument("--hub-token", action="store_true",
+                         help="send your hub login ($JUPYTERHUB_API_TOKEN) to this class even "
+                              "though it is not on your hub's address (it can act as you on "
+                              "the hub: only for a class you trust)")
     assert tuple(by_name) == SUBCOMMANDS, "every subcommand has a parser, in order"
     return top, by_name

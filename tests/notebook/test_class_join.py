@@ -2,7 +2,9 @@
 
 The proxy here is a stand-in (stdlib ``http.server`` on 127.0.0.1) that answers the URL
 layout the real one serves: ``/class/me`` for who the token belongs to, and KIE's API under
-the same URL (only ``chat/credit`` here, enough to see the key and endpoint in use).
+the same URL (only ``chat/credit`` here, enough to see the key and endpoint in use). Its
+refusals are the real proxy's (``kie_jupyter.classroom.forward``): HTTP 401, KIE's error shape
+with ``"classProxy": true``, the same words.
 """
 
 from __future__ import annotations
@@ -16,10 +18,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from IPython.core.error import UsageError
 
+from kie_jupyter.notebook.classjoin import HUB_URL_ENVS, joined_class
+
 from magic_helpers import KEY, all_text, run
 
 TOKEN = "class-token-alice-0123456789"
 REVOKED = "class-token-bob-revoked-000"
+HUB_TOKEN = "hub-token-of-alice-0123456789"
+#: The real proxy's words (kie_jupyter/classroom/forward.py).
+REVOKED_MSG = "this class token was revoked — ask your teacher"
+UNKNOWN_MSG = "class token not recognised — check the token your teacher gave you"
 
 
 class StandIn(ThreadingHTTPServer):
@@ -41,7 +49,8 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(200, {"code": 200, "msg": "success", "data": {
                 "student": "alice", "quota": 20, "used": 3, "remaining": 17, "paused": False}})
         elif self.path == "/class/me":
-            self.answer(401, {"code": 401, "msg": "this token was revoked by the teacher"})
+            why = REVOKED_MSG if auth == f"Bearer {REVOKED}" else UNKNOWN_MSG
+            self.answer(401, {"code": 401, "msg": why, "data": None, "classProxy": True})
         elif self.path == "/api/v1/chat/credit" and auth == f"Bearer {TOKEN}":
             self.answer(200, {"code": 200, "msg": "success", "data": 17})
         else:
@@ -71,8 +80,9 @@ def proxy() -> Iterator[StandIn]:
 
 
 @pytest.fixture(autouse=True)
-def no_hub_token(monkeypatch):
-    monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
+def no_hub(monkeypatch):
+    for name in ("JUPYTERHUB_API_TOKEN", *HUB_URL_ENVS):
+        monkeypatch.delenv(name, raising=False)
 
 
 def settings(shell) -> str:
@@ -118,15 +128,77 @@ def test_class_off_returns_to_the_previous_settings(shell, server, proxy, monkey
         "kie4o: not in a class (`%kie4o class URL` joins one)")
 
 
-def test_the_hub_token_or_a_named_variable_needs_no_prompt(shell, server, proxy, monkeypatch):
+def test_a_named_variable_needs_no_prompt(shell, server, proxy, monkeypatch):
     ask(monkeypatch, "never asked")
-    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", TOKEN)
-    assert "as alice" in run(shell, f"%kie4o class {proxy.url}").stdout
-    monkeypatch.delenv("JUPYTERHUB_API_TOKEN")
     monkeypatch.setenv("MY_CLASS_TOKEN", TOKEN)
     assert "as alice" in run(shell, f"%kie4o class {proxy.url} --token-env MY_CLASS_TOKEN").stdout
-    assert [auth for _, auth in proxy.seen] == [f"Bearer {TOKEN}"] * 2
+    assert [auth for _, auth in proxy.seen] == [f"Bearer {TOKEN}"]
     run(shell, "%kie4o class off")
+
+
+@pytest.mark.parametrize("env", HUB_URL_ENVS)
+def test_the_hub_token_goes_unasked_only_to_the_hub_itself(shell, server, proxy, monkeypatch,
+                                                           env):
+    port = proxy.url.rsplit(":", 1)[1]
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", TOKEN)  # a proxy on the hub knows hub logins
+    prompts = ask(monkeypatch, "never asked")
+    monkeypatch.setenv(env, f"HTTP://127.0.0.1:{port}/hub/api")  # same origin, any path
+    assert "as alice" in run(shell, f"%kie4o class {proxy.url}").stdout
+    assert prompts == [] and proxy.seen == [("/class/me", f"Bearer {TOKEN}")]
+    run(shell, "%kie4o class off")
+
+
+@pytest.mark.parametrize("hub", ["https://hub.example.edu/", "http://localhost:{port}/",
+                                 "http://127.0.0.1:1{port}/", "https://127.0.0.1:{port}/"])
+def test_the_hub_token_is_not_sent_to_another_address(shell, server, proxy, monkeypatch, hub):
+    port = proxy.url.rsplit(":", 1)[1]
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", HUB_TOKEN)
+    monkeypatch.setenv("JUPYTERHUB_PUBLIC_URL", hub.format(port=port))
+    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://10.0.0.1:8081/hub/api")
+    prompts = ask(monkeypatch, TOKEN)
+    cap = run(shell, f"%kie4o class {proxy.url}")
+    assert "as alice" in cap.stdout and prompts == ["Class token (hidden): "]
+    assert [auth for _, auth in proxy.seen] == [f"Bearer {TOKEN}"]  # never the hub token
+    assert HUB_TOKEN not in all_text(cap)
+    run(shell, "%kie4o class off")
+
+
+def test_hub_token_sends_it_to_a_class_elsewhere_when_asked(shell, server, proxy, monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", TOKEN)
+    prompts = ask(monkeypatch, "never asked")
+    assert "as alice" in run(shell, f"%kie4o class {proxy.url} --hub-token").stdout
+    assert prompts == [] and [auth for _, auth in proxy.seen] == [f"Bearer {TOKEN}"]
+    run(shell, "%kie4o class off")
+    # Asked for by name, a refusal is final: no prompt.
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", HUB_TOKEN)
+    with pytest.raises(UsageError) as info:
+        run(shell, f"%kie4o class {proxy.url} --hub-token")
+    assert str(info.value) == (f"%kie4o class: the class at {proxy.url} refused the token: "
+                               f"{UNKNOWN_MSG}; nothing changed")
+    assert prompts == [] and HUB_TOKEN not in str(info.value)
+
+
+def test_a_class_on_the_hub_that_refuses_the_hub_token_asks_once(shell, server, proxy,
+                                                                 monkeypatch):
+    # A roster proxy on the hub's address: it knows class tokens, not hub logins.
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", HUB_TOKEN)
+    monkeypatch.setenv("JUPYTERHUB_PUBLIC_URL", proxy.url + "/")
+    prompts = ask(monkeypatch, TOKEN)
+    cap = run(shell, f"%kie4o class {proxy.url}")
+    assert cap.stdout.splitlines() == [
+        f"kie4o: the class at {proxy.url} does not take your hub login; give your class token",
+        f"kie4o: connected to the class at {proxy.url} as alice — 17 of 20 images left. "
+        "`%kie4o class off` to leave."]
+    assert prompts == ["Class token (hidden): "]
+    assert [auth for _, auth in proxy.seen] == [f"Bearer {HUB_TOKEN}", f"Bearer {TOKEN}"]
+    assert HUB_TOKEN not in all_text(cap) and TOKEN not in all_text(cap)
+    run(shell, "%kie4o class off")
+    # A second refusal is final.
+    prompts = ask(monkeypatch, REVOKED)
+    with pytest.raises(UsageError) as info:
+        run(shell, f"%kie4o class {proxy.url}")
+    assert str(info.value).endswith(f"refused the token: {REVOKED_MSG}; nothing changed")
+    assert prompts == ["Class token (hidden): "]
 
 
 def test_a_refused_token_says_why_and_changes_nothing(shell, server, proxy, monkeypatch):
@@ -135,7 +207,7 @@ def test_a_refused_token_says_why_and_changes_nothing(shell, server, proxy, monk
     with pytest.raises(UsageError) as info:
         run(shell, f"%kie4o class {proxy.url}")
     assert str(info.value) == (f"%kie4o class: the class at {proxy.url} refused the token: "
-                               "this token was revoked by the teacher; nothing changed")
+                               f"{REVOKED_MSG}; nothing changed")
     assert REVOKED not in str(info.value)
     assert settings(shell) == before
     assert "not in a class" in run(shell, "%kie4o class off").stdout
@@ -152,7 +224,13 @@ def test_a_refused_token_says_why_and_changes_nothing(shell, server, proxy, monk
      "127.0.0.1/localhost); nothing changed"),
     ("class https://class.example.org --token-env NO_SUCH_VAR",
      "%kie4o class --token-env: $NO_SUCH_VAR is not set; nothing changed"),
-    ("class off --token-env X", "%kie4o class off takes no --token-env"),
+    ("class off --token-env X", "%kie4o class off takes no --token-env or --hub-token"),
+    ("class off --hub-token", "%kie4o class off takes no --token-env or --hub-token"),
+    ("class https://class.example.org --hub-token --token-env X",
+     "%kie4o class: --token-env and --hub-token both name the token; give one"),
+    ("class https://class.example.org --hub-token",
+     "%kie4o class --hub-token: $JUPYTERHUB_API_TOKEN is not set (this server is not on a "
+     "JupyterHub); nothing changed"),
 ])
 def test_bad_input_is_one_line_and_sends_nothing(shell, server, monkeypatch, line, message):
     ask(monkeypatch, TOKEN)
@@ -186,3 +264,49 @@ def test_joining_a_class_leaves_demo_mode(shell, server, proxy, monkeypatch):
         "`%kie4o class off` to leave."]
     assert "(demo)" not in settings(shell)
     run(shell, "%kie4o class off")
+
+
+def test_login_in_a_class_leaves_it_first(shell, server, proxy, monkeypatch):
+    before = settings(shell)
+    ask(monkeypatch, TOKEN)
+    run(shell, f"%kie4o class {proxy.url}")
+    ask(monkeypatch, KEY)  # the student's own KIE key
+    cap = run(shell, "%kie4o login")
+    assert cap.stdout.strip() == (f"kie4o: left the class at {proxy.url}; key kept in memory "
+                                  f"for this session (never written to disk); endpoint "
+                                  f"{server.url}.")
+    assert KEY not in all_text(cap) and TOKEN not in all_text(cap)
+    assert settings(shell) == before  # the endpoint of before, no class row
+    run(shell, "%%kie4o -o t\na fox after login")
+    assert server.requests_to("generate")[-1].headers["Authorization"] == f"Bearer {KEY}"
+    assert [path for path, _ in proxy.seen] == ["/class/me"]  # the key never went to the class
+    # `class off` has nothing to undo: the login stays.
+    assert "not in a class" in run(shell, "%kie4o class off").stdout
+    assert "left the class" not in run(shell, "%kie4o login").stdout
+
+
+def test_a_login_that_fails_stays_in_the_class(shell, server, proxy, monkeypatch):
+    ask(monkeypatch, TOKEN)
+    run(shell, f"%kie4o class {proxy.url}")
+    ask(monkeypatch, "")
+    with pytest.raises(UsageError, match="^%kie4o login: no key entered$"):
+        run(shell, "%kie4o login")
+    assert f"class            {proxy.url}" in settings(shell)
+    run(shell, "%kie4o class off")
+
+
+def test_demo_mode_refuses_while_in_a_class(shell, server, proxy, monkeypatch):
+    assert joined_class() is None
+    ask(monkeypatch, TOKEN)
+    run(shell, f"%kie4o class {proxy.url}")
+    assert joined_class() == joined_class(shell) == proxy.url  # what a notebook cell can ask
+    before = settings(shell)
+    with pytest.raises(UsageError) as info:
+        run(shell, "%kie4o demo")
+    assert str(info.value) == (f"%kie4o demo: you are in the class at {proxy.url}; "
+                               "`%kie4o class off` first")
+    assert settings(shell) == before and "(demo)" not in before
+    run(shell, "%kie4o class off")
+    assert joined_class() is None
+    assert "demo mode" in run(shell, "%kie4o demo").stdout  # out of the class, it works
+    run(shell, "%kie4o demo off")
