@@ -510,6 +510,15 @@ def render(results: dict[str, Any], errors: dict[str, str], s: Settings,
         "- Load: each figure is the median of alternating fresh processes (load, import, "
         "load, …); the machine is shared, so single runs vary by ±20 %: the ratio, measured "
         "side by side, is what to read.",
+        "- What `%load_ext` no longer imports (requests, Pillow, the engine, the option "
+        "parser) is imported on first use: the first `%%kie4o` cell of a kernel pays it (the "
+        "submit table's \"first cell\"; the concurrency run warms the kernel first, as it "
+        "does for ipywidgets).",
+        "- Market: with only the spread of earlier durations to go by (30–120 s here, the "
+        "widest we assume), mean delay and polls trade off along a curve this schedule sits "
+        "close to (spacing ∝ √(time left to the longest), the delay-for-polls optimum for "
+        "an end equally likely anywhere in the span); a model's first tasks, before it has "
+        "durations, are seen about 3 s late, as any model's were before.",
         "- Memory depends on the allocator: glibc keeps what threads free in per-thread "
         "arenas. Thumbnails are decoded on one thread, downloads share one pool, and freed "
         "memory is returned (`malloc_trim`) as each task ends; the mock's images are "
