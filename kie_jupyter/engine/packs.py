@@ -9,6 +9,9 @@ this module may not import it (the fake server stands alone), so it keeps its ow
 the format's constants and of :func:`normalise_prompt`, which ``tests/engine/test_pack_export.py``
 holds equal to the reader's.
 
+``edit`` says whether the task was given input images: a recorded edit answers only an edit
+(of any picture) and a recorded text-to-image task only a request with no input image.
+
 Images come from the files history knows were saved (``--save``, ``task.save``), else they
 are downloaded from the task's result URLs while those still work (KIE keeps them 14 days);
 an image that can be had neither way is left out and said so in :attr:`PackReport.missing`.
@@ -75,18 +78,24 @@ def _short(task_id: str) -> str:
     return task_id if len(task_id) <= 14 else task_id[:12] + "…"
 
 
+def _is_edit(entry: HistoryEntry) -> bool:
+    """Whether the task was given input images (an edit), not text alone."""
+    return bool(entry.params.get("files"))
+
+
 def _api_match(entry: HistoryEntry) -> tuple[list[str], str]:
     """The API model ids a request may name to match this task, and its size as sent."""
     size = str(entry.params.get("size") or "")
     spec = MODELS.get(entry.model or "4o")
     if spec is None or spec.family == "4o":
         return [entry.model or "4o"], size
-    mode = spec.edit if entry.params.get("files") and spec.edit else spec.text or spec.edit
+    mode = spec.edit if _is_edit(entry) and spec.edit else spec.text or spec.edit
     choice = mode.size if mode is not None else None
     if choice is not None:
         size = choice.values.get(size, size) if size else (
             choice.values.get(choice.default, choice.default) if choice.default else "")
-    return list(spec.model_ids), size
+    # The id of the mode it ran in: an edit model never answers a text-to-image request.
+    return [mode.model_id] if mode is not None else list(spec.model_ids), size
 
 
 def _saved_images(entry: HistoryEntry) -> dict[int, bytes]:
@@ -159,7 +168,8 @@ def export_pack(entries: Iterable[HistoryEntry], out: str | os.PathLike[str], *,
         tasks.append({
             "task_id": entry.task_id, "prompt": entry.prompt,
             "key": normalise_prompt(entry.prompt), "model": entry.model or "4o",
-            "match_models": match_models, "size": size, "params": entry.params,
+            "match_models": match_models, "size": size, "edit": _is_edit(entry),
+            "params": entry.params,
             "images": names, "created": entry.created, "completed": entry.completed,
             "demo": bool(entry.demo),
         })

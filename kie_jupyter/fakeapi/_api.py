@@ -192,7 +192,8 @@ class MockAPI:
             params=body,
             result_urls=(list(script.result_urls) if script.result_urls is not None
                          else self._result_urls(task_id, n, prompt=prompt, model="4o",
-                                                size=str(body.get("size") or ""))),
+                                                size=str(body.get("size") or ""),
+                                                edit=bool(body.get("filesUrl")))),
             created=now,
             create_ms=int(time.time() * 1000),
             duration=float(duration),
@@ -202,16 +203,17 @@ class MockAPI:
             failure=failure,
         )
 
-    def _result_urls(self, task_id: str, n: int, *, prompt: str, model: str,
-                     size: str) -> list[str]:
+    def _result_urls(self, task_id: str, n: int, *, prompt: str, model: str, size: str,
+                     edit: bool) -> list[str]:
         """The ``n`` result URLs of a new task: the replay pack's recorded images where its
-        prompt, model and size match one (``/files/pack/…``), synthetic ones for the rest
-        (``/files/results/…``). Called under the lock."""
+        prompt, model, size and edit-ness (input images given or not) match one
+        (``/files/pack/…``), synthetic ones for the rest (``/files/results/…``). Called under
+        the lock."""
         urls = [f"{self.url}{FILES_PREFIX}results/{task_id}_{i}.png" for i in range(n)]
         pack = self.pack
         if pack is None or not prompt:
             return urls
-        for i, name in enumerate(pack.match(prompt, model, size)[:n]):
+        for i, name in enumerate(pack.match(prompt, model, size, edit=edit)[:n]):
             key = f"pack/{task_id}_{i}{_PACK_EXTENSIONS.get(pack.image(name)[1], '.png')}"
             self._pack_results[key] = (task_id, pack, name)
             urls[i] = f"{self.url}{FILES_PREFIX}{key}"

@@ -232,8 +232,8 @@ class MarketAPI:
         def _admit(self, endpoint: str, cost: float, now: float) -> Answer | None: ...
         def _missing_input(self, urls: list[Any]) -> tuple[int, str] | None: ...
         def _task_duration(self, script: TaskScript, body: dict[str, Any]) -> float: ...
-        def _result_urls(self, task_id: str, n: int, *, prompt: str, model: str,
-                         size: str) -> list[str]: ...
+        def _result_urls(self, task_id: str, n: int, *, prompt: str, model: str, size: str,
+                         edit: bool) -> list[str]: ...
 
     def _next_script(self, prompt: str) -> TaskScript:
         script = self._scripts.popleft() if self._scripts else TaskScript()
@@ -268,7 +268,7 @@ class MarketAPI:
                              else self._result_urls(task_id, 1,
                                                     prompt=str(fields.get("prompt") or ""),
                                                     model=str(body["model"]),
-                                                    size=str(ratio))),
+                                                    size=str(ratio), edit=bool(images))),
                 created=now, create_ms=now_ms, duration=self._task_duration(script, body),
                 script=script,
                 null_polls=self.null_polls if script.null_polls is None else script.null_polls,
@@ -308,7 +308,8 @@ class MarketAPI:
                              else self._result_urls(
                                  task_id, 1, prompt=str(body.get("prompt") or ""),
                                  model=str(body.get("model") or "flux-kontext-pro"),
-                                 size=str(body.get("aspectRatio") or ""))),
+                                 size=str(body.get("aspectRatio") or ""),
+                                 edit=bool(body.get("inputImage")))),
                 created=now, create_ms=int(time.time() * 1000),
                 duration=self._task_duration(script, body), script=script,
                 null_polls=self.null_polls if script.null_polls is None else script.null_polls,

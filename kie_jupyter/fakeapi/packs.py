@@ -4,14 +4,16 @@ A pack is a zip file (``.kiepack``) holding ``manifest.json`` and the images it 
 
     {"format": "kiepack", "version": 1, "created": "…", "title": "…",
      "tasks": [{"task_id": "…", "prompt": "…", "key": "<normalised prompt>", "model": "4o",
-                "match_models": ["4o"], "size": "3:2", "params": {…},
+                "match_models": ["4o"], "size": "3:2", "edit": false, "params": {…},
                 "images": ["images/<task id>_0.png", …], "created": "…"}]}
 
-The fake server answers a generate request whose prompt, model and size match a recorded task
-with that task's images (:meth:`ReplayPack.match`); any other request gets the usual synthetic
-pictures. Prompts match when they are equal after :func:`normalise_prompt`. The writing side is
-``kie_jupyter.engine.packs`` (it may not import this module, nor this one it: the fake server
-stands alone); ``tests/engine/test_pack_export.py`` checks that the two agree.
+The fake server answers a generate request whose prompt, model and size match a recorded task,
+and that gives input images exactly when the task did (``edit``; a pack written before it was
+recorded holds text-to-image tasks), with that task's images (:meth:`ReplayPack.match`); any
+other request gets the usual synthetic pictures. Prompts match when they are equal after
+:func:`normalise_prompt`. The writing side is ``kie_jupyter.engine.packs`` (it may not import
+this module, nor this one it: the fake server stands alone);
+``tests/engine/test_pack_export.py`` checks that the two agree.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class PackTask:
     #: The size (aspect ratio) as the API was sent it.
     size: str
     images: tuple[str, ...]
+    #: Whether the task was given input images (an edit) rather than text alone.
+    edit: bool = False
 
 
 class ReplayPack:
@@ -80,9 +84,9 @@ class ReplayPack:
         self.title = title
         self.tasks = tasks
         self._images = images
-        self._by_key: dict[tuple[str, str], list[PackTask]] = {}
+        self._by_key: dict[tuple[str, str, bool], list[PackTask]] = {}
         for task in tasks:
-            self._by_key.setdefault((task.key, task.size), []).append(task)
+            self._by_key.setdefault((task.key, task.size, task.edit), []).append(task)
 
     @property
     def name(self) -> str:
@@ -92,13 +96,15 @@ class ReplayPack:
     def image_count(self) -> int:
         return sum(len(t.images) for t in self.tasks)
 
-    def match(self, prompt: str, model: str, size: str) -> list[str]:
+    def match(self, prompt: str, model: str, size: str, *, edit: bool = False) -> list[str]:
         """The names of the recorded images for this request, in order (empty: none match).
 
-        Every recorded task with the same normalised prompt, size and model gives its
-        images, so a request for several variants gets as many different recorded ones.
+        Every recorded task with the same normalised prompt, size and model, and given input
+        images exactly when the request is (``edit``), gives its images, so a request for
+        several variants gets as many different recorded ones. A student's edit of their own
+        picture never gets a recorded text-to-image result, nor a text prompt a recorded edit.
         """
-        found = self._by_key.get((normalise_prompt(prompt), str(size)), [])
+        found = self._by_key.get((normalise_prompt(prompt), str(size), bool(edit)), [])
         return [name for task in found if model in task.match_models for name in task.images]
 
     def image(self, name: str) -> tuple[bytes, str]:
@@ -164,13 +170,16 @@ def _task(item: Any, n: int, shown: str) -> PackTask:
             or not all(isinstance(i, str) and i for i in images)):
         raise PackError(f"{where} names no image")
     model = str(item.get("model") or "4o")
+    edit = item.get("edit", False)
+    if not isinstance(edit, bool):
+        raise PackError(f"{where}: edit must be true or false")
     matches = item.get("match_models")
     if not isinstance(matches, list) or not matches:
         matches = [model]
     return PackTask(task_id=str(item.get("task_id") or f"task-{n + 1}"), prompt=prompt,
                     key=normalise_prompt(prompt), model=model,
                     match_models=tuple(str(m) for m in matches),
-                    size=str(item.get("size") or ""), images=tuple(images))
+                    size=str(item.get("size") or ""), images=tuple(images), edit=edit)
 
 
 def _image(zf: zipfile.ZipFile, name: str, shown: str) -> tuple[bytes, str]:

@@ -209,6 +209,71 @@ def test_a_pack_can_be_loaded_and_dropped_while_running(pack_file):
         assert "/files/results/" in url
 
 
+def test_an_edit_matches_only_an_edit_and_a_text_prompt_only_a_text_task(tmp_path):
+    prompt = "Make it a watercolor painting"
+    tasks = [
+        {"task_id": "t" * 32, "prompt": prompt, "model": "4o", "match_models": ["4o"],
+         "size": "1:1", "edit": False, "images": ["images/text.png"]},
+        {"task_id": "e" * 32, "prompt": prompt, "model": "4o", "match_models": ["4o"],
+         "size": "1:1", "edit": True, "images": ["images/edit.png"]},
+        {"task_id": "n" * 32, "prompt": prompt, "model": "nano-banana-pro",
+         "match_models": ["nano-banana-pro"], "size": "1:1", "edit": True,
+         "images": ["images/nano.png"]},
+        {"task_id": "k" * 32, "prompt": prompt, "model": "flux-kontext-pro",
+         "match_models": ["flux-kontext-pro"], "size": "1:1", "edit": True,
+         "images": ["images/kontext.png"]},
+    ]
+    path = write_pack(tmp_path / "edits.kiepack", tasks,
+                      {"images/text.png": FOX, "images/edit.png": OWL,
+                       "images/nano.png": FOX_2, "images/kontext.png": OWL})
+    pack = load_pack(path)
+    assert [t.edit for t in pack.tasks] == [False, True, True, True]
+    assert pack.match(prompt, "4o", "1:1") == ["images/text.png"]
+    assert pack.match(prompt, "4o", "1:1", edit=True) == ["images/edit.png"]
+    photo = "https://example.org/my-own-photo.png"  # a student's picture
+    with MockKieServer(api_key=KEY, duration=0, null_polls=0, pack=path) as server:
+        def made(endpoint: str, body: dict[str, Any]) -> bytes:
+            answer = requests.post(server.url + endpoint, headers=AUTH, json=body,
+                                   timeout=TIMEOUT).json()
+            return fetch(server.tasks[answer["data"]["taskId"]]["resultUrls"][0])
+
+        four_o = "/api/v1/gpt4o-image/generate"
+        assert made(four_o, {"prompt": prompt, "size": "1:1"}) == FOX
+        assert made(four_o, {"prompt": prompt, "size": "1:1", "filesUrl": [photo]}) == OWL
+        market = "/api/v1/jobs/createTask"
+        text = {"prompt": prompt, "aspect_ratio": "1:1"}
+        assert made(market, {"model": "nano-banana-pro", "input": {
+            **text, "image_input": [photo]}}) == FOX_2
+        assert made(market, {"model": "nano-banana-pro", "input": text}) not in (FOX, FOX_2,
+                                                                                 OWL)
+        kontext = "/api/v1/flux/kontext/generate"
+        assert made(kontext, {"prompt": prompt, "aspectRatio": "1:1",
+                              "inputImage": photo}) == OWL
+        assert made(kontext, {"prompt": prompt, "aspectRatio": "1:1"}) not in (FOX, FOX_2, OWL)
+
+
+def test_a_pack_without_edit_marks_holds_text_to_image_tasks(pack_file):
+    # Packs written before `edit` was recorded: every task is taken as text-to-image.
+    pack = load_pack(pack_file)
+    assert not any(t.edit for t in pack.tasks)
+    assert pack.match("A red fox in the snow.", "4o", "3:2", edit=True) == []
+    with MockKieServer(api_key=KEY, duration=0, null_polls=0, pack=pack_file) as server:
+        answer = requests.post(server.url + "/api/v1/gpt4o-image/generate", headers=AUTH,
+                               json={"prompt": "A red fox in the snow.", "size": "3:2",
+                                     "filesUrl": ["https://example.org/me.png"]},
+                               timeout=TIMEOUT).json()
+        (url,) = server.tasks[answer["data"]["taskId"]]["resultUrls"]
+        assert "/files/results/" in url
+
+
+def test_an_edit_mark_that_is_not_true_or_false_is_refused(tmp_path):
+    path = write_pack(tmp_path / "bad.kiepack", [
+        {"prompt": "a fox", "images": ["images/fox_0.png"], "edit": "yes"}],
+        {"images/fox_0.png": FOX})
+    with pytest.raises(PackError, match=r"task 1 of the manifest: edit must be true or false$"):
+        load_pack(path)
+
+
 # -- demo mode's server ------------------------------------------------------------------------
 
 

@@ -23,6 +23,16 @@ def pixels(data: bytes) -> bytes:
         return im.convert("RGB").tobytes()
 
 
+def settings(shell) -> dict[str, str]:
+    """``%kie4o config``'s rows, from the table it returns (it prints nothing itself)."""
+    text = shell.run_line_magic("kie4o", "config")._repr_mimebundle_()["text/plain"]
+    rows = {}
+    for line in text.splitlines()[2:]:  # the title, then the header row
+        name, _, value = line.partition("  ")
+        rows[name.strip()] = value.strip()
+    return rows
+
+
 @pytest.fixture(autouse=True)
 def quick_demo(monkeypatch):
     monkeypatch.setenv("KIE_DEMO_DURATION", "0.3")
@@ -96,6 +106,31 @@ def test_the_pack_from_the_environment_is_read_when_demo_mode_starts(shell, reco
         run(shell, "%kie4o demo off")
 
 
+def test_a_recorded_edit_answers_only_an_edit(shell, server, tmp_path):
+    photos = []
+    for n, colour in enumerate(((200, 30, 30), (30, 30, 200))):
+        photos.append(tmp_path / f"photo{n}.png")
+        Image.new("RGB", (64, 48), colour).save(photos[-1])
+    run(shell, f"%%kie4o -s 1:1 -i {photos[0]} -o t\nMake it a watercolor painting")
+    edit = shell.user_ns["t"]
+    pack = tmp_path / "edits.kiepack"
+    run(shell, f"%kie4o pack export {pack} {edit.task_id}")
+    with zipfile.ZipFile(pack) as zf:
+        assert json.loads(zf.read("manifest.json"))["tasks"][0]["edit"] is True
+    try:
+        run(shell, f"%kie4o demo --pack {pack}")
+        # A student's edit of their own photo, with the recorded prompt: the recorded edit.
+        run(shell, f"%%kie4o -s 1:1 -i {photos[1]} -o first\nmake it a watercolor painting")
+        assert shell.user_ns["first"].images == edit.images
+        # The same words with no picture: not the teacher's edit of another picture.
+        run(shell, "%%kie4o -s 1:1 -o second\nMake it a watercolor painting")
+        second = shell.user_ns["second"]
+        assert second.status is TaskStatus.SUCCESS and image_source(second.urls) == "synthetic"
+        assert second.images[0] not in edit.images
+    finally:
+        run(shell, "%kie4o demo off")
+
+
 def test_export_says_what_it_could_not_include(shell, server, tmp_path):
     run(shell, "%kie4o demo")
     run(shell, "%%kie4o -o t\na demo fox")
@@ -157,18 +192,19 @@ def test_bad_input_is_one_line_before_anything_is_done(shell, server, tmp_path):
         assert str(info.value) == message
     assert len(server.requests) == before
     assert not list(tmp_path.glob("x.*"))
-    assert "demo mode" not in run(shell, "%kie4o config").stdout  # demo never started
-    assert "(demo)" not in all_text(run(shell, "%kie4o config"))
+    rows = settings(shell)  # demo never started: the live endpoint, no pack
+    assert rows["endpoint"] == server.url and "replay pack" not in rows
 
 
-def test_a_bad_pack_in_the_environment_stops_demo_before_it_starts(shell, tmp_path,
+def test_a_bad_pack_in_the_environment_stops_demo_before_it_starts(shell, server, tmp_path,
                                                                    monkeypatch):
     monkeypatch.setenv("KIE_DEMO_PACK", str(tmp_path / "gone.kiepack"))
     with pytest.raises(UsageError) as info:
         run(shell, "%kie4o demo")
     assert str(info.value) == (f"%kie4o demo: KIE_DEMO_PACK={tmp_path / 'gone.kiepack'}: "
                                "no such file")
-    assert "(demo)" not in all_text(run(shell, "%kie4o config"))
+    rows = settings(shell)
+    assert rows["endpoint"] == server.url and "replay pack" not in rows
 
 
 def test_image_source_words_where_a_demo_tasks_images_came_from():
