@@ -14,7 +14,9 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import nbformat
 import pytest
 from IPython.core.error import UsageError
 
@@ -310,3 +312,24 @@ def test_demo_mode_refuses_while_in_a_class(shell, server, proxy, monkeypatch):
     assert joined_class() is None
     assert "demo mode" in run(shell, "%kie4o demo").stdout  # out of the class, it works
     run(shell, "%kie4o demo off")
+
+
+def test_run_all_of_the_teaching_notebook_keeps_the_class(shell, server, proxy, monkeypatch,
+                                                          tmp_path):
+    # Its second cell turns demo mode on when there is no key, but not in a joined kernel.
+    notebook = Path(__file__).resolve().parents[2] / "notebooks" / "teaching.ipynb"
+    demo_cell = nbformat.read(notebook, as_version=4).cells[2].source
+    assert "%kie4o demo" in demo_cell
+    monkeypatch.delenv("KIE_API_KEY")
+    monkeypatch.chdir(tmp_path)  # no lesson.kiepack here
+    ask(monkeypatch, TOKEN)
+    run(shell, f"%kie4o class {proxy.url}")
+    before = settings(shell)
+    assert run(shell, demo_cell).stdout == ""
+    assert settings(shell) == before and "(demo)" not in before
+    run(shell, "%kie4o class off")
+    try:
+        assert "kie4o demo mode" in run(shell, demo_cell).stdout  # out of a class: demo mode
+        assert "(demo)" in settings(shell)
+    finally:
+        run(shell, "%kie4o demo off")
