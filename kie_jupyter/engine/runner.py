@@ -48,10 +48,6 @@ log = logging.getLogger("kie_jupyter")
 Emit = Callable[..., None]
 T = TypeVar("T")
 
-#: Decoding a result image for its thumbnails takes a few MB for a moment. Done in each
-#: task's own thread, glibc would keep those MB in each thread's arena (up to 8 per core), and
-#: a kernel that ran a hundred tasks would hold 2.5 times their images
-#: (benchmarks/bench_memory.py); done on this one thread, memory stays at the images.
 class _SharedPool:
     """Threads shared by every task: made on first use, kept while work keeps coming (so the
     same threads, and their allocator arenas, serve task after task), ended after ``idle``
@@ -96,6 +92,10 @@ class _SharedPool:
             del future, fn, args
 
 
+#: Decoding a result image for its thumbnails takes a few MB for a moment. Done in each
+#: task's own thread, glibc would keep those MB in each thread's arena (up to 8 per core), and
+#: a kernel that ran a hundred tasks would hold 2.5 times their images
+#: (benchmarks/bench_memory.py); done on this one thread, memory stays at the images.
 _image_thread = _SharedPool(1, "kie4o-images")
 #: Downloads of every task share these threads, for the same reason (and no thread is made
 #: per task to fetch its images).

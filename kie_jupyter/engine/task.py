@@ -144,7 +144,12 @@ class Task:
         if history is not None:
             # Thumbnails first: history's record of the end lists them.
             keeper = ThumbnailKeeper(history.thumbs_dir())
-            self.subscribe(lambda task: on_image_thread(keeper, task))
+
+            def keep_thumbnails(task: Task) -> None:  # decoded on the one image thread
+                if task.status is TaskStatus.SUCCESS:
+                    on_image_thread(keeper, task)
+
+            self.subscribe(keep_thumbnails)
             self.subscribe(HistoryRecorder(history, client.base_url))
         if self.save_dir is not None:
             self.subscribe(SaveOnDownload(self.save_dir))
