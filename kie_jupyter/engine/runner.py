@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..api.client import KieClient
     from .inputs import InputImage
 
-__all__ = ["RunPlan", "TaskRunner", "on_image_thread", "release_memory"]
+__all__ = ["RunPlan", "TaskRunner", "end_shared_threads", "on_image_thread", "release_memory"]
 
 log = logging.getLogger("kie_jupyter")
 
@@ -50,10 +50,11 @@ T = TypeVar("T")
 
 class _SharedPool:
     """Threads shared by every task: made on first use, kept while work keeps coming (so the
-    same threads, and their allocator arenas, serve task after task), ended after ``idle``
-    seconds without work (no thread outlives the tasks that used it for long)."""
+    same threads, and their allocator arenas, serve task after task: a new thread may take
+    another arena, and what the last one freed stays behind), ended after ``idle`` seconds
+    without work or by :meth:`close` (``%unload_ext``)."""
 
-    def __init__(self, workers: int, name: str, idle: float = 0.5) -> None:
+    def __init__(self, workers: int, name: str, idle: float = 10.0) -> None:
         self.workers = workers
         self.name = name
         self.idle = idle
@@ -74,22 +75,32 @@ class _SharedPool:
                                  daemon=True).start()
         return future
 
+    def close(self) -> None:
+        """End the idle threads now (work already queued is done first)."""
+        with self._lock:
+            threads = self._threads
+        for _ in range(threads):
+            self._queue.put(None)  # type: ignore[arg-type]
+
     def _work(self) -> None:
         while True:
             try:
-                future, fn, args = self._queue.get(timeout=self.idle)
+                item = self._queue.get(timeout=self.idle)
             except queue.Empty:
+                item = None
+            if item is None:  # idle, or closed: leave, unless work waits for no one else
                 with self._lock:
-                    if self._queue.empty():
+                    if self._queue.empty() or self._threads > 1:
                         self._threads -= 1
                         return
                 continue
+            future, fn, args = item
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn(*args))
                 except BaseException as exc:  # the caller gets it from the future
                     future.set_exception(exc)
-            del future, fn, args
+            del item, future, fn, args
 
 
 #: Decoding a result image for its thumbnails takes a few MB for a moment. Done in each
@@ -97,10 +108,17 @@ class _SharedPool:
 #: a kernel that ran a hundred tasks would hold 2.5 times their images
 #: (benchmarks/bench_memory.py); done on this one thread, memory stays at the images.
 _image_thread = _SharedPool(1, "kie4o-images")
-#: Downloads of every task share these threads, for the same reason (and no thread is made
-#: per task to fetch its images).
-_downloads = _SharedPool(8, "kie4o-download")
+#: Downloads of every task share these threads (no thread is made per task to fetch its
+#: images). Their buffers are small (a body is joined once, at its size), so they may end
+#: soon when idle; the image thread stays (its few MB are reused in place, task after task).
+_downloads = _SharedPool(8, "kie4o-download", idle=0.5)
 _on_image_thread = threading.local()
+
+
+def end_shared_threads() -> None:
+    """End the image and download threads once idle (``%unload_ext``: no thread is left)."""
+    _image_thread.close()
+    _downloads.close()
 
 
 _trim: Callable[[int], int] | None | bool = False  # False: not looked up yet

@@ -210,6 +210,10 @@ class Kie4o(Magics):
         self._clients.clear()
         if self._demo is not None:
             self._demo.stop()
+        if "kie_jupyter.engine.runner" in sys.modules:  # (else no task ever ran)
+            from ..engine.runner import end_shared_threads
+
+            end_shared_threads()  # the image and download threads: none is left behind
 
     def _take_demo(self) -> DemoHandover | None:
         """Detach the running demo server, its clients and unfinished tasks (for a reload)."""
