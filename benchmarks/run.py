@@ -24,6 +24,7 @@ from typing import Any
 
 from _common import HERE, from_dict, machine, run_child
 from bench_batch import BatchResult
+from bench_classproxy import ClassProxyResult
 from bench_concurrency import ConcurrencyResult
 from bench_detection import DetectionResult, DetectionRow
 from bench_load import LoadResult
@@ -34,7 +35,7 @@ from bench_submit import SubmitResult
 from bench_workbench import WorkbenchResult
 
 BENCHES = ("detection", "market", "submit", "concurrency", "load", "memory", "notebook",
-           "workbench", "batch")
+           "workbench", "batch", "classproxy")
 DETECTION_TARGET = 0.5  # s, mean
 SUBMIT_TARGET_MS = 20.0
 CONCURRENCY_TARGET = 1.1
@@ -46,6 +47,7 @@ LOAD_TARGET = 1.2
 NOTEBOOK_TARGET_KB = 15.0
 MARKET_TARGET = 0.7  # s, mean
 BATCH_TARGET = 1.05
+CLASS_PROXY_TARGET_MS = 10.0  # p95, per request
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Settings:
     market_samples: int = 400
     market_live: int = 10
     batch_prompts: int = 1000
+    class_students: int = 30
 
 
 @dataclass
@@ -81,7 +84,7 @@ def settings(args: argparse.Namespace) -> Settings:
         return Settings(scale=args.scale or 0.03, detection_tasks=6, curves="linear",
                         submit_runs=8, concurrency_tasks=20, load_reps=3, memory_tasks=30,
                         quick=True, notebook_cells=4, market_samples=80, market_live=4,
-                        batch_prompts=200)
+                        batch_prompts=200, class_students=10)
     return Settings(scale=args.scale or 0.05, detection_tasks=20,
                     curves="linear,ease-in,ease-out", submit_runs=20, concurrency_tasks=20,
                     load_reps=7, memory_tasks=100, quick=False)
@@ -113,6 +116,9 @@ def run_all(s: Settings, only: tuple[str, ...]) -> tuple[dict[str, Any], dict[st
                      lambda d: NotebookResult(**d), 600.0),
         "batch": ("bench_batch.py", ["--prompts", f"{s.batch_prompts}"],
                   lambda d: BatchResult(**d), 900.0),
+        "classproxy": ("bench_classproxy.py",
+                       ["--students", f"{s.class_students}", "--tasks", "4", "--per", "1.0"],
+                       lambda d: ClassProxyResult(**d), 600.0),
         "workbench": ("bench_workbench.py",
                       ["--scale", f"{s.scale}", "--reps", "2" if s.quick else "5",
                        "--history", "1000"],
@@ -277,6 +283,23 @@ def targets(results: dict[str, Any], scale: float) -> list[Target]:
             f"{bt.max_in_window} per window, {bt.refused} refused)",
             f"≤ {BATCH_TARGET}",
             bt.ratio <= BATCH_TARGET and bt.succeeded == bt.prompts and bt.refused == 0))
+    cp: ClassProxyResult | None = results.get("classproxy")
+    if cp is not None:
+        out.append(Target(
+            f"Class proxy: {cp.students} students × {cp.tasks_each} tasks, overhead the proxy "
+            "adds per request (paired with the same request sent straight to the mock)",
+            f"p95 {cp.overhead_p95_ms:.1f} ms, p50 {cp.overhead_p50_ms:.1f} ms over {cp.pairs} "
+            f"pairs (burst with no pause: p95 {cp.burst_overhead_p95_ms:.0f} ms)",
+            f"≤ {CLASS_PROXY_TARGET_MS:g} ms (p95)",
+            cp.overhead_p95_ms <= CLASS_PROXY_TARGET_MS))
+        out.append(Target(
+            f"Class proxy fair share: {cp.students * cp.tasks_each} submits at once, 20 per "
+            f"{cp.fair_per:g} s",
+            f"{_s(cp.fair_total_s)} (floor {_s(cp.fair_floor_s)}); max wait "
+            f"{_s(cp.fair_max_wait_s)}; every first task by rank {cp.fair_first_max_rank}, "
+            f"no third before rank {cp.fair_third_min_rank}; {cp.fair_refused} refused",
+            "all done, none refused, every first before any third",
+            cp.fair_ok and cp.fair_refused == 0))
     load: LoadResult | None = results.get("load")
     if load is not None:
         out.append(Target(
@@ -485,6 +508,25 @@ def render(results: dict[str, Any], errors: dict[str, str], s: Settings,
                 f"| {_s(bt.wall)} | {_s(bt.ideal)} | {bt.ratio:.3f} | {earliest:.1f} s | "
                 f"{bt.wall / earliest:.3f} | {bt.succeeded}/{bt.prompts} | {bt.max_in_window} "
                 f"| {bt.refused} | {bt.polls} |"]
+    cp = results.get("classproxy")
+    if cp is not None:
+        out += ["", f"## Class proxy ({cp.students} students × {cp.tasks_each} tasks)", "",
+                "`kie4o class serve` in its own process in front of the mock (another process); "
+                "students are threads of the benchmark. Overhead: each request through the "
+                "proxy paired with the same request sent straight to the mock with the "
+                "teacher's key, at a class's pace (all start within 1 s; 0.1–0.5 s after a "
+                "submit, 0.3–1 s between polls); burst: the same with no pause (30 requests "
+                "always in flight, a load no class makes — the proxy is one Python process). "
+                "Fair share: all submits at once, the account's 20 per 10 s scaled to 20 per "
+                f"{cp.fair_per:g} s on the proxy and the mock.", "",
+                "| Overhead p50 | p95 | Direct p50 | Proxied p50 | Burst p50 | Burst p95 "
+                "| Fair: all done | Floor | Max wait | Fair order | Refused |",
+                "|---|---|---|---|---|---|---|---|---|---|---|",
+                f"| {cp.overhead_p50_ms:.2f} ms | {cp.overhead_p95_ms:.2f} ms | "
+                f"{cp.direct_p50_ms:.2f} ms | {cp.proxied_p50_ms:.2f} ms | "
+                f"{cp.burst_overhead_p50_ms:.1f} ms | {cp.burst_overhead_p95_ms:.1f} ms | "
+                f"{_s(cp.fair_total_s)} | {_s(cp.fair_floor_s)} | {_s(cp.fair_max_wait_s)} | "
+                f"{'yes' if cp.fair_ok else 'no'} | {cp.fair_refused} |"]
     load: LoadResult | None = results.get("load")
     if load is not None:
         out += ["", "## Load time (fresh processes, IPython shell created before timing)", "",

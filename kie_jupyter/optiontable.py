@@ -1,7 +1,7 @@
 """The generation options, declared once for both front ends: ``%%kie4o`` and ``kie4o``.
 
 Each :class:`Option` holds its flags, ``dest``, type and choices, default, metavar and help.
-The notebook's ``options.declare`` makes the magic's ``@argument`` decorators from
+The notebook's ``magics._declare`` makes the magic's ``@argument`` decorators from
 :data:`OPTIONS` (so ``%%kie4o?`` documents them) and the CLI adds the same options to its
 parser with :func:`add_options`; a front end that needs another default says so in one
 override, next to the reason. Options that only make sense in a notebook (``-o``,

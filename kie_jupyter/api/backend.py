@@ -75,6 +75,9 @@ class Backend(Protocol):
 
     #: Our name of the family (``4o``, …), recorded with each task.
     family: str
+    #: Whether its records carry progress; without it the poller spaces polls from the
+    #: model's earlier durations instead.
+    reports_progress: bool
 
     def submit(self, request: Any, *, stop: threading.Event | None = None,
                on_wait: Callable[[float], None] | None = None) -> str:

@@ -17,6 +17,7 @@ class FourOBackend:
     the rate limit, uploads and downloads)."""
 
     family = "4o"
+    reports_progress = True
     #: Where submissions go (shown by dry runs).
     submit_path = "/api/v1/gpt4o-image/generate"
 

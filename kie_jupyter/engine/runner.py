@@ -283,7 +283,7 @@ class TaskRunner:
         """The model whose earlier durations forecast this task's end: only for a family
         with no progress field, and only for a task sent here (a resumed one's start is
         unknown)."""
-        if getattr(self.backend, "reports_progress", True) or self.submitted_at is None:
+        if self.backend.reports_progress or self.submitted_at is None:
             return None
         name = getattr(self.plan.request, "name", None)
         return f"{getattr(self.backend, 'family', '?')}:{name}" if name else None

@@ -48,8 +48,8 @@ __all__ = ["Kie4o"]
 def _declare(func: Callable[..., Any]) -> Callable[..., Any]:
     """Every ``%%kie4o`` option of the shared table on the magic (``%%kie4o?`` is the help).
 
-    What :func:`.options.declare` does, from the table alone: :mod:`.options` imports the
-    engine (and Pillow) for its checks, which ``%load_ext`` must not wait for.
+    Here, not in :mod:`.options`: that module imports the engine (and Pillow) for its checks,
+    which ``%load_ext`` must not wait for.
     """
     for option in reversed(tuple(optiontable.options_for("notebook"))):
         func = argument(*option.flags, **option.kwargs("notebook"))(func)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.text import DollarFormatter
 
 from .. import optiontable
@@ -40,22 +39,11 @@ from ..engine.requests import request_for
 from ..engine.sweep import Axis, expand
 from ..hints import with_hint
 
-__all__ = ["declare", "parse_cell", "CellOptions", "CellRun", "fill_prompt", "split_line",
+__all__ = ["parse_cell", "CellOptions", "CellRun", "fill_prompt", "split_line",
            "expand_words", "keep_empty_body", "usage_error"]
 
 #: The long name of each flag, for error messages (``-i`` → ``--image``).
 LONG_NAMES = optiontable.LONG_NAMES
-
-
-def declare(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate the magic with every ``%%kie4o`` option of the shared table.
-
-    The options are declared once, in :mod:`kie_jupyter.optiontable`; the ``kie4o`` CLI is
-    built from the same table, so the two cannot drift.
-    """
-    for option in reversed(tuple(optiontable.options_for("notebook"))):
-        func = argument(*option.flags, **option.kwargs("notebook"))(func)
-    return magic_arguments()(func)
 
 
 @dataclass(frozen=True)

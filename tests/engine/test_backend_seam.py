@@ -46,6 +46,7 @@ class ScriptedBackend:
 
     script: list[Snap | None]
     family: str = "scripted"
+    reports_progress: bool = True
     sent: list[Any] = field(default_factory=list)
     polls: int = 0
 
