@@ -86,7 +86,10 @@ def _fix_of(task: Task) -> str | None:
 def summary_lines(task: Task) -> list[str]:
     """Plain-text lines describing a task: what a terminal shows."""
     p = task.params
-    demo = " (demo)" if getattr(task, "demo", False) else ""
+    demo = ""
+    if getattr(task, "demo", False):
+        source = image_source(task.urls)
+        demo = " (demo)" if source == "synthetic" else f" (demo, {source})"
     head = f"kie4o task {task.task_id or '(not submitted)'} — {task.status.value}{demo}"
     lines = [head, f"prompt: {task.prompt}"]
     lines.append(f"size {p.get('size', '?')} · variants {p.get('variants', '?')}")
@@ -150,16 +153,34 @@ def chips(task: Task) -> list[str]:
     return [str(label) for label in labels if label]
 
 
+def image_source(urls: Sequence[str]) -> str:
+    """Where a demo task's images came from, in the words a card or table may show:
+    ``"from the class pack"``, ``"partly from the class pack"`` or ``"synthetic"``.
+
+    The demo server names a recorded image ``…/files/pack/…`` and a made-up one
+    ``…/files/results/…``, so the task's URLs (kept in history too) tell.
+    """
+    marks = ["/files/pack/" in url for url in urls]
+    if marks and all(marks):
+        return "from the class pack"
+    return "partly from the class pack" if any(marks) else "synthetic"
+
+
 def chip_html(task: Task) -> str:
-    """The chips as HTML, "demo" first when the task ran in demo mode."""
+    """The chips as HTML, "demo" (or "class pack") first when the task ran in demo mode."""
     esc = html.escape
     out = "".join(f'<span class="kie4o-chip" style="{CHIP}">{esc(c)}</span>'
                   for c in chips(task))
     if getattr(task, "demo", False):
         style = f"{CHIP};background:{DEMO_BG};color:{DEMO_TEXT}"
-        out = (f'<span class="kie4o-chip kie4o-demo" style="{style}" '
-               'title="demo mode: made-up images from the bundled mock server, no credits '
-               'spent">demo</span>' + out)
+        if image_source(task.urls) == "synthetic":
+            out = (f'<span class="kie4o-chip kie4o-demo" style="{style}" '
+                   'title="demo mode: made-up images from the bundled mock server, no credits '
+                   'spent">demo</span>' + out)
+        else:
+            out = (f'<span class="kie4o-chip kie4o-demo" style="{style}" '
+                   'title="demo mode: recorded images from the class\'s replay pack, no '
+                   'credits spent">demo · class pack</span>' + out)
     return out
 
 

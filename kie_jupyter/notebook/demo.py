@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..fakeapi.demo import DEMO_KEY, DemoServer, demo_requested
+from .cards import image_source
 
 if TYPE_CHECKING:
     from ..api.client import KieClient
@@ -46,19 +47,6 @@ def banner(url: str, pack: ReplayPack | None = None) -> str:
     if pack is None:
         return BANNER.format(url=url)
     return PACK_BANNER.format(url=url, name=pack.name, tasks=len(pack.tasks))
-
-
-def image_source(urls: Iterable[str]) -> str:
-    """Where a demo task's images came from, in the words a card or table may show:
-    ``"from the class pack"``, ``"partly from the class pack"`` or ``"synthetic"``.
-
-    The demo server names a recorded image ``…/files/pack/…`` and a made-up one
-    ``…/files/results/…``, so the task's URLs (kept in history too) tell.
-    """
-    marks = ["/files/pack/" in url for url in urls]
-    if marks and all(marks):
-        return "from the class pack"
-    return "partly from the class pack" if any(marks) else "synthetic"
 
 
 def stop_tasks(tasks: Iterable[Task], clients: Iterable[KieClient]) -> None:

@@ -184,12 +184,16 @@ class Kie4o(Magics):
 
     def load_message(self, continued: bool = False) -> str:
         """The one line printed at load: endpoint and whether a key was found."""
-        if self._demo_running() and continued:
-            # A reload never switches a kernel from demo to live without a word.
-            return (f"kie4o: demo mode continues on {self.demo.url} (synthetic images, no "
-                    "credits spent); `%kie4o demo off` to use the live endpoint")
         if self._demo_running():
-            return f"kie4o: demo mode on {self.demo.url} (synthetic images, no key needed)"
+            pack = self.demo.pack
+            images = ("synthetic images" if pack is None else
+                      f"class pack {pack.name}: its {len(pack.tasks)} recorded prompt(s) show "
+                      "recorded images, others synthetic")
+            if continued:
+                # A reload never switches a kernel from demo to live without a word.
+                return (f"kie4o: demo mode continues on {self.demo.url} ({images}, no credits "
+                        "spent); `%kie4o demo off` to use the live endpoint")
+            return f"kie4o: demo mode on {self.demo.url} ({images}, no key needed)"
         try:
             client = self.client()
         except UsageError as exc:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..api.models import TaskRecord
 from ..engine.history import HistoryEntry
-from .cards import thumbnail
+from .cards import image_source, thumbnail
 
 __all__ = ["Table", "status_snapshot", "history_table", "config_table"]
 
@@ -101,7 +101,11 @@ def _thumb_cell(entry: HistoryEntry) -> str:
 
 def _status(entry: HistoryEntry) -> str:
     # A demo result must never be taken for a real one (nor its id for a resumable task).
-    return f"{entry.status} (demo)" if getattr(entry, "demo", None) else entry.status
+    if not getattr(entry, "demo", None):
+        return entry.status
+    source = image_source(entry.urls or ())
+    return f"{entry.status} (demo)" if source == "synthetic" else \
+        f"{entry.status} (demo, {source})"
 
 
 def history_table(entries: list[HistoryEntry], *, embed: bool = True,

@@ -13,6 +13,7 @@ from IPython.core.error import UsageError
 from PIL import Image
 
 from kie_jupyter.api.models import TaskStatus
+from kie_jupyter.notebook.cards import chip_html
 from kie_jupyter.notebook.demo import image_source
 
 from magic_helpers import all_text, run
@@ -73,6 +74,9 @@ def test_export_then_demo_with_the_pack_gives_the_recorded_images(shell, server,
         assert [pixels(i) for i in owls.images] == [pixels(i) for i in owl.images]
         assert all("/files/pack/" in url for url in (*again.urls, *owls.urls))
         assert image_source(again.urls) == "from the class pack"
+        assert ">demo · class pack</span>" in chip_html(again)
+        listing = all_text(run(shell, "%kie4o history 1"))
+        assert "success (demo, from the class pack)" in listing, listing
         # Another prompt, or the same at another size: synthetic, and not the recorded ones.
         run(shell, "%%kie4o -s 3:2 -o other\na lighthouse at night")
         run(shell, "%%kie4o -s 1:1 -o square\nA lighthouse at dusk.")
@@ -97,8 +101,10 @@ def test_the_pack_from_the_environment_is_read_when_demo_mode_starts(shell, reco
     monkeypatch.setenv("KIE_DEMO_PACK", str(pack))
     monkeypatch.setenv("KIE_DEMO", "1")
     run(shell, "%unload_ext kie_jupyter")
-    run(shell, "%load_ext kie_jupyter")  # KIE_DEMO=1: demo mode starts at load, with the pack
+    loaded = run(shell, "%load_ext kie_jupyter")  # KIE_DEMO=1: demo mode starts with the pack
     try:
+        assert "class pack lesson.kiepack: its 2 recorded prompt(s) show recorded images, " \
+               "others synthetic, no key needed" in all_text(loaded), all_text(loaded)
         run(shell, "%%kie4o -s 3:2 -o again\nA lighthouse at dusk")
         assert shell.user_ns["again"].images == lighthouse.images
         assert "class pack lesson.kiepack" in run(shell, "%kie4o demo").stdout
