@@ -315,7 +315,8 @@ def _settle(threads: list[threading.Thread]) -> None:
     deadline = time.monotonic() + _SETTLE_SECONDS
     try:
         for t in threads:
-            t.join(max(deadline - time.monotonic(), 0.0))
+            if t.ident is not None:  # a Ctrl-C may come before every worker has started
+                t.join(max(deadline - time.monotonic(), 0.0))
     except KeyboardInterrupt:  # a second Ctrl-C: report what is known now
         pass
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,16 +21,22 @@ __all__ = ["SlidingWindowLimiter", "Slot", "submit_limiter"]
 
 
 class Slot:
-    """One call's place in the window: ``at`` is when it counts from (when it was sent, and
-    once settled, when its answer came); an open slot's answer has not come yet."""
+    """One call's place in the window. ``state``: ``pending`` (taken, not sent yet: ``at`` is
+    only an estimate), ``open`` (sent, its answer not come: it may arrive any time), ``done``
+    (counts from ``at``: when it was sent, or once settled, when its answer came) or
+    ``cancelled`` (never sent: it does not count)."""
 
-    __slots__ = ("at", "open", "before")
+    __slots__ = ("at", "state", "before")
 
-    def __init__(self, at: float, before: Slot | None) -> None:
+    def __init__(self, at: float, before: Slot | None, state: str = "pending") -> None:
         self.at = at
-        self.open = False
+        self.state = state
         #: The slot ``max_calls`` earlier, which this one must follow by the window.
         self.before = before
+
+    @property
+    def open(self) -> bool:
+        return self.state == "open"
 
 
 class SlidingWindowLimiter:
@@ -55,13 +62,17 @@ class SlidingWindowLimiter:
         self._lock = threading.Lock()
 
     def reserve(self) -> float:
-        """Take a slot; return how long the caller must wait before using it."""
-        return self._reserve()[0]
+        """Take a slot that counts from when it may be used; return how long the caller must
+        wait before using it."""
+        wait, slot = self._reserve()
+        with self._lock:
+            slot.state = "done"
+        return wait
 
     def _reserve(self) -> tuple[float, Slot]:
         with self._lock:
             now = self._clock()
-            while (self._calls and not self._calls[0].open
+            while (self._calls and self._calls[0].state in ("done", "cancelled")
                    and self._calls[0].at <= now - self.period):
                 self._calls.popleft()
             before = (self._calls[-self.max_calls] if len(self._calls) >= self.max_calls
@@ -82,6 +93,7 @@ class SlidingWindowLimiter:
         """
         wait, slot = self._reserve()
         told = False
+        opened = False
         try:
             while True:
                 if wait > 0:
@@ -95,20 +107,32 @@ class SlidingWindowLimiter:
                 with self._lock:
                     now = self._clock()
                     before = slot.before
-                    if before is None or (not before.open
+                    while before is not None and before.state == "cancelled":
+                        before = before.before  # never sent: the one before it counts
+                    if before is None or (before.state == "done"
                                           and before.at + self.period <= now):
-                        slot.at, slot.open, slot.before = now, True, None
+                        slot.at, slot.state, slot.before = now, "open", None
+                        opened = True
                         return slot
-                    wait = 0.05 if before.open else before.at + self.period - now
+                    # Not sent yet, or sent and not answered: it may still arrive any time.
+                    wait = (0.05 if before.state in ("pending", "open")
+                            else before.at + self.period - now)
         finally:
-            if told:
-                _tell(on_wait, 0.0)
+            try:
+                if told:
+                    _tell(on_wait, 0.0)
+            finally:
+                with self._lock:
+                    if not opened:
+                        slot.state = "cancelled"
+                    elif sys.exc_info()[0] is not None:  # interrupted after opening
+                        slot.at, slot.state = max(slot.at, self._clock()), "done"
 
     def settle(self, slot: Slot) -> None:
         """The call of ``slot`` was answered (or failed) now: it counts from here."""
         with self._lock:
             slot.at = max(slot.at, self._clock())
-            slot.open = False
+            slot.state = "done"
 
     def acquire(self, on_wait: Callable[[float], None] | None = None) -> float:
         """Wait for a slot; return the seconds waited (``on_wait`` as in :meth:`acquire_unless`)."""

@@ -219,9 +219,9 @@ def poll_task(
             continue
         if record.progress != progress:
             if changed_at is not None and record.progress > changed_at[1]:
-                span = last_poll - changed_at[0]
-                if span > 0:
-                    recent_rate = (record.progress - changed_at[1]) / span
+                since = last_poll - changed_at[0]
+                if since > 0:
+                    recent_rate = (record.progress - changed_at[1]) / since
             changed_at = (last_poll, record.progress)
         progress = record.progress
         if record.succeeded and not record.urls and empty_success < empty_success_polls:

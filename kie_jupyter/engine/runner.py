@@ -69,10 +69,13 @@ class _SharedPool:
         self._queue.put((future, fn, args))
         with self._lock:
             if self._threads < self.workers:
-                self._threads += 1
                 self._made += 1
-                threading.Thread(target=self._work, name=f"{self.name}_{self._made}",
-                                 daemon=True).start()
+                thread = threading.Thread(target=self._work, name=f"{self.name}_{self._made}",
+                                          daemon=True)
+                # Counted only once it runs: a thread that cannot start (a thread limit,
+                # interpreter shutdown) must not leave the queue waiting for it forever.
+                thread.start()
+                self._threads += 1
         return future
 
     def close(self) -> None:
@@ -133,10 +136,13 @@ def release_memory() -> None:
             import ctypes
 
             _trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
-        except (OSError, AttributeError):
+        except Exception:  # not glibc: Windows raises TypeError, others OSError
             _trim = None
     if callable(_trim):
-        _trim(0)
+        try:
+            _trim(0)
+        except Exception:  # an optimisation only: never fail a task over it
+            _trim = None
 
 
 def on_image_thread(fn: Callable[..., T], *args: Any) -> T:

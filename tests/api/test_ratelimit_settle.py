@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -51,3 +52,58 @@ def test_a_cancelled_wait_sends_nothing_and_says_so():
 def test_reserve_and_acquire_keep_their_meaning(fake_clock):
     limiter = SlidingWindowLimiter(2, 10.0, clock=fake_clock, sleep=fake_clock.sleep)
     assert [limiter.reserve() for _ in range(4)] == [0, 0, 10, 10]
+
+
+def _taker(limiter, got, name, cancel=None):
+    def take():
+        got[name] = limiter.acquire_open(cancel)
+
+    thread = threading.Thread(target=take, daemon=True)
+    before = len(limiter._calls)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while len(limiter._calls) == before and time.monotonic() < deadline:
+        time.sleep(0.001)  # its slot is taken: the next taker queues behind it
+    return thread
+
+
+def test_a_late_answer_holds_every_slot_behind_it_not_only_the_next():
+    # Review finding: a slot not sent yet had an estimated time, and the slot max_calls
+    # behind it went by that estimate while it still waited on a late answer.
+    limiter = SlidingWindowLimiter(2, 0.05)
+    s0 = limiter.acquire_open(None)
+    s1 = limiter.acquire_open(None)
+    got: dict[str, object] = {}
+    t2 = _taker(limiter, got, "s2")  # behind s0, whose answer is late
+    t3 = _taker(limiter, got, "s3")  # behind s1
+    t4 = _taker(limiter, got, "s4")  # behind s2, not sent yet
+    limiter.settle(s1)
+    t3.join(5)
+    assert "s3" in got
+    time.sleep(0.3)
+    assert "s2" not in got and "s4" not in got
+    limiter.settle(s0)
+    t2.join(5)
+    assert "s2" in got
+    time.sleep(0.3)
+    assert "s4" not in got  # s2 is sent and not answered: it may still arrive
+    limiter.settle(got["s2"])
+    t4.join(5)
+    assert "s4" in got
+
+
+def test_a_cancelled_wait_does_not_count_and_passes_its_place_back():
+    limiter = SlidingWindowLimiter(1, 0.05)
+    s0 = limiter.acquire_open(None)
+    cancel = threading.Event()
+    got: dict[str, object] = {}
+    t1 = _taker(limiter, got, "s1", cancel)
+    t2 = _taker(limiter, got, "s2")  # behind s1, which will never be sent
+    cancel.set()
+    t1.join(5)
+    assert got["s1"] is None
+    time.sleep(0.2)
+    assert "s2" not in got  # s0 is still unanswered: s2 follows it now
+    limiter.settle(s0)
+    t2.join(5)
+    assert got["s2"] is not None

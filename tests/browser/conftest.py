@@ -69,10 +69,16 @@ HOW = "run `bash scripts/browser-deps.sh <venv>`"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not MISSING:
-        return
     mine = [item for item in items if HERE in Path(str(item.path)).resolve().parents]
     if not mine:
+        return
+    # The browser tests run last. Playwright's sync API keeps an asyncio loop marked as
+    # running on the main thread until the session ends; any later test would inherit it
+    # (asyncio.run refuses, and code that looks for a running loop would see a kernel-like
+    # thread that is not one).
+    mine_ids = {id(item) for item in mine}
+    items[:] = [item for item in items if id(item) not in mine_ids] + mine
+    if not MISSING:
         return
     if os.environ.get("KIE_REQUIRE_BROWSER", "") not in ("", "0"):
         raise pytest.UsageError(

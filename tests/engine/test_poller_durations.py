@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from itertools import pairwise
@@ -120,3 +121,37 @@ def test_the_runner_learns_a_market_model_and_not_4o(tmp_path):
     lo, hi = durations.span("market:nano-banana-2")
     assert 0.1 < lo <= hi < 5.0
     assert durations.span("4o:4o") is None and durations.span("fouro:4o") is None
+
+
+def test_progress_that_comes_and_goes_with_a_span_still_ends_the_task(fake_clock):
+    """Review finding: the progress rate's own local named ``span`` overwrote the durations'
+    range, and a record without progress after two with it failed a paid task."""
+    answers = iter([("generating", 0.2), ("generating", 0.4), ("generating", None)])
+
+    def fetch(task_id: str) -> MarketRecord | None:
+        state, progress = next(answers, ("success", None))
+        data = {"state": state, "resultJson": '{"resultUrls": ["https://x.example/a.png"]}'}
+        record = MarketRecord.from_api(data, task_id)
+        if progress is not None:
+            record = dataclasses.replace(record, progress=progress)
+        return record
+
+    seen = list(poll_task(fetch, "t", submitted_at=0.0, timeout=3600, clock=fake_clock,
+                          sleep=fake_clock.sleep, budget=None, span=(30.0, 120.0)))
+    assert seen and seen[-1].succeeded
+
+
+def test_releasing_memory_never_fails_a_task(monkeypatch):
+    """Review finding: on Windows ``ctypes.CDLL(None)`` raises TypeError."""
+    import ctypes
+
+    from kie_jupyter.engine import runner
+
+    def no_libc(*args, **kwargs):
+        raise TypeError("expected str, bytes or os.PathLike object, not NoneType")
+
+    monkeypatch.setattr(runner, "_trim", False)
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    runner.release_memory()
+    runner.release_memory()
+    assert runner._trim is None
