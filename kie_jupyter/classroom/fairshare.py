@@ -10,6 +10,11 @@ waiting (an idle class wastes no slot). A submit that would wait longer than
 ``max_wait`` is answered 429 with ``Retry-After`` instead (the client's read timeout must not
 run out while the proxy holds the request).
 
+A slot counts from when its submit was answered, not when it was granted (:meth:`FairShare.
+settle`): KIE counts a submit when it arrives, which is some time after the grant (the event
+loop, the network) but always before its answer comes back. Counting from the answer keeps the
+class inside KIE's window whatever the delays; a slot not answered yet holds the window.
+
 Hand-written rather than a library: the rate limiters on PyPI give first-come-first-served
 slots, not round-robin between callers.
 """
@@ -22,7 +27,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["FairShare", "Overloaded"]
+__all__ = ["FairShare", "Grant", "Overloaded"]
+
+#: A grant never settled (a bug, a lost task) stops holding the window after this long.
+_STALE = 120.0
 
 
 class Overloaded(Exception):
@@ -31,6 +39,18 @@ class Overloaded(Exception):
     def __init__(self, retry_after: int) -> None:
         self.retry_after = retry_after
         super().__init__(f"the class is busy; retry in {retry_after} s")
+
+
+class Grant:
+    """One submit's slot: it counts from ``at``; while ``open`` (granted, its answer not come
+    yet) it may still land in KIE's window at any moment."""
+
+    __slots__ = ("at", "student_id", "open")
+
+    def __init__(self, at: float, student_id: str) -> None:
+        self.at = at
+        self.student_id = student_id
+        self.open = True
 
 
 class FairShare:
@@ -49,10 +69,10 @@ class FairShare:
         self.max_wait = max_wait
         self.burst = burst if burst is not None else max(1, rate // 10)
         self._clock = clock
-        self._grants: deque[tuple[float, str]] = deque()
+        self._grants: deque[Grant] = deque()
         self._held: dict[str, int] = {}  # slots per student in the window
         self._served: dict[str, int] = {}  # slots per student since no one was waiting
-        self._queues: dict[str, deque[asyncio.Future[None]]] = {}
+        self._queues: dict[str, deque[asyncio.Future[Grant]]] = {}
         self._ring: deque[str] = deque()
         self._wake: asyncio.Event | None = None
         self._dispatcher: asyncio.Task[None] | None = None
@@ -63,33 +83,52 @@ class FairShare:
         return sum(len(q) for q in self._queues.values())
 
     def _prune(self, now: float) -> None:
-        while self._grants and self._grants[0][0] <= now - self.per - self.margin:
-            _, student_id = self._grants.popleft()
-            left = self._held[student_id] - 1
-            if left:
-                self._held[student_id] = left
+        gone = now - self.per - self.margin
+        if not any(not g.open and g.at <= gone or g.at <= now - _STALE for g in self._grants):
+            return
+        kept: deque[Grant] = deque()
+        for grant in self._grants:
+            if grant.at <= now - _STALE or (not grant.open and grant.at <= gone):
+                left = self._held[grant.student_id] - 1
+                if left:
+                    self._held[grant.student_id] = left
+                else:
+                    del self._held[grant.student_id]
             else:
-                del self._held[student_id]
+                kept.append(grant)
+        self._grants = kept
 
-    def _grant(self, now: float, student_id: str) -> None:
-        self._grants.append((now, student_id))
+    def _grant(self, now: float, student_id: str) -> Grant:
+        grant = Grant(now, student_id)
+        self._grants.append(grant)
         self._held[student_id] = self._held.get(student_id, 0) + 1
         self._served[student_id] = self._served.get(student_id, 0) + 1
+        return grant
 
-    async def acquire(self, student_id: str, *, max_wait: float | None = None) -> None:
+    def settle(self, grant: Grant) -> None:
+        """The grant's submit was answered (or never sent, or failed) now: it counts from
+        here, and leaves the window ``per`` seconds later."""
+        if grant.open:
+            grant.at = max(grant.at, self._clock())
+            grant.open = False
+            if self._wake is not None:
+                self._wake.set()
+
+    async def acquire(self, student_id: str, *, max_wait: float | None = None) -> Grant:
         """Wait for this student's turn and a free slot; raise :class:`Overloaded` when the
-        wait would pass ``max_wait`` (default: the gate's)."""
+        wait would pass ``max_wait`` (default: the gate's). The caller settles the
+        grant when its submit is answered."""
         now = self._clock()
         self._prune(now)
         if (not self._ring and len(self._grants) < self.rate
                 and self._held.get(student_id, 0) < self.burst):
-            self._grant(now, student_id)  # nobody waiting, room, within the burst: go at once
-            return
+            # Nobody waiting, room, within the burst: go at once.
+            return self._grant(now, student_id)
         loop = asyncio.get_running_loop()
         if self._dispatcher is None or self._dispatcher.done():
             self._wake = asyncio.Event()
             self._dispatcher = loop.create_task(self._dispatch())
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[Grant] = loop.create_future()
         queue = self._queues.setdefault(student_id, deque())
         queue.append(future)
         if student_id not in self._ring:
@@ -97,22 +136,23 @@ class FairShare:
         assert self._wake is not None
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(future),
-                                   self.max_wait if max_wait is None else max_wait)
+            return await asyncio.wait_for(asyncio.shield(future),
+                                          self.max_wait if max_wait is None else max_wait)
         except (TimeoutError, asyncio.TimeoutError):
             if future.done() and not future.cancelled():
-                return  # granted just as the wait ran out: use the slot
+                return future.result()  # granted just as the wait ran out: use the slot
             future.cancel()
             self._forget(student_id, future)
             raise Overloaded(self._retry_after()) from None
         except asyncio.CancelledError:  # the student hung up
             if future.done() and not future.cancelled():
-                raise  # the slot is spent either way
+                self.settle(future.result())  # never sent: it counts from now, not open
+                raise
             future.cancel()
             self._forget(student_id, future)
             raise
 
-    def _forget(self, student_id: str, future: asyncio.Future[None]) -> None:
+    def _forget(self, student_id: str, future: asyncio.Future[Grant]) -> None:
         queue = self._queues.get(student_id)
         if queue is not None and future in queue:
             queue.remove(future)
@@ -136,8 +176,15 @@ class FairShare:
                 await self._wake.wait()
                 continue
             if len(self._grants) >= self.rate:
-                await asyncio.sleep(max(self._grants[0][0] + self.per + self.margin - now,
-                                        0.001))
+                # Full: until the first answered slot leaves the window, or (all open) until
+                # an answer comes.
+                settled = [g.at for g in self._grants if not g.open]
+                until = min(settled) + self.per + self.margin if settled else now + _STALE
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), max(until - now, 0.001))
+                except (TimeoutError, asyncio.TimeoutError):
+                    pass
                 continue
             # The waiting student served least; among equals, the first in turn.
             fewest = min(self._served.get(s, 0) for s in self._ring)
@@ -149,8 +196,7 @@ class FairShare:
             if not queue:
                 self._queues.pop(student_id, None)
                 continue
-            queue.popleft().set_result(None)
-            self._grant(now, student_id)
+            queue.popleft().set_result(self._grant(now, student_id))
             if queue:
                 self._ring.append(student_id)  # to the back: everyone else goes first
             else:

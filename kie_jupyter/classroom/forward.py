@@ -31,7 +31,7 @@ from .endpoints import (
     images_asked,
     prompt_of,
 )
-from .fairshare import FairShare, Overloaded
+from .fairshare import FairShare, Grant, Overloaded
 from .guard import BadTokenGuard
 from .hub import HubIdentity, HubUnavailable
 from .ledger import Ledger, Student
@@ -71,9 +71,10 @@ class ClassProxy:
     #: Largest JSON body accepted on the API endpoints, and largest upload.
     max_body: int = 256 * 1024
     max_upload: int = 36 * 1024 * 1024
-    #: Seconds to wait for KIE's answer to a submit, and for the whole submit (fair-share
-    #: wait, resends after KIE's 429, KIE's answer): under the student's read timeout (30 s).
-    submit_timeout: float = 8.0
+    #: Seconds from a submit's arrival within which it is sent to KIE (fair-share wait,
+    #: resends after KIE's 429): under the student's read timeout (30 s), so that no task is
+    #: sent after its student has given up. KIE's answer is then awaited ``read_timeout``
+    #: whatever is left: a task KIE made is always recorded (and charged to its student).
     submit_deadline: float = 25.0
     read_timeout: float = 30.0
     upload_timeout: float = 120.0
@@ -121,7 +122,7 @@ class ClassProxy:
                     if row.revoked:
                         return refusal(401, "this class token was revoked — ask your teacher")
                     return row
-            elif self.hub is not None and not self.guard.locked_for(address):
+            elif self.hub is not None:  # a hub login is checked even from a locked address
                 try:
                     name = await self.hub.user_name(token)
                 except HubUnavailable:
@@ -196,6 +197,7 @@ class ClassProxy:
 
     async def api(self, request: Request) -> Response:
         """Every path under ``/api/v1``: forwarded when it is in :data:`ENDPOINTS`."""
+        arrived = time.monotonic()
         path = "/api/v1/" + request.path_params["rest"]
         if path == CREDIT_PATH and request.method == "GET":
             return await self.credit(request)
@@ -211,7 +213,7 @@ class ClassProxy:
             return refusal(413, f"request too large for the class proxy "
                                 f"(over {self.max_body // 1024} KB)")
         if endpoint.kind == "submit":
-            return await self._submit(path, student, body)
+            return await self._submit(path, student, body, arrived)
         if endpoint.kind == "record":
             return await self._record(path, endpoint, student, request)
         return await self._download(path, endpoint, student, body)
@@ -259,10 +261,12 @@ class ClassProxy:
 
     # -- the three kinds --------------------------------------------------------------------
 
-    async def _submit(self, path: str, student: Student, body: bytes) -> Response:
-        # One deadline for the whole submit: the student's client gives up reading after
-        # 30 s, and a task sent after that would be charged with no one to follow it.
-        deadline = time.monotonic() + self.submit_deadline
+    async def _submit(self, path: str, student: Student, body: bytes,
+                      arrived: float) -> Response:
+        # One deadline, from the request's arrival (a slow hub lookup counts), for sending:
+        # the student's client gives up reading after 30 s, and a task sent after that would
+        # be charged with no one to follow it.
+        deadline = arrived + self.submit_deadline
         if self.ledger.paused:
             return refusal(403, "the class is paused by your teacher — try again later "
                                 "(nothing was charged)")
@@ -284,17 +288,16 @@ class ClassProxy:
             return refusal(402, f"class quota used: {now.used} of {now.quota} images — "
                                 "ask your teacher")
         for attempt in range(1, _SUBMIT_TRIES + 1):
-            refused = await self._turn(student, images, deadline)
-            if refused is not None:
-                return refused
+            turn = await self._turn(student, images, deadline)
+            if isinstance(turn, Response):
+                return turn
             assert self.http is not None
             left = deadline - time.monotonic()
             try:
                 answer = await self.http.post(
                     self.upstream + path, content=body,
                     headers=self._headers("application/json"),
-                    timeout=httpx.Timeout(max(min(self.submit_timeout, left), 1.0),
-                                          connect=min(5.0, max(left, 1.0))))
+                    timeout=httpx.Timeout(self.read_timeout, connect=min(5.0, max(left, 1.0))))
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection, so the request never left: nothing made, nothing charged.
                 self.ledger.release(student.id, images)
@@ -306,6 +309,8 @@ class ClassProxy:
                             student.name, path, type(exc).__name__, images)
                 return refusal(504, "KIE did not answer the class proxy in time; the task may "
                                     "still have been made — do not resend, ask your teacher")
+            finally:
+                self.fair.settle(turn)  # KIE has counted it by now: the slot counts from here
             # KIE drops (never queues or charges) a submit over the account's rate: a clock
             # skew between its window and ours. Take the student's next turn and send again.
             if not _rate_limited(answer) or attempt == _SUBMIT_TRIES:
@@ -313,15 +318,15 @@ class ClassProxy:
             log.info("%s: KIE said 429; sending again in the student's next turn", student.name)
         return self._submitted(path, student, images, data, answer)
 
-    async def _turn(self, student: Student, images: int, deadline: float) -> Response | None:
-        """Wait for the student's fair turn within the deadline; the refusal when there is
-        none (the images given back), else None. Pause and revocation are checked again
-        after the wait."""
+    async def _turn(self, student: Student, images: int, deadline: float) -> Response | Grant:
+        """Wait for the student's fair turn within the deadline: the grant (to settle once
+        KIE answers), or the refusal when there is none (the images given back). Pause and
+        revocation are checked again after the wait."""
         left = deadline - time.monotonic()
         try:
             if left <= 0:
                 raise Overloaded(max(1, math.ceil(self.fair.per / 2)))
-            await self.fair.acquire(student.id, max_wait=min(self.fair.max_wait, left))
+            grant = await self.fair.acquire(student.id, max_wait=min(self.fair.max_wait, left))
         except Overloaded as exc:
             self.ledger.release(student.id, images)
             return refusal(429, f"the class is busy: retry in {exc.retry_after} s",
@@ -329,14 +334,20 @@ class ClassProxy:
         except BaseException:
             self.ledger.release(student.id, images)
             raise
-        now = self.ledger.student(student.id)
+        try:
+            now = self.ledger.student(student.id)
+        except BaseException:
+            self.fair.settle(grant)  # not sent
+            self.ledger.release(student.id, images)
+            raise
         if self.ledger.paused or now is None or now.revoked:
+            self.fair.settle(grant)  # not sent
             self.ledger.release(student.id, images)
             if self.ledger.paused:
                 return refusal(403, "the class is paused by your teacher — try again later "
                                     "(nothing was charged)")
             return refusal(401, "this class token was revoked — ask your teacher")
-        return None
+        return grant
 
     def _submitted(self, path: str, student: Student, images: int, data: Mapping[str, Any],
                    answer: httpx.Response) -> Response:
@@ -378,9 +389,11 @@ class ClassProxy:
     def _settle(self, endpoint: Endpoint, task_id: str, answer: httpx.Response) -> None:
         try:
             payload = answer.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             return
-        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(payload, Mapping):  # null, a list, a string: not KIE's envelope
+            return
+        data = payload.get("data")
         if payload.get("code") != 200 or not isinstance(data, Mapping) or endpoint.record is None:
             return
         try:

@@ -54,5 +54,7 @@ class BadTokenGuard:
             times.clear()
             return 0.0
         if len(self._failures) > 10_000:  # keep memory bounded under a spray of addresses
-            self._failures = {a: t for a, t in self._failures.items() if t}
+            self._failures = {a: t for a, t in self._failures.items()
+                              if t and t[-1] > now - self.window}
+            self._locked = {a: until for a, until in self._locked.items() if until > now}
         return self.delay if len(times) >= self.slow_after else 0.0

@@ -11,6 +11,7 @@ that failed in doubt says so.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -371,8 +372,23 @@ class TaskRunner:
             except Exception as exc:
                 errors[n] = f"{type(exc).__name__}"
 
-        for future in [_downloads.submit(fetch, n) for n in range(len(urls))]:
-            future.result()
+        left = collections.deque(range(len(urls)))
+
+        def fetch_left() -> None:
+            while True:
+                try:
+                    n = left.popleft()
+                except IndexError:
+                    return
+                fetch(n)
+
+        # The shared threads help, and this task's own thread fetches too: when they are all
+        # busy with other tasks' slow downloads, this task's images still come (one at a time).
+        helpers = [_downloads.submit(fetch_left) for _ in range(len(urls) - 1)]
+        fetch_left()
+        for helper in helpers:
+            if not helper.cancel():  # started: it is fetching one of ours, or about to return
+                helper.result()
         # Listeners (e.g. --save) act on the images before the task is announced done.
         self.emit(images=results, image_errors=errors)
         if not any(results):

@@ -8,9 +8,10 @@ key, and tells a student where they stand at ``GET URL/class/me``::
      "data": {"student": "alice", "quota": 20, "used": 3, "remaining": 17, "paused": false}}
 
 The token is ``--token-env NAME``'s, else asked with a hidden prompt. ``JUPYTERHUB_API_TOKEN``
-can act as the student on their hub, so it is sent unasked only to the hub itself (the class's
-origin is one of ``JUPYTERHUB_PUBLIC_URL``, ``JUPYTERHUB_PUBLIC_HUB_URL``,
-``JUPYTERHUB_API_URL``), or anywhere with ``--hub-token``; a class on the hub that refuses it
+can act as the student on their hub, so it is sent unasked only to a service of the hub itself
+(the class's origin is one of ``JUPYTERHUB_PUBLIC_URL``, ``JUPYTERHUB_PUBLIC_HUB_URL``,
+``JUPYTERHUB_API_URL`` and its path is under the hub's ``services/``), or anywhere with
+``--hub-token``; a class on the hub that refuses it
 (a proxy with its own roster) gets the hidden prompt once instead.
 
 Joining asks ``/class/me`` once (a refused token changes nothing), then points this kernel's
@@ -27,7 +28,7 @@ import os
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from IPython import get_ipython
 from IPython.core.error import StdinNotImplementedError, UsageError
@@ -94,14 +95,24 @@ def _origin(url: str) -> tuple[str, str, int] | None:
 
 
 def on_the_hub(url: str) -> bool:
-    """Whether ``url`` has the origin of this server's JupyterHub (one of :data:`HUB_URL_ENVS`).
+    """Whether ``url`` is a service of this server's JupyterHub: the hub's origin (one of
+    :data:`HUB_URL_ENVS`) and a path under the hub's ``services/`` (``JUPYTERHUB_BASE_URL``,
+    ``/`` by default).
 
-    The hub token can act as the student on the hub, so it goes unasked only to the hub itself
-    (a proxy run as a hub service), never to any other address a notebook names.
+    The hub token can act as the student on the hub, so it goes unasked only to a service the
+    hub's admin set up, never to any other address a notebook names — not even one on the hub's
+    origin: on a hub without subdomains, ``/user/NAME/proxy/PORT`` is another user's server.
     """
     origin = _origin(url)
     hubs = {_origin(os.environ[name]) for name in HUB_URL_ENVS if os.environ.get(name)}
-    return origin is not None and origin in hubs
+    if origin is None or origin not in hubs:
+        return False
+    segments = [unquote(part) for part in urlsplit(url.strip()).path.split("/") if part]
+    if any(part in (".", "..") or "/" in part for part in segments):
+        return False  # a path that a server might resolve elsewhere
+    base = [part for part in os.environ.get("JUPYTERHUB_BASE_URL", "/").split("/") if part]
+    return (len(segments) > len(base) + 1 and segments[:len(base)] == base
+            and segments[len(base)] == "services")
 
 
 def _ask() -> str:

@@ -51,6 +51,20 @@ def test_a_hub_that_cannot_answer_is_503_and_locks_out_no_one(make_proxy, ledger
     assert proxy.proxy.guard.locked_for("127.0.0.1") == 0
 
 
+def test_a_locked_out_address_still_serves_hub_logins(make_proxy, ledger, hub):
+    # On a hub every student comes through the hub's one proxy address: a few wrong tokens
+    # from anyone must not lock the whole class out.
+    proxy = make_proxy(hub=HubIdentity(hub.api_url),
+                       guard=BadTokenGuard(slow_after=1, lock_after=3, delay=0.01))
+    for n in range(5):
+        httpx.get(proxy.url + "/class/me", headers=bearer(f"hub-token-wrong-{n}"))
+    assert proxy.proxy.guard.locked_for("127.0.0.1") > 0
+    assert httpx.get(proxy.url + "/class/me", headers=bearer("hub-token-ada")).status_code == 200
+    assert submit(proxy.url, "hub-token-ada").status_code == 200
+    refused = httpx.get(proxy.url + "/class/me", headers=bearer("hub-token-wrong-9"))
+    assert refused.status_code == 401 and "too many wrong class tokens" in refused.json()["msg"]
+
+
 def test_without_hub_mode_a_hub_token_is_refused(proxy, ledger, hub):
     assert httpx.get(proxy.url + "/class/me", headers=bearer("hub-token-ada")).status_code == 401
     assert hub.calls == []

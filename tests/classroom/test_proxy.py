@@ -318,6 +318,30 @@ def test_a_submit_answered_without_kie_s_envelope_keeps_its_images(proxy, ledger
     assert ledger.student_named("ada").used == 1
 
 
+def test_a_slow_answer_to_a_submit_is_still_recorded(make_proxy, ledger, kie):
+    # KIE makes (and charges) the task but answers after the proxy's sending deadline: the
+    # proxy still waits for the answer, so the task is the student's and can be followed.
+    proxy = make_proxy(submit_deadline=0.5)
+    token = ledger.add_student("ada", 3)
+    kie.add_fault("generate", delay=1.5, after_processing=True)
+    answer = submit(proxy.url, token)
+    assert answer.status_code == 200, answer.text
+    task_id = answer.json()["data"]["taskId"]
+    assert ledger.task(task_id).student_id == ledger.student_named("ada").id
+    assert wait_done(proxy.url, token, task_id)["successFlag"] == 1
+
+
+def test_a_record_answer_that_is_not_an_object_is_passed_through(proxy, ledger, kie):
+    token = ledger.add_student("ada", 3)
+    task_id = submit(proxy.url, token).json()["data"]["taskId"]
+    for body in (b"null", b"[1, 2]", b'"busy"', b"[" * 5000):
+        kie.add_fault("record-info", body=body, http_status=502,
+                      content_type="application/json")
+        answer = record(proxy.url, token, task_id)
+        assert (answer.status_code, answer.content) == (502, body)
+    assert ledger.task(task_id).state != "failed" and ledger.student_named("ada").used == 1
+
+
 def test_kie_out_of_credits_is_the_teacher_s_problem(proxy, ledger, kie):
     token = ledger.add_student("ada", 3)
     kie.add_fault("generate", code=402, msg="insufficient credits")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from kie_jupyter import generate
@@ -108,3 +110,24 @@ def test_upload_failure_generates_nothing(server, client, tmp_path, fault, needl
     assert task.status is TaskStatus.FAILED
     assert needle in str(task.error)
     assert not server.requests_to("generate")
+
+
+def test_other_tasks_slow_downloads_do_not_hold_a_task_s_images(server, client, monkeypatch):
+    # The shared download threads (two here) are all busy with two tasks' stalled images: a
+    # third task still gets its images, on its own thread, before those finish.
+    from kie_jupyter.engine import runner
+
+    monkeypatch.setattr(runner, "_downloads", runner._SharedPool(2, "test-download", idle=0.5))
+    client.timeout = (client.timeout[0], 10.0)  # the stalled images wait, not time out
+    server.add_fault("file", delay=4.0, times=4)
+    slow = [Task(GenerationRequest(f"slow {n}", variants=2), client=client, timeout=30,
+                 schedule=FAST).start() for n in range(2)]
+    deadline = time.monotonic() + 10
+    while len(server.requests_to("file")) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(server.requests_to("file")) == 4  # all four stalled: both threads busy
+    fast = run(client, variants=2)
+    assert fast.status is TaskStatus.SUCCESS and len(fast.images) == 2
+    assert not any(task.done for task in slow)  # it did not wait for them
+    for task in slow:
+        assert task.wait(30).status is TaskStatus.SUCCESS

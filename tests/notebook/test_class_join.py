@@ -39,6 +39,14 @@ class StandIn(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.seen: list[tuple[str, str | None]] = []  # (path, Authorization)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        #: The same class as a hub service would be reached (``kie4o class serve`` behind the
+        #: hub's proxy), and on another user's server on the hub's origin.
+        self.service_url = self.url + SERVICE
+        self.user_server_url = self.url + USER_SERVER
+
+
+SERVICE = "/services/kie-class"
+USER_SERVER = "/user/mallory/proxy/9000"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -46,14 +54,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         auth = self.headers.get("Authorization")
-        self.server.seen.append((self.path, auth))
-        if self.path == "/class/me" and auth == f"Bearer {TOKEN}":
+        path = self.path
+        for prefix in (SERVICE, USER_SERVER):
+            if path.startswith(prefix + "/"):
+                path = path[len(prefix):]
+        self.server.seen.append((path, auth))
+        if path == "/class/me" and auth == f"Bearer {TOKEN}":
             self.answer(200, {"code": 200, "msg": "success", "data": {
                 "student": "alice", "quota": 20, "used": 3, "remaining": 17, "paused": False}})
-        elif self.path == "/class/me":
+        elif path == "/class/me":
             why = REVOKED_MSG if auth == f"Bearer {REVOKED}" else UNKNOWN_MSG
             self.answer(401, {"code": 401, "msg": why, "data": None, "classProxy": True})
-        elif self.path == "/api/v1/chat/credit" and auth == f"Bearer {TOKEN}":
+        elif path == "/api/v1/chat/credit" and auth == f"Bearer {TOKEN}":
             self.answer(200, {"code": 200, "msg": "success", "data": 17})
         else:
             self.answer(404, {"code": 404, "msg": "not found"})
@@ -145,9 +157,40 @@ def test_the_hub_token_goes_unasked_only_to_the_hub_itself(shell, server, proxy,
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", TOKEN)  # a proxy on the hub knows hub logins
     prompts = ask(monkeypatch, "never asked")
     monkeypatch.setenv(env, f"HTTP://127.0.0.1:{port}/hub/api")  # same origin, any path
-    assert "as alice" in run(shell, f"%kie4o class {proxy.url}").stdout
+    assert "as alice" in run(shell, f"%kie4o class {proxy.service_url}").stdout
     assert prompts == [] and proxy.seen == [("/class/me", f"Bearer {TOKEN}")]
     run(shell, "%kie4o class off")
+
+
+@pytest.mark.parametrize("path", ["", USER_SERVER, "/services", "/services/../user/mallory",
+                                  "/services/%2e%2e/user/mallory", "/hub/services/kie-class"])
+def test_the_hub_token_goes_to_no_other_path_on_the_hub(shell, server, proxy, monkeypatch,
+                                                         path):
+    # On a hub without subdomains, /user/NAME/proxy/PORT is another user's server: only the
+    # hub's services/ get the hub login unasked.
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", HUB_TOKEN)
+    monkeypatch.setenv("JUPYTERHUB_PUBLIC_URL", proxy.url + "/")
+    prompts = ask(monkeypatch, TOKEN)
+    try:
+        run(shell, f"%kie4o class {proxy.url}{path}")
+    except UsageError:
+        pass  # a path the stand-in does not serve: refused, which is fine here
+    assert prompts == ["Class token (hidden): "]
+    assert all(auth != f"Bearer {HUB_TOKEN}" for _, auth in proxy.seen)
+    run(shell, "%kie4o class off")
+
+
+def test_a_hub_with_a_base_url_has_its_services_under_it(monkeypatch):
+    from kie_jupyter.notebook.classjoin import on_the_hub
+
+    monkeypatch.setenv("JUPYTERHUB_PUBLIC_URL", "https://hub.example.edu/")
+    monkeypatch.setenv("JUPYTERHUB_BASE_URL", "/jhub/")
+    assert on_the_hub("https://hub.example.edu/jhub/services/kie-class")
+    assert not on_the_hub("https://hub.example.edu/services/kie-class")
+    assert not on_the_hub("https://hub.example.edu/jhub/user/mallory/services/x")
+    monkeypatch.delenv("JUPYTERHUB_BASE_URL")
+    assert on_the_hub("https://HUB.example.edu:443/services/kie-class/")
+    assert not on_the_hub("http://hub.example.edu/services/kie-class")
 
 
 @pytest.mark.parametrize("hub", ["https://hub.example.edu/", "http://localhost:{port}/",
@@ -186,10 +229,11 @@ def test_a_class_on_the_hub_that_refuses_the_hub_token_asks_once(shell, server, 
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", HUB_TOKEN)
     monkeypatch.setenv("JUPYTERHUB_PUBLIC_URL", proxy.url + "/")
     prompts = ask(monkeypatch, TOKEN)
-    cap = run(shell, f"%kie4o class {proxy.url}")
+    url = proxy.service_url
+    cap = run(shell, f"%kie4o class {url}")
     assert cap.stdout.splitlines() == [
-        f"kie4o: the class at {proxy.url} does not take your hub login; give your class token",
-        f"kie4o: connected to the class at {proxy.url} as alice — 17 of 20 images left. "
+        f"kie4o: the class at {url} does not take your hub login; give your class token",
+        f"kie4o: connected to the class at {url} as alice — 17 of 20 images left. "
         "`%kie4o class off` to leave."]
     assert prompts == ["Class token (hidden): "]
     assert [auth for _, auth in proxy.seen] == [f"Bearer {HUB_TOKEN}", f"Bearer {TOKEN}"]
@@ -198,7 +242,7 @@ def test_a_class_on_the_hub_that_refuses_the_hub_token_asks_once(shell, server, 
     # A second refusal is final.
     prompts = ask(monkeypatch, REVOKED)
     with pytest.raises(UsageError) as info:
-        run(shell, f"%kie4o class {proxy.url}")
+        run(shell, f"%kie4o class {url}")
     assert str(info.value).endswith(f"refused the token: {REVOKED_MSG}; nothing changed")
     assert prompts == ["Class token (hidden): "]
 
