@@ -10,6 +10,7 @@ the student's remaining images.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +20,8 @@ from ..api.market import CREATE_TASK_PATH, MarketRecord
 from ..api.models import VARIANTS, TaskRecord
 from ..api.registry import MODELS
 
-__all__ = ["Endpoint", "ENDPOINTS", "UPLOAD_PATHS", "CREDIT_PATH", "images_asked", "prompt_of",
-           "RECORD_OF_SUBMIT"]
+__all__ = ["Endpoint", "ENDPOINTS", "UPLOAD_PATHS", "CREDIT_PATH", "canonical_body",
+           "images_asked", "prompt_of", "RECORD_OF_SUBMIT"]
 
 #: KIE's balance endpoint; answered by the proxy itself.
 CREDIT_PATH = "/api/v1/chat/credit"
@@ -73,6 +74,23 @@ _COUNT_FIELDS = frozenset({"n", "num_images", "numImages", "max_images", "maxIma
                            "batch_size", "batchSize", "number_of_images", "numberOfImages"})
 
 
+_COUNTED = frozenset(f.lower() for f in _COUNT_FIELDS)
+
+
+def _no_case_twins(body: Mapping[str, Any], fields: tuple[str, ...]) -> None:
+    for key in body:
+        for field in fields:
+            if isinstance(key, str) and key != field and key.lower() == field.lower():
+                raise ValueError(f"{key!r}: did you mean {field!r}? (field names are "
+                                 "case-sensitive)")
+
+
+def canonical_body(body: Mapping[str, Any]) -> bytes:
+    """The checked submit as sent to KIE: re-written from what was checked, so a field given
+    twice (``{"nVariants": 1, "nVariants": 4}``) reaches KIE once, with the value counted."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
 def images_asked(path: str, body: Mapping[str, Any]) -> int:
     """How many images a submit asks for, checked: 4o's ``nVariants`` (1, 2 or 4; default 1);
     one for a Market or Kontext task of an image model the extension offers.
@@ -80,6 +98,9 @@ def images_asked(path: str, body: Mapping[str, Any]) -> int:
     Raises ValueError (the proxy answers 400, nothing reserved or sent) for anything else: a
     model that is not one of those, or a Market input asking for several images.
     """
+    # A parser that reads field names without regard to case (Go's encoding/json does) would
+    # take "NVARIANTS" or "Model" for the field checked here: such names are refused.
+    _no_case_twins(body, ("nVariants", "model", "input"))
     if path == "/api/v1/gpt4o-image/generate":
         value = body.get("nVariants", 1)
         if isinstance(value, bool) or value not in VARIANTS:
@@ -95,7 +116,7 @@ def images_asked(path: str, body: Mapping[str, Any]) -> int:
     if path == CREATE_TASK_PATH:
         if not isinstance(given, Mapping):
             raise ValueError("a Market task needs an input object")
-        counted = sorted(_COUNT_FIELDS.intersection(given))
+        counted = sorted(k for k in given if isinstance(k, str) and k.lower() in _COUNTED)
         if counted:
             raise ValueError(f"input.{counted[0]}: a class task makes one image; ask for "
                              "more with -n (one task each)")

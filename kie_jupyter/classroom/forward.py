@@ -28,6 +28,7 @@ from .endpoints import (
     RECORD_OF_SUBMIT,
     UPLOAD_PATHS,
     Endpoint,
+    canonical_body,
     images_asked,
     prompt_of,
 )
@@ -275,6 +276,7 @@ class ClassProxy:
             if not isinstance(data, Mapping):
                 raise ValueError("not a JSON object")
             images = images_asked(path, data)
+            body = canonical_body(data)  # KIE reads exactly what was checked
         except (ValueError, RecursionError) as exc:
             return refusal(400, f"the class proxy refused this request: {exc} (nothing was "
                                 "charged)")

@@ -296,6 +296,10 @@ def test_a_submit_that_would_wait_too_long_is_told_to_retry_and_charged_nothing(
     ({"model": "nano-banana-2", "input": {"prompt": "x", "num_images": 4}},
      "input.num_images: a class task makes one image"),
     ({"model": "nano-banana-2"}, "needs an input object"),
+    ({"model": "nano-banana-2", "input": {"prompt": "x", "NUM_IMAGES": 4}},
+     "input.NUM_IMAGES: a class task makes one image"),
+    ({"Model": "sora-2-pro-text-to-video", "model": "nano-banana-2", "input": {"prompt": "x"}},
+     "'Model': did you mean 'model'?"),
 ])
 def test_only_the_class_s_image_models_one_image_a_task(proxy, ledger, kie, body, why):
     token = ledger.add_student("ada", 1)
@@ -303,6 +307,26 @@ def test_only_the_class_s_image_models_one_image_a_task(proxy, ledger, kie, body
     assert answer.status_code == 400 and why in answer.json()["msg"]
     assert "nothing was charged" in answer.json()["msg"]
     assert not kie.requests_to("createTask") and ledger.student_named("ada").used == 0
+
+
+def test_kie_reads_exactly_the_submit_that_was_checked(proxy, ledger, kie):
+    # A field given twice reaches KIE once, with the value counted; one in other letters
+    # (which a case-blind parser would read as the field) is refused.
+    token = ledger.add_student("ada", 4)
+    raw = b'{"prompt": "a fox", "size": "1:1", "nVariants": 4, "nVariants": 1}'
+    answer = httpx.post(proxy.url + "/api/v1/gpt4o-image/generate", content=raw,
+                        headers={**bearer(token), "Content-Type": "application/json"})
+    assert answer.json()["code"] == 200
+    (sent,) = kie.requests_to("generate")
+    assert sent.body.count(b"nVariants") == 1 and sent.json["nVariants"] == 1
+    assert ledger.student_named("ada").used == 1
+    for body in ({"prompt": "a fox", "NVARIANTS": 4}, {"prompt": "a fox", "nvariants": 4}):
+        refused = submit(proxy.url, token, **body)
+        assert refused.status_code == 400 and "case-sensitive" in refused.json()["msg"]
+    refused = httpx.post(proxy.url + "/api/v1/gpt4o-image/generate", headers=bearer(token),
+                         content=b'{"prompt": "a fox", "x": NaN}')
+    assert refused.status_code == 400
+    assert len(kie.requests_to("generate")) == 1 and ledger.student_named("ada").used == 1
 
 
 def test_a_submit_answered_without_kie_s_envelope_keeps_its_images(proxy, ledger, kie):
