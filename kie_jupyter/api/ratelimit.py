@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -72,7 +71,10 @@ class SlidingWindowLimiter:
     def _reserve(self) -> tuple[float, Slot]:
         with self._lock:
             now = self._clock()
-            while (self._calls and self._calls[0].state in ("done", "cancelled")
+            if any(call.state == "cancelled" for call in self._calls):  # never sent
+                self._calls = collections.deque(
+                    call for call in self._calls if call.state != "cancelled")
+            while (self._calls and self._calls[0].state == "done"
                    and self._calls[0].at <= now - self.period):
                 self._calls.popleft()
             before = (self._calls[-self.max_calls] if len(self._calls) >= self.max_calls
@@ -95,38 +97,51 @@ class SlidingWindowLimiter:
         told = False
         opened = False
         try:
-            while True:
-                if wait > 0:
-                    if not told:
-                        _tell(on_wait, wait)
-                        told = True
-                    if cancel is None:
-                        self._sleep(wait)
-                    elif cancel.wait(wait):
-                        return None
-                with self._lock:
-                    now = self._clock()
-                    before = slot.before
-                    while before is not None and before.state == "cancelled":
-                        before = before.before  # never sent: the one before it counts
-                    if before is None or (before.state == "done"
-                                          and before.at + self.period <= now):
-                        slot.at, slot.state, slot.before = now, "open", None
-                        opened = True
-                        return slot
-                    # Not sent yet, or sent and not answered: it may still arrive any time.
-                    wait = (0.05 if before.state in ("pending", "open")
-                            else before.at + self.period - now)
-        finally:
             try:
+                while True:
+                    if wait > 0:
+                        if not told:
+                            _tell(on_wait, wait)
+                            told = True
+                        # Waiting on a slot not sent yet (its time is an estimate): in steps
+                        # of at most a second, as it may be cancelled and this one go sooner.
+                        pending = slot.before is not None and slot.before.state == "pending"
+                        step = min(wait, 1.0) if pending else wait
+                        if cancel is None:
+                            self._sleep(step)
+                        elif cancel.wait(step):
+                            break  # not opened: cancelled below
+                    with self._lock:
+                        now = self._clock()
+                        before = slot.before
+                        while before is not None and before.state == "cancelled":
+                            before = before.before  # never sent: the one before it counts
+                        if before is None or (before.state == "done"
+                                              and before.at + self.period <= now):
+                            slot.at, slot.state, slot.before = now, "open", None
+                            opened = True
+                            break
+                        if before.state == "open":  # sent, not answered: it may arrive any time
+                            wait = 0.05
+                        elif before.state == "pending":  # not sent yet: ``at`` is an estimate
+                            wait = max(before.at + self.period - now, 0.05)
+                        else:
+                            wait = before.at + self.period - now
+            finally:
                 if told:
                     _tell(on_wait, 0.0)
-            finally:
-                with self._lock:
-                    if not opened:
-                        slot.state = "cancelled"
-                    elif sys.exc_info()[0] is not None:  # interrupted after opening
-                        slot.at, slot.state = max(slot.at, self._clock()), "done"
+        except BaseException:
+            with self._lock:
+                if opened:  # interrupted after opening: it may have been sent
+                    slot.at, slot.state = max(slot.at, self._clock()), "done"
+                else:
+                    slot.state = "cancelled"
+            raise
+        if not opened:
+            with self._lock:
+                slot.state = "cancelled"
+            return None
+        return slot
 
     def settle(self, slot: Slot) -> None:
         """The call of ``slot`` was answered (or failed) now: it counts from here."""

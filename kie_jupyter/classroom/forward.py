@@ -123,9 +123,11 @@ class ClassProxy:
                     if row.revoked:
                         return refusal(401, "this class token was revoked — ask your teacher")
                     return row
-            elif self.hub is not None:  # a hub login is checked even from a locked address
+            elif self.hub is not None:  # a hub login is served even from a locked address
                 try:
-                    name = await self.hub.user_name(token)
+                    name = self.hub.known_name(token)
+                    if name is None and self.guard.may_ask_hub(address):
+                        name = await self.hub.user_name(token)
                 except HubUnavailable:
                     return refusal(503, "the class could not check your hub login (the hub "
                                         "did not answer); try again in a minute")
@@ -299,7 +301,10 @@ class ClassProxy:
                 answer = await self.http.post(
                     self.upstream + path, content=body,
                     headers=self._headers("application/json"),
-                    timeout=httpx.Timeout(self.read_timeout, connect=min(5.0, max(left, 1.0))))
+                    # Sent within the deadline (a free connection included), then KIE's
+                    # answer awaited whatever is left of it.
+                    timeout=httpx.Timeout(self.read_timeout, connect=min(5.0, max(left, 1.0)),
+                                          pool=max(left, 0.1)))
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection, so the request never left: nothing made, nothing charged.
                 self.ledger.release(student.id, images)

@@ -10,8 +10,9 @@ tokens also holds a good one). Behind a reverse proxy, run uvicorn with ``--prox
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["BadTokenGuard"]
 
@@ -28,8 +29,11 @@ class BadTokenGuard:
         self.delay = delay
         self.lockout = lockout
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._locked: dict[str, float] = {}
+        # Oldest first (by last failure): beyond ``_MAX_ADDRESSES`` the oldest is forgotten,
+        # so a spray from many addresses keeps both small and each failure O(1).
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._locked: OrderedDict[str, float] = OrderedDict()
+        self._hub_asked: OrderedDict[str, float] = OrderedDict()
 
     def locked_for(self, address: str) -> float:
         """Seconds the address is still locked out (0 when it is not)."""
@@ -45,16 +49,40 @@ class BadTokenGuard:
     def failed(self, address: str) -> float:
         """Note a failure; return how long to wait before answering (0 = at once)."""
         now = self._clock()
-        times = self._failures.setdefault(address, deque())
+        times = self._failures.pop(address, None) or deque()
+        self._failures[address] = times  # now the newest
         times.append(now)
         while times and times[0] <= now - self.window:
             times.popleft()
+        _trim(self._failures)
         if len(times) >= self.lock_after:
+            self._locked.pop(address, None)
             self._locked[address] = now + self.lockout
+            _trim(self._locked)
             times.clear()
             return 0.0
-        if len(self._failures) > 10_000:  # keep memory bounded under a spray of addresses
-            self._failures = {a: t for a, t in self._failures.items()
-                              if t and t[-1] > now - self.window}
-            self._locked = {a: until for a, until in self._locked.items() if until > now}
         return self.delay if len(times) >= self.slow_after else 0.0
+
+    def may_ask_hub(self, address: str) -> bool:
+        """Whether a hub login not seen before may be checked with the hub for this address
+        now: always, unless the address is locked out — then once per ``delay`` (at least a
+        second), so a locked address cannot turn its guesses into a flood of hub calls."""
+        if not self.locked_for(address):
+            return True
+        now = self._clock()
+        last = self._hub_asked.get(address)
+        if last is not None and now - last < max(self.delay, 1.0):
+            return False
+        self._hub_asked.pop(address, None)
+        self._hub_asked[address] = now
+        _trim(self._hub_asked)
+        return True
+
+
+#: Addresses remembered at most (each map); the oldest are forgotten first.
+_MAX_ADDRESSES = 10_000
+
+
+def _trim(book: OrderedDict[str, Any]) -> None:
+    while len(book) > _MAX_ADDRESSES:
+        book.popitem(last=False)

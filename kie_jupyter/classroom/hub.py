@@ -36,6 +36,11 @@ class HubIdentity:
         self._cache: dict[str, tuple[str | None, float]] = {}
         self._http = httpx.AsyncClient(timeout=timeout)
 
+    def known_name(self, token: str) -> str | None:
+        """The hub user name of ``token`` if the hub said so lately (no call to the hub)."""
+        cached = self._cache.get(hashlib.sha256(token.encode()).hexdigest())
+        return cached[0] if cached is not None and cached[1] > self._clock() else None
+
     async def user_name(self, token: str) -> str | None:
         """The hub user name owning ``token``, or None when the hub does not know it; raises
         :class:`HubUnavailable` when the hub cannot say."""

@@ -107,3 +107,26 @@ def test_a_cancelled_wait_does_not_count_and_passes_its_place_back():
     limiter.settle(s0)
     t2.join(5)
     assert got["s2"] is not None
+
+
+def test_a_slot_cancelled_while_queued_does_not_delay_the_next(fake_clock):
+    limiter = SlidingWindowLimiter(1, 10.0, clock=fake_clock, sleep=fake_clock.sleep)
+    first = limiter.acquire_open(None)
+    fake_clock.advance(0.1)
+    limiter.settle(first)  # sent at 0, answered at 0.1
+    stop = threading.Event()
+    stop.set()
+    fake_clock.advance(0.9)
+    assert limiter.acquire_open(stop) is None  # queued, then stopped: never sent
+    fake_clock.advance(1.0)
+    third = limiter.acquire_open(None)
+    assert third is not None and fake_clock() == pytest.approx(10.1)
+
+
+def test_a_call_made_while_handling_an_error_still_holds_its_slot_open(fake_clock):
+    limiter = SlidingWindowLimiter(1, 10.0, clock=fake_clock, sleep=fake_clock.sleep)
+    try:
+        raise ValueError("an earlier failure being handled")
+    except ValueError:
+        slot = limiter.acquire_open(None)  # e.g. a retry sent from an except block
+    assert slot is not None and slot.open  # not taken for answered: its answer may be late

@@ -90,20 +90,24 @@ def test_a_spray_of_addresses_keeps_the_guard_small():
     for n in range(30_000):
         now[0] = n * 0.01  # 300 s of one failure from each of 30,000 addresses
         guard.failed(f"10.0.{n // 256}.{n % 256}")
-    assert len(guard._failures) <= 10_001  # pruned to the last window whenever it grows past
+        guard.failed(f"10.1.{n // 256}.{n % 256}")
+    assert len(guard._failures) <= 10_000  # the oldest forgotten first
+    for _ in range(5):  # one address keeps failing through it all: it is locked
+        guard.failed("1.2.3.4")
+    assert guard.locked_for("1.2.3.4") == 300
 
 
 def test_a_slot_holds_the_window_until_its_answer_comes():
     # KIE counts a submit when it arrives, some time after its grant: the slot counts from
     # the answer, and one not answered yet holds the window however long it takes.
     async def go() -> tuple[bool, bool, bool]:
-        fair = FairShare(2, 0.05, burst=1, max_wait=5)
+        fair = FairShare(2, 0.5, burst=1, max_wait=5)
         first, second = await fair.acquire("A"), await fair.acquire("B")
         third = asyncio.ensure_future(fair.acquire("C"))
-        await asyncio.sleep(0.3)  # six windows
+        await asyncio.sleep(1.2)  # over two windows
         held = not third.done()
         fair.settle(first)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
         not_yet = not third.done()  # the window counts from the answer
         granted = isinstance(await asyncio.wait_for(third, 2), Grant)
         fair.settle(second)
