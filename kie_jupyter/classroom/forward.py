@@ -74,8 +74,9 @@ class ClassProxy:
     max_upload: int = 36 * 1024 * 1024
     #: Seconds from a submit's arrival within which it is sent to KIE (fair-share wait,
     #: resends after KIE's 429): under the student's read timeout (30 s), so that no task is
-    #: sent after its student has given up. KIE's answer is then awaited ``read_timeout``
-    #: whatever is left: a task KIE made is always recorded (and charged to its student).
+    #: sent after its student has given up. KIE's answer is then awaited up to
+    #: ``read_timeout``, past the deadline if need be: a task KIE made is recorded (and
+    #: charged to its student) even if the student's client stopped waiting for it.
     submit_deadline: float = 25.0
     read_timeout: float = 30.0
     upload_timeout: float = 120.0
@@ -301,8 +302,8 @@ class ClassProxy:
                 answer = await self.http.post(
                     self.upstream + path, content=body,
                     headers=self._headers("application/json"),
-                    # Sent within the deadline (a free connection included), then KIE's
-                    # answer awaited whatever is left of it.
+                    # Sent within the deadline (a free connection included); KIE's answer
+                    # is then awaited up to read_timeout, past the deadline if need be.
                     timeout=httpx.Timeout(self.read_timeout, connect=min(5.0, max(left, 1.0)),
                                           pool=max(left, 0.1)))
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
