@@ -37,8 +37,8 @@ from ..api.client import KieClient
 from ..api.errors import KieConfigError, KieError
 from ..fakeapi.demo import DemoServer
 
-__all__ = ["join", "leave", "joined", "joined_class", "on_the_hub", "HUB_URL_ENVS",
-           "UPLOAD_PATH", "ME_PATH"]
+__all__ = ["join", "leave", "joined", "joined_class", "on_the_hub", "park", "unpark",
+           "HUB_URL_ENVS", "UPLOAD_PATH", "ME_PATH"]
 
 #: Where the proxy serves KIE's File Upload API, under the class's URL.
 UPLOAD_PATH = "/upload"
@@ -217,6 +217,44 @@ def join(host: ClassHost, raw_url: str, *, token_env: str | None = None,
     paused = "; the teacher has paused the class for now" if me.get("paused") else ""
     print(f"kie4o: connected to the class at {url} as {student}{left}{paused}. "
           "`%kie4o class off` to leave.")
+
+
+#: A joined class handed from an unloaded ``%kie4o`` to a load later in the same cell
+#: (``%reload_ext``), by shell: ``((previous settings, url), (base_url, upload_url, token),
+#: forget)``. In memory only; dropped when the cell ends unclaimed (a plain ``%unload_ext``).
+_parked: dict[int, tuple[tuple[tuple[Any, Any, Any], str], tuple[Any, Any, Any],
+                         Callable[..., None]]] = {}
+
+
+def park(shell: Any, host: ClassHost) -> None:
+    """``%unload_ext``: keep the class ``host`` joined for a load later in this cell."""
+    found = _joined.pop(host, None)
+    events = getattr(shell, "events", None)
+    if found is None or events is None:
+        return
+
+    def forget_unclaimed(*_: Any) -> None:
+        events.unregister("post_run_cell", forget_unclaimed)
+        _parked.pop(id(shell), None)
+
+    earlier = _parked.pop(id(shell), None)
+    if earlier is not None:
+        events.unregister("post_run_cell", earlier[2])
+    _parked[id(shell)] = (found, (host.base_url, host.upload_url, host._api_key),
+                          forget_unclaimed)
+    events.register("post_run_cell", forget_unclaimed)
+
+
+def unpark(shell: Any, host: ClassHost) -> str | None:
+    """A load after an unload in the same cell: the new ``host`` takes over the class parked
+    for ``shell``; its URL (None: none was parked)."""
+    parked = _parked.pop(id(shell), None)
+    if parked is None:
+        return None
+    (previous, url), (host.base_url, host.upload_url, host._api_key), forget = parked
+    shell.events.unregister("post_run_cell", forget)
+    _joined[host] = (previous, url)
+    return url
 
 
 def joined(host: Any) -> str | None:

@@ -538,7 +538,8 @@ def load(shell: Any, previous: Kie4o | None = None, *,
     ``previous``, an instance still loaded, is unloaded first. Demo mode survives a reload:
     the running demo server, its clients and its unfinished tasks go to the new instance
     (whether the old one was unloaded here or by ``%reload_ext`` just before), and the load
-    line says so; live tasks of the old instance are stopped, as by ``%unload_ext``.
+    line says so; live tasks of the old instance are stopped, as by ``%unload_ext``. A class
+    joined with ``%kie4o class`` stays joined (in memory only), and the load says so.
     ``prepare`` (the package root's wiring) runs before the first cell or subcommand.
     """
     if previous is not None:
@@ -555,11 +556,16 @@ def load(shell: Any, previous: Kie4o | None = None, *,
     transformers = getattr(shell, "input_transformers_cleanup", None)
     if transformers is not None and _keep_empty_body not in transformers:
         transformers.append(_keep_empty_body)
+    classjoin = sys.modules.get(f"{__package__}.classjoin")  # imported by a join, if any
+    in_class = classjoin.unpark(shell, magics) if classjoin is not None else None
     if state is not None:
         magics._adopt_demo(state)
-    elif os.environ.get("KIE_DEMO") and _demo_module().demo_requested():
+    elif (in_class is None and os.environ.get("KIE_DEMO")
+          and _demo_module().demo_requested()):
         magics.demo.start()
     print(magics.load_message(continued=state is not None))
+    if in_class is not None:
+        print(f"kie4o: still in the class at {in_class} — `%kie4o class off` to leave.")
     return magics
 
 
@@ -570,6 +576,9 @@ def unload(shell: Any, magics: Kie4o) -> None:
     load in the same cell (``%reload_ext``) takes them over.
     """
     state = magics._take_demo()
+    classjoin = sys.modules.get(f"{__package__}.classjoin")
+    if classjoin is not None:
+        classjoin.park(shell, magics)  # a class joined stays joined for the next load
     magics.shutdown()
     for kind in ("line", "cell"):
         for name in ("kie4o", "kie"):

@@ -128,6 +128,29 @@ def test_joining_asks_for_the_token_and_points_the_kernel_at_the_class(shell, se
     assert TOKEN not in all_text(cap) + table + text
 
 
+def test_a_class_survives_reload_ext_and_off_still_returns(shell, server, proxy, monkeypatch):
+    before = settings(shell)
+    ask(monkeypatch, TOKEN)
+    run(shell, f"%kie4o class {proxy.url}")
+    cap = run(shell, "%reload_ext kie_jupyter")
+    assert cap.stdout.splitlines()[-1] == (f"kie4o: still in the class at {proxy.url} — "
+                                           "`%kie4o class off` to leave.")
+    assert joined_class(shell) == proxy.url
+    text = all_text(run(shell, "%kie4o credits"))
+    assert "17 images left in your class quota" in text
+    assert proxy.seen[-1] == ("/api/v1/chat/credit", f"Bearer {TOKEN}")
+    assert TOKEN not in all_text(cap) + text
+    assert run(shell, "%kie4o class off").stdout.startswith(f"kie4o: left the class at "
+                                                            f"{proxy.url}")
+    assert settings(shell) == before
+    assert "still in the class" not in run(shell, "%reload_ext kie_jupyter").stdout
+    # A plain %unload_ext leaves the class: a later %load_ext starts afresh.
+    run(shell, f"%kie4o class {proxy.url}")
+    run(shell, "%unload_ext kie_jupyter")
+    assert "still in the class" not in run(shell, "%load_ext kie_jupyter").stdout
+    assert joined_class(shell) is None and settings(shell) == before
+
+
 def test_class_off_returns_to_the_previous_settings(shell, server, proxy, monkeypatch):
     before = settings(shell)
     ask(monkeypatch, TOKEN)
