@@ -205,8 +205,12 @@ def emit(result: Any) -> None:
 def run_child(script: str, args: Sequence[str], timeout: float) -> dict[str, Any]:
     """Run ``benchmarks/<script>`` in a fresh interpreter; return its emitted result."""
     cmd = [sys.executable, str(HERE / script), "--json", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          cwd=str(HERE.parent))
+    # Every child (and the interpreters it starts) keeps its history and thumbnails in a
+    # folder of its own, never the user's ~/.kie_jupyter.
+    with tempfile.TemporaryDirectory(prefix="kie-bench-out-", ignore_cleanup_errors=True) as out:
+        env = {**os.environ, "KIE_OUTPUT_DIR": out}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              cwd=str(HERE.parent), env=env)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
             return json.loads(line[len(RESULT_MARK):])

@@ -161,12 +161,18 @@ class MemoryResult:
 def measure_memory(tasks: int = 100, workers: int = 8, warmup: int = 4,
                    long_side: int = 1024) -> MemoryResult:
     """Run the child against an in-process mock with a short task duration."""
+    import os
+    import tempfile
+
     with MockKieServer(api_key=KEY, duration=0.05, null_polls=0, rate_limit=None,
-                       credits=1e9, image_long_side=long_side) as server:
+                       credits=1e9, image_long_side=long_side) as server, \
+            tempfile.TemporaryDirectory(prefix="kie-bench-mem-",
+                                        ignore_cleanup_errors=True) as tmp:
         code = _CHILD.format(here=str(HERE), url=server.url, n=tasks, workers=workers,
                              warmup=warmup, key=KEY)
+        # The tasks' history and thumbnails go to a folder of its own, not ~/.kie_jupyter.
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=600)
+                             timeout=600, env={**os.environ, "KIE_OUTPUT_DIR": tmp})
     if out.returncode != 0:
         raise RuntimeError(f"memory child failed:\n{out.stderr[-2000:]}")
     data = json.loads(out.stdout.strip().splitlines()[-1])
