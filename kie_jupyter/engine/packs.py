@@ -4,10 +4,9 @@ A teacher runs the lesson's prompts once with a key, exports them
 (``%kie4o pack export lesson.kiepack --search lighthouse``) and ships the file with the
 notebooks; demo mode with the pack (``KIE_DEMO_PACK`` or ``%kie4o demo --pack FILE``) then
 answers those prompts with those images, with no key and no proxy. The format (a zip with
-``manifest.json`` and the images) and the reading side are in ``kie_jupyter.fakeapi.packs``;
-this module may not import it (the fake server stands alone), so it keeps its own copy of
-the format's constants and of :func:`normalise_prompt`, which ``tests/engine/test_pack_export.py``
-holds equal to the reader's.
+``manifest.json`` and the images) is in ``kie_jupyter.packformat``, shared with the reading
+side, ``kie_jupyter.fakeapi.packs`` (which this module does not import: the fake server stands
+apart from the engine).
 
 ``edit`` says whether the task was given input images: a recorded edit answers only an edit
 (of any picture) and a recorded text-to-image task only a request with no input image.
@@ -23,7 +22,6 @@ import io
 import json
 import os
 import re
-import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,31 +32,13 @@ from typing import Any
 from .._version import __version__
 from ..api.imagedata import sniff_image
 from ..api.registry import MODELS
+from ..packformat import FORMAT, MANIFEST, SUFFIX, VERSION, normalise_prompt
 from .files import atomic_write
 from .history import HistoryEntry
 
 __all__ = ["SUFFIX", "PackReport", "export_pack", "normalise_prompt"]
 
-FORMAT = "kiepack"
-VERSION = 1
-MANIFEST = "manifest.json"
-#: The file name ending a pack must have (so it is never taken for a plain zip export).
-SUFFIX = ".kiepack"
 _EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "gif": ".gif"}
-
-
-def normalise_prompt(text: str) -> str:
-    """The form two prompts are compared in: case folded, runs of white space as one space,
-    no punctuation or space at either end (the reader's rule, kept equal by a test)."""
-    text = " ".join(str(text).casefold().split())
-    start, end = 0, len(text)
-    while end > start and (unicodedata.category(text[end - 1]).startswith("P")
-                           or text[end - 1].isspace()):
-        end -= 1
-    while start < end and (unicodedata.category(text[start]).startswith("P")
-                           or text[start].isspace()):
-        start += 1
-    return text[start:end]
 
 
 @dataclass

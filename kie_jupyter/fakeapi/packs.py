@@ -11,30 +11,26 @@ The fake server answers a generate request whose prompt, model and size match a 
 and that gives input images exactly when the task did (``edit``; a pack written before it was
 recorded holds text-to-image tasks), with that task's images (:meth:`ReplayPack.match`); any
 other request gets the usual synthetic pictures. Prompts match when they are equal after
-:func:`normalise_prompt`. The writing side is ``kie_jupyter.engine.packs`` (it may not import
-this module, nor this one it: the fake server stands alone);
-``tests/engine/test_pack_export.py`` checks that the two agree.
+:func:`normalise_prompt`. The writing side is ``kie_jupyter.engine.packs``; the two share the
+format's constants and :func:`normalise_prompt` from ``kie_jupyter.packformat`` (stdlib only:
+the fake server still stands alone).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..packformat import FORMAT, MANIFEST, VERSION, normalise_prompt
 from .images import sniff_mime
 
 __all__ = ["FORMAT", "VERSION", "MANIFEST", "PackError", "PackTask", "ReplayPack",
            "load_pack", "normalise_prompt"]
 
-FORMAT = "kiepack"
-#: The manifest format this version reads and writes.
-VERSION = 1
-MANIFEST = "manifest.json"
 #: A pack image larger than this is refused (a result image is a few MB at most).
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 _IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
@@ -42,20 +38,6 @@ _IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 
 class PackError(ValueError):
     """A file that cannot be used as a replay pack; the message is one line, naming it."""
-
-
-def normalise_prompt(text: str) -> str:
-    """The form two prompts are compared in: case folded, runs of white space as one space,
-    no punctuation or space at either end ("A red fox." and "a red  fox" match)."""
-    text = " ".join(str(text).casefold().split())
-    start, end = 0, len(text)
-    while end > start and (unicodedata.category(text[end - 1]).startswith("P")
-                           or text[end - 1].isspace()):
-        end -= 1
-    while start < end and (unicodedata.category(text[start]).startswith("P")
-                           or text[start].isspace()):
-        start += 1
-    return text[start:end]
 
 
 @dataclass(frozen=True)
