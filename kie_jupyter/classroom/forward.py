@@ -22,6 +22,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .bodies import TooLarge, read_capped
 from .endpoints import (
     CREDIT_PATH,
     ENDPOINTS,
@@ -51,10 +52,6 @@ def refusal(code: int, msg: str, *, retry_after: int | None = None) -> JSONRespo
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse({"code": code, "msg": msg, "data": None, "classProxy": True},
                         status_code=code, headers=headers)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 @dataclass
@@ -149,21 +146,6 @@ class ClassProxy:
         return refusal(401, "class token not recognised — check the token your teacher gave "
                             "you")
 
-    # -- bodies ---------------------------------------------------------------------------------
-
-    async def _body(self, request: Request, limit: int) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _TooLarge
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     def _passthrough(self, answer: httpx.Response) -> Response:
         content = answer.content
         key = self.api_key.encode()
@@ -212,8 +194,8 @@ class ClassProxy:
         if isinstance(student, Response):
             return student
         try:
-            body = await self._body(request, self.max_body) if request.method == "POST" else b""
-        except _TooLarge:
+            body = await read_capped(request, self.max_body) if request.method == "POST" else b""
+        except TooLarge:
             return refusal(413, f"request too large for the class proxy "
                                 f"(over {self.max_body // 1024} KB)")
         if endpoint.kind == "submit":
@@ -243,7 +225,7 @@ class ClassProxy:
             async for chunk in request.stream():
                 sent[0] += len(chunk)
                 if sent[0] > self.max_upload:
-                    raise _TooLarge
+                    raise TooLarge
                 yield chunk
 
         headers = self._headers(request.headers.get("content-type"))
@@ -253,10 +235,10 @@ class ClassProxy:
         try:
             answer = await self.http.post(self.upload_upstream + path, content=capped(),
                                           headers=headers, timeout=self.upload_timeout)
-        except _TooLarge:
+        except TooLarge:
             return too_large
         except httpx.HTTPError as exc:
-            if isinstance(exc.__cause__ or exc.__context__, _TooLarge):
+            if isinstance(exc.__cause__ or exc.__context__, TooLarge):
                 return too_large
             return self._unreachable(exc, "upload")
         log.info("%s: upload %s (%d bytes) → %d", student.name, path, sent[0],

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from .bodies import TooLarge, read_capped
 from .ledger import Ledger, LedgerError, Student, TaskRow
 from .tokens import same_hash, teacher_secret
 
@@ -27,10 +28,6 @@ __all__ = ["TeacherPage"]
 
 _COOKIE = "kie_class_teacher"
 _MAX_FORM = 16 * 1024
-
-
-class _TooLarge(Exception):
-    pass
 _SESSION_SECONDS = 12 * 3600
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src http: https: data:; "
@@ -80,18 +77,8 @@ class TeacherPage:
         return hmac.new(self._secret, session.encode(), hashlib.sha256).hexdigest()
 
     async def _form(self, request: Request) -> dict[str, str]:
-        """The urlencoded form; :class:`_TooLarge` past 16 KB (read no further)."""
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > _MAX_FORM:
-            raise _TooLarge
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > _MAX_FORM:
-                raise _TooLarge
-            chunks.append(chunk)
-        body = b"".join(chunks).decode("utf-8", "replace")
+        """The urlencoded form; :class:`TooLarge` past 16 KB (read no further)."""
+        body = (await read_capped(request, _MAX_FORM)).decode("utf-8", "replace")
         return {k: v[0] for k, v in parse_qs(body).items()}
 
     async def _checked_form(self, request: Request) -> dict[str, str] | Response:
@@ -100,7 +87,7 @@ class TeacherPage:
             return RedirectResponse(self._url(request, ""), status_code=303)
         try:
             form = await self._form(request)
-        except _TooLarge:
+        except TooLarge:
             return _page("Refused", "<p>That form is too large.</p>", 413)
         if not hmac.compare_digest(form.get("csrf", ""), self._csrf(session)):
             return _page("Refused", "<p>This form is stale; reload the teacher page.</p>", 403)
@@ -116,7 +103,7 @@ class TeacherPage:
         if request.method == "POST":
             try:
                 form = await self._form(request)
-            except _TooLarge:
+            except TooLarge:
                 return self._login_form(request, "That form is too large.", 413)
             if self._token_ok(form.get("token", "")):
                 session = secrets.token_urlsafe(32)
