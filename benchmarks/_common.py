@@ -202,6 +202,19 @@ def emit(result: Any) -> None:
     print(RESULT_MARK + json.dumps(dataclasses.asdict(result)), flush=True)
 
 
+class FakeClock:
+    """A clock for simulated polling: ``clock()`` reads it, ``clock.sleep(s)`` moves it on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+
+
 def run_child(script: str, args: Sequence[str], timeout: float) -> dict[str, Any]:
     """Run ``benchmarks/<script>`` in a fresh interpreter; return its emitted result."""
     cmd = [sys.executable, str(HERE / script), "--json", *args]

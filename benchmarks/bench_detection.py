@@ -32,6 +32,7 @@ from _common import (
     REAL_MIN,
     CurvedMockServer,
     CurvedTask,
+    FakeClock,
     duration_from_body,
     emit,
     mean,
@@ -183,20 +184,9 @@ def _live_curve(curve: str, durations: list[float], scale: float) -> list[Detect
 
 # -- model (fake clock, unscaled) ---------------------------------------------------------------
 
-class _FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.0)
-
-
 def _sim_one(curve: str, duration: float, interval: float | None) -> tuple[float, int]:
     """(detection delay, polls) of one task of ``duration`` s on a fake clock."""
-    clock = _FakeClock()
+    clock = FakeClock()
     mock = CurvedTask(task_id="sim", params={}, result_urls=["http://127.0.0.1/r.png"],
                       created=0.0, create_ms=0, duration=duration, script=TaskScript(),
                       null_polls=1, curve=CURVES[curve])

@@ -24,7 +24,7 @@ import random
 import sys
 from dataclasses import dataclass, field
 
-from _common import KEY, REAL_MAX, REAL_MIN, emit, mean, percentile
+from _common import KEY, REAL_MAX, REAL_MIN, FakeClock, emit, mean, percentile
 
 from kie_jupyter.api.market import MarketRecord
 from kie_jupyter.engine.poller import DurationBook, PollSchedule, poll_task
@@ -61,21 +61,10 @@ class MarketResult:
     live_span: list[float] = field(default_factory=list)
 
 
-class _FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.0)
-
-
 def _sim_one(duration: float, interval: float | None,
              span: tuple[float, float] | None) -> tuple[float, int]:
     """(detection delay, polls) of one Market task of ``duration`` s on a fake clock."""
-    clock = _FakeClock()
+    clock = FakeClock()
     mock = MarketTask(task_id="sim", params={"model": "nano-banana-2"},
                       result_urls=["http://127.0.0.1/r.png"], created=0.0, create_ms=0,
                       duration=duration, script=TaskScript(), null_polls=1)
