@@ -1,14 +1,18 @@
 """``kie4o``: the same engine from a shell, for single prompts and batches.
 
     kie4o "A red fox, watercolor" -s 3:2 -n 2 --save out/
+    kie4o "a {red|blue} fox" -s 1:1,3:2 --dry-run              # a sweep: every request shown
     kie4o --batch prompts.txt --concurrency 4 --save out/      # one prompt per line
     kie4o --demo "try it with no key"                         # the bundled mock server
     kie4o --credits
     kie4o --resume TASK_ID --save out/
 
-Every option is checked before anything is sent (so a mistake costs no credit), and every
-mistake is one line ``kie4o: …``. Exit codes: 0 every task done, 1 some failed, 2 bad usage
-(nothing sent), 130 interrupted.
+A prompt's ``{a|b}`` groups and comma lists in ``--model``, ``-s``, ``--resolution`` and
+``--quality`` make a sweep, as in ``%%kie4o``: the engine's one plan
+(:mod:`kie_jupyter.engine.plan`) expands and checks every request; a sweep of more than
+8 tasks needs ``--yes``. Every option is checked before anything is sent (so a mistake costs
+no credit), and every mistake is one line ``kie4o: …``. Exit codes: 0 every task done,
+1 some failed, 2 bad usage (nothing sent), 130 interrupted.
 
 Size: parsing, batch reading and resuming, and the honest Ctrl-C report; the batch part is
 the next to move to a module of its own.
@@ -22,27 +26,17 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from .api.client import KieClient
 from .api.errors import KieConfigError, KieError, KieUsageError
-from .api.models import MAX_FILES, FallbackModel, Size, TaskStatus, is_http_url
-from .api.registry import (
-    backend_for,
-    backend_for_task_id,
-    model_spec,
-    parse_param,
-)
+from .api.models import FallbackModel, Size, TaskStatus, is_http_url
+from .api.registry import backend_for_task_id, parse_param
 from .engine.checks import check_save_dir, check_timeout
 from .engine.history import HistoryEntry, HistoryStore
-from .engine.inputs import (
-    InputImage,
-    resolve_images,
-    resolve_mask,
-)
-from .engine.requests import request_for
+from .engine.plan import Plan, PlannedTask, Wanted, make_plan
 from .engine.task import Task
 from .fakeapi.demo import DEMO_KEY, DemoServer
 from .hints import hint, status_text, with_hint
@@ -55,6 +49,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _SETTLE_SECONDS = 5.0
 #: Where the images go when --save is not given.
 _SAVE_DIR = "kie4o_images"
+#: A sweep of more tasks than this needs --yes (the magic's default ``confirm_over``).
+CONFIRM_OVER = 8
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         "save": {"default": _SAVE_DIR,
                  "help": f"{BY_DEST['save'].help} (default: {_SAVE_DIR})"},
         "timeout": {"default": 600.0},
+        "yes": {"help": f"confirm a sweep of more than {CONFIRM_OVER} tasks"},
     })
     p.add_argument("--batch", type=Path, help="a text file with one prompt per line")
     p.add_argument("--concurrency", type=int, default=4, help="tasks at once (batch)")
@@ -140,37 +137,45 @@ def _read_batch(path: Path) -> list[tuple[int, str]]:
     return prompts
 
 
-def _request(args: argparse.Namespace, prompt: str, images: tuple[InputImage, ...],
-             mask: InputImage | None) -> Any:
-    """One checked request: 4o's own, or the registry's for ``--model``."""
-    return request_for(
-        args.model or "4o", prompt, images, mask, size=args.size, variants=args.variants,
+def _plan(args: argparse.Namespace, prompt: str, images: Sequence[Any], mask: Any) -> Plan:
+    """The checked plan of one prompt: one task, or a sweep (``{a|b}``, comma lists, ``-n``
+    for a model that makes one image per task)."""
+    return make_plan(Wanted(
+        prompt, model=args.model, size=args.size, resolution=args.resolution,
+        quality=args.quality, variants=args.variants, images=images, mask=mask,
         enhance=args.enhance, fallback=args.fallback is not None, fallback_model=args.fallback,
-        callback_url=args.callback, resolution=args.resolution, quality=args.quality,
-        output_format=args.output_format,
-        params=dict(parse_param(p) for p in args.param) or None)
+        callback_url=args.callback, output_format=args.output_format,
+        params=dict(parse_param(p) for p in args.param) or None))
 
 
-def _requests(args: argparse.Namespace, images: tuple[InputImage, ...],
-              mask: InputImage | None) -> list[Any]:
-    """Every request of the run, each checked, so a bad batch line sends nothing at all.
-
-    A model that makes one image per task gets ``-n`` tasks per prompt."""
-    spec = model_spec(args.model or "4o")
-    copies = args.variants if spec.variants != "native" else 1
+def _plans(args: argparse.Namespace) -> list[Plan]:
+    """Every plan of the run (one per prompt), each checked, so a bad batch line sends
+    nothing at all; the images and mask are read once, for every line."""
     if args.batch is None:
         try:
-            return [_request(args, args.prompt, images, mask)] * copies
+            plans = [_plan(args, args.prompt, args.image, args.mask)]
         except KieUsageError as exc:
             raise _option_error(name_the_flag(str(exc))) from None
-    requests = []
-    for n, prompt in _read_batch(args.batch):
+    else:
+        plans = []
+        images: Sequence[Any] = args.image
+        mask: Any = args.mask
+        for n, prompt in _read_batch(args.batch):
+            try:
+                plan = _plan(args, prompt, images, mask)
+            except KieUsageError as exc:
+                # The other options were checked with the first line: this line is wrong.
+                where = f"{args.batch}:{n}: " if plans else ""
+                raise _option_error(f"{where}{name_the_flag(str(exc))}") from None
+            images, mask = plan.images, plan.mask  # resolved once
+            plans.append(plan)
+    for plan in plans:
         try:
-            requests.extend([_request(args, prompt, images, mask)] * copies)
+            plan.confirm(CONFIRM_OVER, args.yes, setting="kie4o's limit",
+                         how="add --yes")
         except KieUsageError as exc:
-            # The other options were checked already: what is wrong is this line.
-            raise _option_error(f"{args.batch}:{n}: {name_the_flag(str(exc))}") from None
-    return requests
+            raise _option_error(str(exc)) from None
+    return plans
 
 
 def _option_error(message: str) -> KieUsageError:
@@ -195,11 +200,12 @@ def _line(task: Task, demo: bool) -> str:
             fix = fix or "resume"
         text = with_hint(text, fix, "cli", task.task_id)
     mark = "[demo] " if demo else ""
+    label = f"[{task.labels['sweep']}] " if task.labels.get("sweep") else ""
     where = ", ".join(task.saved_paths)
-    return f"{mark}{task.task_id or '(not submitted)'}  {text}  {where}".rstrip()
+    return f"{mark}{label}{task.task_id or '(not submitted)'}  {text}  {where}".rstrip()
 
 
-def _batch_keys(save_dir: Path, requests: list[Any], endpoint: str) -> list[str]:
+def _batch_keys(save_dir: Path, requests: Sequence[Any], endpoint: str) -> list[str]:
     """What identifies each batch line across runs: the request, where its images go, the
     endpoint (a demo run never stands for a live one), and which occurrence it is (two
     identical lines, or the -n copies of a one-image model, are different paid tasks and
@@ -221,9 +227,9 @@ def _files_exist(entry: HistoryEntry) -> bool:
             and all(Path(p).is_file() for p in entry.saved_paths))
 
 
-def _batch_tasks(requests: list[Any], *, fresh: bool, history: HistoryStore,
+def _batch_tasks(plans: list[Plan], *, fresh: bool, history: HistoryStore,
                  save_dir: Path, common: dict[str, Any], client: KieClient,
-                 new: Any) -> tuple[list[Task], int, int]:
+                 ) -> tuple[list[Task], int, int]:
     """The tasks of a batch run, and how many lines were skipped and resumed.
 
     A line whose task succeeded and whose files are still there is skipped; one whose task
@@ -233,15 +239,20 @@ def _batch_tasks(requests: list[Any], *, fresh: bool, history: HistoryStore,
     """
     latest: dict[str, HistoryEntry] = {}
     if not fresh:
-        for entry in history.entries():
-            key = entry.labels.get("batch") if entry.labels else None
+        for earlier in history.entries():
+            key = earlier.labels.get("batch") if earlier.labels else None
             if key:
-                latest[key] = entry
+                latest[key] = earlier
     tasks: list[Task] = []
     skipped = resumed = 0
-    keys = _batch_keys(save_dir, requests, f"{client.base_url}{' demo' if client.demo else ''}")
-    for request, key in zip(requests, keys, strict=True):
+    planned = [(plan, p) for plan in plans for p in plan.tasks]
+    keys = _batch_keys(save_dir, [p.request for _, p in planned],
+                       f"{client.base_url}{' demo' if client.demo else ''}")
+    for (plan, one), key in zip(planned, keys, strict=True):
         entry = latest.get(key)
+        labels = {"batch": key}
+        if one.labels:
+            labels["sweep"] = " / ".join(one.labels)
         if entry is not None and entry.status == "success" and _files_exist(entry):
             skipped += 1
         elif entry is not None and entry.task_id and (
@@ -252,11 +263,17 @@ def _batch_tasks(requests: list[Any], *, fresh: bool, history: HistoryStore,
             # at KIE: its images are had by following it, not by paying again.
             resumed += 1
             backend = backend_for_task_id(entry.task_id, client, model=entry.model)
-            tasks.append(Task.resumed(entry.task_id, entry=entry, labels={"batch": key},
-                                      backend=backend, **common))
+            tasks.append(Task.resumed(entry.task_id, entry=entry, labels=labels,
+                                      backend=backend, client=client, **common))
         else:
-            tasks.append(new(request, labels={"batch": key}))
+            single = Plan(plan.axes, (one,), plan.images, plan.mask)
+            tasks.extend(single.new_tasks(client, labels=_fixed(labels), **common))
     return tasks, skipped, resumed
+
+
+def _fixed(labels: dict[str, str]) -> Callable[[PlannedTask], dict[str, str]]:
+    """The same history tags for any planned task."""
+    return lambda _: labels
 
 
 def _run(tasks: list[Task], concurrency: int, demo: bool) -> int:
@@ -365,37 +382,33 @@ def _credits(client: KieClient, demo: bool) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     """Check everything, then submit the tasks (or follow the resumed one)."""
-    images: tuple[InputImage, ...] = ()
-    mask = None
-    requests: list[Any] = []
-    if not args.resume:
-        spec = model_spec(args.model or "4o")  # an unknown name lists the models
-        images = resolve_images(args.image, max_images=max(spec.max_images, MAX_FILES))
-        mask = resolve_mask(args.mask, images)
-        requests = _requests(args, images, mask)
+    plans = [] if args.resume else _plans(args)
     client, demo = _client(args)
     try:
+        if args.dry_run:
+            if args.resume:
+                raise KieUsageError("--dry-run shows what a prompt would send; --resume "
+                                    "sends nothing new")
+            print("\n\n".join(plan.dry_run(client) for plan in plans))
+            return EXIT_OK
         if not client.has_key:
             raise KieConfigError("no API key: set KIE_API_KEY", fix="key")
         save_dir = check_save_dir(args.save, "--save")
-        model = args.model or "4o"
         history = HistoryStore()
-        common: dict[str, Any] = dict(client=client, timeout=args.timeout, save_dir=save_dir,
-                                      history=history)
+        common: dict[str, Any] = dict(timeout=args.timeout, save_dir=save_dir, history=history)
         if args.resume:
             entry = history.get(args.resume)
             backend = backend_for_task_id(args.resume, client,
                                           model=entry.model if entry else None)
-            tasks = [Task.resumed(args.resume, entry=entry, backend=backend, **common)]
+            tasks = [Task.resumed(args.resume, entry=entry, backend=backend, client=client,
+                                  **common)]
             return _run(tasks, args.concurrency, args.demo)
         if args.batch is None:
-            tasks = [Task(r, inputs=images, mask=mask, backend=backend_for(model, client),
-                          **common) for r in requests]
-            return _run(tasks, args.concurrency, args.demo)
+            (plan,) = plans
+            return _run(plan.new_tasks(client, **common), args.concurrency, args.demo)
         tasks, skipped, resumed = _batch_tasks(
-            requests, fresh=args.fresh, history=history, save_dir=save_dir, common=common,
-            client=client, new=lambda r, labels: Task(r, inputs=images, mask=mask, labels=labels,
-                                       backend=backend_for(model, client), **common))
+            plans, fresh=args.fresh, history=history, save_dir=save_dir, common=common,
+            client=client)
         code = _run(tasks, args.concurrency, args.demo)
         if code != EXIT_INTERRUPTED:
             done = sum(1 for t in tasks if _succeeded(t))

@@ -5,7 +5,7 @@ The notebook's ``magics._declare`` makes the magic's ``@argument`` decorators fr
 :data:`OPTIONS` (so ``%%kie4o?`` documents them) and the CLI adds the same options to its
 parser with :func:`add_options`; a front end that needs another default says so in one
 override, next to the reason. Options that only make sense in a notebook (``-o``,
-``--no-wait``, ``--dry-run``) are marked ``notebook_only`` and the CLI leaves them out.
+``--no-wait``) are marked ``notebook_only`` and the CLI leaves them out.
 
 This module sits beside :mod:`kie_jupyter.hints`, below both front ends, and never imports
 IPython: the CLI must run without the notebook stack (an import-linter contract holds it).
@@ -130,9 +130,9 @@ OPTIONS: tuple[Option, ...] = (
            help="return at once; the panel keeps updating and the kernel stays free"),
     Option(("--timeout",), "timeout", type=float, metavar="S",
            help="local give-up time in seconds (default 600); the task can be resumed"),
-    Option(("--dry-run",), "dry_run", action="store_true", notebook_only=True,
-           help="show the request body that would be sent (key masked); send nothing"),
-    Option(("--yes",), "yes", action="store_true", notebook_only=True,
+    Option(("--dry-run",), "dry_run", action="store_true",
+           help="show every request that would be sent (key masked); send nothing"),
+    Option(("--yes",), "yes", action="store_true",
            help="confirm a sweep of more tasks than %%config Kie4o.confirm_over (8)"),
 )
 

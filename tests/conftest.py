@@ -73,3 +73,50 @@ def fake_clock() -> FakeClock:
 def sleeps() -> list[float]:
     """A list to pass as ``sleep=sleeps.append``: records the delays instead of sleeping."""
     return []
+
+
+#: The poll schedule every test gets (unless marked ``real_schedule``): the fake server
+#: answers in milliseconds, so waiting the real schedule's 0.4 s and 1 s only slows the suite.
+FAST_SCHEDULE = {"min_interval": 0.02, "max_interval": 0.25, "first": 0.02, "unknown": 0.05,
+                 "target_delay": 0.05}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_engine_state(request: pytest.FixtureRequest,
+                        monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fresh process-wide state for every test, and a fast poll schedule.
+
+    The submit limiter, the poll budget and the duration book are shared by every task of a
+    process: a test must not inherit another's submissions, polls or learned durations (under
+    pytest-xdist a worker runs many tests in turn). Tests that measure the real schedule are
+    marked ``real_schedule``; kernels and subprocesses keep the real one.
+    """
+    from dataclasses import fields
+
+    from kie_jupyter.api import client as client_module
+    from kie_jupyter.api import ratelimit
+    from kie_jupyter.engine import poller
+
+    fresh_limiter = ratelimit.SlidingWindowLimiter(ratelimit.submit_limiter.max_calls,
+                                                   ratelimit.submit_limiter.period)
+    monkeypatch.setattr(ratelimit, "submit_limiter", fresh_limiter)
+    if hasattr(client_module, "submit_limiter"):
+        monkeypatch.setattr(client_module, "submit_limiter", fresh_limiter)
+    budget = poller.poll_budget
+    fresh_budget = ratelimit.SlidingWindowLimiter(budget.max_calls, budget.period)
+    monkeypatch.setattr(poller, "poll_budget", fresh_budget)
+    monkeypatch.setitem(poller.poll_task.__kwdefaults__, "budget", fresh_budget)
+    poller.durations.clear()
+    if request.node.get_closest_marker("real_schedule") is None:
+        init = poller.PollSchedule.__init__
+        real = {f.name: f.default for f in fields(poller.PollSchedule)}
+        monkeypatch.setattr(init, "__defaults__",
+                            tuple({**real, **FAST_SCHEDULE}[name] for name in real))
+    yield
+    poller.durations.clear()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tier first: under pytest-xdist the longest tests start at once and the others
+    fill the workers around them, instead of one long test ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable

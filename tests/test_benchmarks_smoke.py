@@ -14,6 +14,7 @@ import pytest
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_quick_run_prints_the_table_and_exits_0(tmp_path):
     proc = subprocess.run(

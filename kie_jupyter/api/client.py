@@ -1,12 +1,16 @@
-"""``KieClient``: every endpoint of the 4o Image API and the File Upload API, over requests.
+"""``KieClient``: the transport every API family shares, over requests.
 
-Plain Python, no IPython. The envelope check (:meth:`KieClient._check`), the sending loop
-(:meth:`KieClient._send`) and the retry rule (:func:`~kie_jupyter.api.retry.is_transient`)
-each live in one place:
+It owns the key, the envelope check, retries, the submission rate limit, the File Upload API,
+result downloads, KIE's common download-url endpoint and the credit balance; each family's own
+endpoints live in its module (:mod:`.fouro`, :mod:`.market`, :mod:`.kontext`) and go through
+:meth:`KieClient.call`. Plain Python, no IPython. The envelope check
+(:meth:`KieClient._check`), the sending loop (:meth:`KieClient._send`) and the retry rule
+(:func:`~kie_jupyter.api.retry.is_transient`) each live in one place:
 
 * reads (record-info, credit, download URLs, uploads, image downloads) retry timeouts,
   connection errors, 429 and 5xx with exponential backoff and jitter, honouring ``Retry-After``;
-* generate is retried only when the server surely did not take the request: a 429 (the API
+* a submission (``kind="submit"``: 4o's generate, the Market's createTask, Flux Kontext's
+  generate) is retried only when the server surely did not take the request: a 429 (the API
   drops, not queues, rate-limited requests) or a connection that was never made. Never after
   the request may have reached the server, so a task is never started (and charged) twice.
 
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from .._version import __version__
+from . import fouro
 from .errors import (
     DownloadError,
     KieAPIError,
@@ -44,7 +49,7 @@ from .errors import (
     api_error_for,
     redact,
 )
-from .models import GenerationRequest, TaskRecord, is_http_url
+from .models import GenerationRequest, TaskRecord, download_link, is_http_url
 from .ratelimit import SlidingWindowLimiter, submit_limiter
 from .retry import RetryPolicy, backoff_delay, is_transient, parse_retry_after
 
@@ -144,8 +149,8 @@ class _Answer(NamedTuple):
 
 
 class KieClient:
-    """A client for KIE.AI's APIs: the 4o Image API, the File Upload API, and (through
-    :meth:`call`) the Market job and Flux Kontext endpoints.
+    """A client for KIE.AI's APIs: the transport of every family's endpoints (:meth:`call`;
+    the families' backends send them), the File Upload API, result downloads and credits.
 
     Settings come from the arguments, then the environment, then defaults:
     ``api_key`` (``KIE_API_KEY``), ``base_url`` (``KIE_BASE_URL``, default
@@ -154,7 +159,7 @@ class KieClient:
     plain http except to loopback, and never appears in a repr, log line or error.
 
     >>> client = KieClient()                      # doctest: +SKIP
-    >>> task_id = client.generate(GenerationRequest("a red fox", size="3:2"))  # doctest: +SKIP
+    >>> client.credits()                          # doctest: +SKIP
     """
 
     def __init__(
@@ -293,7 +298,7 @@ class KieClient:
 
         ``retries=False`` makes one attempt (the poller has its own backoff); ``stop`` ends a
         wait for a submission slot without sending anything; ``on_wait`` hears of that wait
-        (see :meth:`SlidingWindowLimiter.acquire_unless`).
+        (see :meth:`SlidingWindowLimiter.acquire_open`).
         """
         import requests
 
@@ -420,60 +425,21 @@ class KieClient:
         return self._send(method, f"{self.base_url}{path}", endpoint, kind=kind, json=json,
                           params=params, retries=retries, stop=stop, on_wait=on_wait)
 
-    # -- the 4o Image API ----------------------------------------------------------------
+    # -- the 4o Image API: its endpoints live in .fouro; these two stay for code that drives
+    # the client alone, without a backend (benchmarks/bench_detection.py's baseline loop).
 
     def generate(self, request: GenerationRequest, *,
                  stop: threading.Event | None = None,
                  on_wait: Callable[[float], None] | None = None) -> str:
-        """Create a task; return its ``taskId``. Sent once (see the module docstring).
-
-        Setting ``stop`` while it waits for a submission slot cancels it before anything is
-        sent (:class:`SubmissionCancelled`). ``on_wait(seconds)`` is called when the request
-        must wait for the rate limiter, and ``on_wait(0.0)`` when that wait is over, so a
-        front end can show "queued" instead of a silent pause.
-        """
-        data = self.call("POST", "/api/v1/gpt4o-image/generate", "generate", kind="submit",
-                         json=request.to_body(), stop=stop, on_wait=on_wait)
-        task_id = data.get("taskId") if isinstance(data, dict) else None
-        if not task_id:
-            raise MalformedResponseError("generate", "no taskId in the answer")
-        return str(task_id)
+        """Create a 4o task; return its ``taskId`` (:func:`.fouro.generate`)."""
+        return fouro.generate(self, request, stop=stop, on_wait=on_wait)
 
     def record_info(self, task_id: str, *, retries: bool = True) -> TaskRecord | None:
-        """One snapshot of a task; None while the API has no record yet (just after submit).
+        """One snapshot of a 4o task, None while it has no record yet
+        (:func:`.fouro.record_info`)."""
+        return fouro.record_info(self, task_id, retries=retries)
 
-        An unknown id raises :class:`~kie_jupyter.errors.TaskNotFoundError`. ``retries=False``
-        makes a single attempt (the poller retries with its own schedule and deadline).
-        """
-        if not task_id or not str(task_id).strip():
-            raise KieUsageError("task id: empty")
-        data = self._send(
-            "GET",
-            f"{self.base_url}/api/v1/gpt4o-image/record-info",
-            "record-info",
-            params={"taskId": str(task_id).strip()},
-            retries=retries,
-        )
-        if data is None:
-            return None
-        if isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except ValueError as exc:
-                raise MalformedResponseError("record-info", "data is not a record") from exc
-        if not isinstance(data, dict):
-            raise MalformedResponseError("record-info", "data is not a record")
-        return TaskRecord.from_api(data, task_id=str(task_id))
-
-    def download_url(self, task_id: str, url: str) -> str:
-        """A direct download URL for one result image (valid 20 minutes)."""
-        data = self._send(
-            "POST",
-            f"{self.base_url}/api/v1/gpt4o-image/download-url",
-            "download-url",
-            json={"taskId": task_id, "url": url},
-        )
-        return self._url_from(data, "download-url")
+    # -- shared by every family ----------------------------------------------------------
 
     def common_download_url(self, url: str) -> str:
         """A direct download URL for any KIE file URL."""
@@ -481,15 +447,7 @@ class KieClient:
             "POST", f"{self.base_url}/api/v1/common/download-url", "common-download-url",
             json={"url": url},
         )
-        return self._url_from(data, "common-download-url")
-
-    @staticmethod
-    def _url_from(data: Any, endpoint: str) -> str:
-        if isinstance(data, dict):
-            data = data.get("downloadUrl") or data.get("url") or data.get("imageUrl")
-        if not is_http_url(data):
-            raise MalformedResponseError(endpoint, "no http(s) URL in the answer")
-        return data
+        return download_link(data, "common-download-url")
 
     def credits(self) -> float:
         """The account's credit balance."""

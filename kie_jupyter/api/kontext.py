@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .backend import TaskSnapshot
 from .client import KieClient
 from .errors import KieUsageError
 from .market import fetch_record, json_field, submit_job
@@ -183,8 +184,8 @@ class KontextBackend:
                                      task_id)
         return None if data is None else KontextRecord.from_api(data, task_id=task_id)
 
-    def params_of(self, snapshot: Any) -> dict[str, Any]:
-        return kontext_params(getattr(snapshot, "params", None))
+    def params_of(self, snapshot: TaskSnapshot) -> dict[str, Any]:
+        return kontext_params(snapshot.params)
 
     def download_url(self, task_id: str, url: str) -> str:
         return self.client.common_download_url(url)

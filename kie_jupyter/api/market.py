@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .backend import TaskSnapshot
 from .client import KieClient
 from .errors import (
     KieAPIError,
@@ -34,7 +35,6 @@ __all__ = [
     "MarketBackend",
     "MarketRecord",
     "MarketRequest",
-    "MARKET_STATES",
     "QWEN_IMAGE_SIZES",
     "CREATE_TASK_PATH",
     "RECORD_INFO_PATH",
@@ -42,8 +42,6 @@ __all__ = [
 
 CREATE_TASK_PATH = "/api/v1/jobs/createTask"
 RECORD_INFO_PATH = "/api/v1/jobs/recordInfo"
-#: The states a Market task goes through, in order; the last two are final.
-MARKET_STATES = ("waiting", "queuing", "generating", "success", "fail")
 _FAILED = frozenset({"fail", "failed"})
 
 #: Our aspect ratios as Qwen's ``image_size`` names (Qwen has no ``aspect_ratio`` field).
@@ -251,7 +249,8 @@ def market_params(params: Mapping[str, Any] | None,
                   names: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Our parameters from the API's echo of a createTask body (``param``)."""
     params = params or {}
-    fields = params.get("input") if isinstance(params.get("input"), dict) else {}
+    given = params.get("input")
+    fields: Mapping[str, Any] = given if isinstance(given, dict) else {}
     model_id = str(params.get("model") or "")
     size = fields.get("aspect_ratio")
     if size is None and fields.get("image_size") is not None:
@@ -306,8 +305,8 @@ class MarketBackend:
         task_id, data = fetch_record(self.client, RECORD_INFO_PATH, "recordInfo", task_id)
         return None if data is None else MarketRecord.from_api(data, task_id=task_id)
 
-    def params_of(self, snapshot: Any) -> dict[str, Any]:
-        return market_params(getattr(snapshot, "params", None), self.names)
+    def params_of(self, snapshot: TaskSnapshot) -> dict[str, Any]:
+        return market_params(snapshot.params, self.names)
 
     def download_url(self, task_id: str, url: str) -> str:
         return self.client.common_download_url(url)

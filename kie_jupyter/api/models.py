@@ -5,11 +5,12 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
-from .errors import KieUsageError
+from .errors import KieUsageError, MalformedResponseError
 
 __all__ = [
     "Size",
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_IMAGE_BYTES",
     "MAX_PROMPT_CHARS",
     "is_http_url",
+    "download_link",
 ]
 
 #: Allowed values of ``nVariants``.
@@ -87,6 +89,16 @@ def is_http_url(value: Any) -> TypeGuard[str]:
     except ValueError:  # e.g. an unbalanced IPv6 bracket
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def download_link(data: Any, endpoint: str) -> str:
+    """The URL in a download-url answer's ``data``: the URL itself, or an object holding it
+    (``downloadUrl``, ``url`` or ``imageUrl``); anything else is a malformed answer."""
+    if isinstance(data, dict):
+        data = data.get("downloadUrl") or data.get("url") or data.get("imageUrl")
+    if not is_http_url(data):
+        raise MalformedResponseError(endpoint, "no http(s) URL in the answer")
+    return data
 
 
 def _choices(values: Any) -> str:
@@ -268,7 +280,7 @@ class TaskRecord:
     params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_api(cls, data: dict[str, Any], task_id: str = "") -> TaskRecord:
+    def from_api(cls, data: Mapping[str, Any], task_id: str = "") -> TaskRecord:
         """Parse record-info ``data``: progress as a string, either URL key, string responses."""
         params: Any = data.get("paramJson")
         if isinstance(params, str):

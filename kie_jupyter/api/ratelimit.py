@@ -87,8 +87,11 @@ class SlidingWindowLimiter:
 
     def acquire_open(self, cancel: threading.Event | None,
                      on_wait: Callable[[float], None] | None = None) -> Slot | None:
-        """Wait for a slot (as :meth:`acquire_unless`) and hold it open: return it, to be
-        :meth:`settle`-d when the call's answer comes, or None when ``cancel`` was set.
+        """Wait for a slot unless ``cancel`` is set meanwhile, and hold it open: return it,
+        to be :meth:`settle`-d when the call's answer comes, or None when ``cancel`` was set.
+
+        When the caller must wait, ``on_wait(seconds)`` is called before the wait and
+        ``on_wait(0.0)`` after it (sent or cancelled), so a task can show it is queued.
 
         Before returning, the call ``max_calls`` back must have been answered a window ago;
         while it has not (its answer is late), this waits on, in short steps.
@@ -150,7 +153,7 @@ class SlidingWindowLimiter:
             slot.state = "done"
 
     def acquire(self, on_wait: Callable[[float], None] | None = None) -> float:
-        """Wait for a slot; return the seconds waited (``on_wait`` as in :meth:`acquire_unless`)."""
+        """Wait for a slot; return the seconds waited (``on_wait`` as in :meth:`acquire_open`)."""
         wait = self.reserve()
         if wait > 0:
             _tell(on_wait, wait)
@@ -159,26 +162,6 @@ class SlidingWindowLimiter:
             finally:
                 _tell(on_wait, 0.0)
         return wait
-
-    def acquire_unless(self, cancel: threading.Event | None,
-                       on_wait: Callable[[float], None] | None = None) -> bool:
-        """Wait for a slot unless ``cancel`` is set meanwhile (then return False).
-
-        When the caller must wait, ``on_wait(seconds)`` is called before the wait and
-        ``on_wait(0.0)`` after it (sent or cancelled), so a task can show it is queued.
-        """
-        if cancel is None:
-            self.acquire(on_wait)
-            return True
-        wait = self.reserve()
-        # A cancelled wait keeps its slot: at worst a later caller waits a little longer.
-        if wait <= 0:
-            return True
-        _tell(on_wait, wait)
-        try:
-            return not cancel.wait(wait)
-        finally:
-            _tell(on_wait, 0.0)
 
 
 def _tell(on_wait: Callable[[float], None] | None, seconds: float) -> None:

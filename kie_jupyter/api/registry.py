@@ -6,10 +6,10 @@ field the registry does not name yet still goes through ``params``, the ``--para
 
 Our option names stay the product's: ``size`` is ``size`` for 4o, ``aspect_ratio`` for most
 Market models, ``image_size`` for Qwen and ``aspectRatio`` for Flux Kontext; the registry maps
-and checks them per model. :func:`prepare` is the one call a front end needs::
+and checks them per model. A front end needs two calls::
 
-    request, backend = prepare("seedream-4.5", client, prompt="a red fox", size="16:9")
-    task = Task(request, client=client, backend=backend, inputs=...)
+    request = build_request("seedream-4.5", prompt="a red fox", size="16:9")
+    task = Task(request, client=client, backend=backend_for("seedream-4.5", client), ...)
 
 **Telling a task id's family** (:func:`backend_for_task_id`): the model recorded in history
 wins; else an id starting with ``task_`` is a Market task (``task_<family>_<millis>``); else
@@ -43,7 +43,6 @@ __all__ = [
     "MODELS",
     "model_spec",
     "build_request",
-    "prepare",
     "backend_for",
     "backend_for_task_id",
     "parse_param",
@@ -296,7 +295,7 @@ def _pick(choice: Choice | None, option: str, value: Any, spec: ModelSpec) -> st
     text = str(value).strip()
     if text not in choice.values:
         alias = {"jpg": "jpeg", "jpeg": "jpg"}.get(text.lower())
-        if option == "output_format" and alias in choice.values:
+        if option == "output_format" and alias is not None and alias in choice.values:
             text = alias
         elif text.upper() in choice.values:  # "2k" for "2K"
             text = text.upper()
@@ -487,10 +486,3 @@ def backend_for_task_id(task_id: str, client: KieClient, model: str | None = Non
     if model in MARKET_NAMES or str(task_id).strip().startswith("task_"):
         return MarketBackend(client, names=MARKET_NAMES)
     return FourOBackend(client)
-
-
-def prepare(model: str, client: KieClient, **options: Any,
-            ) -> tuple[GenerationRequest | MarketRequest | KontextRequest, Backend]:
-    """``(request, backend)`` for our model from our option names (see :func:`build_request`)
-    — the one call front ends make before ``Task(request, client=…, backend=…)``."""
-    return build_request(model, **options), backend_for(model, client)

@@ -15,8 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.kontext import KONTEXT_GENERATE_PATH, KontextRecord
+from ..api.backend import TaskSnapshot
+from ..api.fouro import DOWNLOAD_URL_PATH, GENERATE_PATH, RECORD_INFO_PATH
+from ..api.kontext import KONTEXT_GENERATE_PATH, KONTEXT_RECORD_PATH, KontextRecord
 from ..api.market import CREATE_TASK_PATH, MarketRecord
+from ..api.market import RECORD_INFO_PATH as MARKET_RECORD_PATH
 from ..api.models import VARIANTS, TaskRecord
 from ..api.registry import MODELS
 
@@ -37,27 +40,27 @@ class Endpoint:
     method: str
     kind: str  # "submit" | "record" | "download"
     #: For records: the family's parser of ``data`` (has ``succeeded``, ``failed``, ``urls``).
-    record: Callable[[Mapping[str, Any], str], Any] | None = None
+    record: Callable[[Mapping[str, Any], str], TaskSnapshot] | None = None
     #: For downloads: whether the body names a task (``taskId``) that must be the student's.
     owns_task: bool = False
 
 
 ENDPOINTS: dict[str, Endpoint] = {
-    "/api/v1/gpt4o-image/generate": Endpoint("POST", "submit"),
-    "/api/v1/jobs/createTask": Endpoint("POST", "submit"),
-    "/api/v1/flux/kontext/generate": Endpoint("POST", "submit"),
-    "/api/v1/gpt4o-image/record-info": Endpoint("GET", "record", TaskRecord.from_api),
-    "/api/v1/jobs/recordInfo": Endpoint("GET", "record", MarketRecord.from_api),
-    "/api/v1/flux/kontext/record-info": Endpoint("GET", "record", KontextRecord.from_api),
-    "/api/v1/gpt4o-image/download-url": Endpoint("POST", "download", owns_task=True),
+    GENERATE_PATH: Endpoint("POST", "submit"),
+    CREATE_TASK_PATH: Endpoint("POST", "submit"),
+    KONTEXT_GENERATE_PATH: Endpoint("POST", "submit"),
+    RECORD_INFO_PATH: Endpoint("GET", "record", TaskRecord.from_api),
+    MARKET_RECORD_PATH: Endpoint("GET", "record", MarketRecord.from_api),
+    KONTEXT_RECORD_PATH: Endpoint("GET", "record", KontextRecord.from_api),
+    DOWNLOAD_URL_PATH: Endpoint("POST", "download", owns_task=True),
     "/api/v1/common/download-url": Endpoint("POST", "download"),
 }
 
 #: The record endpoint that reads a task made by each submit endpoint.
 RECORD_OF_SUBMIT = {
-    "/api/v1/gpt4o-image/generate": "/api/v1/gpt4o-image/record-info",
-    CREATE_TASK_PATH: "/api/v1/jobs/recordInfo",
-    KONTEXT_GENERATE_PATH: "/api/v1/flux/kontext/record-info",
+    GENERATE_PATH: RECORD_INFO_PATH,
+    CREATE_TASK_PATH: MARKET_RECORD_PATH,
+    KONTEXT_GENERATE_PATH: KONTEXT_RECORD_PATH,
 }
 
 #: The API model ids a class may use, per submit endpoint: the image models the extension
@@ -101,7 +104,7 @@ def images_asked(path: str, body: Mapping[str, Any]) -> int:
     # A parser that reads field names without regard to case (Go's encoding/json does) would
     # take "NVARIANTS" or "Model" for the field checked here: such names are refused.
     _no_case_twins(body, ("nVariants", "model", "input"))
-    if path == "/api/v1/gpt4o-image/generate":
+    if path == GENERATE_PATH:
         value = body.get("nVariants", 1)
         if isinstance(value, bool) or value not in VARIANTS:
             raise ValueError(f"nVariants: {value!r} is not one of "

@@ -159,11 +159,20 @@ def resolve_mask(source: Any, images: tuple[InputImage, ...], option: str = "--m
 
 
 def request_with_inputs(prompt: str, images: tuple[InputImage, ...], mask: InputImage | None,
-                        **params: Any) -> GenerationRequest:
-    """A checked request whose local inputs hold :data:`PENDING_UPLOAD` until uploaded."""
+                        *, size: str = "1:1", variants: int = 1, enhance: bool = False,
+                        fallback: bool = False, fallback_model: str | None = None,
+                        callback_url: str | None = None,
+                        upload_cn: bool = False) -> GenerationRequest:
+    """A checked 4o request whose local inputs hold :data:`PENDING_UPLOAD` until uploaded."""
     return GenerationRequest(
         prompt=prompt,
+        size=size,
+        variants=variants,
         files=tuple(i.url or PENDING_UPLOAD for i in images),
         mask=(mask.url or PENDING_UPLOAD) if mask else None,
-        **params,
+        enhance=enhance,
+        fallback=fallback,
+        fallback_model=fallback_model,
+        callback_url=callback_url,
+        upload_cn=upload_cn,
     )

@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ..api.backend import TaskSnapshot
 from ..api.errors import KieAPIError, KieError, TaskNotFoundError, TaskTimeoutError
-from ..api.models import TaskRecord
 from ..api.ratelimit import SlidingWindowLimiter
 from ..api.retry import RetryPolicy, backoff_delay, is_transient
 
@@ -139,7 +139,7 @@ durations = DurationBook()
 
 
 def poll_task(
-    fetch: Callable[[str], TaskRecord | None],
+    fetch: Callable[[str], TaskSnapshot | None],
     task_id: str,
     *,
     submitted_at: float | None = None,
@@ -153,17 +153,17 @@ def poll_task(
     empty_success_polls: int = 2,
     budget: SlidingWindowLimiter | None = poll_budget,
     span: tuple[float, float] | None = None,
-) -> Iterator[TaskRecord | None]:
+) -> Iterator[TaskSnapshot | None]:
     """Yield snapshots of ``task_id`` until it has finished on the server.
 
-    ``fetch`` is :meth:`KieClient.record_info`. Yields ``None`` while the API has no record
-    yet. The last item is a finished record (success with URLs, or failed). A success with
-    no URLs is re-polled ``empty_success_polls`` times and then yielded as it is. Transient
-    errors are waited out with backoff; ``not_found_grace`` seconds after submission an
-    unknown id is treated like "no record yet". Raises :class:`TaskTimeoutError` when
-    ``timeout`` runs out; returns early when ``stop`` is set. ``span`` is the range of
-    earlier durations of the same model, for a family with no progress (see
-    :meth:`PollSchedule.interval_from_durations`).
+    ``fetch`` is a backend's :meth:`~kie_jupyter.api.backend.Backend.poll`. Yields ``None``
+    while the API has no record yet. The last item is a finished record (success with URLs,
+    or failed). A success with no URLs is re-polled ``empty_success_polls`` times and then
+    yielded as it is. Transient errors are waited out with backoff; ``not_found_grace``
+    seconds after submission an unknown id is treated like "no record yet". Raises
+    :class:`TaskTimeoutError` when ``timeout`` runs out; returns early when ``stop`` is set.
+    ``span`` is the range of earlier durations of the same model, for a family with no
+    progress (see :meth:`PollSchedule.interval_from_durations`).
     """
     schedule = schedule or PollSchedule()
     retry = retry or RetryPolicy()

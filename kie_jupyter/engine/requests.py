@@ -31,18 +31,20 @@ def request_for(model: str, prompt: str, images: tuple[InputImage, ...], mask: A
     4o takes one), as are ``enhance`` and ``fallback``.
     """
     spec = model_spec(model)
-    extras = dict(resolution=resolution, quality=quality, output_format=output_format,
-                  params=dict(params) if params else None)
+    given = dict(params) if params else None
     if spec.family == "4o":
-        fields: dict[str, Any] = dict(
-            size=size or default_size, variants=variants, enhance=enhance, fallback=fallback,
-            fallback_model=fallback_model, callback_url=callback_url)
-        fields.update(fouro_extras(**extras))  # --param upload_cn=true, …
-        return request_with_inputs(prompt, images, mask, **fields)
-    for field, given in (("enhance", enhance), ("fallback", fallback)):
-        if given:
+        # --param upload_cn=true, …; --resolution and the like are refused here.
+        extra = fouro_extras(resolution=resolution, quality=quality,
+                             output_format=output_format, params=given)
+        return request_with_inputs(
+            prompt, images, mask, size=size or default_size, variants=variants,
+            enhance=enhance, fallback=fallback, fallback_model=fallback_model,
+            callback_url=callback_url, upload_cn=extra.get("upload_cn", False))
+    for field, value in (("enhance", enhance), ("fallback", fallback)):
+        if value:
             raise KieUsageError(f"{field}: {model} does not take it (only 4o does)")
     return build_request(model, prompt=prompt, size=size,
                          images=[i.url or PENDING_UPLOAD for i in images],
                          mask=None if mask is None else PENDING_UPLOAD, variants=variants,
-                         callback_url=callback_url, **extras)
+                         callback_url=callback_url, resolution=resolution, quality=quality,
+                         output_format=output_format, params=given)

@@ -38,7 +38,7 @@ from .poller import PollSchedule, durations, poll_task
 from .state import TaskError
 
 if TYPE_CHECKING:
-    from ..api.backend import Backend, TaskSnapshot
+    from ..api.backend import Backend, Request, TaskSnapshot
     from ..api.client import KieClient
     from .inputs import InputImage
 
@@ -48,6 +48,9 @@ log = logging.getLogger("kie_jupyter")
 
 Emit = Callable[..., None]
 T = TypeVar("T")
+#: One job for the shared threads: its future, the function and its arguments.
+_Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+
 
 class _SharedPool:
     """Threads shared by every task: made on first use, kept while work keeps coming (so the
@@ -59,8 +62,8 @@ class _SharedPool:
         self.workers = workers
         self.name = name
         self.idle = idle
-        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]]
-        self._queue = queue.SimpleQueue()
+        # None asks an idle thread to leave (see close).
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._threads = 0
         self._made = 0
         self._lock = threading.Lock()
@@ -84,7 +87,7 @@ class _SharedPool:
         with self._lock:
             threads = self._threads
         for _ in range(threads):
-            self._queue.put(None)  # type: ignore[arg-type]
+            self._queue.put(None)
 
     def _work(self) -> None:
         while True:
@@ -162,7 +165,7 @@ def on_image_thread(fn: Callable[..., T], *args: Any) -> T:
 class RunPlan:
     """What one run needs to know of its task."""
 
-    request: Any | None
+    request: Request | None
     task_id: str | None
     inputs: Sequence[InputImage]
     mask: InputImage | None

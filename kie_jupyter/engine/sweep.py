@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ..api.errors import KieUsageError
 from .task import Task
@@ -139,9 +139,6 @@ class Sweep:
     """The tasks of one sweep, by label. ``sw["oil"]`` is the task (or a smaller sweep when
     the label leaves other dimensions open), ``sw["oil", "3:2"]`` one task."""
 
-    #: Draws the sweep for a notebook (the root sets the static grid card here).
-    renderer: ClassVar[Callable[[Sweep, str], dict[str, Any]] | None] = None
-
     def __init__(self, axes: Sequence[Axis], cells: Sequence[tuple[tuple[str, ...], Task]],
                  *, embed: str = "thumb") -> None:
         self.axes = tuple(axes)
@@ -228,7 +225,5 @@ class Sweep:
         return f"<kie4o Sweep {dims}: {c['done']} of {c['total']} done>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        render = Sweep.renderer
-        if render is None:
-            return {"text/plain": repr(self)}
-        return render(self, self.embed)
+        # A notebook shows the grid: ``%load_ext`` registers it with IPython's formatter.
+        return {"text/plain": repr(self)}

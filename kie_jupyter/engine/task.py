@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from ..api.backend import TaskSnapshot
 from ..api.errors import (
@@ -489,12 +489,6 @@ class Task:
         pct = f" {self.progress:.0%}" if self.status is TaskStatus.GENERATING else ""
         return f"<kie4o Task {self.task_id or '(submitting)'} {self.status.value}{pct}>"
 
-    #: Draws the task for a notebook (``kie_jupyter`` installs the static card here when it
-    #: is imported). The engine draws nothing itself, so it needs no front end below it.
-    renderer: ClassVar[Callable[[Task, str], dict[str, Any]] | None] = None
-
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        render = Task.renderer
-        if render is None:
-            return {"text/plain": repr(self)}
-        return render(self, self.embed)
+        # A notebook shows the card: ``%load_ext`` registers it with IPython's formatter.
+        return {"text/plain": repr(self)}

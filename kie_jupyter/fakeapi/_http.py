@@ -10,15 +10,17 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from ._state import Fault
+from ._state import Fault, MockRequest
 
 
 class Dispatcher(Protocol):
     """The server behind the HTTP layer (``MockKieServer``; declared here, no import cycle)."""
 
-    def _record(self, method: str, path: str, headers: Any, body: bytes) -> Any: ...
+    def _record(self, method: str, path: str, headers: Any, body: bytes) -> MockRequest: ...
     def _take_fault(self, endpoint: str, path: str) -> Fault | None: ...
-    def _respond(self, request: Any, fault: Fault | None) -> Answer: ...
+    def _respond(self, request: MockRequest, fault: Fault | None) -> Answer | None:
+        """The answer to ``request``; None drops the connection."""
+        ...
 
 log = logging.getLogger("kie_jupyter.testing")
 

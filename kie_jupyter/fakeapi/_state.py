@@ -52,7 +52,7 @@ FAIL_MARKER = "[mock:fail]"
 FAILED_STATUSES = ("GENERATE_FAILED", "CREATE_TASK_FAILED")
 
 
-class Headers(dict):  # type: ignore[type-arg]
+class Headers(dict[str, str]):
     """A ``dict[str, str]`` of header names, lower-cased, that looks names up in any case."""
 
     def __init__(self, items: Any = ()) -> None:
@@ -64,7 +64,7 @@ class Headers(dict):  # type: ignore[type-arg]
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and super().__contains__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 

@@ -45,7 +45,7 @@ __all__ = ["Fault", "MockKieServer", "MockRequest", "TaskScript"]
 _PATHS = {path: name for (_, path), name in ROUTES.items()}
 
 
-class _TaskView(dict):  # type: ignore[type-arg]
+class _TaskView(dict[str, Any]):
     """A snapshot of the tasks; calling it returns itself, so ``tasks()`` works too."""
 
     def __call__(self) -> _TaskView:

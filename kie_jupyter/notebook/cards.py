@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import itertools
 import weakref
 from collections.abc import Sequence
@@ -56,16 +55,12 @@ def thumbnail(data: bytes, size: int = THUMB_SIZE) -> tuple[bytes, str]:
 
 
 def _thumbnail(data: bytes, size: int) -> tuple[bytes, str]:
-    from PIL import Image  # here: %load_ext imports this module and must stay fast
-
+    # Imported here: %load_ext imports this module and must not wait for Pillow.
     from ..api.imagedata import mime_of
+    from ..engine.images import thumbnail_jpeg
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.thumbnail((size, size))
-            out = io.BytesIO()
-            im.convert("RGB").save(out, format="JPEG", quality=82, optimize=True)
-            return out.getvalue(), "image/jpeg"
+        return thumbnail_jpeg(data, size), "image/jpeg"
     except Exception:  # an image Pillow cannot read is embedded as it is
         return data, mime_of(data)
 
@@ -231,8 +226,8 @@ def card_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
     """One task's card: header, prompt, images (or the reason there are none), notes."""
     esc = html.escape
     name = name or _names.get(task)
-    family = getattr(task, "model", None) or getattr(getattr(task, "backend", None), "family",
-                                                    "4o")
+    family = str(getattr(task, "model", None)
+                 or getattr(getattr(task, "backend", None), "family", "4o"))
     parts = [
         f'<div class="kie4o-card kie4o-static" style="font-family:{FONT};color:{TEXT};'
         f'border:1px solid {BORDER};border-radius:6px;padding:6px 10px;margin:2px 0;'
@@ -275,9 +270,10 @@ def card_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
 
 def _rows(item: Cardable) -> list[list[Task]]:
     if isinstance(item, Sequence) and not isinstance(item, str | bytes):
-        rows = [list(r) if isinstance(r, Sequence) else [r] for r in item]
-        return rows if any(isinstance(r, Sequence) for r in item) else [list(item)]
-    return [[item]]  # type: ignore[list-item]
+        rows: list[list[Task]] = [list(r) if isinstance(r, Sequence) else [r] for r in item]
+        return rows if any(isinstance(r, Sequence) for r in item) else [
+            [t for t in item if not isinstance(t, Sequence)]]
+    return [[item]]
 
 
 def card_bundle(item: Cardable, embed: str = "thumb", *,
@@ -304,8 +300,22 @@ def card_bundle(item: Cardable, embed: str = "thumb", *,
 
 
 def static_bundle(task: Task, embed: str = "thumb") -> dict[str, Any]:
-    """The mimebundle of a task's static card (``Task.renderer``: ``display(task)``)."""
+    """The mimebundle of a task's static card (what ``display(task)`` shows)."""
     return card_bundle(task, embed)
+
+
+def register_cards(shell: Any) -> None:
+    """Show tasks and sweeps as their static cards wherever ``shell`` displays them.
+
+    Registered with IPython's display formatter by type name, so nothing of the engine is
+    imported (``%load_ext`` stays light) and the engine draws nothing itself."""
+    formatter = getattr(getattr(shell, "display_formatter", None), "mimebundle_formatter", None)
+    if formatter is None:
+        return
+    formatter.for_type_by_name("kie_jupyter.engine.task", "Task",
+                               lambda task: static_bundle(task, task.embed))
+    formatter.for_type_by_name("kie_jupyter.engine.sweep", "Sweep",
+                               lambda sweep: sweep_bundle(sweep, sweep.embed))
 
 
 def sweep_bundle(sweep: Any, embed: str = "thumb", name: str | None = None) -> dict[str, Any]:

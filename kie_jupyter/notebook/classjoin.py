@@ -36,6 +36,7 @@ from IPython.core.error import StdinNotImplementedError, UsageError
 from ..api.client import KieClient
 from ..api.errors import KieConfigError, KieError
 from ..fakeapi.demo import DemoServer
+from ..session import Session
 
 __all__ = ["join", "leave", "joined", "joined_class", "on_the_hub", "park", "unpark",
            "HUB_URL_ENVS", "UPLOAD_PATH", "ME_PATH"]
@@ -47,12 +48,14 @@ ME_PATH = "/class/me"
 
 
 class ClassHost(Protocol):
-    """What ``%kie4o class`` uses of the ``Kie4o`` magics (its traits and in-memory key)."""
+    """What ``%kie4o class`` uses of the ``Kie4o`` magics (its traits and its session)."""
 
-    demo: DemoServer
+    session: Session
     base_url: str | None
     upload_url: str | None
-    _api_key: str | None
+
+    @property
+    def demo(self) -> DemoServer: ...
 
     def load_message(self, continued: bool = False) -> str: ...
 
@@ -207,8 +210,8 @@ def join(host: ClassHost, raw_url: str, *, token_env: str | None = None,
         demo_off(host)
         print("kie4o: demo mode off: the class is this kernel's endpoint now")
     previous = _joined[host][0] if host in _joined else (
-        host.base_url, host.upload_url, host._api_key)
-    host.base_url, host.upload_url, host._api_key = url, url + UPLOAD_PATH, token
+        host.base_url, host.upload_url, host.session.api_key)
+    host.base_url, host.upload_url, host.session.api_key = url, url + UPLOAD_PATH, token
     _joined[host] = (previous, url)
     student = str(me.get("student") or "a student")
     quota, remaining = me.get("quota"), me.get("remaining")
@@ -240,7 +243,7 @@ def park(shell: Any, host: ClassHost) -> None:
     earlier = _parked.pop(id(shell), None)
     if earlier is not None:
         events.unregister("post_run_cell", earlier[2])
-    _parked[id(shell)] = (found, (host.base_url, host.upload_url, host._api_key),
+    _parked[id(shell)] = (found, (host.base_url, host.upload_url, host.session.api_key),
                           forget_unclaimed)
     events.register("post_run_cell", forget_unclaimed)
 
@@ -251,7 +254,7 @@ def unpark(shell: Any, host: ClassHost) -> str | None:
     parked = _parked.pop(id(shell), None)
     if parked is None:
         return None
-    (previous, url), (host.base_url, host.upload_url, host._api_key), forget = parked
+    (previous, url), (host.base_url, host.upload_url, host.session.api_key), forget = parked
     shell.events.unregister("post_run_cell", forget)
     _joined[host] = (previous, url)
     return url
@@ -288,7 +291,7 @@ def leave(host: ClassHost, *, say: bool = True) -> str | None:
         if say:
             print("kie4o: not in a class (`%kie4o class URL` joins one)")
         return None
-    (host.base_url, host.upload_url, host._api_key), url = joined
+    (host.base_url, host.upload_url, host.session.api_key), url = joined
     if say:
         print(f"kie4o: left the class at {url}; "
               + host.load_message().removeprefix("kie4o: "))

@@ -1,23 +1,22 @@
 """The ``Kie4o`` magics: ``%%kie4o`` (a prompt to images) and ``%kie4o`` (subcommands).
 
-Thin: options are parsed by :mod:`.options`, requests made by :mod:`.client`, tasks run by
-:mod:`.task`, shown by :mod:`.panel` (widgets) or :mod:`.static` (saved notebooks, terminals).
+Thin: a cell is parsed by :mod:`.options` into the engine's plan
+(:mod:`kie_jupyter.engine.plan`: every request checked, the sweep expanded), whose tasks
+(:mod:`kie_jupyter.engine.task`) are shown live by :mod:`.panel` (widgets), as a sweep grid
+or as text, then as their static card (:mod:`.cards`). Subcommands live in
+:mod:`.subcommands`; the kernel's key, clients, demo server and running tasks in its
+:class:`~kie_jupyter.session.Session`, shared with the Python API.
 
 Light at import: ``%load_ext`` imports this module, so the engine, the option parser, the
 subcommands, the demo server, requests and Pillow are imported on first use, in the methods
 that need them (``benchmarks/bench_load.py`` holds it to 1.2x ``import ipywidgets``).
-
-Size: over 400 lines for the cell magic's three displays (panel, sweep grid, text), each
-with its Ctrl-C handling; the sweep display is the next to move out.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,21 +24,21 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
-from traitlets import Enum, Float, Int, Unicode
+from traitlets import Enum, Float, Int, Unicode, observe
 
 from .. import optiontable
 from ..api.client import KieClient
 from ..api.errors import KieConfigError, KieError
 from ..api.models import Size, TaskStatus
-from ..hints import with_hint
-from .cards import EMBED_CHOICES, SweepCard, name_task, status_text
+from ..session import Session, activate, deactivate
+from .cards import EMBED_CHOICES, SweepCard, name_task, register_cards, status_text
+from .errors import usage_error
 from .resend import remember_card, resend_cards
 
 if TYPE_CHECKING:
     from ..engine.history import HistoryStore
     from ..engine.sweep import Sweep
     from ..engine.task import Task
-    from . import options
     from .demo import DemoHandover, DemoServer
 
 __all__ = ["Kie4o"]
@@ -78,11 +77,6 @@ def _keep_empty_body(lines: list[str]) -> list[str]:
     return lines
 
 
-def _usage(exc: KieError, prefix: str = "", task_id: str | None = None) -> UsageError:
-    """A KieError as the one-line UsageError the notebook shows, with the notebook's hint."""
-    return UsageError(with_hint(f"{prefix}{exc}", getattr(exc, "fix", None), "notebook", task_id))
-
-
 @magics_class
 class Kie4o(Magics):
     """KIE.AI 4o Image generation in notebooks. Settings: ``%config Kie4o``."""
@@ -114,68 +108,40 @@ class Kie4o(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self._api_key: str | None = None  # from %kie4o login: memory only
-        self._demo: DemoServer | None = None  # made on first use (see _demo_module)
-        self._prepare: Callable[[], None] | None = None  # the root's wiring, run once
-        # Held weakly: a running task is held by its thread; one that ended belongs to the
-        # notebook's names alone, and goes (with its images) when the user deletes them.
-        self._live: weakref.WeakSet[Task] = weakref.WeakSet()
-        self._clients: dict[tuple[Any, ...], KieClient] = {}
-        self._lock = threading.Lock()
+        #: The kernel's key, endpoint, clients, demo server and running tasks, shared with
+        #: the subcommands and the Python API; the settings below are kept in step with it.
+        self.session = Session(base_url=self.base_url, upload_url=self.upload_url,
+                               output_dir=self.output_dir)
+
+    @observe("base_url", "upload_url", "output_dir")
+    def _settings_changed(self, change: Any) -> None:
+        setattr(self.session, change["name"], change["new"])
 
     @property
-    def _tasks(self) -> list[Task]:
-        """The tasks started here that have not ended (stopped at unload)."""
-        return [t for t in list(self._live) if not t.done]
+    def _user_ns(self) -> dict[str, Any]:
+        """The notebook's names (the shell is always set once loaded)."""
+        assert self.shell is not None
+        return self.shell.user_ns
 
     @property
     def demo(self) -> DemoServer:
         """The demo server (idle until ``%kie4o demo`` or ``KIE_DEMO`` starts it)."""
-        if self._demo is None:
-            self._demo = _demo_module().DemoServer()
-        return self._demo
-
-    @demo.setter
-    def demo(self, server: DemoServer) -> None:
-        self._demo = server
+        return self.session.demo
 
     def _demo_running(self) -> bool:
-        return self._demo is not None and self._demo.running
-
-    def _ready(self) -> None:
-        """Before the first cell or subcommand: the root's wiring (task cards), once."""
-        prepare, self._prepare = self._prepare, None
-        if prepare is not None:
-            prepare()
+        return self.session.demo_running
 
     # -- settings ----------------------------------------------------------------------------
 
     def client(self) -> KieClient:
         """A client for the current settings (demo server, trait, environment, default)."""
-        if self._demo_running():
-            url = self.demo.url
-            key: tuple[Any, ...] = ("demo", url)
-            make = lambda: KieClient(_demo_module().DEMO_KEY, base_url=url,  # noqa: E731
-                                     upload_url=url, demo=True)
-        else:
-            # The environment is part of the key: a KIE_API_KEY set after %load_ext counts.
-            env = tuple(os.environ.get(v) for v in ("KIE_API_KEY", "KIE_BASE_URL",
-                                                    "KIE_UPLOAD_URL"))
-            key = ("live", self.base_url, self.upload_url, self._api_key, env)
-            make = lambda: KieClient(self._api_key, base_url=self.base_url,  # noqa: E731
-                                     upload_url=self.upload_url)
-        with self._lock:
-            if key not in self._clients:
-                try:
-                    self._clients[key] = make()
-                except KieConfigError as exc:
-                    raise _usage(exc) from None
-            return self._clients[key]
+        try:
+            return self.session.client()
+        except KieConfigError as exc:
+            raise usage_error(exc) from None
 
     def history(self) -> HistoryStore:
-        from ..engine.history import HistoryStore, default_output_dir
-
-        return HistoryStore(self.output_dir or default_output_dir())
+        return self.session.history()
 
     def _widgets(self) -> bool:
         if self.frontend != "auto":
@@ -204,16 +170,7 @@ class Kie4o(Magics):
 
     def shutdown(self) -> None:
         """Stop every poller and the demo server (``%unload_ext``)."""
-        tasks = self._tasks
-        if tasks:
-            _demo_module().stop_tasks(tasks, self._clients.values())
-        else:
-            for client in self._clients.values():
-                client.close()
-        self._live.clear()
-        self._clients.clear()
-        if self._demo is not None:
-            self._demo.stop()
+        self.session.close(lambda tasks, clients: _demo_module().stop_tasks(tasks, clients))
         if "kie_jupyter.engine.runner" in sys.modules:  # (else no task ever ran)
             from ..engine.runner import end_shared_threads
 
@@ -224,19 +181,19 @@ class Kie4o(Magics):
         if not self._demo_running():
             return None
         demo = _demo_module()
-        clients = {k: self._clients.pop(k) for k in list(self._clients) if k[0] == "demo"}
+        clients = self.session.take_demo_clients()
         mine = set(map(id, clients.values()))
-        tasks = [t for t in self._tasks if id(t.client) in mine]
+        tasks = [t for t in self.session.tasks if id(t.client) in mine]
         for task in tasks:
-            self._live.discard(task)
+            self.session.forget(task)
         state = demo.DemoHandover(self.demo, clients, tasks)
-        self.demo = demo.DemoServer()  # an idle one: shutting this instance down keeps the server
+        self.session.demo = demo.DemoServer()  # an idle one: closing this keeps the server
         return state
 
     def _adopt_demo(self, state: DemoHandover) -> None:
-        self.demo = state.server
-        self._clients.update(state.clients)
-        self._live.update(state.tasks)
+        self.session.demo = state.server
+        self.session.clients.update(state.clients)
+        self.session.track(*state.tasks)
 
     # -- the magic -------------------------------------------------------------------------
 
@@ -258,30 +215,27 @@ class Kie4o(Magics):
         ``%kie4o resume ID`` · ``%kie4o history [N] [--search TEXT]`` · ``%kie4o credits`` ·
         ``%kie4o config``.
         """
-        self._ready()
         if cell is None:
             return self._line(line)
         return self._cell(line, cell)
 
     def _cell(self, line: str, cell: str) -> None:
-        from ..api.registry import backend_for
         from ..engine.checks import check_save_dir, check_timeout
         from ..engine.poller import PollSchedule
-        from ..engine.sweep import Sweep
-        from ..engine.task import Task
         from . import options
 
-        opts = options.parse_cell(self.kie4o, line, cell, self.shell.user_ns,
+        opts = options.parse_cell(self.kie4o, line, cell, self._user_ns,
                                   default_size=self.default_size, default_model=self.model)
+        plan = opts.plan
         client = self.client()
         if opts.dry_run:
-            display(self._dry_run(opts, client))
+            display(_Text(plan.dry_run(client)))
             return None
-        if opts.is_sweep and len(opts.runs) > self.confirm_over and not opts.yes:
-            raise UsageError(
-                f"this sweep makes {len(opts.runs)} tasks ({opts.image_count} images), more "
-                f"than %config Kie4o.confirm_over = {self.confirm_over}: add --yes to the "
-                "option line to send them (nothing was sent)")
+        try:
+            plan.confirm(self.confirm_over, opts.yes, setting="%config Kie4o.confirm_over",
+                         how="add --yes to the option line")
+        except KieError as exc:
+            raise UsageError(str(exc)) from None
         if not client.has_key:
             raise UsageError(
                 "no API key: set the KIE_API_KEY environment variable, run `%kie4o login`, "
@@ -292,22 +246,16 @@ class Kie4o(Magics):
             timeout = opts.timeout or check_timeout(self.timeout, "Kie4o.timeout")
             save_dir = check_save_dir(opts.save, "--save") if opts.save is not None else None
         except KieError as exc:
-            raise _usage(exc) from None
-        tasks = [
-            Task(run.request, client=client, backend=backend_for(run.model, client),
-                 inputs=opts.images, mask=opts.mask, timeout=timeout,
-                 schedule=PollSchedule(min_interval=self.poll_interval), save_dir=save_dir,
-                 embed=self.embed, history=self.history(),
-                 labels={"sweep": " / ".join(run.labels)} if run.labels else None)
-            for run in opts.runs
-        ]
-        if not opts.is_sweep:
+            raise usage_error(exc) from None
+        # The default schedule unless %config Kie4o.poll_interval asks for another floor.
+        schedule = (PollSchedule(min_interval=self.poll_interval)
+                    if self.poll_interval != Kie4o.poll_interval.default_value else None)
+        tasks = plan.new_tasks(client, timeout=timeout, save_dir=save_dir,
+                               history=self.history(), schedule=schedule, embed=self.embed)
+        if not plan.is_sweep:
             self._run_task(tasks[0], out=opts.out, wait=not opts.no_wait)
             return None
-        sweep = Sweep(opts.axes, [(run.labels, task)
-                                  for run, task in zip(opts.runs, tasks, strict=True)],
-                      embed=self.embed)
-        self._run_sweep(sweep, out=opts.out, wait=not opts.no_wait)
+        self._run_sweep(plan.sweep_of(tasks, self.embed), out=opts.out, wait=not opts.no_wait)
         return None
 
     def _run_sweep(self, sweep: Sweep, *, out: str | None, wait: bool) -> None:
@@ -318,10 +266,10 @@ class Kie4o(Magics):
         blocking cell updates it from its own thread; a ``--no-wait`` sweep from a thread of
         its own. Ctrl-C stops every task and ends the cell in error.
         """
-        self._live.update(sweep.tasks)
-        self.shell.user_ns["_kie4o"] = sweep
+        self.session.track(*sweep.tasks)
+        self._user_ns["_kie4o"] = sweep
         if out:
-            self.shell.user_ns[out] = sweep
+            self._user_ns[out] = sweep
         view = SweepCard(sweep, self.embed, out or "_kie4o")
         self._resend_cards_hook()
         text = not self._widgets()
@@ -362,28 +310,25 @@ class Kie4o(Magics):
                 return
             follow()
         except KeyboardInterrupt:
-            running = [t for t in sweep.tasks if not t.done]
-            sweep.stop()
-            sweep.wait(5)
+            from ..engine.plan import interrupt_report
+
+            report = interrupt_report(sweep.tasks)
             show()
-            sent = [t.task_id for t in running
-                    if t.task_id and t.status is TaskStatus.STOPPED]
-            doubtful = [t for t in running if not t.task_id and not t.stopped_before_sent]
-            if doubtful:
-                print(f"kie4o: {len(doubtful)} task(s) of the sweep were being sent when "
-                      "stopped: they may have reached KIE.AI — check your KIE.AI dashboard")
-            if sent:
-                print(f"kie4o: stopped following {len(sent)} task(s) of the sweep; they go on "
-                      f"at KIE.AI — `%kie4o resume ID` for each: {', '.join(sent)}")
+            if report.doubtful:
+                print(f"kie4o: {len(report.doubtful)} task(s) of the sweep were being sent "
+                      "when stopped: they may have reached KIE.AI — check your KIE.AI dashboard")
+            if report.sent:
+                print(f"kie4o: stopped following {len(report.sent)} task(s) of the sweep; they "
+                      f"go on at KIE.AI — `%kie4o resume ID` for each: {', '.join(report.sent)}")
             raise UsageError("kie4o: interrupted (Ctrl-C); this cell ends in error so that "
                              "Run All stops here") from None
 
     def _run_task(self, task: Task, *, out: str | None, wait: bool) -> None:
         """Start and show a task; when waiting, a Ctrl-C ends the cell in error."""
-        self._live.add(task)
-        self.shell.user_ns["_kie4o"] = task
+        self.session.track(task)
+        self._user_ns["_kie4o"] = task
         if out:
-            self.shell.user_ns[out] = task
+            self._user_ns[out] = task
         name_task(task, out or "_kie4o")  # the card shows fox[0] (or _kie4o[0])
         if self._widgets():
             interrupted = self._run_with_panel(task, wait)
@@ -485,31 +430,6 @@ class Kie4o(Magics):
             print(f"kie4o: stopped; the request was on its way to {where} — if it arrived, "
                   "its id will appear in `%kie4o history`")
 
-    def _dry_run(self, opts: options.CellOptions, client: KieClient) -> Any:
-        """Every request the cell would send (uploads named, key masked); nothing is sent."""
-        from ..api.registry import backend_for
-        from ..engine.inputs import PENDING_UPLOAD
-
-        local = [i.label for i in opts.images if i.url is None]
-        blocks = []
-        for run in opts.runs:
-            body = run.request.to_body()
-            path = getattr(backend_for(run.model, client), "submit_path",
-                           "/api/v1/gpt4o-image/generate")
-            text = json.dumps(body, indent=2, ensure_ascii=False)
-            names = iter(local)
-            # Only local files are uploads; a URL is sent as it is (and shown as such).
-            while f'"{PENDING_UPLOAD}"' in text:
-                label = next(names, None) or (opts.mask.label if opts.mask else "file")
-                text = text.replace(f'"{PENDING_UPLOAD}"',
-                                    json.dumps(f"<upload of {label}>"), 1)
-            where = f"# {' / '.join(run.labels)}\n" if run.labels else ""
-            blocks.append(f"{where}POST {client.base_url}{path}\n"
-                          f"Authorization: Bearer {client.masked_key()}\n"
-                          f"Content-Type: application/json\n\n{text}")
-        count = f"{len(blocks)} requests" if len(blocks) > 1 else "1 request"
-        return _Text("\n\n".join(blocks) + f"\n\n(dry run: {count}, nothing was sent)")
-
     # -- line magic ------------------------------------------------------------------------
 
     def _line(self, line: str) -> Any:
@@ -531,23 +451,24 @@ class _Text:
         return {"text/plain": self.text, "text/html": f"<pre>{html.escape(self.text)}</pre>"}
 
 
-def load(shell: Any, previous: Kie4o | None = None, *,
-         prepare: Callable[[], None] | None = None) -> Kie4o:
+def load(shell: Any, previous: Kie4o | None = None) -> Kie4o:
     """Register the magics on ``shell`` (called by ``%load_ext`` and ``%reload_ext``).
 
     ``previous``, an instance still loaded, is unloaded first. Demo mode survives a reload:
     the running demo server, its clients and its unfinished tasks go to the new instance
     (whether the old one was unloaded here or by ``%reload_ext`` just before), and the load
     line says so; live tasks of the old instance are stopped, as by ``%unload_ext``. A class
-    joined with ``%kie4o class`` stays joined (in memory only), and the load says so.
-    ``prepare`` (the package root's wiring) runs before the first cell or subcommand.
+    joined with ``%kie4o class`` stays joined (in memory only), and the load says so. Tasks
+    and sweeps show as their cards wherever the shell displays them; the Python API uses
+    this load's session.
     """
     if previous is not None:
         unload(shell, previous)
     demo = _demo_imported()  # nothing can be parked unless demo mode was loaded
     state = demo.unpark(shell) if demo is not None else None
     magics = Kie4o(shell=shell)
-    magics._prepare = prepare
+    register_cards(shell)
+    activate(magics.session)
     shell.register_magics(magics)
     # %%kie: the same magic under a model-neutral name (`%%kie --model nano-banana-pro`).
     shell.register_magic_function(magics.kie4o, "line_cell", "kie")
@@ -580,6 +501,7 @@ def unload(shell: Any, magics: Kie4o) -> None:
     if classjoin is not None:
         classjoin.park(shell, magics)  # a class joined stays joined for the next load
     magics.shutdown()
+    deactivate(magics.session)
     for kind in ("line", "cell"):
         for name in ("kie4o", "kie"):
             shell.magics_manager.magics[kind].pop(name, None)

@@ -1,9 +1,9 @@
 """The ``%%kie4o`` options on the magic, and their parsing into a checked request.
 
-``declare`` puts the options of the shared table (:mod:`kie_jupyter.optiontable`) on the
-magic with IPython's ``magic_arguments`` (so ``%%kie4o?`` is the help); :func:`parse_cell`
-turns a magic line and cell body into :class:`CellOptions`, raising a one-line ``UsageError``
-for any bad input before anything is sent.
+The magic declares the options of the shared table (:mod:`kie_jupyter.optiontable`) with
+IPython's ``magic_arguments`` (so ``%%kie4o?`` is the help); :func:`parse_cell` turns a magic
+line and cell body into :class:`CellOptions` — the engine's plan and the notebook's own
+options — raising a one-line ``UsageError`` for any bad input before anything is sent.
 
 The option line is split like a POSIX shell line (:func:`split_line`), *then* ``$name`` and
 ``{expr}`` are filled from the notebook (:func:`expand_words`): a word that is one expression
@@ -18,7 +18,7 @@ import os
 import re
 import shlex
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,62 +26,32 @@ from IPython.core.error import UsageError
 from IPython.utils.text import DollarFormatter
 
 from .. import optiontable
-from ..api.errors import KieError, KieUsageError
-from ..api.models import MAX_FILES, is_http_url
-from ..api.registry import model_spec, parse_param
+from ..api.errors import KieUsageError
+from ..api.models import is_http_url
+from ..api.registry import parse_param
 from ..engine.checks import check_timeout
-from ..engine.inputs import (
-    InputImage,
-    resolve_images,
-    resolve_mask,
-)
-from ..engine.requests import request_for
-from ..engine.sweep import Axis, expand
+from ..engine.plan import Plan, Wanted, make_plan
 from ..hints import with_hint
 
-__all__ = ["parse_cell", "CellOptions", "CellRun", "fill_prompt", "split_line",
-           "expand_words", "keep_empty_body", "usage_error"]
+__all__ = ["parse_cell", "CellOptions", "fill_prompt", "split_line",
+           "expand_words", "keep_empty_body"]
 
 #: The long name of each flag, for error messages (``-i`` → ``--image``).
 LONG_NAMES = optiontable.LONG_NAMES
 
 
 @dataclass(frozen=True)
-class CellRun:
-    """One task of a cell: its labels in the sweep (none for a single task), our model's
-    name and the checked request."""
-
-    labels: tuple[str, ...]
-    model: str
-    request: Any
-
-
-@dataclass(frozen=True)
 class CellOptions:
-    """A parsed, checked ``%%kie4o`` cell: one task, or a sweep of several (``runs``)."""
+    """A parsed, checked ``%%kie4o`` cell: its :class:`~kie_jupyter.engine.plan.Plan` (one
+    task, or a sweep of several) and the notebook's own options."""
 
-    request: Any
-    images: tuple[InputImage, ...]
-    mask: InputImage | None
+    plan: Plan
     out: str | None
     save: str | None
     no_wait: bool
     timeout: float | None
     dry_run: bool
-    model: str = "4o"
-    runs: tuple[CellRun, ...] = ()
-    axes: tuple[Axis, ...] = ()
     yes: bool = False
-
-    @property
-    def is_sweep(self) -> bool:
-        """True when the cell makes more than one task (or varies anything)."""
-        return len(self.runs) > 1 or bool(self.axes)
-
-    @property
-    def image_count(self) -> int:
-        """How many images the cell asks for in all (for the confirm message)."""
-        return sum(getattr(r.request, "variants", 1) or 1 for r in self.runs)
 
 
 class _Formatter(string.Formatter):
@@ -198,7 +168,7 @@ def _is_flag(word: str) -> bool:
 
 
 def expand_words(words: Iterable[str], namespace: Mapping[str, Any], *, where: str,
-                 prefix: str = "", objects_for: frozenset[str] = frozenset(),
+                 prefix: str = "", objects_for: frozenset[str | None] = frozenset(),
                  ) -> tuple[list[str], list[Any]]:
     """Fill ``$name`` and ``{expr}`` in each word (after splitting, so values keep spaces).
 
@@ -260,20 +230,15 @@ def keep_empty_body(lines: list[str]) -> list[str]:
     return lines
 
 
-def usage_error(exc: KieError, prefix: str = "", task_id: str | None = None) -> UsageError:
-    """A KieError as the one-line UsageError the notebook shows, with the notebook's hint."""
-    return UsageError(with_hint(f"{prefix}{exc}", getattr(exc, "fix", None), "notebook",
-                                task_id))
-
-
-def parse_cell(magic_func: Callable[..., Any], line: str, body: str,
+def parse_cell(magic_func: Any, line: str, body: str,
                namespace: Mapping[str, Any], *, default_size: str,
                default_model: str = "4o") -> CellOptions:
     """Parse and check one ``%%kie4o`` cell; ``UsageError`` on any bad input.
 
     ``{a|b}`` groups in the body and comma lists in ``--model``, ``-s``, ``--resolution`` and
-    ``--quality`` expand to every combination (a sweep); every combination's request is built
-    and checked here, before anything is sent.
+    ``--quality`` expand to every combination (a sweep): the engine's one plan
+    (:func:`~kie_jupyter.engine.plan.make_plan`) builds and checks every request here,
+    before anything is sent.
     """
     words, objects = expand_words(split_line(line, "%%kie4o"), namespace,
                                   where="%%kie4o option line", objects_for=OBJECT_OPTIONS)
@@ -291,50 +256,19 @@ def parse_cell(magic_func: Callable[..., Any], line: str, body: str,
         raise UsageError(f"--callback: {args.callback!r} is not an http(s) URL")
     try:
         timeout = None if args.timeout is None else check_timeout(args.timeout, "--timeout")
-        params = dict(parse_param(p) for p in args.param)
-        sweepable = {name: value for name, value in (
-            ("model", args.model or default_model), ("size", args.size),
-            ("resolution", args.resolution), ("quality", args.quality)) if value is not None}
-        axes, combos = expand(body.strip(), sweepable)
-        models = {c.options["model"] for c in combos}
-        specs = {m: model_spec(m) for m in models}  # an unknown name lists the models
-        if args.variants > 1 and any(sp.variants != "native" for sp in specs.values()):
-            # Those models make one image per task: one task per variant, a sweep dimension.
-            axes, combos = expand(body.strip(), {
-                **sweepable, "variant": [str(n) for n in range(1, args.variants + 1)]})
-        most = max(sp.max_images for sp in specs.values())
-        images = resolve_images((unmark(v, objects) for v in args.image),
-                                max_images=max(most, MAX_FILES))
-        mask = resolve_mask(None if args.mask is None else unmark(args.mask, objects), images)
-        runs = []
-        for combo in combos:
-            prompt = fill_prompt(combo.prompt, namespace)
-            model = combo.options["model"]
-            runs.append(CellRun(combo.labels, model, _request(
-                model, specs[model], prompt, images, mask, combo.options, args, params,
-                default_size, one_each="variant" in combo.options)))
+        plan = make_plan(Wanted(
+            body, model=args.model, size=args.size, resolution=args.resolution,
+            quality=args.quality, variants=args.variants,
+            images=[unmark(v, objects) for v in args.image],
+            mask=None if args.mask is None else unmark(args.mask, objects),
+            enhance=args.enhance, fallback=args.fallback is not None,
+            fallback_model=args.fallback, callback_url=args.callback,
+            output_format=args.output_format,
+            params=dict(parse_param(p) for p in args.param) or None,
+            default_model=default_model, default_size=default_size,
+            fill=lambda prompt: fill_prompt(prompt, namespace)))
     except KieUsageError as exc:
         raise UsageError(with_hint(optiontable.name_the_flag(str(exc)),
                                    getattr(exc, "fix", None), "notebook")) from None
-    return CellOptions(
-        request=runs[0].request, images=images, mask=mask, out=args.out, save=args.save,
-        no_wait=args.no_wait, timeout=timeout, dry_run=args.dry_run, model=runs[0].model,
-        runs=tuple(runs), axes=tuple(axes), yes=args.yes,
-    )
-
-
-def _request(model: str, spec: Any, prompt: str, images: tuple[InputImage, ...],
-             mask: InputImage | None, chosen: Mapping[str, str], args: Any,
-             params: dict[str, Any], default_size: str, *, one_each: bool) -> Any:
-    """The checked request of one combination (4o's own, or the registry's for a model)."""
-    if spec.family == "4o" and len(images) > MAX_FILES:
-        # The images were resolved for the sweep's most generous model.
-        raise KieUsageError(f"--image: {len(images)} images given; at most {MAX_FILES} "
-                            "are allowed for 4o")
-    return request_for(
-        model, prompt, images, mask, size=chosen.get("size"),
-        variants=1 if one_each else args.variants, enhance=args.enhance,
-        fallback=args.fallback is not None, fallback_model=args.fallback,
-        callback_url=args.callback, resolution=chosen.get("resolution"),
-        quality=chosen.get("quality"), output_format=args.output_format,
-        params=params or None, default_size=default_size)
+    return CellOptions(plan=plan, out=args.out, save=args.save, no_wait=args.no_wait,
+                       timeout=timeout, dry_run=args.dry_run, yes=args.yes)

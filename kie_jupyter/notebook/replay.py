@@ -31,7 +31,8 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 class PackHost(Protocol):
     """What ``%kie4o pack`` uses of the ``Kie4o`` magics."""
 
-    demo: DemoServer
+    @property
+    def demo(self) -> DemoServer: ...
 
     def client(self) -> KieClient: ...
 

@@ -54,8 +54,10 @@ from ..engine.sweep import Sweep
 from ..engine.task import Task, recently_created
 from ..fakeapi.demo import PACK_ENV, env_pack
 from ..fakeapi.packs import PackError, ReplayPack, load_pack
+from ..session import Session
 from . import classjoin, options, replay, workbench
 from .demo import DemoServer, banner
+from .errors import usage_error
 from .views import Table, config_table, history_table, status_snapshot
 
 __all__ = ["SUBCOMMANDS", "Host", "run", "parser"]
@@ -72,10 +74,10 @@ _HISTORY_DEFAULT = 20
 
 
 class Host(Protocol):
-    """What the handlers use of the ``Kie4o`` magics."""
+    """What the handlers use of the ``Kie4o`` magics: the shell, the settings, the session."""
 
     shell: Any
-    demo: DemoServer
+    session: Session
     base_url: str | None
     upload_url: str | None
     timeout: float
@@ -83,9 +85,9 @@ class Host(Protocol):
     embed: str
     default_size: str
     frontend: str
-    _api_key: str | None
-    _tasks: list[Task]
-    _clients: dict[tuple[Any, ...], KieClient]
+
+    @property
+    def demo(self) -> DemoServer: ...
 
     def client(self) -> KieClient: ...
 
@@ -168,13 +170,13 @@ def _login(host: Host, args: argparse.Namespace) -> None:
         raise UsageError("%kie4o login: this front end cannot ask for input (no terminal); "
                          "set the KIE_API_KEY environment variable instead") from None
     except KieConfigError as exc:
-        raise options.usage_error(exc, "%kie4o login: ") from None
+        raise usage_error(exc, "%kie4o login: ") from None
     if not key:
         raise UsageError("%kie4o login: no key entered")
     # A personal key must not go to a class proxy, and `class off` must not undo the login:
     # logging in leaves the class first (its settings of before come back, then the new key).
     left = classjoin.leave(host, say=False)
-    host._api_key = key
+    host.session.api_key = key
     kept = "key kept in memory for this session (never written to disk)"
     if left is None:
         print(f"kie4o: {kept}.")
@@ -214,8 +216,8 @@ def _demo(host: Host, args: argparse.Namespace) -> None:
 
 def _demo_off(host: Host, *, say: bool = True) -> None:
     was = host.demo.running
-    demo_clients = [host._clients.pop(k) for k in list(host._clients) if k[0] == "demo"]
-    for task in host._tasks:
+    demo_clients = list(host.session.take_demo_clients().values())
+    for task in host.session.tasks:
         if task.client in demo_clients:
             task.stop()  # its server is going away
     for client in demo_clients:
@@ -269,9 +271,9 @@ def _lookup(host: Host, task_id: str, sub: str,
         if (entry is not None and entry.created and recently_created(entry.created)
                 and entry.base_url in (None, client.base_url)):
             return client, None, entry, backend  # made a moment ago: KIE may not show it yet
-        raise options.usage_error(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
+        raise usage_error(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
     except KieError as exc:
-        raise options.usage_error(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
+        raise usage_error(exc, f"%kie4o {sub} {task_id}: ", task_id) from None
     return client, record, entry, backend
 
 
@@ -286,7 +288,7 @@ def _resume(host: Host, args: argparse.Namespace) -> None:
     try:
         timeout = check_timeout(host.timeout, "Kie4o.timeout")
     except KieError as exc:
-        raise options.usage_error(exc) from None
+        raise usage_error(exc) from None
     client, record, entry, backend = _lookup(host, task_id, "resume")
     task = Task.resumed(task_id, client=client, entry=entry, snapshot=record, backend=backend,
                         timeout=timeout, embed=host.embed, history=host.history(),
@@ -310,7 +312,7 @@ def _credits(host: Host, args: argparse.Namespace) -> None:
     try:
         balance = client.credits()
     except KieError as exc:
-        raise options.usage_error(exc, "%kie4o credits: ") from None
+        raise usage_error(exc, "%kie4o credits: ") from None
     if getattr(client, "demo", False):
         print(f"kie4o: {balance:g} credits — the demo server's pretend balance, not real "
               "credits (`%kie4o demo off` for your KIE.AI balance)")

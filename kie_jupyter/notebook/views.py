@@ -58,7 +58,8 @@ def _short(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _when(iso: str | None) -> str:
+def when(iso: str | None) -> str:
+    """An ISO time as the notebook shows it: local time to the minute."""
     if not iso:
         return ""
     try:
@@ -117,7 +118,7 @@ def history_table(entries: list[HistoryEntry], *, embed: bool = True,
     header = ["prompt", "size", "variants", "status", "time", "task id"]
     rows = [
         [_short(e.prompt), str(e.params.get("size", "")), str(e.params.get("variants", "")),
-         _status(e), _when(e.created), e.task_id]
+         _status(e), when(e.created), e.task_id]
         for e in entries
     ]
     if not rows:

@@ -22,6 +22,7 @@ from typing import Any
 from ..engine.history import HistoryEntry
 from ..engine.images import thumbnail_jpeg
 from ..engine.provenance import embed_provenance, provenance_fields
+from .views import when
 
 __all__ = [
     "Item",
@@ -138,10 +139,6 @@ def _chips(item: Item) -> str:
     )
 
 
-def _when(iso: str | None) -> str:
-    return (iso or "")[:16].replace("T", " ")
-
-
 def _tile(item: Item) -> str:
     images = "".join(_img(t) for t in item.thumbs[:4]) or (
         f'<div style="color:{_MUTED};padding:8px">{esc(item.status)}</div>')
@@ -153,7 +150,7 @@ def _tile(item: Item) -> str:
         f'<details style="margin:4px 0"><summary>{short}</summary>'
         f'<div style="white-space:pre-wrap">{prompt}</div></details>'
         f'<div>{_chips(item)}</div>'
-        f'<div style="color:{_MUTED};font-size:85%">{esc(_when(item.created))} · '
+        f'<div style="color:{_MUTED};font-size:85%">{esc(when(item.created))} · '
         f'{esc(item.status)} · <code>{esc(item.task_id)}</code></div></div>'
     )
 
@@ -169,7 +166,7 @@ def gallery_view(items: Sequence[Item], *, total: int, page: int, per_page: int,
     markup = (f'<div class="kie4o-gallery"><b>{esc(title)}</b>{more}'
               f'<div style="display:flex;flex-wrap:wrap;gap:8px;margin-top:6px">{tiles}'
               "</div></div>")
-    lines = [title] + [f"{_when(i.created)}  {i.status:<9} {i.task_id}  {i.prompt[:60]}"
+    lines = [title] + [f"{when(i.created)}  {i.status:<9} {i.task_id}  {i.prompt[:60]}"
                        for i in items]
     if not items:
         lines.append("(nothing matches)")
@@ -241,7 +238,7 @@ def contact_sheet(items: Sequence[Item], title: str) -> str:
         images = "".join(_img(t) for t in item.thumbs) or esc(item.status)
         cards.append(
             f'<div class="card"><div>{images}</div><p class="prompt">{esc(item.prompt)}</p>'
-            f'<p class="meta">{_chips(item)} {esc(_when(item.created))} · {esc(item.status)} · '
+            f'<p class="meta">{_chips(item)} {esc(when(item.created))} · {esc(item.status)} · '
             f"<code>{esc(item.task_id)}</code></p><p class='meta'>{params}</p>"
             f"<p class='meta'>{links}</p></div>"
         )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from kie_jupyter._version import __version__
+from kie_jupyter.api import fouro
 from kie_jupyter.api.client import DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, KieClient
 from kie_jupyter.api.errors import (
     AuthenticationError,
@@ -270,7 +271,7 @@ def test_download_url_both_forms(
     with KieClient(SECRET, base_url=kie.url, upload_url=kie.url) as client:
         task_id = client.generate(GenerationRequest("a boat"))
         url = finished(client, task_id).urls[0]
-        link = client.download_url(task_id, url)
+        link = fouro.download_url(client, task_id, url)
     assert link.startswith(url + "?download=1&expires=")
     (sent,) = kie.requests_to("download-url")
     assert sent.method == "POST"
@@ -282,7 +283,7 @@ def test_download_url_of_a_foreign_url_is_a_validation_error(
 ) -> None:
     task_id = client.generate(GenerationRequest("a boat"))
     with pytest.raises(ValidationError) as info:
-        client.download_url(task_id, "https://elsewhere.example/x.png")
+        fouro.download_url(client, task_id, "https://elsewhere.example/x.png")
     assert info.value.endpoint == "download-url"
 
 

@@ -19,7 +19,6 @@ from kie_jupyter.api.registry import (
     build_request,
     describe,
     parse_param,
-    prepare,
 )
 from kie_jupyter.fakeapi import _models as fake
 
@@ -198,8 +197,6 @@ def test_backends_by_model_and_by_task_id() -> None:
     market = backend_for("qwen-image", client)
     assert isinstance(market, MarketBackend) and market.family == "market"
     assert isinstance(backend_for("flux-kontext-max", client), KontextBackend)
-    request, backend = prepare("gpt-image-1.5", client, prompt="p")
-    assert isinstance(request, MarketRequest) and isinstance(backend, MarketBackend)
     assert isinstance(backend_for_task_id("task_gpt-image_1765968190655", client),
                       MarketBackend)
     assert isinstance(backend_for_task_id("3f2a" * 8, client), FourOBackend)

@@ -89,6 +89,8 @@ def _client(monkeypatch) -> KieClient:
 
     monkeypatch.setattr(client, "generate", no_4o)
     monkeypatch.setattr(client, "record_info", no_4o)
+    # The 4o endpoints (api/fouro.py) go through call, as every family's do.
+    monkeypatch.setattr(client, "call", no_4o)
     monkeypatch.setattr(client, "fetch_image", lambda url: _png())
     return client
 

@@ -31,6 +31,9 @@ from kie_jupyter.engine.poller import PollSchedule, poll_task
 if TYPE_CHECKING:
     from conftest import FakeClock
 
+#: These tests measure the real poll schedule, not the suite's fast one.
+pytestmark = pytest.mark.real_schedule
+
 URL = "https://tempfile.example/a.png"
 
 

@@ -18,6 +18,8 @@ from kie_jupyter.engine.task import Task
 from kie_jupyter.testing import MockKieServer
 
 KEY = "sk-DURATIONS-0123456789"
+#: These tests measure the real poll schedule, not the suite's fast one.
+pytestmark = pytest.mark.real_schedule
 
 
 @pytest.fixture(autouse=True)

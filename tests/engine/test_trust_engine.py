@@ -17,7 +17,7 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 import kie_jupyter
-from kie_jupyter import KieClient, KieError, KieUsageError, TaskImage, generate, resume
+from kie_jupyter import KieClient, KieError, KieUsageError, TaskImage, generate, pyapi, resume
 from kie_jupyter.api.models import GenerationRequest, TaskStatus
 from kie_jupyter.api.ratelimit import SlidingWindowLimiter
 from kie_jupyter.api.retry import RetryPolicy
@@ -376,7 +376,7 @@ def test_ctrl_c_before_sending_does_not_claim_the_task_goes_on(server, capsys):
 
     task.wait = interrupted_wait  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
-        kie_jupyter._wait(task)
+        pyapi._wait(task)
     err = capsys.readouterr().err
     assert "nothing was charged" in err and "goes on at KIE.AI" not in err
     assert server.requests_to("generate") == []
@@ -429,8 +429,7 @@ def test_demo_is_marked_on_client_task_and_history(server, client):
 def test_the_default_demo_client_is_marked(monkeypatch):
     monkeypatch.setenv("KIE_DEMO", "1")
     try:
-        assert kie_jupyter._default_client().demo is True
+        assert pyapi._client(None).demo is True
     finally:
-        if kie_jupyter._demo is not None:
-            kie_jupyter._demo.stop()
-            kie_jupyter._demo = None
+        pyapi._own.demo.stop()
+        pyapi._own.clients.clear()

@@ -169,10 +169,9 @@ def test_results_are_real_pngs_with_the_aspect_ratio(
         assert png_info(r.content) == expected
 
 
-def test_full_size_image_is_realistic_and_fast() -> None:
-    start = time.perf_counter()
+def test_full_size_image_is_realistic() -> None:
+    # How fast it renders is a figure of benchmarks/, not an assertion here.
     data = render_png("a realistic size check", "1:1", 0, 512)
-    assert time.perf_counter() - start < 1.0  # generous: ~30 ms on a laptop
     assert png_info(data) == (512, 512)
     assert 50_000 < len(data) < 300_000
 

@@ -109,6 +109,7 @@ def test_unknown_task_id_fails_at_once(server, client):
     assert task.status is TaskStatus.FAILED and "record is null" in str(task.error)
 
 
+@pytest.mark.real_schedule
 def test_poll_rate_per_task_stays_under_three_per_second(server, client):
     server.script_next_task(duration=2.0)
     task = run(client)

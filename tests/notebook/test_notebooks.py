@@ -190,6 +190,7 @@ def git(*args: str, cwd: Path = ROOT) -> str:
                           text=True).stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(),
                     reason="needs git and a git checkout")
 def test_quickstart_script_from_a_clean_checkout(tmp_path):

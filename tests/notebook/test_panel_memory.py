@@ -33,7 +33,7 @@ def test_an_unfinished_task_whose_names_went_is_still_stopped_at_unload(shell, s
     task = ref()
     assert task is not None and not task.done  # its thread holds it while it runs
     magics = shell.magics_manager.registry["Kie4o"]
-    assert task in magics._tasks
+    assert task in magics.session.tasks
     run(shell, "%unload_ext kie_jupyter")
     assert task.wait(10).status is TaskStatus.STOPPED
     run(shell, "%load_ext kie_jupyter")  # the fixture unloads again

@@ -1,0 +1,289 @@
+"""One generation plan for every front end: what a cell, a call or a command line will send.
+
+The magic, the Python API and the ``kie4o`` command describe what they want with
+:class:`Wanted` (our option names; a list or a comma text is a sweep dimension, and ``{a|b}``
+in the prompt another) and :func:`make_plan` turns it into a :class:`Plan`: every task's
+checked request, its labels, the input images and mask resolved once. Nothing is sent or
+uploaded here, so any mistake is one :class:`KieUsageError` that costs nothing.
+
+The plan then answers what every front end asks before paying — how many tasks and images
+(:meth:`Plan.confirm`), the exact requests (:meth:`Plan.dry_run`) — makes the tasks
+(:meth:`Plan.new_tasks`, :meth:`Plan.sweep_of`), and after a Ctrl-C says where each stands
+(:func:`interrupt_report`). The front ends only word it their own way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..api.client import KieClient
+from ..api.errors import KieUsageError
+from ..api.models import MAX_FILES, TaskStatus
+from ..api.registry import backend_for, model_spec
+from .history import HistoryStore
+from .inputs import PENDING_UPLOAD, InputImage, resolve_images, resolve_mask
+from .poller import PollSchedule
+from .requests import request_for
+from .sweep import Axis, Combination, Sweep, expand
+from .task import Task
+
+__all__ = ["Wanted", "PlannedTask", "Plan", "make_plan", "unescape_braces",
+           "InterruptReport", "interrupt_report", "SWEEPABLE"]
+
+#: The options that may be given as several values (a sweep dimension), in axis order.
+SWEEPABLE = ("model", "size", "resolution", "quality")
+
+
+def unescape_braces(prompt: str) -> str:
+    """``{{`` and ``}}`` are literal braces: the API gets single ones."""
+    return prompt.replace("{{", "{").replace("}}", "}")
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a front end asks for, in our option names (before any check).
+
+    ``model``, ``size``, ``resolution`` and ``quality`` may be several values (a list, or a
+    comma text); ``variants`` is images per prompt: one task for a model that makes several
+    (4o), else one task per image (a ``variant`` dimension). ``fill`` turns each expanded
+    prompt into the text sent (the notebook fills ``{name}`` from its namespace).
+    ``names`` are how errors call the image and mask options (``--image`` or ``images``).
+    ``sweep=False`` takes the prompt and every option as they are (one task).
+    """
+
+    prompt: str
+    model: str | Sequence[str] | None = None
+    size: str | Sequence[str] | None = None
+    resolution: str | Sequence[str] | None = None
+    quality: str | Sequence[str] | None = None
+    variants: int = 1
+    images: Sequence[Any] = ()
+    mask: Any = None
+    enhance: bool = False
+    fallback: bool = False
+    fallback_model: str | None = None
+    callback_url: str | None = None
+    output_format: str | None = None
+    params: Mapping[str, Any] | None = None
+    default_model: str = "4o"
+    default_size: str = "1:1"
+    fill: Callable[[str], str] = unescape_braces
+    sweep: bool = True
+    names: Mapping[str, str] = field(default_factory=lambda: {
+        "image": "--image", "mask": "--mask", "input": "--image"})
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """One task of a plan: its labels in the sweep (none for a single task), the model's
+    name and the checked request."""
+
+    labels: tuple[str, ...]
+    model: str
+    request: Any
+
+    @property
+    def image_count(self) -> int:
+        return int(getattr(self.request, "variants", 1) or 1)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every task a front end will start, checked; nothing sent yet."""
+
+    axes: tuple[Axis, ...]
+    tasks: tuple[PlannedTask, ...]
+    images: tuple[InputImage, ...]
+    mask: InputImage | None
+
+    @property
+    def is_sweep(self) -> bool:
+        """True when it makes more than one task (or varies anything)."""
+        return len(self.tasks) > 1 or bool(self.axes)
+
+    @property
+    def task_count(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def image_count(self) -> int:
+        """How many images it asks for in all."""
+        return sum(t.image_count for t in self.tasks)
+
+    def confirm(self, over: int, yes: bool, *, setting: str, how: str) -> None:
+        """Refuse a sweep of more than ``over`` tasks unless ``yes``: one line saying how to
+        confirm (``how``: ``add --yes``…) and that nothing was sent."""
+        if self.is_sweep and self.task_count > over and not yes:
+            raise KieUsageError(
+                f"this sweep makes {self.task_count} tasks ({self.image_count} images), more "
+                f"than {setting} = {over}: {how} to send them (nothing was sent)")
+
+    def dry_run(self, client: KieClient) -> str:
+        """Every request it would send (uploads named, the key masked), and the count."""
+        local = [i.label for i in self.images if i.url is None]
+        blocks = []
+        for task in self.tasks:
+            path = getattr(backend_for(task.model, client), "submit_path", "")
+            text = json.dumps(task.request.to_body(), indent=2, ensure_ascii=False)
+            names = iter(local)
+            # Only local files are uploads; a URL is sent as it is (and shown as such).
+            while f'"{PENDING_UPLOAD}"' in text:
+                label = next(names, None) or (self.mask.label if self.mask else "file")
+                text = text.replace(f'"{PENDING_UPLOAD}"', json.dumps(f"<upload of {label}>"),
+                                    1)
+            where = f"# {' / '.join(task.labels)}\n" if task.labels else ""
+            blocks.append(f"{where}POST {client.base_url}{path}\n"
+                          f"Authorization: Bearer {client.masked_key()}\n"
+                          f"Content-Type: application/json\n\n{text}")
+        count = f"{len(blocks)} requests" if len(blocks) > 1 else "1 request"
+        return "\n\n".join(blocks) + f"\n\n(dry run: {count}, nothing was sent)"
+
+    def new_tasks(self, client: KieClient, *, timeout: float,
+                  save_dir: str | os.PathLike[str] | Path | None = None,
+                  history: HistoryStore | None = None, schedule: PollSchedule | None = None,
+                  embed: str = "thumb",
+                  labels: Callable[[PlannedTask], dict[str, str] | None] | None = None,
+                  ) -> list[Task]:
+        """A task (not started) for each planned one, on its model's API family.
+
+        ``labels`` gives each task's history tags; by default its place in the sweep."""
+        def tags(planned: PlannedTask) -> dict[str, str] | None:
+            if labels is not None:
+                return labels(planned)
+            return {"sweep": " / ".join(planned.labels)} if planned.labels else None
+
+        return [Task(p.request, client=client, backend=backend_for(p.model, client),
+                     inputs=self.images,
+                     mask=self.mask if model_spec(p.model).family == "4o" else None,
+                     timeout=timeout, schedule=schedule, save_dir=save_dir, embed=embed,
+                     history=history, labels=tags(p))
+                for p in self.tasks]
+
+    def sweep_of(self, tasks: Sequence[Task], embed: str = "thumb") -> Sweep:
+        """The :class:`Sweep` of tasks made by :meth:`new_tasks` (labels in order)."""
+        return Sweep(self.axes, [(p.labels, t) for p, t in zip(self.tasks, tasks, strict=True)],
+                     embed=embed)
+
+
+def make_plan(wanted: Wanted) -> Plan:
+    """Expand and check everything ``wanted`` asks for; :class:`KieUsageError` on any mistake.
+
+    Every combination of the prompt's ``{a|b}`` groups and the options given as several
+    values is a task; a model that makes one image per task runs ``variants`` tasks (a
+    ``variant`` dimension). Images and the mask are resolved once, for every task, and each
+    model's own limits are checked against them.
+    """
+    if not isinstance(wanted.prompt, str):
+        raise KieUsageError(f"prompt: expected text, not {type(wanted.prompt).__name__}")
+    if isinstance(wanted.variants, bool) or not isinstance(wanted.variants, int):
+        raise KieUsageError(f"variants: expected a whole number, not {wanted.variants!r}")
+    chosen: dict[str, Any] = {"model": wanted.model or wanted.default_model}
+    for name in SWEEPABLE[1:]:
+        value = getattr(wanted, name)
+        if value is not None:
+            chosen[name] = value
+    for name, value in chosen.items():
+        if not isinstance(value, (str, list, tuple)):
+            raise KieUsageError(f"{name}: expected text or a list of texts, "
+                                f"not {type(value).__name__}")
+    text = wanted.prompt.strip() if wanted.sweep else wanted.prompt
+    if wanted.sweep:
+        axes, combos = expand(text, chosen)
+    else:
+        axes, combos = [], [Combination(text, chosen, ())]
+    names = dict.fromkeys(c.options["model"] for c in combos)
+    for name in names:
+        if not isinstance(name, str):
+            raise KieUsageError(f"model: expected a model name, not {type(name).__name__}")
+    spec_of = {name.strip(): model_spec(name.strip()) for name in names}  # unknown: listed
+    one_each = wanted.variants > 1 and any(s.variants != "native" for s in spec_of.values())
+    if one_each and not wanted.sweep:
+        name = next(n for n, s in spec_of.items() if s.variants != "native")
+        raise KieUsageError(
+            f"variants: {name} makes one image per task; kie_jupyter.sweep(..., "
+            f"variants={wanted.variants}) runs {wanted.variants} tasks")
+    if one_each:
+        # Those models make one image per task: one task per variant, a sweep dimension.
+        axes, combos = expand(text, {
+            **chosen, "variant": [str(n) for n in range(1, wanted.variants + 1)]})
+    most = max(max(s.max_images for s in spec_of.values()), MAX_FILES)
+    sources = _as_list(wanted.images)
+    if sources and all(isinstance(i, InputImage) for i in sources):
+        images: tuple[InputImage, ...] = tuple(sources)  # resolved by an earlier plan
+    else:
+        images = resolve_images(sources, wanted.names["image"], max_images=most)
+    takes_mask = any(s.family == "4o" for s in spec_of.values())
+    mask = None
+    if isinstance(wanted.mask, InputImage):
+        mask = wanted.mask  # resolved (and checked) by an earlier plan
+    elif takes_mask:
+        mask = resolve_mask(wanted.mask, images, wanted.names["mask"], wanted.names["input"])
+    tasks = []
+    for combo in combos:
+        name = combo.options["model"].strip()
+        spec = spec_of[name]
+        if spec.family == "4o" and len(images) > MAX_FILES:
+            raise KieUsageError(f"{wanted.names['image']}: {len(images)} images given; at "
+                                f"most {MAX_FILES} are allowed for 4o")
+        if spec.family != "4o" and len(images) > spec.max_images:
+            raise KieUsageError(f"{wanted.names['image']}: {len(images)} images given; at "
+                                f"most {spec.max_images} are allowed for {name}")
+        request = request_for(
+            name, wanted.fill(combo.prompt), images,
+            mask if spec.family == "4o" else wanted.mask,
+            size=combo.options.get("size"),
+            variants=1 if one_each else wanted.variants, enhance=wanted.enhance,
+            fallback=wanted.fallback, fallback_model=wanted.fallback_model,
+            callback_url=wanted.callback_url, resolution=combo.options.get("resolution"),
+            quality=combo.options.get("quality"), output_format=wanted.output_format,
+            params=dict(wanted.params) if wanted.params else None,
+            default_size=wanted.default_size)
+        tasks.append(PlannedTask(combo.labels, name, request))
+    return Plan(tuple(axes), tuple(tasks), images, mask)
+
+
+def _as_list(images: Any) -> list[Any]:
+    """``images`` as a list of sources: one source alone, or the items of a collection."""
+    if images is None:
+        return []
+    if isinstance(images, (list, tuple, set, frozenset)):
+        return list(images)
+    if hasattr(images, "__next__"):  # a generator of paths
+        return list(images)
+    return [images]  # one path, URL, bytes, task or task image; anything else is refused
+
+
+@dataclass(frozen=True)
+class InterruptReport:
+    """Where the tasks of an interrupted run stand: ``sent`` (ids that go on at KIE.AI),
+    ``doubtful`` (were being sent: may have arrived), ``never`` (never sent: nothing
+    charged), ``ended`` (finished on their own)."""
+
+    sent: tuple[str, ...]
+    doubtful: tuple[Task, ...]
+    never: tuple[Task, ...]
+    ended: tuple[Task, ...]
+
+
+def interrupt_report(tasks: Sequence[Task], settle: float = 5.0) -> InterruptReport:
+    """Stop following ``tasks`` (after a Ctrl-C), give them ``settle`` seconds to learn their
+    ids, and say where each stands."""
+    running = [t for t in tasks if not t.done]
+    for task in running:
+        task.stop()
+    deadline = time.monotonic() + settle
+    for task in running:
+        task.wait(max(deadline - time.monotonic(), 0.0))
+    sent = tuple(t.task_id for t in running
+                 if t.task_id and (t.status is TaskStatus.STOPPED or not t.done))
+    doubtful = tuple(t for t in running if not t.task_id and not t.stopped_before_sent)
+    never = tuple(t for t in running if not t.task_id and t.stopped_before_sent)
+    ids = set(map(id, running))
+    ended = tuple(t for t in tasks if id(t) not in ids)
+    return InterruptReport(sent, doubtful, never, ended)

@@ -1,0 +1,223 @@
+"""The Python API: ``generate``, ``sweep``, ``resume``, ``models``, ``provenance``.
+
+A front end like the magic and the ``kie4o`` command: it builds the engine's plan
+(:mod:`kie_jupyter.engine.plan`) and runs its tasks. In a notebook with the extension loaded
+it uses the kernel's session (its key, demo server or joined class, and its history folder);
+else a client from the environment (``KIE_API_KEY``; the bundled mock server with ``KIE_DEMO``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .api.client import KieClient
+from .api.errors import KieConfigError, KieUsageError
+from .api.registry import MODELS, backend_for_task_id, describe
+from .engine.checks import check_save_dir, check_timeout
+from .engine.history import HistoryStore
+from .engine.plan import Plan, Wanted, interrupt_report, make_plan
+from .engine.provenance import read_provenance
+from .engine.sweep import Sweep
+from .engine.task import Task
+from .session import Session, active
+
+__all__ = ["generate", "sweep", "resume", "models", "provenance"]
+
+#: The session of a Python API used with no extension loaded (its demo server, its clients).
+_own = Session()
+
+#: How the Python API's errors name the image options.
+_NAMES = {"image": "images", "mask": "mask", "input": "input image"}
+
+
+def _session() -> Session:
+    return active() or _own
+
+
+def _client(client: KieClient | None) -> KieClient:
+    """``client``, else the loaded extension's (so demo mode and a joined class apply), else
+    one from the environment, on the bundled mock server when ``KIE_DEMO`` is set."""
+    if client is not None:
+        if not isinstance(client, KieClient):
+            raise KieUsageError(f"client: expected a KieClient, not {type(client).__name__}")
+        return client
+    session = _session()
+    if session is _own and not session.demo_running:
+        from .fakeapi.demo import demo_requested
+
+        if demo_requested():
+            session.demo.start()
+    try:
+        return session.client()
+    except KieConfigError as exc:
+        raise KieUsageError(str(exc)) from None
+
+
+def _keyed(client: KieClient) -> KieClient:
+    if not client.has_key:
+        raise KieUsageError("no API key: set KIE_API_KEY or pass client=KieClient(api_key=...)")
+    return client
+
+
+def _checked(timeout: float, save: str | os.PathLike[str] | None) -> tuple[float, Any]:
+    return (check_timeout(timeout, "timeout"),
+            check_save_dir(save, "save") if save is not None else None)
+
+
+def generate(
+    prompt: str = "",
+    *,
+    model: str | None = None,
+    size: str | None = None,
+    variants: int = 1,
+    images: Sequence[Any] | Any = (),
+    mask: Any = None,
+    enhance: bool = False,
+    fallback: bool | str = False,
+    callback_url: str | None = None,
+    resolution: str | None = None,
+    quality: str | None = None,
+    output_format: str | None = None,
+    params: dict[str, Any] | None = None,
+    wait: bool = True,
+    timeout: float = 600.0,
+    save: str | os.PathLike[str] | None = None,
+    client: KieClient | None = None,
+) -> Task:
+    """Generate (or edit) images; return the :class:`Task` (finished when ``wait``).
+
+    ``images`` and ``mask`` take local paths (uploaded first), http(s) URLs, bytes, an
+    earlier task, or one of its images (``fox[1]``). ``fallback`` is True or a model name
+    (``FLUX_MAX``, ``GPT_IMAGE_1``). ``save`` is a folder for the images and their sidecar.
+    ``model`` picks one of KIE's models (``4o`` by default; ``kie_jupyter.models()`` lists
+    them with their options): ``size`` is its aspect ratio, ``resolution``, ``quality`` and
+    ``output_format`` its own fields, ``params`` documented fields the registry does not name.
+    Bad input raises :class:`KieUsageError` before anything is sent (nothing is charged); a
+    task that fails does not raise: ``task.error`` holds the reason (and ``task.images``
+    raises it).
+    """
+    timeout, save_dir = _checked(timeout, save)
+    if model is not None and not isinstance(model, str):
+        raise KieUsageError(f"model: expected a model name, not {type(model).__name__}")
+    plan = make_plan(Wanted(
+        prompt, model=model, size=size, resolution=resolution, quality=quality,
+        variants=variants, images=images, mask=mask, enhance=enhance, fallback=bool(fallback),
+        fallback_model=fallback if isinstance(fallback, str) else None,
+        callback_url=callback_url, output_format=output_format, params=params,
+        fill=lambda text: text, sweep=False, names=_NAMES))
+    client = _keyed(_client(client))
+    (task,) = _tasks(plan, client, timeout, save_dir)
+    task.start()
+    return _wait(task) if wait else task
+
+
+def sweep(
+    prompt: str,
+    *,
+    model: str | Sequence[str] | None = None,
+    size: str | Sequence[str] | None = None,
+    variants: int = 1,
+    images: Sequence[Any] | Any = (),
+    mask: Any = None,
+    enhance: bool = False,
+    fallback: bool | str = False,
+    resolution: str | Sequence[str] | None = None,
+    quality: str | Sequence[str] | None = None,
+    wait: bool = True,
+    timeout: float = 600.0,
+    save: str | os.PathLike[str] | None = None,
+    yes: bool = False,
+    confirm_over: int = 8,
+    client: KieClient | None = None,
+) -> Sweep:
+    """Run every combination of a prompt's ``{a|b|c}`` groups and the options given as lists
+    (``size=["1:1", "3:2"]``, ``model=["4o", "gpt-image-1.5"]``) as parallel tasks; return
+    the :class:`Sweep`. A model that makes one image per task runs ``variants`` tasks (a
+    ``variant`` dimension).
+
+    Every combination is checked before anything is sent; a sweep of more than
+    ``confirm_over`` tasks needs ``yes=True``. The tasks share the account's rate limit
+    (those waiting say "Queued"). ``sw["oil"]`` / ``sw["oil", "3:2"]`` pick a task by label.
+    """
+    plan = make_plan(Wanted(
+        prompt, model=model, size=size, resolution=resolution, quality=quality,
+        variants=variants, images=images, mask=mask, enhance=enhance, fallback=bool(fallback),
+        fallback_model=fallback if isinstance(fallback, str) else None, names=_NAMES))
+    plan.confirm(confirm_over, yes, setting="confirm_over", how="pass yes=True")
+    timeout, save_dir = _checked(timeout, save)
+    client = _keyed(_client(client))
+    result = plan.sweep_of(_tasks(plan, client, timeout, save_dir))
+    for task in result.tasks:
+        task.start()
+    if wait:
+        try:
+            result.wait()
+        except KeyboardInterrupt:
+            report = interrupt_report(result.tasks)
+            if report.sent:
+                print(f"kie4o: stopped following {len(report.sent)} task(s) of the sweep; they "
+                      f"go on at KIE.AI — kie_jupyter.resume(ID) for each: "
+                      f"{', '.join(report.sent)}", file=sys.stderr)
+            raise
+    return result
+
+
+def _tasks(plan: Plan, client: KieClient, timeout: float, save_dir: Any) -> list[Task]:
+    return plan.new_tasks(client, timeout=timeout, save_dir=save_dir,
+                          history=_session().history())
+
+
+def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
+           client: KieClient | None = None) -> Task:
+    """Follow an existing task (e.g. from history or KIE's dashboard) to its end."""
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise KieUsageError("resume: task_id must be a non-empty string")
+    timeout = check_timeout(timeout, "timeout")
+    client = _client(client)
+    history = _session().history()
+    task_id = task_id.strip()
+    entry = history.get(task_id)
+    backend = backend_for_task_id(task_id, client, model=entry.model if entry else None)
+    task = Task.resumed(task_id, client=client, entry=entry, timeout=timeout, history=history,
+                        backend=backend)
+    task.start()
+    return _wait(task) if wait else task
+
+
+def models() -> str:
+    """KIE's image models this package knows: name, family, options and allowed values,
+    and the doc page each was checked against."""
+    return "\n".join(describe(spec) for spec in MODELS.values())
+
+
+def provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """How a PNG written by this tool was made: ``prompt``, ``parameters``, ``model``,
+    ``task_id``, ``parents``, ``created``, ``demo``, ``software`` (empty for other images)."""
+    return read_provenance(path)
+
+
+def history() -> HistoryStore:
+    """The history store the Python API records to (the loaded extension's folder)."""
+    return _session().history()
+
+
+def _wait(task: Task) -> Task:
+    """Wait for a task; on Ctrl-C stop following it and say where it stands."""
+    try:
+        return task.wait()
+    except KeyboardInterrupt:
+        task.stop()
+        task.wait(5)
+        if task.task_id:
+            print(f"kie4o: stopped following task {task.task_id}; it goes on at KIE.AI — "
+                  f"kie_jupyter.resume({task.task_id!r})", file=sys.stderr)
+        elif task.stopped_before_sent:
+            print("kie4o: stopped before the task was sent; nothing was charged",
+                  file=sys.stderr)
+        else:  # the request was on its way: it may have created a task
+            print("kie4o: stopped while the task was being sent; it may have reached KIE.AI "
+                  "— check your KIE.AI dashboard", file=sys.stderr)
+        raise
