@@ -36,7 +36,7 @@ from .api.models import FallbackModel, Size, TaskStatus, is_http_url
 from .api.registry import backend_for_task_id, parse_param
 from .engine.checks import check_save_dir, check_timeout
 from .engine.history import HistoryEntry, HistoryStore
-from .engine.plan import Plan, PlannedTask, Wanted, make_plan
+from .engine.plan import Plan, PlannedTask, Wanted, make_plan, resolve_inputs
 from .engine.task import Task
 from .fakeapi.demo import DEMO_KEY, DemoServer
 from .hints import hint, status_text, with_hint
@@ -137,45 +137,47 @@ def _read_batch(path: Path) -> list[tuple[int, str]]:
     return prompts
 
 
-def _plan(args: argparse.Namespace, prompt: str, images: Sequence[Any], mask: Any) -> Plan:
-    """The checked plan of one prompt: one task, or a sweep (``{a|b}``, comma lists, ``-n``
-    for a model that makes one image per task)."""
-    return make_plan(Wanted(
+def _wanted(args: argparse.Namespace, prompt: str, images: Sequence[Any], mask: Any) -> Wanted:
+    """What one prompt of the run asks for, in the plan's words."""
+    return Wanted(
         prompt, model=args.model, size=args.size, resolution=args.resolution,
         quality=args.quality, variants=args.variants, images=images, mask=mask,
         enhance=args.enhance, fallback=args.fallback is not None, fallback_model=args.fallback,
         callback_url=args.callback, output_format=args.output_format,
-        params=dict(parse_param(p) for p in args.param) or None))
+        params=dict(parse_param(p) for p in args.param) or None)
 
 
-def _plans(args: argparse.Namespace) -> list[Plan]:
-    """Every plan of the run (one per prompt), each checked, so a bad batch line sends
-    nothing at all; the images and mask are read once, for every line."""
+def _plans(args: argparse.Namespace) -> list[tuple[str, Plan]]:
+    """Every plan of the run (one per prompt, with where it came from: ``FILE:LINE: `` for a
+    batch line), each checked, so a bad batch line sends nothing at all. A prompt's ``{a|b}``
+    groups and the comma lists make a sweep; ``-n`` is images per prompt."""
     if args.batch is None:
         try:
-            plans = [_plan(args, args.prompt, args.image, args.mask)]
+            return [("", make_plan(_wanted(args, args.prompt, args.image, args.mask)))]
         except KieUsageError as exc:
             raise _option_error(name_the_flag(str(exc))) from None
-    else:
-        plans = []
-        images: Sequence[Any] = args.image
-        mask: Any = args.mask
-        for n, prompt in _read_batch(args.batch):
-            try:
-                plan = _plan(args, prompt, images, mask)
-            except KieUsageError as exc:
-                # The other options were checked with the first line: this line is wrong.
-                where = f"{args.batch}:{n}: " if plans else ""
-                raise _option_error(f"{where}{name_the_flag(str(exc))}") from None
-            images, mask = plan.images, plan.mask  # resolved once
-            plans.append(plan)
-    for plan in plans:
+    prompts = _read_batch(args.batch)
+    try:  # the images and mask are read once, for every line
+        images, mask = resolve_inputs(_wanted(args, "", args.image, args.mask))
+    except KieUsageError as exc:
+        raise _option_error(name_the_flag(str(exc))) from None
+    plans = []
+    for n, prompt in prompts:
+        where = f"{args.batch}:{n}: "
         try:
-            plan.confirm(CONFIRM_OVER, args.yes, setting="kie4o's limit",
-                         how="add --yes")
+            plans.append((where, make_plan(_wanted(args, prompt, images, mask))))
         except KieUsageError as exc:
-            raise _option_error(str(exc)) from None
+            raise _option_error(f"{where}{name_the_flag(str(exc))}") from None
     return plans
+
+
+def _confirm(plans: list[tuple[str, Plan]], yes: bool) -> None:
+    """A sweep of more than :data:`CONFIRM_OVER` tasks needs ``--yes`` (a dry run does not)."""
+    for where, plan in plans:
+        try:
+            plan.confirm(CONFIRM_OVER, yes, setting="kie4o's limit", how="add --yes")
+        except KieUsageError as exc:
+            raise _option_error(f"{where}{exc}") from None
 
 
 def _option_error(message: str) -> KieUsageError:
@@ -200,9 +202,13 @@ def _line(task: Task, demo: bool) -> str:
             fix = fix or "resume"
         text = with_hint(text, fix, "cli", task.task_id)
     mark = "[demo] " if demo else ""
-    label = f"[{task.labels['sweep']}] " if task.labels.get("sweep") else ""
     where = ", ".join(task.saved_paths)
-    return f"{mark}{label}{task.task_id or '(not submitted)'}  {text}  {where}".rstrip()
+    return f"{mark}{_label(task)}{task.task_id or '(not submitted)'}  {text}  {where}".rstrip()
+
+
+def _label(task: Task) -> str:
+    """``[red / 3:2] ``: which combination of a sweep the task is (empty for one task)."""
+    return f"[{task.labels['sweep']}] " if task.labels.get("sweep") else ""
 
 
 def _batch_keys(save_dir: Path, requests: Sequence[Any], endpoint: str) -> list[str]:
@@ -350,11 +356,11 @@ def _report_interrupt(tasks: list[Task], started: set[int], demo: bool) -> None:
         elif task.task_id:
             resume = hint("resume", "cli", task.task_id)
             charged = "" if demo else " (and is charged)"
-            print(f"  {mark}{task.task_id}  submitted and not finished: it goes on at KIE.AI"
-                  f"{charged}; get it with {resume}", file=err)
+            print(f"  {mark}{_label(task)}{task.task_id}  submitted and not finished: it goes "
+                  f"on at KIE.AI{charged}; get it with {resume}", file=err)
         elif id(task) in started and not task.done:
-            print(f"  {mark}(submitting)  {task.prompt[:40]!r} was being sent: it may have "
-                  "reached KIE.AI; check your KIE.AI dashboard", file=err)
+            print(f"  {mark}{_label(task)}(submitting)  {task.prompt[:40]!r} was being sent: it "
+                  "may have reached KIE.AI; check your KIE.AI dashboard", file=err)
         else:
             never += 1
     if never:
@@ -382,14 +388,16 @@ def _credits(client: KieClient, demo: bool) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     """Check everything, then submit the tasks (or follow the resumed one)."""
+    if args.dry_run and args.resume:
+        raise KieUsageError("--dry-run shows what a prompt would send; --resume sends "
+                            "nothing new")
     plans = [] if args.resume else _plans(args)
+    if not args.dry_run:
+        _confirm(plans, args.yes)
     client, demo = _client(args)
     try:
         if args.dry_run:
-            if args.resume:
-                raise KieUsageError("--dry-run shows what a prompt would send; --resume "
-                                    "sends nothing new")
-            print("\n\n".join(plan.dry_run(client) for plan in plans))
+            print("\n\n".join(plan.dry_run(client) for _, plan in plans))
             return EXIT_OK
         if not client.has_key:
             raise KieConfigError("no API key: set KIE_API_KEY", fix="key")
@@ -404,11 +412,11 @@ def _generate(args: argparse.Namespace) -> int:
                                   **common)]
             return _run(tasks, args.concurrency, args.demo)
         if args.batch is None:
-            (plan,) = plans
+            ((_, plan),) = plans
             return _run(plan.new_tasks(client, **common), args.concurrency, args.demo)
         tasks, skipped, resumed = _batch_tasks(
-            plans, fresh=args.fresh, history=history, save_dir=save_dir, common=common,
-            client=client)
+            [plan for _, plan in plans], fresh=args.fresh, history=history,
+            save_dir=save_dir, common=common, client=client)
         code = _run(tasks, args.concurrency, args.demo)
         if code != EXIT_INTERRUPTED:
             done = sum(1 for t in tasks if _succeeded(t))

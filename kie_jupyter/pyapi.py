@@ -157,6 +157,10 @@ def sweep(
             result.wait()
         except KeyboardInterrupt:
             report = interrupt_report(result.tasks)
+            if report.doubtful:
+                print(f"kie4o: {len(report.doubtful)} task(s) of the sweep were being sent "
+                      "when stopped: they may have reached KIE.AI — check your KIE.AI "
+                      "dashboard", file=sys.stderr)
             if report.sent:
                 print(f"kie4o: stopped following {len(report.sent)} task(s) of the sweep; they "
                       f"go on at KIE.AI — kie_jupyter.resume(ID) for each: "

@@ -29,8 +29,7 @@ fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 # Playwright drives the system Chromium (executable_path): never `playwright install`.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]" \
-  "jupyterlab>=4,<5" "notebook>=7,<8" "playwright"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,browser]"
 "$VENV/bin/python" - <<'PY'
 from importlib.metadata import version
 print("browser-deps: " + ", ".join(

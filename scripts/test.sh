@@ -2,40 +2,55 @@
 # Run the whole test suite. On a fresh machine it makes its own virtual environment (.venv)
 # and installs the package with its test tools first.
 #
-#   bash scripts/test.sh          # everything: the type check, the suite in parallel, the browser suite
+#   bash scripts/test.sh          # everything: types, the suite in parallel, the browser suite
 #   bash scripts/test.sh quick    # the inner loop: no browser, no slow tier (about a minute)
 #   bash scripts/test.sh ARGS…    # one pytest run with these arguments (e.g. -m "not browser" -x)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${KIE_VENV:-.venv}"
 PY="$VENV/bin/python"
-# Workers for pytest-xdist: the suite mostly waits on servers and kernels, so more workers
-# than the machine's 2 cores pay off.
+# pytest-xdist workers: the suite mostly waits on servers, kernels and subprocesses, so more
+# workers than the machine's 2 cores pay off; worksteal lets an idle worker take tests queued
+# behind a long one.
 WORKERS="${KIE_TEST_WORKERS:-6}"
+PARALLEL=(-n "$WORKERS" --dist worksteal)
 [ -x "$PY" ] || python3 -m venv "$VENV"
 "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
-"$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
+# Playwright drives Debian's chromium (scripts/browser-deps.sh): never its own download.
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+  "$PY" -m pip install -q --disable-pip-version-check -e ".[test,browser]"
 if [ "${1:-}" = "quick" ]; then
   shift
-  exec "$PY" -m pytest -n "$WORKERS" -m "not browser and not slow" "$@"
+  exec "$PY" -m pytest "${PARALLEL[@]}" -m "not browser and not slow" "$@"
+fi
+# While Debian's chromium installs (apt waits on the network), the second environment
+# (ipykernel 6: the kernel-output tests run on 6 and 7) installs too, and mypy checks the
+# types (nothing installs into .venv meanwhile: its pip step finds everything there).
+pids=()
+if [ -z "${KIE_IPYKERNEL6_PYTHON:-}" ]; then
+  IPK6="${KIE_VENV_IPYKERNEL6:-.venv-ipykernel6}"
+  (
+    [ -x "$IPK6/bin/python" ] || python3 -m venv "$IPK6"
+    "$IPK6/bin/python" -m pip install -q --disable-pip-version-check -e . "ipykernel>=6.29,<7"
+  ) &
+  pids+=($!)
+  export KIE_IPYKERNEL6_PYTHON="$PWD/$IPK6/bin/python"
+fi
+TYPES=0
+if [ "$#" -eq 0 ]; then
+  # 1. Types: the package checks with 0 errors (settings in pyproject.toml's [tool.mypy]).
+  "$PY" -m mypy & TYPES=$!
 fi
 # The browser suite's tools: Debian's chromium (apt, as root), JupyterLab 4, Notebook 7 and
 # playwright. Without them the browser tests skip (or fail when KIE_REQUIRE_BROWSER=1, as in CI).
 bash scripts/browser-deps.sh "$VENV" || echo "test.sh: browser tools not installed; browser tests will be skipped" >&2
-# A second, small environment with ipykernel 6: the kernel-output tests run on 6 and 7.
-if [ -z "${KIE_IPYKERNEL6_PYTHON:-}" ]; then
-  IPK6="${KIE_VENV_IPYKERNEL6:-.venv-ipykernel6}"
-  [ -x "$IPK6/bin/python" ] || python3 -m venv "$IPK6"
-  "$IPK6/bin/python" -m pip install -q --disable-pip-version-check -e . "ipykernel>=6.29,<7"
-  export KIE_IPYKERNEL6_PYTHON="$PWD/$IPK6/bin/python"
-fi
+for pid in "${pids[@]}"; do wait "$pid"; done
 if [ "$#" -gt 0 ]; then
   exec "$PY" -m pytest "$@"
 fi
-# 1. Types: the package checks with 0 errors (settings in pyproject.toml's [tool.mypy]).
-"$PY" -m mypy
+wait "$TYPES" || { echo "test.sh: the type check failed (above)" >&2; exit 1; }
 # 2. Everything but the browser, in parallel (each test has its own servers and home).
-"$PY" -m pytest -n "$WORKERS" -m "not browser"
+"$PY" -m pytest "${PARALLEL[@]}" -m "not browser"
 # 3. The browser suite, in a run of its own and last: Playwright's sync API leaves an
 #    asyncio loop running behind it, which later tests in the same process would inherit.
 exec "$PY" -m pytest -n 2 -m browser tests/browser

@@ -116,7 +116,30 @@ def _fresh_engine_state(request: pytest.FixtureRequest,
     poller.durations.clear()
 
 
+#: Test files whose tests each run a kernel or a whole notebook (seconds each).
+_KERNEL_FILES = ("test_notebooks.py", "test_kernel_output.py", "test_restart.py",
+                 "test_teaching_pack.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The slow tier first: under pytest-xdist the longest tests start at once and the others
-    fill the workers around them, instead of one long test ending the run alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
+    """The long tests — the slow tier, then those that start kernels — spread evenly through
+    the run, longest first: pytest-xdist (``--dist worksteal``) gives each worker an equal
+    block of the list, so each starts with a share of the long ones and the short ones fill
+    in around them, instead of one worker holding them all while the others sit idle."""
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("slow") is not None:
+            return 0
+        return 1 if Path(str(item.path)).name in _KERNEL_FILES else 2
+
+    long = sorted((i for i in items if rank(i) < 2), key=rank)
+    short = [i for i in items if rank(i) == 2]
+    if not long:
+        return
+    step = len(short) / len(long)
+    spread: list[pytest.Item] = []
+    for n, item in enumerate(long):
+        spread.extend(short[round((n - 1) * step) if n else 0:round(n * step)])
+        spread.append(item)
+    spread.extend(short[round((len(long) - 1) * step):])
+    assert len(spread) == len(items)
+    items[:] = spread

@@ -439,6 +439,11 @@ class KieClient:
         (:func:`.fouro.record_info`)."""
         return fouro.record_info(self, task_id, retries=retries)
 
+    def download_url(self, task_id: str, url: str) -> str:
+        """A direct download URL for one result image of a 4o task
+        (:func:`.fouro.download_url`)."""
+        return fouro.download_url(self, task_id, url)
+
     # -- shared by every family ----------------------------------------------------------
 
     def common_download_url(self, url: str) -> str:

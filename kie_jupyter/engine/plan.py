@@ -25,7 +25,7 @@ from typing import Any
 from ..api.client import KieClient
 from ..api.errors import KieUsageError
 from ..api.models import MAX_FILES, TaskStatus
-from ..api.registry import backend_for, model_spec
+from ..api.registry import ModelSpec, backend_for, model_spec
 from .history import HistoryStore
 from .inputs import PENDING_UPLOAD, InputImage, resolve_images, resolve_mask
 from .poller import PollSchedule
@@ -33,7 +33,7 @@ from .requests import request_for
 from .sweep import Axis, Combination, Sweep, expand
 from .task import Task
 
-__all__ = ["Wanted", "PlannedTask", "Plan", "make_plan", "unescape_braces",
+__all__ = ["Wanted", "PlannedTask", "Plan", "make_plan", "resolve_inputs", "unescape_braces",
            "InterruptReport", "interrupt_report", "SWEEPABLE"]
 
 #: The options that may be given as several values (a sweep dimension), in axis order.
@@ -183,25 +183,10 @@ def make_plan(wanted: Wanted) -> Plan:
         raise KieUsageError(f"prompt: expected text, not {type(wanted.prompt).__name__}")
     if isinstance(wanted.variants, bool) or not isinstance(wanted.variants, int):
         raise KieUsageError(f"variants: expected a whole number, not {wanted.variants!r}")
-    chosen: dict[str, Any] = {"model": wanted.model or wanted.default_model}
-    for name in SWEEPABLE[1:]:
-        value = getattr(wanted, name)
-        if value is not None:
-            chosen[name] = value
-    for name, value in chosen.items():
-        if not isinstance(value, (str, list, tuple)):
-            raise KieUsageError(f"{name}: expected text or a list of texts, "
-                                f"not {type(value).__name__}")
+    chosen = _chosen(wanted)
     text = wanted.prompt.strip() if wanted.sweep else wanted.prompt
-    if wanted.sweep:
-        axes, combos = expand(text, chosen)
-    else:
-        axes, combos = [], [Combination(text, chosen, ())]
-    names = dict.fromkeys(c.options["model"] for c in combos)
-    for name in names:
-        if not isinstance(name, str):
-            raise KieUsageError(f"model: expected a model name, not {type(name).__name__}")
-    spec_of = {name.strip(): model_spec(name.strip()) for name in names}  # unknown: listed
+    axes, combos = _combinations(text, chosen, wanted.sweep)
+    spec_of = _specs(combos)
     one_each = wanted.variants > 1 and any(s.variants != "native" for s in spec_of.values())
     if one_each and not wanted.sweep:
         name = next(n for n, s in spec_of.items() if s.variants != "native")
@@ -212,29 +197,16 @@ def make_plan(wanted: Wanted) -> Plan:
         # Those models make one image per task: one task per variant, a sweep dimension.
         axes, combos = expand(text, {
             **chosen, "variant": [str(n) for n in range(1, wanted.variants + 1)]})
-    most = max(max(s.max_images for s in spec_of.values()), MAX_FILES)
-    sources = _as_list(wanted.images)
-    if sources and all(isinstance(i, InputImage) for i in sources):
-        images: tuple[InputImage, ...] = tuple(sources)  # resolved by an earlier plan
-    else:
-        images = resolve_images(sources, wanted.names["image"], max_images=most)
-    takes_mask = any(s.family == "4o" for s in spec_of.values())
-    mask = None
-    if isinstance(wanted.mask, InputImage):
-        mask = wanted.mask  # resolved (and checked) by an earlier plan
-    elif takes_mask:
-        mask = resolve_mask(wanted.mask, images, wanted.names["mask"], wanted.names["input"])
+    images, mask = _inputs(wanted, spec_of)
     tasks = []
     for combo in combos:
         name = combo.options["model"].strip()
         spec = spec_of[name]
         if spec.family == "4o" and len(images) > MAX_FILES:
+            # The images were resolved for the most generous model of the sweep.
             raise KieUsageError(f"{wanted.names['image']}: {len(images)} images given; at "
                                 f"most {MAX_FILES} are allowed for 4o")
-        if spec.family != "4o" and len(images) > spec.max_images:
-            raise KieUsageError(f"{wanted.names['image']}: {len(images)} images given; at "
-                                f"most {spec.max_images} are allowed for {name}")
-        request = request_for(
+        request = request_for(  # each model's own limits are checked here
             name, wanted.fill(combo.prompt), images,
             mask if spec.family == "4o" else wanted.mask,
             size=combo.options.get("size"),
@@ -246,6 +218,68 @@ def make_plan(wanted: Wanted) -> Plan:
             default_size=wanted.default_size)
         tasks.append(PlannedTask(combo.labels, name, request))
     return Plan(tuple(axes), tuple(tasks), images, mask)
+
+
+def resolve_inputs(wanted: Wanted) -> tuple[tuple[InputImage, ...], InputImage | None]:
+    """The images and mask of ``wanted``, read and checked once (for the models it names):
+    a batch resolves them before its first line, then plans every line with them."""
+    _, combos = _combinations("", _chosen(wanted), wanted.sweep)
+    return _inputs(wanted, _specs(combos))
+
+
+def _chosen(wanted: Wanted) -> dict[str, Any]:
+    """The sweepable options given, checked for their type (a text, or a list of texts)."""
+    model = wanted.model if wanted.model not in (None, "") else wanted.default_model
+    chosen: dict[str, Any] = {"model": model}
+    for name in SWEEPABLE[1:]:
+        value = getattr(wanted, name)
+        if value is not None:
+            chosen[name] = value
+    for name, value in chosen.items():
+        if not isinstance(value, (str, list, tuple)):
+            raise KieUsageError(f"{name}: expected text or a list of texts, "
+                                f"not {type(value).__name__}")
+        if isinstance(value, (list, tuple)) and not value:
+            raise KieUsageError(f"{name}: no value given (the list is empty)")
+    return chosen
+
+
+def _combinations(text: str, chosen: dict[str, Any],
+                  sweep: bool) -> tuple[list[Axis], list[Combination]]:
+    if sweep:
+        return expand(text, chosen)
+    for name, value in chosen.items():
+        if not isinstance(value, str):
+            what = "a model name" if name == "model" else "one value"
+            raise KieUsageError(f"{name}: expected {what}, not {type(value).__name__}")
+    return [], [Combination(text, chosen, ())]
+
+
+def _specs(combos: Sequence[Combination]) -> dict[str, ModelSpec]:
+    """Each model the combinations use (an unknown name is one line listing the models)."""
+    names = dict.fromkeys(c.options["model"] for c in combos)
+    for name in names:
+        if not isinstance(name, str):
+            raise KieUsageError(f"model: expected a model name, not {type(name).__name__}")
+    return {name.strip(): model_spec(name.strip()) for name in names}
+
+
+def _inputs(wanted: Wanted, spec_of: Mapping[str, ModelSpec],
+            ) -> tuple[tuple[InputImage, ...], InputImage | None]:
+    """The images (for the most generous of the models) and, where a model takes one, the
+    mask; sources an earlier plan resolved are taken as they are."""
+    sources = _as_list(wanted.images)
+    if sources and all(isinstance(i, InputImage) for i in sources):
+        images: tuple[InputImage, ...] = tuple(sources)
+    else:
+        most = max(max(s.max_images for s in spec_of.values()), MAX_FILES)
+        images = resolve_images(sources, wanted.names["image"], max_images=most)
+    if isinstance(wanted.mask, InputImage):
+        return images, wanted.mask
+    if any(s.family == "4o" for s in spec_of.values()):
+        return images, resolve_mask(wanted.mask, images, wanted.names["mask"],
+                                    wanted.names["input"])
+    return images, None
 
 
 def _as_list(images: Any) -> list[Any]:

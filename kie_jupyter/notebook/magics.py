@@ -77,6 +77,10 @@ def _keep_empty_body(lines: list[str]) -> list[str]:
     return lines
 
 
+#: The settings the session reads (the endpoint, and where history goes).
+_SESSION_SETTINGS = ("base_url", "upload_url", "output_dir")
+
+
 @magics_class
 class Kie4o(Magics):
     """KIE.AI 4o Image generation in notebooks. Settings: ``%config Kie4o``."""
@@ -107,13 +111,16 @@ class Kie4o(Magics):
                        ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        super().__init__(shell=shell, **kwargs)
         #: The kernel's key, endpoint, clients, demo server and running tasks, shared with
         #: the subcommands and the Python API; the settings below are kept in step with it.
-        self.session = Session(base_url=self.base_url, upload_url=self.upload_url,
-                               output_dir=self.output_dir)
+        #: Made first: the shell's config (``%config Kie4o.output_dir`` before a reload, a
+        #: profile's ``c.Kie4o``) sets the traits, and notifies, during ``__init__``.
+        self.session = Session()
+        super().__init__(shell=shell, **kwargs)
+        for name in _SESSION_SETTINGS:
+            setattr(self.session, name, getattr(self, name))
 
-    @observe("base_url", "upload_url", "output_dir")
+    @observe(*_SESSION_SETTINGS)
     def _settings_changed(self, change: Any) -> None:
         setattr(self.session, change["name"], change["new"])
 

@@ -104,3 +104,22 @@ def test_a_batch_line_may_be_a_sweep(server, tmp_path):
     assert sorted(b["prompt"] for b in sent(server)) == [
         "a blue house", "a plain fox", "a red house"]
     assert "3 done, 0 failed" in done.stdout
+
+
+def test_a_dry_run_of_a_big_sweep_needs_no_yes(server, tmp_path):
+    done = kie4o(server, tmp_path, "a {red|blue|green} fox", "-s", "1:1,3:2,2:3", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "(dry run: 9 requests, nothing was sent)" in done.stdout
+    assert sent(server) == []
+
+
+def test_batch_mistakes_name_their_line_even_the_first(server, tmp_path):
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("a {red|red} fox\na fine fox\n")
+    refused = kie4o(server, tmp_path, "--batch", str(batch))
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(f"kie4o: {batch}:1: prompt: ")
+    batch.write_text("a fine fox\na {red|blue|green} fox {big|small|tiny}\n")
+    refused = kie4o(server, tmp_path, "--batch", str(batch))
+    assert refused.returncode == 2 and f"{batch}:2: this sweep makes 9 tasks" in refused.stderr
+    assert sent(server) == []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from kie_jupyter import generate
@@ -86,9 +84,7 @@ def test_failed_tasks_carry_the_api_reason(server, client, script, needle):
 
 def test_endless_poll_is_cut_by_the_local_timeout(server, client):
     server.add_fault("record-info", http_status=500, times=10_000)
-    start = time.monotonic()
-    task = run(client, timeout=2.0)
-    assert time.monotonic() - start < 8
+    task = run(client, timeout=2.0)  # (10,000 failing polls: only the timeout ends it)
     assert task.status is TaskStatus.TIMED_OUT
     assert task.task_id in str(task.error) and "resume" in str(task.error)
 

@@ -45,6 +45,22 @@ def test_both_parsers_take_the_same_shared_option_strings():
     assert not CLI_ONLY & magic
 
 
+@pytest.mark.parametrize("option", SHARED, ids=lambda o: o.long)
+def test_each_shared_option_is_declared_alike(option):
+    magic = _by_dest(_magic_parser())[option.dest]
+    shell_cli = _by_dest(cli._parser())[option.dest]
+    assert magic.option_strings == shell_cli.option_strings == list(option.flags)
+    for attr in ("type", "nargs", "const", "metavar"):
+        assert getattr(magic, attr) == getattr(shell_cli, attr), attr
+    expected = list(option.choices) if option.choices is not None else None
+    assert magic.choices == expected
+    if option.dest == "fallback":
+        # The CLI checks the model itself, so that `kie4o --fallback "a fox"` is a prompt.
+        assert shell_cli.choices is None
+    else:
+        assert shell_cli.choices == expected
+
+
 def test_the_cli_refuses_what_the_magic_refuses_for_fallback():
     with pytest.raises(KieUsageError, match="GPT_IMAGE_1"):
         cli._parse(["a fox", "--fallback", "DALL_E"])
@@ -103,3 +119,10 @@ def test_a_bad_override_is_caught():
         optiontable.BY_DEST["size"].kwargs("cli", flags=("-z",))
     with pytest.raises(ValueError, match="front_end"):
         list(optiontable.options_for("web"))
+
+
+def test_long_names_cover_every_flag():
+    for option in optiontable.OPTIONS:
+        for flag in option.flags:
+            assert optiontable.LONG_NAMES[flag] == option.long
+    assert optiontable.OBJECT_FLAGS == {"-i", "--image", "-m", "--mask"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -55,6 +56,19 @@ def test_finish_puts_the_card_in_place_closes_every_widget_and_lets_go(server):
     assert len(handle.updates) == 1
 
 
+def collected(ref: weakref.ref[Any], limit: float = 10.0) -> bool:
+    """Whether the object goes once nothing holds it (the task's own thread may still be on
+    its way out when ``wait`` returns: wait for that, up to a generous limit)."""
+    deadline = time.monotonic() + limit
+    while True:
+        gc.collect()
+        if ref() is None:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
 def test_a_finished_task_with_a_shown_panel_is_freed(server):
     task = generate(server)
     panel = TaskPanel(task)
@@ -63,8 +77,7 @@ def test_a_finished_task_with_a_shown_panel_is_freed(server):
     panel.finish()
     ref = weakref.ref(task)
     del task
-    gc.collect()
-    assert ref() is None
+    assert collected(ref)
     assert repr(panel) == "kie4o (task gone)"  # the panel outlives it without an error
 
 
@@ -73,8 +86,7 @@ def test_a_panel_on_a_live_task_does_not_keep_it(server):
     panel = TaskPanel(task, background=True)  # never finished: still subscribed
     ref = weakref.ref(task)
     del task
-    gc.collect()
-    assert ref() is None
+    assert collected(ref)
     panel.update()  # a panel whose task is gone draws nothing and raises nothing
 
 
