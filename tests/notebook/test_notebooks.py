@@ -110,6 +110,7 @@ def demo_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 # -- the notebooks run -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs_in_demo_mode(path, tmp_path, monkeypatch):
     work = tmp_path / "notebooks"
