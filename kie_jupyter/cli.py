@@ -161,6 +161,8 @@ def _plans(args: argparse.Namespace) -> list[tuple[str, Plan]]:
         images, mask = resolve_inputs(_wanted(args, "", args.image, args.mask))
     except KieUsageError as exc:
         raise _option_error(name_the_flag(str(exc))) from None
+    # (None when no model of the run takes a mask: each line's plan then refuses the one given)
+    mask = mask if mask is not None else args.mask
     plans = []
     for n, prompt in prompts:
         where = f"{args.batch}:{n}: "

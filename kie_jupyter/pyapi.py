@@ -45,12 +45,14 @@ def _client(client: KieClient | None) -> KieClient:
             raise KieUsageError(f"client: expected a KieClient, not {type(client).__name__}")
         return client
     session = _session()
-    if session is _own and not session.demo_running:
+    try:
+        if session is not _own:
+            return session.client()
         from .fakeapi.demo import demo_requested
 
-        if demo_requested():
-            session.demo.start()
-    try:
+        if not demo_requested():  # read at each call: unsetting KIE_DEMO means live again
+            return session.live_client()
+        session.demo.start()
         return session.client()
     except KieConfigError as exc:
         raise KieUsageError(str(exc)) from None

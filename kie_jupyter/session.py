@@ -77,20 +77,23 @@ class Session:
         """A client for the current settings: the demo server's while it runs, else the live
         endpoint's (settings, ``%kie4o login``'s key, environment). Raises
         :class:`~kie_jupyter.api.errors.KieConfigError` for settings that cannot work."""
-        make: Callable[[], KieClient]
-        if self.demo_running:
-            from .fakeapi.demo import DEMO_KEY
+        if not self.demo_running:
+            return self.live_client()
+        from .fakeapi.demo import DEMO_KEY
 
-            url = self.demo.url
-            key: tuple[Any, ...] = ("demo", url)
-            make = lambda: KieClient(DEMO_KEY, base_url=url, upload_url=url,  # noqa: E731
-                                     demo=True)
-        else:
-            env = tuple(os.environ.get(v) for v in _ENV)
-            key = ("live", self.base_url, self.upload_url, self.api_key, env)
-            api_key, base_url, upload_url = self.api_key, self.base_url, self.upload_url
-            make = lambda: KieClient(api_key, base_url=base_url,  # noqa: E731
-                                     upload_url=upload_url)
+        url = self.demo.url
+        return self._client(("demo", url), lambda: KieClient(DEMO_KEY, base_url=url,
+                                                             upload_url=url, demo=True))
+
+    def live_client(self) -> KieClient:
+        """The live endpoint's client (settings, ``%kie4o login``'s key, environment), even
+        while the demo server runs."""
+        env = tuple(os.environ.get(v) for v in _ENV)
+        api_key, base_url, upload_url = self.api_key, self.base_url, self.upload_url
+        return self._client(("live", base_url, upload_url, api_key, env),
+                            lambda: KieClient(api_key, base_url=base_url, upload_url=upload_url))
+
+    def _client(self, key: tuple[Any, ...], make: Callable[[], KieClient]) -> KieClient:
         with self._lock:
             if key not in self.clients:
                 self.clients[key] = make()

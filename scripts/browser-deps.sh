@@ -5,9 +5,12 @@
 # Python package. Idempotent: safe to run again; apt runs only when Chromium is missing.
 #
 #   bash scripts/browser-deps.sh .venv
+#   bash scripts/browser-deps.sh --chromium-only      # Debian's chromium, no pip
 #   KIE_REQUIRE_BROWSER=1 .venv/bin/python -m pytest -m browser tests/browser
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CHROMIUM_ONLY=0
+if [ "${1:-}" = "--chromium-only" ]; then CHROMIUM_ONLY=1; shift; fi
 VENV="${1:-.venv}"
 CHROMIUM="${KIE_CHROMIUM:-/usr/bin/chromium}"
 
@@ -25,6 +28,7 @@ else
   [ -x "$CHROMIUM" ] || { echo "browser-deps: chromium installed but $CHROMIUM is missing" >&2; exit 1; }
 fi
 "$CHROMIUM" --version 2>/dev/null | head -n 1 || true
+[ "$CHROMIUM_ONLY" = 1 ] && exit 0
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 # Playwright drives the system Chromium (executable_path): never `playwright install`.

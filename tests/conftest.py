@@ -121,6 +121,7 @@ _KERNEL_FILES = ("test_notebooks.py", "test_kernel_output.py", "test_restart.py"
                  "test_teaching_pack.py")
 
 
+@pytest.hookimpl(trylast=True)  # after ``-m`` has deselected: spread what will run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The long tests — the slow tier, then those that start kernels — spread evenly through
     the run, longest first: pytest-xdist (``--dist worksteal``) gives each worker an equal

@@ -123,3 +123,17 @@ def test_batch_mistakes_name_their_line_even_the_first(server, tmp_path):
     refused = kie4o(server, tmp_path, "--batch", str(batch))
     assert refused.returncode == 2 and f"{batch}:2: this sweep makes 9 tasks" in refused.stderr
     assert sent(server) == []
+
+
+def test_a_mask_in_a_batch_for_a_model_that_takes_none_is_refused(server, tmp_path):
+    from PIL import Image
+
+    for name in ("i.png", "m.png"):
+        Image.new("RGB", (64, 64), "white").save(tmp_path / name)
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("a fox\n")
+    refused = kie4o(server, tmp_path, "--batch", str(batch), "--model", "gpt-image-1.5",
+                    "-i", str(tmp_path / "i.png"), "-m", str(tmp_path / "m.png"))
+    assert refused.returncode == 2
+    assert f"{batch}:1: --mask: gpt-image-1.5 takes no mask" in refused.stderr
+    assert sent(server, "createTask") == [] and server.requests_to("file-stream-upload") == []

@@ -430,6 +430,8 @@ def test_the_default_demo_client_is_marked(monkeypatch):
     monkeypatch.setenv("KIE_DEMO", "1")
     try:
         assert pyapi._client(None).demo is True
+        monkeypatch.delenv("KIE_DEMO")  # read at each call: live again
+        assert pyapi._client(None).demo is False
     finally:
         pyapi._own.demo.stop()
         pyapi._own.clients.clear()
