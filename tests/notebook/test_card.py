@@ -40,7 +40,7 @@ def test_success_card_says_each_fact_once(srv):
     assert html.count("Done in") == 1 and "3:2" in html and "×2" in html
     assert "4o image" in html and "demo" not in html
     assert fox.task_id in text and "A <red> fox & its den" in text  # the text fallback
-    assert static_bundle(fox) == bundle  # Task.renderer: display(task) shows the same card
+    assert static_bundle(fox) == bundle  # what display(task) shows once the extension is loaded
 
 
 def test_failed_card_gives_the_reason_once_and_no_image(srv):
