@@ -17,7 +17,6 @@ from .api.client import KieClient
 from .api.errors import KieConfigError, KieUsageError
 from .api.registry import MODELS, backend_for_task_id, describe
 from .engine.checks import check_save_dir, check_timeout
-from .engine.history import HistoryStore
 from .engine.plan import Plan, Wanted, interrupt_report, make_plan
 from .engine.provenance import read_provenance
 from .engine.sweep import Sweep
@@ -203,11 +202,6 @@ def provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
     """How a PNG written by this tool was made: ``prompt``, ``parameters``, ``model``,
     ``task_id``, ``parents``, ``created``, ``demo``, ``software`` (empty for other images)."""
     return read_provenance(path)
-
-
-def history() -> HistoryStore:
-    """The history store the Python API records to (the loaded extension's folder)."""
-    return _session().history()
 
 
 def _wait(task: Task) -> Task:

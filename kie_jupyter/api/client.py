@@ -425,8 +425,9 @@ class KieClient:
         return self._send(method, f"{self.base_url}{path}", endpoint, kind=kind, json=json,
                           params=params, retries=retries, stop=stop, on_wait=on_wait)
 
-    # -- the 4o Image API: its endpoints live in .fouro; these two stay for code that drives
-    # the client alone, without a backend (benchmarks/bench_detection.py's baseline loop).
+    # -- the 4o Image API: its endpoints live in .fouro; these hand-offs stay for code that
+    # drives the client alone, without a backend (tests/api/test_client.py,
+    # benchmarks/bench_detection.py's baseline loop), and ``download_url`` is public API.
 
     def generate(self, request: GenerationRequest, *,
                  stop: threading.Event | None = None,

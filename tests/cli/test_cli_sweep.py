@@ -27,6 +27,12 @@ def kie4o(server: MockKieServer, tmp_path: Path, *args: str) -> subprocess.Compl
                           text=True, timeout=120)
 
 
+def batch_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "prompts.txt"
+    path.write_text(text)
+    return path
+
+
 def sent(server: MockKieServer, endpoint: str = "generate") -> list[dict]:
     return [r.json for r in server.requests_to(endpoint)]
 
@@ -97,8 +103,7 @@ def test_a_bad_value_in_a_list_is_one_line_before_anything_is_sent(server, tmp_p
 
 
 def test_a_batch_line_may_be_a_sweep(server, tmp_path):
-    batch = tmp_path / "prompts.txt"
-    batch.write_text("a plain fox\na {red|blue} house\n")
+    batch = batch_file(tmp_path, "a plain fox\na {red|blue} house\n")
     done = kie4o(server, tmp_path, "--batch", str(batch))
     assert done.returncode == 0, done.stderr
     assert sorted(b["prompt"] for b in sent(server)) == [
@@ -114,12 +119,11 @@ def test_a_dry_run_of_a_big_sweep_needs_no_yes(server, tmp_path):
 
 
 def test_batch_mistakes_name_their_line_even_the_first(server, tmp_path):
-    batch = tmp_path / "prompts.txt"
-    batch.write_text("a {red|red} fox\na fine fox\n")
+    batch = batch_file(tmp_path, "a {red|red} fox\na fine fox\n")
     refused = kie4o(server, tmp_path, "--batch", str(batch))
     assert refused.returncode == 2
     assert refused.stderr.startswith(f"kie4o: {batch}:1: prompt: ")
-    batch.write_text("a fine fox\na {red|blue|green} fox {big|small|tiny}\n")
+    batch_file(tmp_path, "a fine fox\na {red|blue|green} fox {big|small|tiny}\n")
     refused = kie4o(server, tmp_path, "--batch", str(batch))
     assert refused.returncode == 2 and f"{batch}:2: this sweep makes 9 tasks" in refused.stderr
     assert sent(server) == []
@@ -130,8 +134,7 @@ def test_a_mask_in_a_batch_for_a_model_that_takes_none_is_refused(server, tmp_pa
 
     for name in ("i.png", "m.png"):
         Image.new("RGB", (64, 64), "white").save(tmp_path / name)
-    batch = tmp_path / "prompts.txt"
-    batch.write_text("a fox\n")
+    batch = batch_file(tmp_path, "a fox\n")
     refused = kie4o(server, tmp_path, "--batch", str(batch), "--model", "gpt-image-1.5",
                     "-i", str(tmp_path / "i.png"), "-m", str(tmp_path / "m.png"))
     assert refused.returncode == 2
