@@ -90,6 +90,11 @@ class TaskSnapshot(Protocol):
         ...
 
     @property
+    def credits_consumed(self) -> float | None:
+        """The credits KIE says the task consumed, where its record reports them."""
+        ...
+
+    @property
     def finished(self) -> bool: ...
 
     @property

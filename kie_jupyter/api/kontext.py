@@ -19,7 +19,7 @@ from .backend import TaskSnapshot
 from .client import KieClient
 from .errors import KieUsageError
 from .market import fetch_record, json_field, submit_job
-from .models import int_or_none
+from .models import credits_consumed, int_or_none
 
 __all__ = ["KontextBackend", "KontextRecord", "KontextRequest", "KONTEXT_STATES",
            "KONTEXT_GENERATE_PATH", "KONTEXT_RECORD_PATH"]
@@ -92,6 +92,8 @@ class KontextRecord:
     error_message: str = ""
     create_time: str | None = None
     complete_time: str | None = None
+    #: Credits KIE says the task consumed (None: not reported; the page documents none).
+    credits_consumed: float | None = None
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any], task_id: str = "") -> KontextRecord:
@@ -115,6 +117,7 @@ class KontextRecord:
             create_time=None if data.get("createTime") is None else str(data["createTime"]),
             complete_time=(None if data.get("completeTime") is None
                            else str(data["completeTime"])),
+            credits_consumed=credits_consumed(data),
         )
 
     @property

@@ -29,7 +29,7 @@ from .errors import (
     TaskNotFoundError,
     ValidationError,
 )
-from .models import int_or_none
+from .models import credits_consumed, int_or_none
 
 __all__ = [
     "MarketBackend",
@@ -189,6 +189,8 @@ class MarketRecord:
     fail_message: str = ""
     create_time: int | None = None
     complete_time: int | None = None
+    #: Credits KIE says the task consumed (``creditsConsumed``; None: not reported).
+    credits_consumed: float | None = None
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any], task_id: str = "") -> MarketRecord:
@@ -223,6 +225,7 @@ class MarketRecord:
             fail_message=str(data.get("failMsg") or ""),
             create_time=int_or_none(data.get("createTime")),
             complete_time=int_or_none(data.get("completeTime")),
+            credits_consumed=credits_consumed(data),
         )
 
     @property

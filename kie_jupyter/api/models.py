@@ -226,6 +226,23 @@ class GenerationRequest:
         }
 
 
+def credits_consumed(data: Mapping[str, Any]) -> float | None:
+    """What a record says the task consumed: ``creditsConsumed`` (the Market callback as
+    docs.kie.ai documents it) or ``consumeCredits`` (older kie.ai pages, which say the
+    callback and the query answer are the same); None when neither is a number ≥ 0."""
+    for name in ("creditsConsumed", "consumeCredits"):
+        value = data.get(name)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and value == value and 0 <= value < float("inf"):
+            return float(value)
+    return None
+
+
 def _parse_progress(value: Any) -> float:
     percent = isinstance(value, str) and value.strip().endswith("%")
     try:
@@ -278,6 +295,8 @@ class TaskRecord:
     create_time: int | None = None
     complete_time: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: Credits KIE says the task consumed (None: not reported; 4o's record documents none).
+    credits_consumed: float | None = None
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any], task_id: str = "") -> TaskRecord:
@@ -296,6 +315,7 @@ class TaskRecord:
             progress=_parse_progress(data.get("progress")),
             urls=_parse_urls(data.get("response")),
             error_code=int_or_none(data.get("errorCode")),
+            credits_consumed=credits_consumed(data),
             error_message=data.get("errorMessage") or None,
             create_time=int_or_none(data.get("createTime")),
             complete_time=int_or_none(data.get("completeTime")),
