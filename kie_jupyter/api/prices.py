@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -291,11 +292,10 @@ def _row(raw: Any, n: int, origin: str) -> PriceRow:
 
 def _parse(text: str, origin: str, toml: bool) -> Any:
     if toml:
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise KieUsageError(f"prices: {origin}: TOML needs Python 3.11; use a JSON file"
-                                ) from None
+        if sys.version_info < (3, 11):
+            raise KieUsageError(f"prices: {origin}: TOML needs Python 3.11; use a JSON file")
+        import tomllib
+
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
