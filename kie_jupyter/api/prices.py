@@ -292,14 +292,14 @@ def _row(raw: Any, n: int, origin: str) -> PriceRow:
 
 def _parse(text: str, origin: str, toml: bool) -> Any:
     if toml:
-        if sys.version_info < (3, 11):
-            raise KieUsageError(f"prices: {origin}: TOML needs Python 3.11; use a JSON file")
-        import tomllib
+        if sys.version_info >= (3, 11):
+            import tomllib
 
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise _fail(origin, "TOML", str(exc)) from None
+            try:
+                return tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise _fail(origin, "TOML", str(exc)) from None
+        raise KieUsageError(f"prices: {origin}: TOML needs Python 3.11; use a JSON file")
     try:
         return json.loads(text)
     except ValueError as exc:
