@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import threading
 import time
@@ -33,10 +34,11 @@ from typing import Any, NoReturn
 from .api.client import KieClient
 from .api.errors import KieConfigError, KieError, KieUsageError
 from .api.models import FallbackModel, Size, TaskStatus, is_http_url
+from .api.prices import active_prices, use_prices
 from .api.registry import backend_for_task_id, parse_param
 from .engine.checks import check_save_dir, check_timeout
 from .engine.history import HistoryEntry, HistoryStore
-from .engine.plan import Plan, PlannedTask, Wanted, make_plan, resolve_inputs
+from .engine.plan import Plan, PlanCost, PlannedTask, Wanted, make_plan, resolve_inputs
 from .engine.task import Task
 from .fakeapi.demo import DEMO_KEY, DemoServer
 from .hints import hint, status_text, with_hint
@@ -51,6 +53,8 @@ _SETTLE_SECONDS = 5.0
 _SAVE_DIR = "kie4o_images"
 #: A sweep of more tasks than this needs --yes (the magic's default ``confirm_over``).
 CONFIRM_OVER = 8
+#: A run estimated over this many credits (or of unknown price) needs ``--yes``.
+CONFIRM_OVER_CREDITS = 200.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,8 +79,14 @@ def _parser() -> argparse.ArgumentParser:
         "save": {"default": _SAVE_DIR,
                  "help": f"{BY_DEST['save'].help} (default: {_SAVE_DIR})"},
         "timeout": {"default": 600.0},
-        "yes": {"help": f"confirm a sweep of more than {CONFIRM_OVER} tasks"},
+        "yes": {"help": f"confirm a sweep of more than {CONFIRM_OVER} tasks, a run estimated "
+                        f"over {CONFIRM_OVER_CREDITS:g} credits, or an unknown price"},
     })
+    p.add_argument("--prices", metavar="FILE", default=os.environ.get("KIE_PRICES"),
+                   help="a price file (JSON or TOML) overriding or extending KIE's prices "
+                        "(default: $KIE_PRICES)")
+    p.add_argument("--show-prices", action="store_true",
+                   help="print the price table in use, with its sources, and exit")
     p.add_argument("--batch", type=Path, help="a text file with one prompt per line")
     p.add_argument("--concurrency", type=int, default=4, help="tasks at once (batch)")
     p.add_argument("--fresh", action="store_true",
@@ -173,13 +183,27 @@ def _plans(args: argparse.Namespace) -> list[tuple[str, Plan]]:
     return plans
 
 
-def _confirm(plans: list[tuple[str, Plan]], yes: bool) -> None:
+def _confirm(plans: list[tuple[str, Plan]], yes: bool, demo: bool) -> None:
     """A sweep of more than :data:`CONFIRM_OVER` tasks needs ``--yes`` (a dry run does not)."""
     for where, plan in plans:
         try:
-            plan.confirm(CONFIRM_OVER, yes, setting="kie4o's limit", how="add --yes")
+            plan.confirm(CONFIRM_OVER, yes, setting="kie4o's limit", how="add --yes",
+                         cost=plan.estimate(demo=demo) if plan.is_sweep else None)
         except KieUsageError as exc:
             raise _option_error(f"{where}{exc}") from None
+
+
+def _hold(tasks: Sequence[Task], args: argparse.Namespace, demo: bool) -> None:
+    """What the run will newly send (resumed and skipped batch lines are paid already) must
+    be confirmed when over :data:`CONFIRM_OVER_CREDITS` or of unknown price, and must fit
+    ``--max-credits``: one line with the figures, before anything is sent."""
+    fresh = [t for t in tasks if t.task_id is None]
+    cost = PlanCost(tuple(t.estimated_cost for t in fresh), tuple(t.model for t in fresh),
+                    sum(int(t.params.get("variants") or 1) for t in fresh),
+                    active_prices().usd_per_credit, demo)
+    cost.confirm(args.yes, how="add --yes", over_credits=CONFIRM_OVER_CREDITS,
+                 credits_setting="kie4o's limit")
+    cost.hold_to(max_credits=args.max_credits)
 
 
 def _option_error(message: str) -> KieUsageError:
@@ -205,7 +229,10 @@ def _line(task: Task, demo: bool) -> str:
         text = with_hint(text, fix, "cli", task.task_id)
     mark = "[demo] " if demo else ""
     where = ", ".join(task.saved_paths)
-    return f"{mark}{_label(task)}{task.task_id or '(not submitted)'}  {text}  {where}".rstrip()
+    cost = task.cost
+    spent = f"  [{cost}]" if task.task_id else ""
+    return (f"{mark}{_label(task)}{task.task_id or '(not submitted)'}  {text}{spent}  "
+            f"{where}").rstrip()
 
 
 def _label(task: Task) -> str:
@@ -395,7 +422,7 @@ def _generate(args: argparse.Namespace) -> int:
                             "nothing new")
     plans = [] if args.resume else _plans(args)
     if not args.dry_run:
-        _confirm(plans, args.yes)
+        _confirm(plans, args.yes, args.demo)
     client, demo = _client(args)
     try:
         if args.dry_run:
@@ -415,10 +442,13 @@ def _generate(args: argparse.Namespace) -> int:
             return _run(tasks, args.concurrency, args.demo)
         if args.batch is None:
             ((_, plan),) = plans
-            return _run(plan.new_tasks(client, **common), args.concurrency, args.demo)
+            tasks = plan.new_tasks(client, **common)
+            _hold(tasks, args, client.demo)
+            return _run(tasks, args.concurrency, args.demo)
         tasks, skipped, resumed = _batch_tasks(
             [plan for _, plan in plans], fresh=args.fresh, history=history,
             save_dir=save_dir, common=common, client=client)
+        _hold(tasks, args, client.demo)
         code = _run(tasks, args.concurrency, args.demo)
         if code != EXIT_INTERRUPTED:
             done = sum(1 for t in tasks if _succeeded(t))
@@ -443,6 +473,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return class_main(argv[1:])
     try:
         args = _parse(argv)
+        if args.prices:
+            use_prices(args.prices)
+        if args.show_prices:
+            print("\n".join(active_prices().lines()))
+            return EXIT_OK
         if args.credits:
             client, demo = _client(args)
             try:

@@ -14,6 +14,7 @@ IPython: the CLI must run without the notebook stack (an import-linter contract 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from .api.models import FallbackModel, Size
 
 __all__ = ["Option", "OPTIONS", "SIZES", "MODELS", "FRONT_ENDS", "options_for", "add_options",
-           "BY_DEST", "LONG_NAMES", "OBJECT_FLAGS", "name_the_flag"]
+           "BY_DEST", "LONG_NAMES", "OBJECT_FLAGS", "name_the_flag", "credits_limit"]
 
 SIZES = tuple(s.value for s in Size)
 MODELS = tuple(m.value for m in FallbackModel)
@@ -81,6 +82,17 @@ class Option:
         return {k: v for k, v in kw.items() if v is not None or k == "default"}
 
 
+def credits_limit(text: str) -> float:
+    """``--max-credits``'s value: a number of credits ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of credits") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of credits ≥ 0")
+    return value
+
+
 #: Every generation option, in the order the help lists them.
 OPTIONS: tuple[Option, ...] = (
     Option(("--model",), "model", metavar="NAME",
@@ -133,8 +145,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--dry-run",), "dry_run", action="store_true",
            help="show every request that would be sent (key masked); send nothing"),
     Option(("--yes",), "yes", action="store_true",
-           help="confirm a sweep of more tasks than %%config Kie4o.confirm_over (8)"),
+           help="confirm a sweep of more tasks than %%config Kie4o.confirm_over (8), an "
+                "estimate over confirm_over_credits (200), or an unknown price"),
+    Option(("--max-credits",), "max_credits", type=credits_limit,
+           metavar="N",
+           help="refuse to send (before anything is paid) if the estimate is over N credits "
+                "or unknown"),
 )
+
 
 #: Each option by its ``dest``.
 BY_DEST: Mapping[str, Option] = {o.dest: o for o in OPTIONS}

@@ -28,6 +28,9 @@ __all__ = ["generate", "sweep", "resume", "models", "provenance"]
 #: The session of a Python API used with no extension loaded (its demo server, its clients).
 _own = Session()
 
+#: A paid call estimated over this many credits needs ``yes=True`` (the magic's default too).
+CONFIRM_OVER_CREDITS = 200.0
+
 #: How the Python API's errors name the image options.
 _NAMES = {"image": "images", "mask": "mask", "input": "input image"}
 
@@ -86,6 +89,9 @@ def generate(
     wait: bool = True,
     timeout: float = 600.0,
     save: str | os.PathLike[str] | None = None,
+    yes: bool = False,
+    max_credits: float | None = None,
+    confirm_over_credits: float | None = CONFIRM_OVER_CREDITS,
     client: KieClient | None = None,
 ) -> Task:
     """Generate (or edit) images; return the :class:`Task` (finished when ``wait``).
@@ -99,6 +105,11 @@ def generate(
     Bad input raises :class:`KieUsageError` before anything is sent (nothing is charged); a
     task that fails does not raise: ``task.error`` holds the reason (and ``task.images``
     raises it).
+
+    Cost: ``task.cost`` is what it cost (KIE's figure where reported, else the estimate).
+    A paid task estimated over ``confirm_over_credits``, or of unknown price, needs
+    ``yes=True``; one over ``max_credits`` or the session's budget (``%config
+    Kie4o.budget``) is refused before it is sent.
     """
     timeout, save_dir = _checked(timeout, save)
     if model is not None and not isinstance(model, str):
@@ -110,6 +121,8 @@ def generate(
         callback_url=callback_url, output_format=output_format, params=params,
         fill=lambda text: text, sweep=False, names=_NAMES))
     client = _keyed(_client(client))
+    _gate(plan, client, yes=yes, over=1, over_credits=confirm_over_credits,
+          max_credits=max_credits)
     (task,) = _tasks(plan, client, timeout, save_dir)
     task.start()
     return _wait(task) if wait else task
@@ -132,6 +145,8 @@ def sweep(
     save: str | os.PathLike[str] | None = None,
     yes: bool = False,
     confirm_over: int = 8,
+    max_credits: float | None = None,
+    confirm_over_credits: float | None = CONFIRM_OVER_CREDITS,
     client: KieClient | None = None,
 ) -> Sweep:
     """Run every combination of a prompt's ``{a|b|c}`` groups and the options given as lists
@@ -140,16 +155,19 @@ def sweep(
     ``variant`` dimension).
 
     Every combination is checked before anything is sent; a sweep of more than
-    ``confirm_over`` tasks needs ``yes=True``. The tasks share the account's rate limit
+    ``confirm_over`` tasks, estimated over ``confirm_over_credits`` or holding an unknown
+    price needs ``yes=True``; one over ``max_credits`` or the session's budget is refused.
+    ``sw.cost`` is the total. The tasks share the account's rate limit
     (those waiting say "Queued"). ``sw["oil"]`` / ``sw["oil", "3:2"]`` pick a task by label.
     """
     plan = make_plan(Wanted(
         prompt, model=model, size=size, resolution=resolution, quality=quality,
         variants=variants, images=images, mask=mask, enhance=enhance, fallback=bool(fallback),
         fallback_model=fallback if isinstance(fallback, str) else None, names=_NAMES))
-    plan.confirm(confirm_over, yes, setting="confirm_over", how="pass yes=True")
     timeout, save_dir = _checked(timeout, save)
     client = _keyed(_client(client))
+    _gate(plan, client, yes=yes, over=confirm_over, over_credits=confirm_over_credits,
+          max_credits=max_credits)
     result = plan.sweep_of(_tasks(plan, client, timeout, save_dir))
     for task in result.tasks:
         task.start()
@@ -170,9 +188,25 @@ def sweep(
     return result
 
 
+def _gate(plan: Plan, client: KieClient, *, yes: bool, over: int,
+          over_credits: float | None, max_credits: float | None) -> None:
+    """The checks before paying (:meth:`Session.gate`), in the Python API's words."""
+    if max_credits is not None:
+        if isinstance(max_credits, bool) or not isinstance(max_credits, (int, float)) \
+                or not max_credits >= 0:
+            raise KieUsageError(f"max_credits: expected a number of credits ≥ 0, not "
+                                f"{max_credits!r}")
+    _session().gate(plan, demo=client.demo, yes=yes, over=over, over_credits=over_credits,
+                    max_credits=max_credits, setting="confirm_over",
+                    credits_setting="confirm_over_credits", how="pass yes=True",
+                    budget="the session's budget (%config Kie4o.budget)")
+
+
 def _tasks(plan: Plan, client: KieClient, timeout: float, save_dir: Any) -> list[Task]:
-    return plan.new_tasks(client, timeout=timeout, save_dir=save_dir,
-                          history=_session().history())
+    tasks = plan.new_tasks(client, timeout=timeout, save_dir=save_dir,
+                           history=_session().history())
+    _session().spend.add(tasks)
+    return tasks
 
 
 def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,

@@ -22,6 +22,8 @@ from .api.client import KieClient
 
 if TYPE_CHECKING:
     from .engine.history import HistoryStore
+    from .engine.plan import Plan, PlanCost
+    from .engine.spend import SessionSpend
     from .engine.task import Task
     from .fakeapi.demo import DemoServer
 
@@ -51,6 +53,9 @@ class Session:
         # notebook's names alone, and goes (with its images) when the user deletes them.
         self._live: weakref.WeakSet[Task] = weakref.WeakSet()
         self._lock = threading.Lock()
+        #: Credits this session may spend (``%config Kie4o.budget``); None: no budget.
+        self.budget: float | None = None
+        self._spend: SessionSpend | None = None
 
     # -- demo mode ---------------------------------------------------------------------------
 
@@ -109,6 +114,36 @@ class Session:
         from .engine.history import HistoryStore, default_output_dir
 
         return HistoryStore(self.output_dir or default_output_dir())
+
+    # -- spending ----------------------------------------------------------------------------
+
+    @property
+    def spend(self) -> SessionSpend:
+        """What the tasks sent from this session cost (estimates until KIE reports)."""
+        with self._lock:
+            if self._spend is None:
+                from .engine.spend import SessionSpend
+
+                self._spend = SessionSpend()
+            return self._spend
+
+    def budget_left(self) -> float | None:
+        """Credits left of :attr:`budget` (None: no budget)."""
+        if self.budget is None:
+            return None
+        return self.budget - self.spend.spent
+
+    def gate(self, plan: Plan, *, demo: bool, yes: bool, over: int, over_credits: float | None,
+             max_credits: float | None, setting: str, credits_setting: str, how: str,
+             budget: str) -> PlanCost:
+        """Every check a plan passes before it is paid for: the confirmation (tasks, credits,
+        unknown prices; ``yes`` lifts it), then ``max_credits`` and this session's budget
+        (``yes`` does not). One :class:`KieUsageError` with the figures; returns the estimate."""
+        cost = plan.estimate(demo=demo)
+        plan.confirm(over, yes, setting=setting, how=how, cost=cost, over_credits=over_credits,
+                     credits_setting=credits_setting)
+        cost.hold_to(max_credits=max_credits, left=self.budget_left(), budget=budget)
+        return cost
 
     # -- tasks -------------------------------------------------------------------------------
 

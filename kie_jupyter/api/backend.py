@@ -9,6 +9,8 @@ backend and its models, not edits to the engine or the front ends.
 
 The families' records and requests are frozen dataclasses, so every data member here is a
 read-only property: a protocol attribute would ask for a settable one, which they are not.
+A record may also carry ``credits_consumed`` (what KIE said the task consumed); the engine
+reads it where present, so a new family need not have it.
 """
 
 from __future__ import annotations
@@ -87,11 +89,6 @@ class TaskSnapshot(Protocol):
     def state(self) -> str:
         """The API's own word for where the task stands (``generating``, ``queuing``…), for
         front ends to show where there is no progress to show."""
-        ...
-
-    @property
-    def credits_consumed(self) -> float | None:
-        """The credits KIE says the task consumed, where its record reports them."""
         ...
 
     @property

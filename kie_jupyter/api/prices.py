@@ -64,6 +64,8 @@ class Cost:
     demo: bool = False
     usd: float | None = None
     unit: str = "credits"
+    #: What was priced, in words (``4o edit``, ``nano-banana-pro resolution 4K``).
+    what: str = ""
 
     @property
     def estimated(self) -> bool:
@@ -165,16 +167,15 @@ class PriceTable:
         """The estimated cost of a task with our ``params`` (``Task.params``, a history
         entry's, or a request's ``to_dict()``)."""
         model, options, images = price_inputs(params)
+        what = _describe(model, options)
         row = self.row_for(model, options)
         if row is None:
-            return Cost(None, source=f"no price for {_describe(model, options)} in the table",
-                        demo=demo)
+            return Cost(None, source=f"no price for {what} in the table", demo=demo, what=what)
         if row.credits is None:
             why = row.note or "KIE's price is not confirmed"
-            return Cost(None, source=f"{_describe(model, options)}: {why} ({row.source})",
-                        demo=demo)
+            return Cost(None, source=f"{why} ({row.source})", demo=demo, what=what)
         value = row.credits * (images if row.per == "image" else 1)
-        return Cost(value, "estimate", self._cite(row), demo, self.usd(value))
+        return Cost(value, "estimate", self._cite(row), demo, self.usd(value), what=what)
 
     def usd(self, credits: float | None) -> float | None:
         if credits is None or self.usd_per_credit is None:

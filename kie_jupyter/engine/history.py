@@ -97,6 +97,8 @@ class HistoryEntry:
     error_source: str | None = None
     #: Tags given by the front end (``batch``: the key of a batch line, for resuming).
     labels: dict[str, str] = field(default_factory=dict)
+    #: What the task cost (``Cost.to_dict()``: reported by KIE or estimated), if recorded.
+    cost: dict[str, Any] | None = None
 
     def merge(self, fields: dict[str, Any]) -> None:
         """Fold a later record in: new values win, but nothing known is blanked or moved
@@ -139,6 +141,7 @@ class HistoryStore:
             "parents": task.parents,
             "thumbs": list(task.thumb_paths),
             "labels": dict(task.labels),
+            "cost": task.cost.to_dict() if hasattr(task, "cost") else None,
         }
         self.append(fields)
 

@@ -25,6 +25,7 @@ from typing import Any
 from ..api.client import KieClient
 from ..api.errors import KieUsageError
 from ..api.models import MAX_FILES, TaskStatus
+from ..api.prices import Cost, active_prices, format_credits
 from ..api.registry import ModelSpec, backend_for, model_spec
 from .history import HistoryStore
 from .inputs import PENDING_UPLOAD, InputImage, resolve_images, resolve_mask
@@ -33,8 +34,8 @@ from .requests import request_for
 from .sweep import Axis, Combination, Sweep, expand
 from .task import Task
 
-__all__ = ["Wanted", "PlannedTask", "Plan", "make_plan", "resolve_inputs", "unescape_braces",
-           "InterruptReport", "interrupt_report", "SWEEPABLE"]
+__all__ = ["Wanted", "PlannedTask", "Plan", "PlanCost", "make_plan", "resolve_inputs",
+           "unescape_braces", "InterruptReport", "interrupt_report", "SWEEPABLE"]
 
 #: The options that may be given as several values (a sweep dimension), in axis order.
 SWEEPABLE = ("model", "size", "resolution", "quality")
@@ -116,19 +117,39 @@ class Plan:
         """How many images it asks for in all."""
         return sum(t.image_count for t in self.tasks)
 
-    def confirm(self, over: int, yes: bool, *, setting: str, how: str) -> None:
-        """Refuse a sweep of more than ``over`` tasks unless ``yes``: one line saying how to
-        confirm (``how``: ``add --yes``…) and that nothing was sent."""
-        if self.is_sweep and self.task_count > over and not yes:
-            raise KieUsageError(
-                f"this sweep makes {self.task_count} tasks ({self.image_count} images), more "
-                f"than {setting} = {over}: {how} to send them (nothing was sent)")
+    def estimate(self, *, demo: bool = False) -> PlanCost:
+        """What each task and the whole plan would cost, from the price table in use (a bad
+        price file is one :class:`KieUsageError`, before anything is sent)."""
+        table = active_prices()
+        costs = tuple(table.estimate({"model": t.model, **t.request.to_dict()}, demo=demo)
+                      for t in self.tasks)
+        return PlanCost(costs, tuple(t.model for t in self.tasks), self.image_count,
+                        table.usd_per_credit, demo)
+
+    def confirm(self, over: int, yes: bool, *, setting: str, how: str,
+                cost: PlanCost | None = None, over_credits: float | None = None,
+                credits_setting: str = "confirm_over_credits") -> None:
+        """Refuse, unless ``yes``, a sweep of more than ``over`` tasks, then (given its
+        ``cost``) what :meth:`PlanCost.confirm` refuses: one line with the figures, saying how
+        to confirm (``how``: ``add --yes``…) and that nothing was sent."""
+        if yes:
+            return
+        if self.is_sweep and self.task_count > over:
+            counts = cost.counts() if cost is not None else _counts(self.task_count,
+                                                                     self.image_count)
+            raise KieUsageError(f"this sweep makes {counts}, more than {setting} = {over}: "
+                                f"{how} to send them (nothing was sent)")
+        if cost is not None:
+            cost.confirm(yes, how=how, over_credits=over_credits,
+                         credits_setting=credits_setting)
 
     def dry_run(self, client: KieClient) -> str:
-        """Every request it would send (uploads named, the key masked), and the count."""
+        """Every request it would send (uploads named, the key masked) with its estimated
+        cost, then the count and the total."""
         local = [i.label for i in self.images if i.url is None]
+        cost = self.estimate(demo=bool(getattr(client, "demo", False)))
         blocks = []
-        for task in self.tasks:
+        for task, each in zip(self.tasks, cost.costs, strict=True):
             path = getattr(backend_for(task.model, client), "submit_path", "")
             text = json.dumps(task.request.to_body(), indent=2, ensure_ascii=False)
             names = iter(local)
@@ -138,11 +159,13 @@ class Plan:
                 text = text.replace(f'"{PENDING_UPLOAD}"', json.dumps(f"<upload of {label}>"),
                                     1)
             where = f"# {' / '.join(task.labels)}\n" if task.labels else ""
-            blocks.append(f"{where}POST {client.base_url}{path}\n"
+            price = f"# {each.with_usd()}" + (f" — {each.source}" if not each.known else "")
+            blocks.append(f"{where}{price}\nPOST {client.base_url}{path}\n"
                           f"Authorization: Bearer {client.masked_key()}\n"
                           f"Content-Type: application/json\n\n{text}")
         count = f"{len(blocks)} requests" if len(blocks) > 1 else "1 request"
-        return "\n\n".join(blocks) + f"\n\n(dry run: {count}, nothing was sent)"
+        return "\n\n".join(blocks) + (f"\n\n(dry run: {count}, {self.image_count} images, "
+                                       f"{cost.text()}; nothing was sent)")
 
     def new_tasks(self, client: KieClient, *, timeout: float,
                   save_dir: str | os.PathLike[str] | Path | None = None,
@@ -169,6 +192,96 @@ class Plan:
         """The :class:`Sweep` of tasks made by :meth:`new_tasks` (labels in order)."""
         return Sweep(self.axes, [(p.labels, t) for p, t in zip(self.tasks, tasks, strict=True)],
                      embed=embed)
+
+
+def _num(value: float | None) -> str:
+    return "?" if value is None else format_credits(max(value, 0.0))
+
+
+def _counts(tasks: int, images: int) -> str:
+    return (f"{tasks} task{'s' if tasks != 1 else ''}, "
+            f"{images} image{'s' if images != 1 else ''}")
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    """The estimate of what will be sent: each task's :class:`Cost` (in order), the models
+    and the images asked; it says what it costs and refuses what must not be sent."""
+
+    costs: tuple[Cost, ...]
+    models: tuple[str, ...]
+    images: int
+    usd_per_credit: float | None = None
+    demo: bool = False
+
+    @property
+    def total(self) -> float:
+        """The sum of the known prices (see :attr:`unknown`)."""
+        return sum(c.value for c in self.costs if c.value is not None)
+
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        """What (once each: ``4o edit``, ``qwen-image``) has an unknown price here."""
+        return tuple(dict.fromkeys(c.what or m for m, c in zip(self.models, self.costs,
+                                                               strict=True)
+                                   if c.value is None))
+
+    def unknown_text(self) -> str:
+        return ", ".join(self.unknown)
+
+    def text(self) -> str:
+        """``≈ 96 credits (≈ $0.48)``; ``≈ 90 credits + unknown (qwen-image)``."""
+        demo = " — demo: not charged" if self.demo else ""
+        if self.unknown:
+            known = ("cost unknown" if not any(c.known for c in self.costs)
+                     else f"≈ {format_credits(self.total)} credits + unknown")
+            return f"{known} ({self.unknown_text()}){demo}"
+        usd = (f" (≈ ${self.total * self.usd_per_credit:,.2f})"
+               if self.usd_per_credit is not None and not self.demo else "")
+        return f"≈ {format_credits(self.total)} credits{usd}{demo}"
+
+    def _why(self) -> str:
+        """Why the first unknown price is unknown, in the table's words (without its page)."""
+        first = next(c for c in self.costs if c.value is None)
+        return first.source.split(" (")[0]
+
+    def counts(self) -> str:
+        """``12 tasks, 24 images, ≈ 96 credits (≈ $0.48)``."""
+        return f"{_counts(len(self.costs), self.images)}, {self.text()}"
+
+    def confirm(self, yes: bool, *, how: str, over_credits: float | None = None,
+                credits_setting: str = "confirm_over_credits") -> None:
+        """Refuse, unless ``yes``, a paid plan holding an unknown price or estimated over
+        ``over_credits``: one line with the figures (demo plans are never refused)."""
+        if yes or self.demo or not self.costs:
+            return
+        if self.unknown:
+            raise KieUsageError(
+                f"{_counts(len(self.costs), self.images)}: the price of "
+                f"{self.unknown_text()} is unknown ({self._why()}): {how} to send anyway "
+                "(nothing was sent; `%kie4o prices` shows the table)")
+        if over_credits is not None and self.total > over_credits:
+            raise KieUsageError(
+                f"{self.counts()}, more than {credits_setting} = "
+                f"{format_credits(over_credits)} credits: {how} to send (nothing was sent)")
+
+    def hold_to(self, *, max_credits: float | None = None, left: float | None = None,
+                budget: str = "budget") -> None:
+        """Refuse a paid plan over ``max_credits`` (``--max-credits``) or over the ``left``
+        credits of a budget — or whose price is unknown while either applies; ``--yes``
+        does not lift these. One line with the figures; nothing is sent."""
+        if self.demo or not self.costs:
+            return
+        for limit, what in ((max_credits, f"--max-credits {_num(max_credits)}"),
+                            (left, f"{budget}: {_num(left)} credits left")):
+            if limit is None:
+                continue
+            if self.unknown:
+                raise KieUsageError(
+                    f"{what}; the price of {self.unknown_text()} is unknown, so this cannot "
+                    "be held to it (nothing was sent)")
+            if self.total > limit + 1e-9:
+                raise KieUsageError(f"{what}; this needs {self.counts()} (nothing was sent)")
 
 
 def make_plan(wanted: Wanted) -> Plan:

@@ -349,6 +349,9 @@ class TaskRunner:
             return
         if record is None:  # the poller ends with a record unless stopped or timed out
             raise KieError(f"task {task_id}: polling ended without an answer")
+        consumed = getattr(record, "credits_consumed", None)
+        if record.finished and consumed is not None:
+            self.emit(reported_credits=consumed)
         if record.failed:
             self.emit(status=TaskStatus.FAILED, progress=record.progress,
                       error=TaskError(record.error_code, record.failure_reason(),

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..api.errors import KieUsageError
+from ..api.prices import Cost
+from .spend import sum_costs
 from .task import Task
 
 __all__ = ["Axis", "Combination", "Sweep", "expand", "prompt_axes", "option_axis"]
@@ -172,6 +174,11 @@ class Sweep:
     @property
     def done(self) -> bool:
         return all(task.done for task in self.tasks)
+
+    @property
+    def cost(self) -> Cost:
+        """What the sweep's tasks cost together (None if any price is unknown)."""
+        return sum_costs([t.cost for t in self.tasks])
 
     def counts(self) -> dict[str, int]:
         """How many tasks are done, and of those how many succeeded."""

@@ -31,11 +31,13 @@ from ..api.errors import (
 )
 from ..api.fouro import FourOBackend
 from ..api.models import GenerationRequest, TaskStatus
+from ..api.prices import Cost
 from .files import atomic_write, write_images, write_sidecar
 from .inputs import InputImage
 from .poller import PollSchedule
 from .provenance import embed_provenance, provenance_fields
 from .runner import RunPlan, TaskRunner, on_image_thread
+from .spend import estimate_params, task_cost
 from .state import TaskError
 from .subscribers import HistoryRecorder, SaveOnDownload, ThumbnailKeeper
 from .taskimage import ImageIndexError, TaskImage
@@ -75,7 +77,7 @@ class Task:
 
     Attributes: ``task_id``, ``status`` (a :class:`TaskStatus`), ``progress`` (0..1),
     ``urls``, ``images`` (PNG bytes, downloaded once), ``error`` (:class:`TaskError` or
-    None), ``params``, ``created``, ``completed``, ``demo``, ``queued_until``.
+    None), ``params``, ``created``, ``completed``, ``demo``, ``queued_until``, ``cost``.
     ``task[i]`` is one image (a :class:`TaskImage`), 0-based, negative from the end.
     """
 
@@ -127,6 +129,9 @@ class Task:
         #: ``time.monotonic()`` instant it will be sent (listeners hear when it is set and
         #: cleared); None otherwise.
         self.queued_until: float | None = None
+        #: The credits KIE reported the task consumed (None: not reported).
+        self.reported_credits: float | None = None
+        self._estimate: tuple[dict[str, Any], Cost] | None = None
         self._images: list[bytes | None] = []
         #: Stopped while a submission's fate was unknown (it may have created a task).
         self._send_uncertain = False
@@ -173,6 +178,9 @@ class Task:
                     and entry.base_url in (None, client.base_url)):
                 task._not_found_grace = 30.0
             task.thumb_paths = list(entry.thumbs)
+            recorded = Cost.from_dict(entry.cost)
+            if recorded is not None and recorded.basis == "reported":
+                task.reported_credits = recorded.value
             if entry.created:
                 task.created = datetime.fromisoformat(entry.created)
         elif snapshot is not None and snapshot.params:
@@ -254,6 +262,23 @@ class Task:
         return provenance_fields(prompt=self.prompt, params=self.params, model=self.model,
                                  task_id=self.task_id, parents=self.parents,
                                  created=self.created.isoformat(), demo=self.demo)
+
+    @property
+    def estimated_cost(self) -> Cost:
+        """The price table's estimate for this task's parameters (see :attr:`cost`)."""
+        with self._lock:
+            params = self.params
+            if self._estimate is None or self._estimate[0] is not params:
+                self._estimate = (params, estimate_params({"model": self.model, **params},
+                                                          demo=self.demo))
+            return self._estimate[1]
+
+    @property
+    def cost(self) -> Cost:
+        """What the task costs in KIE credits: ``value`` (None: unknown), ``unit``,
+        ``basis`` (``"reported"`` by KIE, else ``"estimate"``), ``demo`` (not charged) and
+        ``source``. Shown as ``≈ 6 credits`` while it is an estimate."""
+        return task_cost(self)
 
     @property
     def stopped_before_sent(self) -> bool:
@@ -446,6 +471,7 @@ class Task:
             "completed": self.completed.isoformat() if self.completed else None,
             "demo": self.demo,
             "model": self.model,
+            "cost": self.cost.to_dict(),
             "parents": self.parents,
             "files": files,
         }

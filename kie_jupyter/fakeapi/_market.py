@@ -55,6 +55,8 @@ class _Job:
     empty_url_polls: int = 0
     polls: int = 0
     failure: tuple[int, str] | None = field(default=None)  # an input image that was missing
+    #: Credits reported as ``creditsConsumed`` once finished (None: not reported).
+    reported_credits: float | None = None
 
     @property
     def succeeds(self) -> bool:
@@ -131,6 +133,10 @@ class MarketTask(_Job):
             "completeTime": self.create_ms + int(self.duration * 1000) if done else None,
             "createTime": self.create_ms,
             "updateTime": now_ms,
+            # The Market callback's field (docs.kie.ai: "Number of credits consumed by the
+            # task"); older kie.ai pages say the query answer carries the same content.
+            **({"creditsConsumed": self.reported_credits if state == "success" else 0}
+               if done and self.reported_credits is not None else {}),
         }
 
     def snapshot(self, now: float) -> dict[str, Any]:
@@ -224,6 +230,7 @@ class MarketAPI:
 
     credits: float
     cost_per_image: float
+    report_credits: bool
 
     if TYPE_CHECKING:  # provided by MockAPI (the 4o side): envelopes, admission, inputs
         def _error(self, endpoint: str, code: int, msg: str | None = None,
@@ -272,7 +279,8 @@ class MarketAPI:
                 created=now, create_ms=now_ms, duration=self._task_duration(script, body),
                 script=script,
                 null_polls=self.null_polls if script.null_polls is None else script.null_polls,
-                empty_url_polls=script.empty_url_polls, failure=self._missing_input(images))
+                empty_url_polls=script.empty_url_polls, failure=self._missing_input(images),
+                reported_credits=self.cost_per_image if self.report_credits else None)
             self._tasks[task_id] = task
             self.credits -= self.cost_per_image
         return self._ok("createTask", {"taskId": task_id})

@@ -58,8 +58,9 @@ class MockKieServer(MockAPI, MarketAPI):
     ``api_key=None`` accepts any non-empty Bearer key (demo mode). ``duration`` is how long a
     task runs, in seconds, or a function of the generate body. Everything is served under
     :attr:`url`; :attr:`requests` logs every request in arrival order; :attr:`credits` is the
-    balance, charged ``cost_per_image`` per variant. See :class:`Fault` and :class:`TaskScript`
-    for scripted misbehaviour.
+    balance, charged ``cost_per_image`` per variant (``report_credits=True``: Market records
+    say so in ``creditsConsumed``, as KIE's Market callback does). See :class:`Fault` and
+    :class:`TaskScript` for scripted misbehaviour.
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class MockKieServer(MockAPI, MarketAPI):
         error_http_status: bool = False,
         seed: int = 0,
         pack: ReplayPack | str | os.PathLike[str] | None = None,
+        report_credits: bool = False,
     ) -> None:
         if result_key not in ("resultUrls", "result_urls"):
             raise ValueError("result_key must be 'resultUrls' or 'result_urls'")
@@ -91,6 +93,8 @@ class MockKieServer(MockAPI, MarketAPI):
         self.result_key = result_key
         self.credits = credits
         self.cost_per_image = cost_per_image
+        #: Market records of finished tasks carry ``creditsConsumed`` (the charge; 0 on fail).
+        self.report_credits = report_credits
         self.null_polls = null_polls
         self.rate_limit = rate_limit
         self.download_url_form = download_url_form

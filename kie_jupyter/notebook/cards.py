@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
 from ..api.models import TaskStatus
+from ..engine.spend import costs_text
 from ..hints import status_text, with_hint
 
 if TYPE_CHECKING:
@@ -87,7 +88,8 @@ def summary_lines(task: Task) -> list[str]:
         demo = " (demo)" if source == "synthetic" else f" (demo, {source})"
     head = f"kie4o task {task.task_id or '(not submitted)'} — {task.status.value}{demo}"
     lines = [head, f"prompt: {task.prompt}"]
-    lines.append(f"size {p.get('size', '?')} · variants {p.get('variants', '?')}")
+    lines.append(f"size {p.get('size', '?')} · variants {p.get('variants', '?')}"
+                 + (f" · {task.cost}" if not task.stopped_before_sent else ""))
     if task.error:
         reason = with_hint(str(task.error), _fix_of(task), "notebook", task.task_id)
         lines.append(f"error: {reason}")
@@ -222,6 +224,18 @@ def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None) -> st
             f'title="{esc(tip, quote=True)}">{esc(pick)}</code>{full}</figcaption></figure>')
 
 
+def _cost_html(task: Task) -> str:
+    """The task's cost in the header (``≈ 6 credits`` until KIE reports it), its source on
+    hover; nothing for a task never sent."""
+    if task.stopped_before_sent:
+        return ""
+    cost = task.cost
+    text = cost.short().replace(" (demo: not charged)", " · not charged")
+    return (f'<span class="kie4o-cost" title="{html.escape(cost.source, quote=True)}" '
+            f'style="margin:0 6px 0 0;white-space:nowrap;color:{MUTED};font-size:85%">'
+            f'{html.escape(text)}</span>')
+
+
 def card_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
     """One task's card: header, prompt, images (or the reason there are none), notes."""
     esc = html.escape
@@ -236,7 +250,7 @@ def card_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
         f'<b>kie4o</b> <span style="color:{MUTED};margin-right:6px">{esc(family)} image</span>'
         f'{chip_html(task)}<span class="kie4o-status" '
         f'style="margin:0 6px 0 2px;white-space:nowrap">'
-        f'{esc(_head_status(task))}</span>'
+        f'{esc(_head_status(task))}</span>{_cost_html(task)}'
         f'<code class="kie4o-id" style="font-family:{CODE_FONT};font-size:85%;color:{MUTED}">'
         f'{esc(task.task_id or "")}</code></div>',
         f'<div class="kie4o-prompt" style="white-space:pre-wrap;color:{TEXT};margin:2px 0 6px;'
@@ -330,7 +344,8 @@ def sweep_bundle(sweep: Any, embed: str = "thumb", name: str | None = None) -> d
     counts = sweep.counts()
     head = (f"kie4o sweep — {counts['done']} of {counts['total']} done"
             + (f" ({counts['succeeded']} succeeded, {counts['failed']} failed)"
-               if counts["done"] else ""))
+               if counts["done"] else "")
+            + f" · {costs_text([t.cost for t in sweep.tasks])}")
     dims = " × ".join(f"{a.name} ({len(a.values)})" for a in axes)
     by_labels = {labels: task for labels, task in sweep.cells}
 

@@ -24,7 +24,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
-from traitlets import Enum, Float, Int, Unicode, observe
+from traitlets import Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .. import optiontable
 from ..api.client import KieClient
@@ -77,6 +77,16 @@ def _keep_empty_body(lines: list[str]) -> list[str]:
     return lines
 
 
+def _use_prices(path: str | None) -> None:
+    """Make the price file at ``path`` the one in use (None: the package's table alone)."""
+    from ..api.prices import use_prices
+
+    try:
+        use_prices(path)
+    except KieError as exc:
+        raise TraitError(str(exc)) from None
+
+
 #: The settings the session reads (the endpoint, and where history goes).
 _SESSION_SETTINGS = ("base_url", "upload_url", "output_dir")
 
@@ -109,6 +119,18 @@ class Kie4o(Magics):
                     ).tag(config=True)
     confirm_over = Int(8, min=1, help="a sweep of more tasks than this needs --yes"
                        ).tag(config=True)
+    confirm_over_credits = Float(200.0, allow_none=True, min=0.0,
+                                 help="a paid plan estimated over this many credits needs "
+                                      "--yes (None: no limit); an unknown price always does"
+                                 ).tag(config=True)
+    budget = Float(None, allow_none=True, min=0.0,
+                   help="credits this kernel session may spend (None: no budget); a plan "
+                        "over what is left is refused before anything is sent"
+                   ).tag(config=True)
+    prices = Unicode(None, allow_none=True,
+                     help="a price file (JSON or TOML, the format of the package's "
+                          "prices.json) that overrides or extends KIE's prices; "
+                          "`%kie4o prices` shows the table in use").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         #: The kernel's key, endpoint, clients, demo server and running tasks, shared with
@@ -119,10 +141,17 @@ class Kie4o(Magics):
         super().__init__(shell=shell, **kwargs)
         for name in _SESSION_SETTINGS:
             setattr(self.session, name, getattr(self, name))
+        self.session.budget = self.budget
 
-    @observe(*_SESSION_SETTINGS)
+    @observe(*_SESSION_SETTINGS, "budget")
     def _settings_changed(self, change: Any) -> None:
         setattr(self.session, change["name"], change["new"])
+
+    @validate("prices")
+    def _valid_prices(self, proposal: Any) -> Any:
+        """A price file is read when set: a bad one is refused in one line, changing nothing."""
+        _use_prices(proposal["value"])
+        return proposal["value"]
 
     @property
     def _user_ns(self) -> dict[str, Any]:
@@ -235,12 +264,16 @@ class Kie4o(Magics):
                                   default_size=self.default_size, default_model=self.model)
         plan = opts.plan
         client = self.client()
-        if opts.dry_run:
-            display(_Text(plan.dry_run(client)))
-            return None
         try:
-            plan.confirm(self.confirm_over, opts.yes, setting="%config Kie4o.confirm_over",
-                         how="add --yes to the option line")
+            if opts.dry_run:
+                display(_Text(plan.dry_run(client)))
+                return None
+            self.session.gate(
+                plan, demo=client.demo, yes=opts.yes, over=self.confirm_over,
+                over_credits=self.confirm_over_credits, max_credits=opts.max_credits,
+                setting="%config Kie4o.confirm_over",
+                credits_setting="%config Kie4o.confirm_over_credits",
+                how="add --yes to the option line", budget="%config Kie4o.budget")
         except KieError as exc:
             raise UsageError(str(exc)) from None
         if not client.has_key:
@@ -259,6 +292,7 @@ class Kie4o(Magics):
                     if self.poll_interval != Kie4o.poll_interval.default_value else None)
         tasks = plan.new_tasks(client, timeout=timeout, save_dir=save_dir,
                                history=self.history(), schedule=schedule, embed=self.embed)
+        self.session.spend.add(tasks)
         if not plan.is_sweep:
             self._run_task(tasks[0], out=opts.out, wait=not opts.no_wait)
             return None

@@ -52,6 +52,7 @@ class CellOptions:
     timeout: float | None
     dry_run: bool
     yes: bool = False
+    max_credits: float | None = None
 
 
 class _Formatter(string.Formatter):
@@ -271,4 +272,5 @@ def parse_cell(magic_func: Any, line: str, body: str,
         raise UsageError(with_hint(optiontable.name_the_flag(str(exc)),
                                    getattr(exc, "fix", None), "notebook")) from None
     return CellOptions(plan=plan, out=args.out, save=args.save, no_wait=args.no_wait,
-                       timeout=timeout, dry_run=args.dry_run, yes=args.yes)
+                       timeout=timeout, dry_run=args.dry_run, yes=args.yes,
+                       max_credits=args.max_credits)

@@ -64,7 +64,7 @@ __all__ = ["SUBCOMMANDS", "Host", "run", "parser"]
 
 SUBCOMMANDS = ("login", "demo", "status", "resume", "history", "credits", "config", "gallery",
                "star", "unstar", "compare", "rerun", "info", "export", "models", "pack",
-               "class")
+               "class", "prices", "spend")
 #: Subcommands whose arguments may be objects from the notebook (`$fox`, `{sw}`).
 _TAKE_OBJECTS = frozenset({"compare", "rerun"})
 #: ``%kie4o gallery`` with no count: one page.
@@ -320,7 +320,32 @@ def _credits(host: Host, args: argparse.Namespace) -> None:
         # The class proxy answers with the student's remaining quota, counted in images.
         print(f"kie4o: {balance:g} images left in your class quota ({client.base_url})")
     else:
-        print(f"kie4o: {balance:g} credits")
+        from ..api.prices import active_prices, format_credits
+        from .costviews import what_it_buys
+
+        buys = what_it_buys(balance, active_prices(), getattr(host, "model", "4o"))
+        print(f"kie4o: {format_credits(balance)} credits" + (f" — {buys}" if buys else ""))
+
+
+def _prices(host: Host, args: argparse.Namespace) -> Any:
+    from ..api.prices import active_prices
+    from .costviews import prices_table
+
+    try:
+        return prices_table(active_prices())
+    except KieError as exc:
+        raise usage_error(exc, "%kie4o prices: ") from None
+
+
+def _spend(host: Host, args: argparse.Namespace) -> Any:
+    from .costviews import parse_since, spend_table
+
+    try:
+        since = parse_since(args.since)
+        return spend_table(host.history().entries(), since=since, by=args.by,
+                           demo=args.demo)
+    except KieError as exc:
+        raise usage_error(exc, "%kie4o spend: ") from None
 
 
 def _config(host: Host, args: argparse.Namespace) -> Any:
@@ -654,5 +679,15 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
                          help="send your hub login ($JUPYTERHUB_API_TOKEN) to this class even "
                               "though it is not on your hub's address (it can act as you on "
                               "the hub: only for a class you trust)")
+    add("prices", _prices, "KIE's prices in credits (and USD) for each model, each with "
+        "the page it was read on and the date; %config Kie4o.prices adds your own file",
+        mistake="%kie4o prices takes no argument")
+    spend = add("spend", _spend, "what this history spent: KIE's reported credits where it "
+                "reported them, else the estimate (≈)")
+    spend.add_argument("--since", metavar="DATE", help="tasks created from DATE (2026-11-01)")
+    spend.add_argument("--by", choices=("model", "day"), default="model",
+                       help="group by model (default) or day")
+    spend.add_argument("--demo", action="store_true",
+                       help="the demo tasks instead (what they would have cost)")
     assert tuple(by_name) == SUBCOMMANDS, "every subcommand has a parser, in order"
     return top, by_name

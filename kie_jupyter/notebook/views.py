@@ -13,6 +13,7 @@ from typing import Any
 
 from ..api.models import TaskRecord
 from ..engine.history import HistoryEntry
+from ..engine.spend import entry_cost
 from .cards import image_source, thumbnail
 
 __all__ = ["Table", "status_snapshot", "history_table", "config_table"]
@@ -111,14 +112,15 @@ def _status(entry: HistoryEntry) -> str:
 
 def history_table(entries: list[HistoryEntry], *, embed: bool = True,
                   search: str | None = None) -> Table:
-    """Recent tasks: prompt, size, variants, status, time, id (thumbnails of saved images).
+    """Recent tasks: prompt, size, variants, status, cost, time, id (thumbnails of saved
+    images).
 
     ``search`` is the text the entries were filtered by (it words the empty table).
     """
-    header = ["prompt", "size", "variants", "status", "time", "task id"]
+    header = ["prompt", "size", "variants", "status", "cost", "time", "task id"]
     rows = [
         [_short(e.prompt), str(e.params.get("size", "")), str(e.params.get("variants", "")),
-         _status(e), when(e.created), e.task_id]
+         _status(e), entry_cost(e).short(), when(e.created), e.task_id]
         for e in entries
     ]
     if not rows:

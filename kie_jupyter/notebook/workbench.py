@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..api.prices import Cost
 from ..engine.history import HistoryEntry
 from ..engine.images import thumbnail_jpeg
 from ..engine.provenance import embed_provenance, provenance_fields
+from ..engine.spend import entry_cost
 from .views import when
 
 __all__ = [
@@ -65,6 +67,11 @@ class Item:
     parents: list[str] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     saved_paths: list[str] = field(default_factory=list)
+    #: What the task cost (KIE's figure, else the estimate); None: not known here.
+    cost: Cost | None = None
+
+    def cost_text(self) -> str:
+        return self.cost.short() if self.cost is not None else ""
 
 
 def item_of_task(task: Any) -> Item:
@@ -82,6 +89,7 @@ def item_of_task(task: Any) -> Item:
         demo=task.demo, thumbs=thumbs,
         full=[(f"{task.task_id}_{n}.png", data) for n, data in images],
         parents=task.parents, urls=list(task.urls), saved_paths=list(task.saved_paths),
+        cost=None if task.stopped_before_sent else task.cost,
     )
 
 
@@ -99,6 +107,7 @@ def item_of_entry(entry: HistoryEntry, *, full: bool = False) -> Item:
         status=entry.status or "?", created=entry.created, model=entry.model or "4o",
         demo=bool(entry.demo), starred=entry.starred, thumbs=thumbs, full=files,
         parents=list(entry.parents), urls=list(entry.urls), saved_paths=list(entry.saved_paths),
+        cost=entry_cost(entry),
     )
 
 
@@ -151,8 +160,17 @@ def _tile(item: Item) -> str:
         f'<div style="white-space:pre-wrap">{prompt}</div></details>'
         f'<div>{_chips(item)}</div>'
         f'<div style="color:{_MUTED};font-size:85%">{esc(when(item.created))} · '
-        f'{esc(item.status)} · <code>{esc(item.task_id)}</code></div></div>'
+        f'{esc(item.status)}{_cost_part(item)} · <code>{esc(item.task_id)}</code></div></div>'
     )
+
+
+def _cost_part(item: Item) -> str:
+    """`` · ≈ 6 credits`` (its source on hover), or nothing."""
+    if item.cost is None:
+        return ""
+    title = esc(item.cost.source, quote=True)
+    return f' · <span class="kie4o-cost" title="{title}">{esc(item.cost_text())}</span>'
+
 
 
 def gallery_view(items: Sequence[Item], *, total: int, page: int, per_page: int,
@@ -167,6 +185,7 @@ def gallery_view(items: Sequence[Item], *, total: int, page: int, per_page: int,
               f'<div style="display:flex;flex-wrap:wrap;gap:8px;margin-top:6px">{tiles}'
               "</div></div>")
     lines = [title] + [f"{when(i.created)}  {i.status:<9} {i.task_id}  {i.prompt[:60]}"
+                       + (f"  [{i.cost_text()}]" if i.cost is not None else "")
                        for i in items]
     if not items:
         lines.append("(nothing matches)")
@@ -238,8 +257,8 @@ def contact_sheet(items: Sequence[Item], title: str) -> str:
         images = "".join(_img(t) for t in item.thumbs) or esc(item.status)
         cards.append(
             f'<div class="card"><div>{images}</div><p class="prompt">{esc(item.prompt)}</p>'
-            f'<p class="meta">{_chips(item)} {esc(when(item.created))} · {esc(item.status)} · '
-            f"<code>{esc(item.task_id)}</code></p><p class='meta'>{params}</p>"
+            f'<p class="meta">{_chips(item)} {esc(when(item.created))} · {esc(item.status)}'
+            f"{_cost_part(item)} · <code>{esc(item.task_id)}</code></p><p class='meta'>{params}</p>"
             f"<p class='meta'>{links}</p></div>"
         )
     return (
@@ -282,7 +301,8 @@ def export_zip(items: Iterable[Item], fetch: Callable[[str], bytes] | None = Non
             meta = {"task_id": item.task_id, "prompt": item.prompt, "params": item.params,
                     "model": item.model, "status": item.status, "created": item.created,
                     "parents": item.parents, "demo": item.demo, "urls": item.urls,
-                    "files": names, "missing": missing or None}
+                    "files": names, "missing": missing or None,
+                    "cost": item.cost.to_dict() if item.cost is not None else None}
             zf.writestr(f"{item.task_id}/{item.task_id}.json",
                         json.dumps(meta, indent=2, ensure_ascii=False))
     return buf.getvalue()

@@ -61,7 +61,7 @@ def test_a_big_sweep_needs_yes_and_sends_nothing_without_it(server, tmp_path):
     refused = kie4o(server, tmp_path, "a {red|blue|green} fox", "-s", "1:1,3:2,2:3")
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1  # one line
-    assert "9 tasks (9 images)" in refused.stderr and "--yes" in refused.stderr
+    assert "9 tasks, 9 images, ≈ 54 credits" in refused.stderr and "--yes" in refused.stderr
     assert "nothing was sent" in refused.stderr
     assert sent(server) == [] and server.requests_to("file-stream-upload") == []
     done = kie4o(server, tmp_path, "a {red|blue|green} fox", "-s", "1:1,3:2,2:3", "--yes")
@@ -78,7 +78,7 @@ def test_dry_run_lists_every_request_and_sends_nothing(server, tmp_path):
     assert "# red / 4o" in out and "# blue / nano-banana-2" in out
     assert "/api/v1/gpt4o-image/generate" in out and "/api/v1/jobs/createTask" in out
     assert "test-key" not in out  # the key is masked
-    assert "(dry run: 4 requests, nothing was sent)" in out
+    assert "(dry run: 4 requests, 4 images, ≈ 28 credits (≈ $0.14); nothing was sent)" in out
     assert sent(server) == [] and sent(server, "createTask") == []
     assert not (tmp_path / "out").exists()
 
@@ -114,7 +114,7 @@ def test_a_batch_line_may_be_a_sweep(server, tmp_path):
 def test_a_dry_run_of_a_big_sweep_needs_no_yes(server, tmp_path):
     done = kie4o(server, tmp_path, "a {red|blue|green} fox", "-s", "1:1,3:2,2:3", "--dry-run")
     assert done.returncode == 0, done.stderr
-    assert "(dry run: 9 requests, nothing was sent)" in done.stdout
+    assert "(dry run: 9 requests, 9 images, ≈ 54 credits (≈ $0.27); nothing was sent)" in done.stdout
     assert sent(server) == []
 
 

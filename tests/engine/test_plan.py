@@ -53,7 +53,7 @@ def test_an_empty_list_is_refused_not_taken_for_the_default(name):
 
 def test_the_confirm_gate_counts_tasks_and_images():
     plan = make_plan(Wanted("a {a|b|c} fox", size="1:1,3:2,2:3", variants=2))
-    with pytest.raises(KieUsageError, match=r"9 tasks \(18 images\), more than S = 8: go"):
+    with pytest.raises(KieUsageError, match=r"9 tasks, 18 images, more than S = 8: go"):
         plan.confirm(8, False, setting="S", how="go")
     plan.confirm(8, True, setting="S", how="go")
     plan.confirm(9, False, setting="S", how="go")

@@ -47,10 +47,10 @@ def test_parents_chain_through_tasks_images_and_saved_pngs(tmp_path, monkeypatch
     with MockKieServer(api_key=KEY, duration=0.2) as srv:
         client = _client(srv)
         fox = generate("a fox", variants=2, client=client)
-        by_image = generate("the same fox at night", images=fox[1], client=client)
+        by_image = generate("the same fox at night", images=fox[1], yes=True, client=client)
         assert by_image.parents == [fox.task_id]
         path = fox[0].save(tmp_path / "fox0.png")
-        from_png = generate("the fox in snow", images=[path], client=client)
+        from_png = generate("the fox in snow", images=[path], yes=True, client=client)
         assert from_png.parents == [fox.task_id]
         saved = from_png[0].save(tmp_path / "snow.png")
         assert kie_jupyter.provenance(saved)["parents"] == [fox.task_id]

@@ -58,7 +58,7 @@ def _client(srv):
 
 
 def test_a_big_sweep_needs_yes_and_sends_nothing_before(server):
-    with pytest.raises(KieUsageError, match=r"9 tasks \(18 images\).*yes=True"):
+    with pytest.raises(KieUsageError, match=r"9 tasks, 18 images, ≈ 108 credits.*yes=True"):
         kie_jupyter.sweep("{a|b|c} fox", size=["1:1", "3:2", "2:3"], variants=2,
                           client=_client(server))
     assert not server.requests
@@ -124,7 +124,7 @@ def test_labels_are_looked_up_dimension_by_dimension(server):
 
 def test_every_task_of_a_sweep_gets_the_images_of_a_generator(server):
     url = server.url + "/files/none.png"
-    sw = kie_jupyter.sweep("{a|b} fox", images=(u for u in [url]), client=_client(server),
+    sw = kie_jupyter.sweep("{a|b} fox", images=(u for u in [url]), yes=True, client=_client(server),
                            wait=False)
     sw.stop()
     assert [t.params["files"] for t in sw] == [[url], [url]]

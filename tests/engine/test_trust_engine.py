@@ -177,15 +177,15 @@ def test_task_items_of_a_failed_task_raise_its_reason(server, client):
 
 def test_a_task_image_is_an_input_by_url_or_by_bytes(server, client):
     fox = generate("a fox", variants=2, client=client)
-    generate("edit it", images=fox[1], client=client)
-    generate("both", images=[fox[0], fox[1]], client=client)
+    generate("edit it", images=fox[1], yes=True, client=client)
+    generate("both", images=[fox[0], fox[1]], yes=True, client=client)
     bodies = [r.json for r in server.requests_to("generate")]
     assert bodies[1]["filesUrl"] == [fox.urls[1]]
     assert bodies[2]["filesUrl"] == list(fox.urls)
     # Without a URL (e.g. a task image made locally) its bytes are uploaded.
     before = len(server.requests_to("file-stream-upload"))
     local = TaskImage(fox, 0, fox.images[0], None)
-    edit = generate("edit the bytes", images=local, client=client)
+    edit = generate("edit the bytes", images=local, yes=True, client=client)
     assert edit.status is TaskStatus.SUCCESS
     assert len(server.requests_to("file-stream-upload")) == before + 1
 
@@ -217,7 +217,7 @@ def test_sidecar_has_the_completion_time_and_the_input_sources(server, client, t
     Path("imgs/a.png").write_bytes(render_png("a", "1:1", long_side=64))
     Path("imgs/m.png").write_bytes(render_png("m", "1:1", long_side=64))
     task = generate("edit it", images="imgs/a.png", mask="imgs/m.png", save="out",
-                    client=client)
+                    yes=True, client=client)
     assert task.status is TaskStatus.SUCCESS, task.error
     sidecar = json.loads((tmp_path / "out" / f"{task.task_id}.json").read_text())
     assert sidecar["completed"] and sidecar["completed"] == task.completed.isoformat()
@@ -242,7 +242,7 @@ def test_resume_names_its_argument(server, client, task_id):
 
 def test_generate_names_a_bad_images_type(server, client):
     with pytest.raises(KieUsageError) as exc:
-        generate("x", images=5, client=client)
+        generate("x", images=5, yes=True, client=client)
     assert one_line(exc).startswith("images: expected") and one_line(exc).endswith("not int")
     assert server.requests == []
 
@@ -255,13 +255,13 @@ def test_download_url_needs_an_int(server, client):
 
 
 def test_url_schemes_are_case_insensitive_and_need_a_host(server, client):
-    task = generate("edit", images="HTTPS://EXAMPLE.COM/A.PNG", client=client)
+    task = generate("edit", images="HTTPS://EXAMPLE.COM/A.PNG", yes=True, client=client)
     assert task.status is TaskStatus.SUCCESS, task.error
     (body,) = [r.json for r in server.requests_to("generate")]
     assert body["filesUrl"] == ["https://EXAMPLE.COM/A.PNG"]
     for bad in ("https://", "http:///a.png"):
         with pytest.raises(KieUsageError) as exc:
-            generate("edit", images=bad, client=client)
+            generate("edit", images=bad, yes=True, client=client)
         assert one_line(exc).startswith("images: ")
     with pytest.raises(KieUsageError, match="callback"):
         generate("x", callback_url="https://", client=client)
@@ -284,12 +284,12 @@ def shell(server, monkeypatch):
 
 def test_the_magic_takes_an_upper_case_scheme_and_refuses_a_url_without_host(server, shell):
     with capture_output() as cap:
-        shell.run_cell("%%kie4o --dry-run -i HTTPS://EXAMPLE.COM/A.PNG\nedit it")
+        shell.run_cell("%%kie4o --yes --dry-run -i HTTPS://EXAMPLE.COM/A.PNG\nedit it")
     shown = cap.stdout + "".join(str(v) for out in cap.outputs for v in out.data.values())
     assert "https://EXAMPLE.COM/A.PNG" in shown
     with pytest.raises(UsageError, match="--image: 'https://' is not an http"), \
             capture_output():
-        shell.run_cell("%%kie4o -i https://\nedit it")
+        shell.run_cell("%%kie4o --yes -i https://\nedit it")
     assert server.requests == []
 
 

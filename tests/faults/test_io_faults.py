@@ -102,7 +102,7 @@ def test_upload_failure_generates_nothing(server, client, tmp_path, fault, needl
     path = tmp_path / "in.png"
     path.write_bytes(render_png("in"))
     server.add_fault("file-stream-upload", **fault)
-    task = generate("edit it", images=[path], client=client, timeout=10)
+    task = generate("edit it", images=[path], yes=True, client=client, timeout=10)
     assert task.status is TaskStatus.FAILED
     assert needle in str(task.error)
     assert not server.requests_to("generate")

@@ -114,8 +114,8 @@ def test_templating_fills_names_and_keeps_escaped_braces(shell, server):
         ("%%kie4o\nA {undefined_name}", "undefined_name"),
         ("%%kie4o\nA {", "braces"),
         ("%%kie4o -m https://x.example/m.png\nx", "--mask"),
-        ("%%kie4o -i /no/such/file.png\nx", "no such file"),
-        ("%%kie4o -i $nope\nx", "$nope"),
+        ("%%kie4o --yes -i /no/such/file.png\nx", "no such file"),
+        ("%%kie4o --yes -i $nope\nx", "$nope"),
         ("%%kie4o --fallback DALL_E\nx", "--fallback"),
         ("%%kie4o --timeout -3\nx", "--timeout"),
         ("%%kie4o -o 1abc\nx", "--out"),
@@ -139,12 +139,12 @@ def test_directory_and_non_image_are_refused(shell, server, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     for source, needle in ((tmp_path, "directory"), (tmp_path / "notes.txt", "not an image")):
         with pytest.raises(UsageError, match=needle):
-            run(shell, f"%%kie4o -i {source}\nx")
+            run(shell, f"%%kie4o --yes -i {source}\nx")
     assert not server.requests
 
 
 def test_dry_run_shows_body_masks_key_sends_nothing(shell, server):
-    cap = run(shell, "%%kie4o --dry-run -s 3:2 -i https://x.example/a.png\nhello")
+    cap = run(shell, "%%kie4o --yes --dry-run -s 3:2 -i https://x.example/a.png\nhello")
     text = all_text(cap)
     assert '"filesUrl"' in text and '"size": "3:2"' in text and "hello" in text
     assert KEY not in text and "cdef" in text  # the last four characters only
@@ -167,7 +167,7 @@ def test_local_image_is_uploaded_then_sent(shell, server, tmp_path):
 
     path = tmp_path / "in.png"
     path.write_bytes(make_png("input", "1:1"))
-    run(shell, f"%%kie4o -i {path} -o t\nmake it blue")
+    run(shell, f"%%kie4o --yes -i {path} -o t\nmake it blue")
     uploads = sent(server, "file-stream-upload")
     assert len(uploads) == 1
     files = sent(server, "generate")[0].json["filesUrl"]
@@ -179,7 +179,7 @@ def test_earlier_task_as_input_and_mask_size_check(shell, server, tmp_path):
     from kie_jupyter.fakeapi.images import render_png as make_png
 
     run(shell, "%%kie4o -n 2 -o first\na fox")
-    run(shell, "%%kie4o -i $first -o second\nthe fox in winter")
+    run(shell, "%%kie4o --yes -i $first -o second\nthe fox in winter")
     urls = list(shell.user_ns["first"].urls)
     assert sent(server, "generate")[1].json["filesUrl"] == urls
     image, mask = tmp_path / "a.png", tmp_path / "m.png"
@@ -187,7 +187,7 @@ def test_earlier_task_as_input_and_mask_size_check(shell, server, tmp_path):
     mask.write_bytes(make_png("m", "3:2"))
     before = len(server.requests)
     with pytest.raises(UsageError, match="does not match"):
-        run(shell, f"%%kie4o -i {image} -m {mask}\nedit")
+        run(shell, f"%%kie4o --yes -i {image} -m {mask}\nedit")
     assert len(server.requests) == before
 
 
@@ -197,7 +197,7 @@ def test_mask_is_uploaded_with_the_image(shell, server, tmp_path):
     image, mask = tmp_path / "a.png", tmp_path / "m.png"
     image.write_bytes(make_png("a", "1:1"))
     mask.write_bytes(make_png("m", "1:1"))
-    run(shell, f"%%kie4o -i {image} -m {mask} -o t\nreplace the sky")
+    run(shell, f"%%kie4o --yes -i {image} -m {mask} -o t\nreplace the sky")
     body = sent(server, "generate")[0].json
     assert body["maskUrl"].startswith(server.url) and len(body["filesUrl"]) == 1
     assert len(sent(server, "file-stream-upload")) == 2

@@ -15,7 +15,8 @@ from magic_helpers import run
 
 SHARED = tuple(optiontable.options_for("cli"))
 NOTEBOOK_ONLY = tuple(o for o in optiontable.OPTIONS if o.notebook_only)
-CLI_ONLY = {"--batch", "--concurrency", "--resume", "--credits", "--demo", "--fresh"}
+CLI_ONLY = {"--batch", "--concurrency", "--resume", "--credits", "--demo", "--fresh",
+            "--prices", "--show-prices"}
 HELP = {"-h", "--help"}
 
 

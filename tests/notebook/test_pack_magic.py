@@ -117,7 +117,7 @@ def test_a_recorded_edit_answers_only_an_edit(shell, server, tmp_path):
     for n, colour in enumerate(((200, 30, 30), (30, 30, 200))):
         photos.append(tmp_path / f"photo{n}.png")
         Image.new("RGB", (64, 48), colour).save(photos[-1])
-    run(shell, f"%%kie4o -s 1:1 -i {photos[0]} -o t\nMake it a watercolor painting")
+    run(shell, f"%%kie4o --yes -s 1:1 -i {photos[0]} -o t\nMake it a watercolor painting")
     edit = shell.user_ns["t"]
     pack = tmp_path / "edits.kiepack"
     run(shell, f"%kie4o pack export {pack} {edit.task_id}")
@@ -126,7 +126,7 @@ def test_a_recorded_edit_answers_only_an_edit(shell, server, tmp_path):
     try:
         run(shell, f"%kie4o demo --pack {pack}")
         # A student's edit of their own photo, with the recorded prompt: the recorded edit.
-        run(shell, f"%%kie4o -s 1:1 -i {photos[1]} -o first\nmake it a watercolor painting")
+        run(shell, f"%%kie4o --yes -s 1:1 -i {photos[1]} -o first\nmake it a watercolor painting")
         assert shell.user_ns["first"].images == edit.images
         # The same words with no picture: not the teacher's edit of another picture.
         run(shell, "%%kie4o -s 1:1 -o second\nMake it a watercolor painting")

@@ -40,7 +40,7 @@ def test_a_sweep_is_one_labelled_grid(shell, server):
 
 
 def test_a_big_sweep_needs_yes(shell, server):
-    with pytest.raises(UsageError, match=r"9 tasks \(9 images\).*--yes"):
+    with pytest.raises(UsageError, match=r"9 tasks, 9 images, ≈ 54 credits.*--yes"):
         cell(shell, "%%kie4o -s 1:1,3:2,2:3\n{a|b|c} fox")
     assert not server.requests
     cell(shell, "%%kie4o -s 1:1,3:2,2:3 --yes --no-wait -o big\n{a|b|c} fox")
@@ -51,7 +51,7 @@ def test_a_big_sweep_needs_yes(shell, server):
 def test_dry_run_lists_every_request(shell, server):
     cap = cell(shell, "%%kie4o --dry-run --model 4o,gpt-image-1.5\na {cat|dog}")
     text = "\n".join(o.data["text/plain"] for o in cap.outputs)
-    assert "(dry run: 4 requests, nothing was sent)" in text
+    assert "(dry run: 4 requests, 4 images, ≈ 20 credits (≈ $0.10); nothing was sent)" in text
     assert text.count("/api/v1/gpt4o-image/generate") == 2
     assert text.count("/api/v1/jobs/createTask") == 2
     assert "# gpt-image-1.5 / dog" in text or "# dog / gpt-image-1.5" in text

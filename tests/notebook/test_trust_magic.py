@@ -221,7 +221,7 @@ def test_quoted_values_lose_their_quotes(shell, server, tmp_path, monkeypatch):
     folder = tmp_path / "imgs" / "dir with space"
     folder.mkdir(parents=True)
     (folder / "a.png").write_bytes(render_png("a", "1:1"))
-    run(shell, """%%kie4o -s '3:2' -o "fox" -i "imgs/dir with space/a.png" --save "dir with space"
+    run(shell, """%%kie4o --yes -s '3:2' -o "fox" -i "imgs/dir with space/a.png" --save "dir with space"
 a quoted fox""")
     fox = shell.user_ns.pop("fox")
     assert fox.status is TaskStatus.SUCCESS
@@ -331,7 +331,7 @@ def test_dry_run_labels_only_local_files_as_uploads(shell, server, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     (tmp_path / "local.png").write_bytes(render_png("l", "1:1"))
     text = all_text(run(
-        shell, "%%kie4o --dry-run -i https://x.example/remote.png -i local.png\nx"))
+        shell, "%%kie4o --yes --dry-run -i https://x.example/remote.png -i local.png\nx"))
     assert '"https://x.example/remote.png"' in text
     assert "<upload of local.png>" in text and "<upload of https" not in text
     assert not server.requests
@@ -377,7 +377,7 @@ def test_prompt_on_the_option_line_is_pointed_below(shell, server):
 
 
 def test_cell_with_images_and_no_body_runs(shell, server):
-    run(shell, "%%kie4o -i https://x.example/a.png -o t")
+    run(shell, "%%kie4o --yes -i https://x.example/a.png -o t")
     assert sent(server, "generate")[0].json["filesUrl"] == ["https://x.example/a.png"]
 
 

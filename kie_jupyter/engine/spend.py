@@ -1,0 +1,233 @@
+"""What tasks cost and what has been spent: one rule for a task, a history entry and a session.
+
+A task's cost is what KIE reported it consumed (``creditsConsumed`` on the record, where KIE
+reports it), else our estimate from the price table, marked as an estimate. A task KIE failed
+is estimated at 0 (KIE's callback examples report ``consumeCredits`` 0 for a failed task); one
+stopped before it was sent cost nothing. A demo task shows what it would have cost and is
+never counted as spent.
+
+:class:`SessionSpend` adds up what a kernel session sent, for ``%config Kie4o.budget``;
+:func:`spend_report` sums a history for ``%kie4o spend``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..api.errors import KieUsageError
+from ..api.models import TaskStatus
+from ..api.prices import Cost, active_prices, format_credits
+
+if TYPE_CHECKING:
+    from .history import HistoryEntry
+
+
+class Task(Protocol):
+    """What a cost is read from (the task module's ``Task``; no import cycle)."""
+
+    params: dict[str, Any]
+    status: TaskStatus
+    error: Any
+    reported_credits: float | None
+
+    @property
+    def demo(self) -> bool: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def stopped_before_sent(self) -> bool: ...
+
+    @property
+    def estimated_cost(self) -> Cost: ...
+
+    @property
+    def cost(self) -> Cost: ...
+
+    def subscribe(self, listener: Any) -> None: ...
+
+    def unsubscribe(self, listener: Any) -> None: ...
+
+__all__ = ["task_cost", "entry_cost", "estimate_params", "SessionSpend", "SpendRow",
+           "spend_report", "spend_text", "sum_costs", "costs_text", "FAILED_NOT_CHARGED",
+           "REPORTED_SOURCE"]
+
+FAILED_NOT_CHARGED = ("KIE failed the task: not charged (KIE's callback examples report "
+                      "consumeCredits 0 for a failed task; kie.ai/logs is the record)")
+REPORTED_SOURCE = "reported by KIE (creditsConsumed on the task's record)"
+_NEVER_SENT = "never sent: nothing charged"
+
+
+def estimate_params(params: Mapping[str, Any], *, demo: bool = False) -> Cost:
+    """The table's estimate for ``params``; a bad price file makes it unknown, saying why."""
+    try:
+        return active_prices().estimate(params, demo=demo)
+    except KieUsageError as exc:
+        return Cost(None, source=str(exc), demo=demo)
+
+
+def _cost(params: Mapping[str, Any], *, demo: bool, reported: float | None, failed_at_kie: bool,
+          never_sent: bool, estimate: Cost | None = None) -> Cost:
+    if never_sent:
+        return Cost(0.0, "estimate", _NEVER_SENT, demo, 0.0)
+    if reported is not None and not demo:
+        return Cost(reported, "reported", REPORTED_SOURCE, False, active_prices().usd(reported))
+    if failed_at_kie and not demo:
+        return Cost(0.0, "estimate", FAILED_NOT_CHARGED, False, 0.0)
+    return estimate if estimate is not None else estimate_params(params, demo=demo)
+
+
+def task_cost(task: Task) -> Cost:
+    """What ``task`` costs (see the module's rule)."""
+    error = task.error
+    return _cost(task.params, demo=task.demo, reported=task.reported_credits,
+                 failed_at_kie=(task.status is TaskStatus.FAILED
+                                and getattr(error, "source", None) == "kie"),
+                 never_sent=task.stopped_before_sent, estimate=task.estimated_cost)
+
+
+def entry_cost(entry: HistoryEntry) -> Cost:
+    """What a history entry cost: the cost recorded with it, else estimated now (an entry
+    written before costs were recorded)."""
+    recorded = Cost.from_dict(entry.cost)
+    if recorded is not None:
+        return recorded
+    params = {"model": entry.model, **entry.params} if entry.model else dict(entry.params)
+    return _cost(params, demo=bool(entry.demo), reported=None,
+                 failed_at_kie=entry.status == "failed" and entry.error_source == "kie",
+                 never_sent=False)
+
+
+class SessionSpend:
+    """What a kernel session sent, in credits, for its budget.
+
+    Each task sent adds its estimate at once (so two cells cannot both spend the last
+    credits) and is settled when it ends (KIE's reported figure, 0 when KIE failed it).
+    Demo tasks are never added.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._settled = 0.0
+        self._open: dict[int, float] = {}
+
+    def add(self, tasks: Iterable[Task]) -> None:
+        for task in tasks:
+            if task.demo:
+                continue
+            key = id(task)
+            with self._lock:
+                self._open[key] = task.cost.value or 0.0
+
+            def settle(t: Task, key: int = key) -> None:
+                if t.done:
+                    with self._lock:
+                        if self._open.pop(key, None) is not None:
+                            self._settled += t.cost.value or 0.0
+                    t.unsubscribe(settle)
+
+            task.subscribe(settle)
+            if task.done:
+                settle(task)
+
+    @property
+    def spent(self) -> float:
+        """Credits spent or held by running tasks."""
+        with self._lock:
+            return self._settled + sum(self._open.values())
+
+
+@dataclass(frozen=True)
+class SpendRow:
+    """One line of ``%kie4o spend``: a group (model or day), its tasks and credits."""
+
+    key: str
+    tasks: int
+    credits: float
+    estimated: int
+    unknown: int
+
+
+def _day(iso: str | None) -> str:
+    if not iso:
+        return "unknown day"
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return "unknown day"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).date().isoformat()
+
+
+def spend_report(entries: Sequence[HistoryEntry], *, since: datetime | None = None,
+                 by: str = "model", demo: bool = False) -> tuple[list[SpendRow], SpendRow]:
+    """What the history's live tasks (``demo=True``: its demo tasks) spent, grouped ``by``
+    model or day, and the total; tasks created before ``since`` are left out."""
+    if by not in ("model", "day"):
+        raise KieUsageError(f"--by: {by!r}: use model or day")
+    groups: dict[str, list[Cost]] = defaultdict(list)
+    for entry in entries:
+        if bool(entry.demo) != demo or not entry.created:
+            continue
+        if since is not None and _created(entry.created) < since:
+            continue
+        key = (entry.model or "4o") if by == "model" else _day(entry.created)
+        groups[key].append(entry_cost(entry))
+    rows = [_row(key, costs) for key, costs in sorted(groups.items())]
+    all_costs = [c for costs in groups.values() for c in costs]
+    return rows, _row("total", all_costs)
+
+
+def _created(iso: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _row(key: str, costs: Sequence[Cost]) -> SpendRow:
+    return SpendRow(key, len(costs), sum(c.value or 0.0 for c in costs),
+                    sum(1 for c in costs if c.known and c.estimated and (c.value or 0) > 0),
+                    sum(1 for c in costs if not c.known))
+
+
+def spend_text(row: SpendRow) -> str:
+    """``≈ 96 credits (12 tasks; 3 unknown)`` — ``≈`` while any part is an estimate."""
+    approx = "≈ " if row.estimated else ""
+    unknown = f"; {row.unknown} of unknown price" if row.unknown else ""
+    plural = "s" if row.tasks != 1 else ""
+    return f"{approx}{format_credits(row.credits)} credits ({row.tasks} task{plural}{unknown})"
+
+
+def sum_costs(costs: Sequence[Cost]) -> Cost:
+    """The cost of several tasks (a sweep): None if any is unknown, ``reported`` only if
+    every part is, ``demo`` if every part is."""
+    costs = list(costs)
+    if any(not c.known for c in costs):
+        unknown = sum(1 for c in costs if not c.known)
+        return Cost(None, source=f"{unknown} of {len(costs)} tasks of unknown price",
+                    demo=bool(costs) and all(c.demo for c in costs))
+    value = sum(c.value or 0.0 for c in costs)
+    reported = bool(costs) and all(not c.estimated for c in costs)
+    usd = [c.usd for c in costs]
+    return Cost(value, "reported" if reported else "estimate",
+                f"the sum of {len(costs)} tasks", bool(costs) and all(c.demo for c in costs),
+                None if any(u is None for u in usd) else sum(u or 0.0 for u in usd))
+
+
+def costs_text(costs: Sequence[Cost]) -> str:
+    """A group's cost in words: ``≈ 96 credits``; ``≈ 90 credits + unknown (1 task)``."""
+    whole = sum_costs(costs)
+    if whole.known or not any(c.known for c in costs):
+        return whole.short()
+    part = sum_costs([c for c in costs if c.known])
+    unknown = sum(1 for c in costs if not c.known)
+    return f"{part.short()} + unknown ({unknown} task{'s' if unknown != 1 else ''})"
