@@ -1,0 +1,141 @@
+"""The price table: its rows and sources, matching, user files, and KIE's reported figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kie_jupyter.api.errors import KieUsageError
+from kie_jupyter.api.kontext import KontextRecord
+from kie_jupyter.api.market import MarketRecord
+from kie_jupyter.api.models import TaskRecord
+from kie_jupyter.api.prices import (
+    Cost,
+    active_prices,
+    load_prices,
+    package_prices,
+    use_prices,
+)
+from kie_jupyter.api.registry import MODELS
+
+
+@pytest.fixture(autouse=True)
+def _reset(monkeypatch):
+    monkeypatch.delenv("KIE_PRICES", raising=False)
+    use_prices(None)
+    yield
+    use_prices(None)
+
+
+def test_every_registered_model_has_rows_each_with_a_source_and_a_date():
+    table = package_prices()
+    assert {row.model for row in table.rows} == set(MODELS)
+    for row in table.rows:
+        assert row.source.startswith("https://kie.ai/pricing"), row
+        assert row.read == "2026-12-04"
+        assert row.credits is None or row.credits > 0  # unknown is None, never 0
+    assert table.usd_per_credit == 0.005 and "kie.ai/pricing" in table.usd_source
+
+
+@pytest.mark.parametrize(("params", "credits"), [
+    ({"model": "4o"}, 6),
+    ({"variants": 4}, 24),  # 4o by default; per image
+    ({"model": "4o", "files": ["https://x/a.png"]}, None),  # an edit: no confirmed price
+    ({"model": "gpt-image-1.5", "quality": "medium"}, 4),
+    ({"model": "gpt-image-1.5", "quality": "high", "files": ["u"]}, 22),
+    ({"model": "nano-banana-2"}, 8),  # KIE's default resolution is 1K
+    ({"model": "nano-banana-2", "resolution": "4K"}, 18),
+    ({"model": "nano-banana-pro", "resolution": "2K"}, 18),
+    ({"model": "nano-banana-pro", "resolution": "4K"}, 24),
+    ({"model": "nano-banana-2-lite"}, 4),
+    ({"model": "seedream-4.5", "quality": "high"}, 6.5),
+    ({"model": "qwen-image"}, None),
+    ({"model": "flux-2-pro", "resolution": "2K"}, 7),
+    ({"model": "flux-kontext-max"}, 10),
+    ({"model": "no-such-model"}, None),
+])
+def test_estimates_follow_the_table(params, credits):
+    cost = package_prices().estimate(params)
+    assert cost.value == credits
+    assert cost.basis == "estimate" and cost.unit == "credits"
+    if credits is None:
+        assert str(cost) == "cost unknown" and cost.usd is None
+    else:
+        assert str(cost).startswith("≈ ") and cost.usd == pytest.approx(credits * 0.005)
+
+
+def test_a_user_file_overrides_a_row_and_adds_its_own(tmp_path):
+    mine = tmp_path / "p.json"
+    mine.write_text(json.dumps({"usd_per_credit": {"value": 0.004, "source": "my top-up"},
+                                "rows": [
+        {"model": "4o", "when": {"mode": "text"}, "credits": 5, "source": "contract"},
+        {"model": "qwen-image", "when": {"size": ["1:1"]}, "credits": 4, "source": "mine"}]}))
+    table = use_prices(mine)
+    assert active_prices() == table
+    assert table.estimate({"model": "4o"}).value == 5
+    assert table.estimate({"model": "qwen-image", "size": "1:1"}).value == 4
+    assert table.estimate({"model": "qwen-image", "size": "16:9"}).value is None
+    assert table.estimate({"model": "4o"}).usd == pytest.approx(0.02)
+    shown = "\n".join(table.lines())
+    assert "contract" in shown and "my top-up" in shown
+    # The package's 4o text row is replaced in what is shown, not listed twice.
+    assert sum(1 for r in table.effective_rows() if r.model == "4o"
+               and r.when.get("mode") == ("text",)) == 1
+
+
+def test_toml_files_and_the_environment(tmp_path, monkeypatch):
+    mine = tmp_path / "p.toml"
+    mine.write_text('[[rows]]\nmodel = "qwen-image"\ncredits = 3\nsource = "toml"\n')
+    monkeypatch.setenv("KIE_PRICES", str(mine))
+    assert active_prices().estimate({"model": "qwen-image"}).value == 3
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{", "JSON"),
+    ('{"rows": 3}', "rows: expected a list"),
+    ('{"rows": [{"credits": 1, "source": "s"}]}', "row 1: needs a model name"),
+    ('{"rows": [{"model": "4o", "source": "s"}]}', "needs credits"),
+    ('{"rows": [{"model": "4o", "credits": "6", "source": "s"}]}', "is not a number"),
+    ('{"rows": [{"model": "4o", "credits": 6}]}', "needs a source"),
+    ('{"rows": [{"model": "4o", "credits": 6, "source": "s", "when": {"colour": "red"}}]}',
+     "'colour' is not one of"),
+    ('{"rows": []}', "nothing to use"),
+])
+def test_a_bad_file_is_one_line_naming_the_problem(tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    with pytest.raises(KieUsageError, match=message) as refused:
+        load_prices(bad)
+    assert "\n" not in str(refused.value) and str(bad) in str(refused.value)
+    with pytest.raises(KieUsageError, match="cannot read"):
+        load_prices(tmp_path / "missing.json")
+
+
+def test_a_cost_round_trips_and_says_what_it_is():
+    reported = Cost(3.0, "reported", "KIE")
+    assert str(reported) == "3 credits" and not reported.estimated
+    assert Cost.from_dict(reported.to_dict()) == reported
+    demo = Cost(6.0, demo=True, usd=0.03)
+    assert str(demo) == "≈ 6 credits (demo: not charged)"
+    assert demo.with_usd() == str(demo)  # no dollars for a demo task
+    assert Cost(1240.0, usd=6.2).with_usd() == "≈ 1,240 credits (≈ $6.20)"
+    for junk in (None, [], {"value": -1}, {"value": True}, {"value": float("nan")}):
+        assert Cost.from_dict(junk) is None
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("creditsConsumed", 3, 3.0),
+    ("creditsConsumed", "2.5", 2.5),
+    ("consumeCredits", 0, 0.0),
+    ("creditsConsumed", -1, None),
+    ("creditsConsumed", True, None),
+    ("creditsConsumed", "lots", None),
+])
+def test_records_read_what_kie_reports_it_consumed(field, value, expected):
+    market = MarketRecord.from_api({"taskId": "t", "state": "fail", field: value})
+    fouro = TaskRecord.from_api({"taskId": "t", field: value})
+    kontext = KontextRecord.from_api({"taskId": "t", field: value})
+    assert market.credits_consumed == fouro.credits_consumed == kontext.credits_consumed \
+        == expected
+    assert MarketRecord.from_api({"taskId": "t"}).credits_consumed is None
