@@ -231,7 +231,8 @@ def _line(task: Task, demo: bool) -> str:
     where = ", ".join(task.saved_paths)
     cost = task.cost
     spent = f"  [{cost}]" if task.task_id else ""
-    return (f"{mark}{_label(task)}{task.task_id or '(not submitted)'}  {text}{spent}  "
+    notice = f"  ({task.notice})" if task.notice else ""
+    return (f"{mark}{_label(task)}{task.task_id or '(not submitted)'}  {text}{spent}{notice}  "
             f"{where}").rstrip()
 
 

@@ -59,7 +59,11 @@ if TYPE_CHECKING:
 # requests (with urllib3) and Pillow (image checks) are imported when the first request is
 # sent, not with this module: ``%load_ext`` builds a client to say which endpoint it uses and
 # must stay fast (benchmarks/bench_load.py).
-__all__ = ["KieClient", "DEFAULT_BASE_URL", "DEFAULT_UPLOAD_URL"]
+__all__ = ["KieClient", "DEFAULT_BASE_URL", "DEFAULT_UPLOAD_URL", "NOTICE_HEADER"]
+
+#: The header a class proxy puts a word to the student in ("you have used 160 of 200
+#: credits"); the task keeps it and its card shows it.
+NOTICE_HEADER = "X-Kie-Class-Notice"
 
 log = logging.getLogger("kie_jupyter")
 
@@ -195,6 +199,8 @@ class KieClient:
         #: Total seconds one image download may take (a slow trickle is cut off).
         self.download_timeout = download_timeout
         self._closed = threading.Event()
+        #: Per thread: the last answer's notice (see :meth:`notice`).
+        self._notices = threading.local()
         # Retry waits end at once when the client is closed (``%unload_ext``).
         self._sleep = sleep or self._closed.wait
         self._rng = random.Random()
@@ -332,6 +338,7 @@ class KieClient:
                 answer = _Answer.of(response)
                 del response
                 log.debug("%s %s -> HTTP %s", method, endpoint, answer.status)
+                self._notices.text = self._notice_of(answer)
                 return self._check(answer, endpoint)
             except KieConfigError:
                 raise
@@ -367,6 +374,20 @@ class KieClient:
             log.info("retrying %s in %.2f s after: %s", endpoint, delay, err)
             self._sleep(delay)
             attempt += 1
+
+    def _notice_of(self, answer: _Answer) -> str | None:
+        """A class proxy's word to the student (``X-Kie-Class-Notice``), one clean line."""
+        raw = answer.headers.get(NOTICE_HEADER)
+        if not raw:
+            return None
+        text = " ".join(redact(str(raw), self._api_key).split())
+        text = "".join(c for c in text if c.isprintable())[:200]
+        return text or None
+
+    def notice(self) -> str | None:
+        """What the server said to the user with the last answer this thread received (a
+        class proxy's budget warning), if anything."""
+        return getattr(self._notices, "text", None)
 
     def _check(self, answer: _Answer, endpoint: str) -> Any:
         """The envelope check: the body ``code`` first (errors come as HTTP 200), then HTTP."""

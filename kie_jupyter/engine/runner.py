@@ -274,7 +274,9 @@ class TaskRunner:
             return
         self.task_id = task_id
         # Paid for from here on: the task's history subscriber records it at once.
-        self.emit(task_id=task_id, status=TaskStatus.GENERATING, queued_until=None)
+        notice = self.client.notice()
+        self.emit(task_id=task_id, status=TaskStatus.GENERATING, queued_until=None,
+                  **({"notice": notice} if notice else {}))
 
     def _queued(self, seconds: float) -> None:
         """The client's rate limiter holds the submission ``seconds`` more (0: no more)."""

@@ -131,6 +131,9 @@ class Task:
         self.queued_until: float | None = None
         #: The credits KIE reported the task consumed (None: not reported).
         self.reported_credits: float | None = None
+        #: What the server said to the user when the task was sent (a class's budget
+        #: warning), if anything.
+        self.notice: str | None = None
         self._estimate: tuple[dict[str, Any], Cost] | None = None
         self._images: list[bytes | None] = []
         #: Stopped while a submission's fate was unknown (it may have created a task).

@@ -96,6 +96,8 @@ def summary_lines(task: Task) -> list[str]:
     lines.extend(f"image {n + 1}: {reason}" for n, reason in sorted(task.image_errors.items()))
     if task.save_error:
         lines.append(task.save_error)
+    if task.notice:
+        lines.append(task.notice)
     lines.extend(f"saved: {path}" for path in task.saved_paths)
     if task.status.finished and task.completed:
         lines.append(f"time: {task.elapsed:.1f} s")
@@ -273,6 +275,9 @@ def card_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
         parts.append(f'<div style="color:{MUTED}">{len(images)} image(s), not embedded '
                      f'(embed = none): <code style="font-family:{CODE_FONT}">{esc(picks)}'
                      "</code></div>")
+    if task.notice:
+        parts.append(f'<div class="kie4o-notice" style="color:{MUTED};font-size:85%">'
+                     f'{esc(task.notice)}</div>')
     notes = [f"image {n + 1}: {why}" for n, why in sorted(task.image_errors.items())]
     notes += [task.save_error] if task.save_error else []
     parts.extend(f'<div style="color:{ERROR}">{esc(note)}</div>' for note in notes)
