@@ -22,7 +22,19 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .admit import (
+    NOTICE_HEADER,
+    Charge,
+    Refused,
+    charge_for,
+    credit_data,
+    expired,
+    me_data,
+    notice,
+    why_not_reserved,
+)
 from .bodies import TooLarge, read_capped
+from .budget import ClassPolicy
 from .endpoints import (
     CREDIT_PATH,
     ENDPOINTS,
@@ -66,6 +78,9 @@ class ClassProxy:
     fair: FairShare = field(default_factory=FairShare)
     guard: BadTokenGuard = field(default_factory=BadTokenGuard)
     hub: HubIdentity | None = None
+    #: The class's rules (credit budgets, models, reset period), written to the ledger when
+    #: the proxy starts; None keeps what the ledger holds.
+    policy: ClassPolicy | None = None
     #: Largest JSON body accepted on the API endpoints, and largest upload.
     max_body: int = 256 * 1024
     max_upload: int = 36 * 1024 * 1024
@@ -83,6 +98,9 @@ class ClassProxy:
         return f"ClassProxy(upstream={self.upstream!r}, ledger={str(self.ledger.path)!r})"
 
     async def start(self) -> None:
+        if self.policy is not None:
+            self.ledger.set_policy(self.policy)
+        self.ledger.roll_period()
         if self.http is None:
             # Nagle off: a request's head and body go in two writes, and the second would wait
             # for a delayed ACK (40 ms) on every forwarded POST.
@@ -109,6 +127,7 @@ class ClassProxy:
         one address). Only unknown tokens count towards the lock-out: a revoked student
         re-running cells, or a hub that cannot be reached, never locks out the others.
         """
+        self.ledger.roll_period()  # a new day (or week) starts with nothing used
         address = request.client.host if request.client else "?"
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
@@ -120,7 +139,7 @@ class ClassProxy:
                                                  self.ledger.token_hash(row.id)):
                     if row.revoked:
                         return refusal(401, "this class token was revoked — ask your teacher")
-                    return row
+                    return self._unexpired(row)
             elif self.hub is not None:  # a hub login is served even from a locked address
                 try:
                     name = self.hub.known_name(token)
@@ -134,7 +153,7 @@ class ClassProxy:
                     if student.revoked:
                         return refusal(401, "your class access was revoked — ask your "
                                             "teacher")
-                    return student
+                    return self._unexpired(student)
         locked = self.guard.locked_for(address)
         if locked:
             return refusal(401, "too many wrong class tokens from this address: refused for "
@@ -146,7 +165,11 @@ class ClassProxy:
         return refusal(401, "class token not recognised — check the token your teacher gave "
                             "you")
 
-    def _passthrough(self, answer: httpx.Response) -> Response:
+    def _unexpired(self, student: Student) -> Student | Response:
+        late = expired(self.ledger, student)
+        return student if late is None else refusal(late.code, late.msg)
+
+    def _passthrough(self, answer: httpx.Response, notice: str | None = None) -> Response:
         content = answer.content
         key = self.api_key.encode()
         if key and key in content:  # KIE never echoes the key; if it ever did, it stops here
@@ -154,6 +177,8 @@ class ClassProxy:
         headers = {}
         if "retry-after" in answer.headers:
             headers["Retry-After"] = answer.headers["retry-after"]
+        if notice:
+            headers[NOTICE_HEADER] = notice.encode("ascii", "replace").decode()
         return Response(content, status_code=answer.status_code, headers=headers,
                         media_type=answer.headers.get("content-type", "application/json"))
 
@@ -166,20 +191,22 @@ class ClassProxy:
     # -- routes ---------------------------------------------------------------------------------
 
     async def me(self, request: Request) -> Response:
-        """``GET /class/me``: who the token is, and their images left."""
+        """``GET /class/me``: who the token is, their images and credits left, their
+        rules."""
         student = await self.student_for(request)
         if isinstance(student, Response):
             return student
-        return JSONResponse({"code": 200, "msg": "success", "data": {
-            "student": student.name, "quota": student.quota, "used": student.used,
-            "remaining": student.remaining, "paused": self.ledger.paused}})
+        return JSONResponse({"code": 200, "msg": "success",
+                             "data": me_data(self.ledger, student)})
 
     async def credit(self, request: Request) -> Response:
-        """``GET /api/v1/chat/credit``: the student's remaining images (not the account's)."""
+        """``GET /api/v1/chat/credit``: the student's remaining images (not the account's),
+        or their credits left when the class counts credits (:func:`.admit.credit_data`)."""
         student = await self.student_for(request)
         if isinstance(student, Response):
             return student
-        return JSONResponse({"code": 200, "msg": "success", "data": student.remaining})
+        return JSONResponse({"code": 200, "msg": "success",
+                             "data": credit_data(self.ledger, student)})
 
     async def api(self, request: Request) -> Response:
         """Every path under ``/api/v1``: forwarded when it is in :data:`ENDPOINTS`."""
@@ -265,17 +292,14 @@ class ClassProxy:
         except (ValueError, RecursionError) as exc:
             return refusal(400, f"the class proxy refused this request: {exc} (nothing was "
                                 "charged)")
-        if not self.ledger.reserve(student.id, images):
-            now = self.ledger.student(student.id) or student
-            if now.revoked:
-                return refusal(401, "this class token was revoked — ask your teacher")
-            if now.remaining:
-                return refusal(402, f"class quota: {now.remaining} of {now.quota} images left, "
-                                    f"this asks for {images} — ask your teacher")
-            return refusal(402, f"class quota used: {now.used} of {now.quota} images — "
-                                "ask your teacher")
+        charge = charge_for(self.ledger, student, path, data, images)
+        if isinstance(charge, Refused):
+            return refusal(charge.code, charge.msg)
+        if not self.ledger.reserve(student.id, images, charge.credits):
+            why = why_not_reserved(self.ledger, student, charge)
+            return refusal(why.code, why.msg)
         for attempt in range(1, _SUBMIT_TRIES + 1):
-            turn = await self._turn(student, images, deadline)
+            turn = await self._turn(student, charge, deadline)
             if isinstance(turn, Response):
                 return turn
             assert self.http is not None
@@ -290,7 +314,7 @@ class ClassProxy:
                                           pool=max(left, 0.1)))
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection, so the request never left: nothing made, nothing charged.
-                self.ledger.release(student.id, images)
+                self.ledger.release(student.id, images, charge.credits)
                 return self._unreachable(exc, "submit")
             except httpx.HTTPError as exc:
                 # It may have arrived and made a task we cannot name: keep the images
@@ -306,9 +330,10 @@ class ClassProxy:
             if not _rate_limited(answer) or attempt == _SUBMIT_TRIES:
                 break
             log.info("%s: KIE said 429; sending again in the student's next turn", student.name)
-        return self._submitted(path, student, images, data, answer)
+        return self._submitted(path, student, charge, data, answer)
 
-    async def _turn(self, student: Student, images: int, deadline: float) -> Response | Grant:
+    async def _turn(self, student: Student, charge: Charge,
+                    deadline: float) -> Response | Grant:
         """Wait for the student's fair turn within the deadline: the grant (to settle once
         KIE answers), or the refusal when there is none (the images given back). Pause and
         revocation are checked again after the wait."""
@@ -318,42 +343,46 @@ class ClassProxy:
                 raise Overloaded(max(1, math.ceil(self.fair.per / 2)))
             grant = await self.fair.acquire(student.id, max_wait=min(self.fair.max_wait, left))
         except Overloaded as exc:
-            self.ledger.release(student.id, images)
+            self.ledger.release(student.id, charge.images, charge.credits)
             return refusal(429, f"the class is busy: retry in {exc.retry_after} s",
                            retry_after=exc.retry_after)
         except BaseException:
-            self.ledger.release(student.id, images)
+            self.ledger.release(student.id, charge.images, charge.credits)
             raise
         try:
             now = self.ledger.student(student.id)
         except BaseException:
             self.fair.settle(grant)  # not sent
-            self.ledger.release(student.id, images)
+            self.ledger.release(student.id, charge.images, charge.credits)
             raise
         if self.ledger.paused or now is None or now.revoked:
             self.fair.settle(grant)  # not sent
-            self.ledger.release(student.id, images)
+            self.ledger.release(student.id, charge.images, charge.credits)
             if self.ledger.paused:
                 return refusal(403, "the class is paused by your teacher — try again later "
                                     "(nothing was charged)")
             return refusal(401, "this class token was revoked — ask your teacher")
         return grant
 
-    def _submitted(self, path: str, student: Student, images: int, data: Mapping[str, Any],
-                   answer: httpx.Response) -> Response:
-        """Record the task KIE made, or give the images back when KIE surely made none."""
+    def _submitted(self, path: str, student: Student, charge: Charge,
+                   data: Mapping[str, Any], answer: httpx.Response) -> Response:
+        """Record the task KIE made, or give the images (and credits) back when KIE surely
+        made none."""
+        images = charge.images
         envelope = _envelope(answer)
         task_id = _task_id(envelope)
         if task_id is not None:
-            self.ledger.record_task(task_id, student.id, path, images, prompt_of(data))
-            log.info("%s: %s → task %s (%d image(s))", student.name, path, task_id, images)
-            return self._passthrough(answer)
+            self.ledger.record_task(task_id, student.id, path, images, prompt_of(data),
+                                    model=charge.model, credits=charge.credits)
+            log.info("%s: %s → task %s (%d image(s), %s)", student.name, path, task_id,
+                     images, charge.cost.short())
+            return self._passthrough(answer, notice(self.ledger, student.id))
         if envelope is None or (answer.status_code >= 500 and envelope.get("code") == 200):
             # Not KIE's envelope (a gateway page, a cut-off body): the task may exist.
             log.warning("%s: %s answered HTTP %d without KIE's envelope; %d image(s) kept "
                         "reserved", student.name, path, answer.status_code, images)
             return self._passthrough(answer)
-        self.ledger.release(student.id, images)
+        self.ledger.release(student.id, charge.images, charge.credits)
         log.info("%s: %s refused by KIE (code %s)", student.name, path, envelope.get("code"))
         if envelope.get("code") == 402:
             return refusal(402, "the class's KIE account is out of credits — tell your "
@@ -391,9 +420,14 @@ class ClassProxy:
         except Exception:  # a malformed record settles nothing; the student's client says so
             return
         if record.failed and self.ledger.task_failed(task_id):
-            log.info("task %s failed at KIE: images given back", task_id)
+            log.info("task %s failed at KIE: images and credits given back", task_id)
         elif record.succeeded and record.urls:  # 4o may say SUCCESS a poll before its URLs
             self.ledger.task_succeeded(task_id, record.urls)
+            # Every family's record has it (None where KIE does not report it).
+            reported = getattr(record, "credits_consumed", None)
+            if isinstance(reported, (int, float)) and not isinstance(reported, bool) \
+                    and self.ledger.task_reported(task_id, float(reported)):
+                log.info("task %s: KIE reported %s credits", task_id, reported)
 
     async def _download(self, path: str, endpoint: Endpoint, student: Student,
                         body: bytes) -> Response:

@@ -1,10 +1,17 @@
 """The class ledger: one SQLite file (WAL) with students, their tasks and the class settings.
 
 Every change is one short transaction, so a proxy stopped at any moment loses no row, and a
-restarted proxy knows every task it forwarded (in-flight tasks stay resolvable). Quota is
-reserved and released with single conditional ``UPDATE`` statements, so two requests at once
-can never spend the same image twice. Token secrets are stored hashed (see :mod:`.tokens`);
-the teacher's KIE key is never stored here.
+restarted proxy knows every task it forwarded (in-flight tasks stay resolvable). Images and
+credits are reserved inside one ``BEGIN IMMEDIATE`` transaction that checks every limit (the
+student's quota and credit budget, the class's budget) before it writes, so two requests at
+once — from two processes even — can never spend the same image or credit twice. Token
+secrets are stored hashed (see :mod:`.tokens`); the teacher's KIE key is never stored here.
+
+With a reset period (:class:`.budget.ClassPolicy`), the period in force is a setting: when the
+clock has passed into the next one, :meth:`Ledger.roll_period` zeroes the used images and
+credits once and records the new period, so a restarted proxy neither resets early nor skips a
+reset. A task remembers its period: giving back or settling a task of an earlier period
+changes nothing in the current one.
 """
 
 from __future__ import annotations
@@ -13,89 +20,31 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .budget import (
+    EPSILON,
+    ClassPolicy,
+    parse_credits,
+    parse_date,
+    parse_models,
+    period_key,
+    utc_day,
+)
+from .rows import ModelSpend, Student, TaskRow, student_of, task_of
+from .schema import migrate
 from .tokens import mint_student_token, mint_teacher_token, new_student_id
 
-__all__ = ["Ledger", "Student", "TaskRow", "LedgerError"]
+__all__ = ["Ledger", "Student", "TaskRow", "ModelSpend", "LedgerError", "StudentExtras"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS students (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    token_hash TEXT,
-    quota INTEGER NOT NULL,
-    used INTEGER NOT NULL DEFAULT 0,
-    revoked INTEGER NOT NULL DEFAULT 0,
-    hub INTEGER NOT NULL DEFAULT 0,
-    hub_name TEXT UNIQUE,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY,
-    student_id TEXT NOT NULL REFERENCES students(id),
-    endpoint TEXT NOT NULL,
-    images INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'running',
-    prompt TEXT NOT NULL DEFAULT '',
-    urls TEXT NOT NULL DEFAULT '[]',
-    created REAL NOT NULL,
-    finished REAL
-);
-CREATE INDEX IF NOT EXISTS tasks_by_student ON tasks (student_id, created);
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
+_student = student_of
+_task = task_of
 
 class LedgerError(ValueError):
     """A teacher's command that cannot be done (unknown student, a name taken, bad quota)."""
-
-
-@dataclass(frozen=True)
-class Student:
-    """One row of ``students`` (never the token)."""
-
-    id: str
-    name: str
-    quota: int
-    used: int
-    revoked: bool
-    hub: bool
-    created: float
-
-    @property
-    def remaining(self) -> int:
-        return max(self.quota - self.used, 0)
-
-
-@dataclass(frozen=True)
-class TaskRow:
-    """One row of ``tasks``."""
-
-    task_id: str
-    student_id: str
-    endpoint: str
-    images: int
-    state: str
-    prompt: str
-    urls: tuple[str, ...]
-    created: float
-    finished: float | None
-
-
-def _student(row: sqlite3.Row) -> Student:
-    return Student(row["id"], row["name"], row["quota"], row["used"], bool(row["revoked"]),
-                   bool(row["hub"]), row["created"])
-
-
-def _task(row: sqlite3.Row) -> TaskRow:
-    return TaskRow(row["task_id"], row["student_id"], row["endpoint"], row["images"],
-                   row["state"], row["prompt"], tuple(json.loads(row["urls"] or "[]")),
-                   row["created"], row["finished"])
 
 
 def _check_quota(quota: int) -> int:
@@ -104,18 +53,34 @@ def _check_quota(quota: int) -> int:
     return quota
 
 
+StudentExtras = tuple[float | None, str | None, str | None]
+
+
+def _extras(credits: float | None, expires: str | None,
+            models: Sequence[str] | str | None) -> StudentExtras:
+    """A new student's own credit budget, expiry day and models, checked, as stored."""
+    try:
+        return (None if credits is None else parse_credits(credits),
+                None if expires is None else parse_date(expires),
+                None if models is None else json.dumps(list(parse_models(models))))
+    except ValueError as exc:
+        raise LedgerError(str(exc)) from None
+
+
 class Ledger:
     """The proxy's state in one SQLite file; safe to share between threads."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        #: The wall clock (UTC seconds) for reset periods and expiry dates; tests set it.
+        self.clock = clock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False,
                                    isolation_level=None, timeout=10.0)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        migrate(self._db)
 
     def close(self) -> None:
         with self._lock:
@@ -169,20 +134,25 @@ class Ledger:
 
     # -- students ---------------------------------------------------------------------------
 
-    def add_student(self, name: str, quota: int) -> str:
-        """Add a roster student; returns their token (shown once, stored hashed)."""
+    def add_student(self, name: str, quota: int, *, credits: float | None = None,
+                    expires: str | None = None,
+                    models: Sequence[str] | str | None = None) -> str:
+        """Add a roster student; returns their token (shown once, stored hashed).
+        ``credits``, ``expires`` and ``models`` are their own budget, last day and models."""
         name = " ".join(str(name).split())
         if not name:
             raise LedgerError("a student needs a name")
         _check_quota(quota)
+        extras = _extras(credits, expires, models)
         student_id = new_student_id()
         token, digest = mint_student_token(student_id)
         with self._tx() as db:
             if db.execute("SELECT 1 FROM students WHERE name = ?", (name,)).fetchone():
                 raise LedgerError(f"{name!r} is already in the class (re-issue their token "
                                   "instead)")
-            db.execute("INSERT INTO students (id, name, token_hash, quota, created) "
-                       "VALUES (?, ?, ?, ?, ?)", (student_id, name, digest, quota, time.time()))
+            db.execute("INSERT INTO students (id, name, token_hash, quota, created, credits, "
+                       "expires, models) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (student_id, name, digest, quota, time.time(), *extras))
         return token
 
     def hub_student(self, hub_name: str, quota: int) -> Student:
@@ -248,9 +218,12 @@ class Ledger:
                               (student_id,)).rowcount:
                 raise LedgerError("no such student")
 
-    def add_students(self, names: Sequence[str], quota: int) -> list[tuple[str, str]]:
+    def add_students(self, names: Sequence[str], quota: int, *, credits: float | None = None,
+                     expires: str | None = None,
+                     models: Sequence[str] | str | None = None) -> list[tuple[str, str]]:
         """Add a roster at once, all or none: ``[(name, token)]`` (tokens shown once)."""
         _check_quota(quota)
+        extras = _extras(credits, expires, models)
         clean = [" ".join(str(n).split()) for n in names]
         if not clean or any(not n for n in clean):
             raise LedgerError("every student needs a name")
@@ -265,9 +238,10 @@ class Ledger:
             if taken:
                 raise LedgerError(f"already in the class: {', '.join(taken)} (use reissue)")
             now = time.time()
-            db.executemany("INSERT INTO students (id, name, token_hash, quota, created) "
-                           "VALUES (?, ?, ?, ?, ?)",
-                           [(sid, n, digest, quota, now) for n, sid, _, digest in tokens])
+            db.executemany("INSERT INTO students (id, name, token_hash, quota, created, "
+                           "credits, expires, models) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(sid, n, digest, quota, now, *extras)
+                            for n, sid, _, digest in tokens])
         return [(n, token) for n, _, token, _ in tokens]
 
     def reissue(self, student_id: str) -> str:
@@ -279,64 +253,231 @@ class Ledger:
                 raise LedgerError("no such roster student (hub users sign in with the hub)")
         return token
 
-    # -- quota ------------------------------------------------------------------------------
+    # -- a student's own rules ----------------------------------------------------------------
 
-    def reserve(self, student_id: str, images: int) -> bool:
-        """Take ``images`` from the student's quota, atomically; False when it would not fit."""
+    def add_credits(self, student_id: str, credits: float) -> Student:
+        """Give a student ``credits`` more (negative: take back unused ones). A student with
+        no budget (their own or the class's) gets one of ``credits``."""
+        try:
+            amount = float(credits)
+        except (TypeError, ValueError):
+            raise LedgerError(f"{credits!r} is not a number of credits") from None
+        if isinstance(credits, bool) or amount != amount or abs(amount) == float("inf"):
+            raise LedgerError(f"{credits!r} is not a number of credits")
         with self._tx() as db:
-            return db.execute(
-                "UPDATE students SET used = used + ? "
-                "WHERE id = ? AND revoked = 0 AND used + ? <= quota",
-                (images, student_id, images)).rowcount == 1
+            row = db.execute("SELECT * FROM students WHERE id = ?", (student_id,)).fetchone()
+            if row is None:
+                raise LedgerError("no such student")
+            budget = _student(row).budget(self._policy(db))
+            new = max((budget or 0.0) + amount, float(row["credits_used"] or 0), 0.0)
+            db.execute("UPDATE students SET credits = ? WHERE id = ?", (new, student_id))
+        return self._existing(student_id)
 
-    def release(self, student_id: str, images: int) -> None:
-        """Give back images reserved for a request that made no task."""
+    def set_expires(self, student_id: str, day: str | None) -> Student:
+        """Set the last UTC day a student's token works (None: no end)."""
+        try:
+            value = None if day is None else parse_date(day)
+        except ValueError as exc:
+            raise LedgerError(str(exc)) from None
+        self._update_student(student_id, "expires", value)
+        return self._existing(student_id)
+
+    def set_models(self, student_id: str, models: Sequence[str] | str | None) -> Student:
+        """Set the models a student may use (None: the class's)."""
+        try:
+            value = None if models is None else json.dumps(list(parse_models(models)))
+        except ValueError as exc:
+            raise LedgerError(str(exc)) from None
+        self._update_student(student_id, "models", value)
+        return self._existing(student_id)
+
+    def _update_student(self, student_id: str, column: str, value: Any) -> None:
         with self._tx() as db:
-            db.execute("UPDATE students SET used = MAX(used - ?, 0) WHERE id = ?",
-                       (images, student_id))
+            if not db.execute(f"UPDATE students SET {column} = ? WHERE id = ?",
+                              (value, student_id)).rowcount:
+                raise LedgerError("no such student")
+
+    def _existing(self, student_id: str) -> Student:
+        student = self.student(student_id)
+        if student is None:
+            raise LedgerError("no such student")
+        return student
+
+    # -- the class's rules and its budget period ----------------------------------------------
+
+    @staticmethod
+    def _policy(db: sqlite3.Connection) -> ClassPolicy:
+        row = db.execute("SELECT value FROM settings WHERE key = 'policy'").fetchone()
+        return ClassPolicy.from_json(row["value"] if row else None)
+
+    def policy(self) -> ClassPolicy:
+        """The class's rules (budgets, models, reset), as ``kie4o class serve`` set them."""
+        return ClassPolicy.from_json(self.setting("policy"))
+
+    def set_policy(self, policy: ClassPolicy) -> None:
+        self.set_setting("policy", policy.to_json())
+        self.roll_period()
+
+    def today(self) -> str:
+        """Today's UTC date by the ledger's clock (``2027-01-31``)."""
+        return utc_day(self.clock()).isoformat()
+
+    def period(self) -> str:
+        """The budget period in force (``daily:2027-01-31``; ``""`` with no reset)."""
+        return self.setting("period") or ""
+
+    def roll_period(self) -> bool:
+        """Move to the period the clock is in; True when that zeroed the used images and
+        credits (once per boundary, however many processes ask)."""
+        policy = self.policy()
+        key = period_key(policy.reset, self.clock())
+        now = f"{policy.reset}:{key}" if key else ""
+        if now == self.period():
+            return False
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM settings WHERE key = 'period'").fetchone()
+            stored = row["value"] if row else ""
+            if stored == now:
+                return False
+            mode, _, since = stored.partition(":")
+            # Only a later period of the same kind resets; turning a reset on, off or
+            # to another kind starts counting from here.
+            zero = bool(now) and mode == policy.reset and key > since
+            if zero:
+                db.execute("UPDATE students SET used = 0, credits_used = 0")
+                db.execute("INSERT INTO settings (key, value) VALUES ('last_reset', ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           (json.dumps({"period": now, "at": self.clock()}),))
+            db.execute("INSERT INTO settings (key, value) VALUES ('period', ?) "
+                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (now,))
+        return zero
+
+    # -- quota and credits --------------------------------------------------------------------
+
+    def reserve(self, student_id: str, images: int, credits: float | None = None) -> bool:
+        """Take ``images`` from the student's quota and ``credits`` (an estimate; None:
+        unknown, not counted) from their budget and the class's, atomically; False when any
+        would not fit (nothing taken)."""
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM students WHERE id = ?", (student_id,)).fetchone()
+            if row is None or row["revoked"] or row["used"] + images > row["quota"]:
+                return False
+            if credits:
+                policy = self._policy(db)
+                budget = _student(row).budget(policy)
+                if budget is not None and row["credits_used"] + credits > budget + EPSILON:
+                    return False
+                if policy.class_credits is not None and \
+                        self._class_used(db) + credits > policy.class_credits + EPSILON:
+                    return False
+            db.execute("UPDATE students SET used = used + ?, credits_used = credits_used + ? "
+                       "WHERE id = ?", (images, credits or 0.0, student_id))
+        return True
+
+    def release(self, student_id: str, images: int, credits: float | None = None) -> None:
+        """Give back images (and credits) reserved for a request that made no task."""
+        with self._tx() as db:
+            self._give_back(db, student_id, images, credits)
+
+    @staticmethod
+    def _give_back(db: sqlite3.Connection, student_id: str, images: int,
+                   credits: float | None) -> None:
+        db.execute("UPDATE students SET used = MAX(used - ?, 0), "
+                   "credits_used = MAX(credits_used - ?, 0) WHERE id = ?",
+                   (images, credits or 0.0, student_id))
+
+    @staticmethod
+    def _class_used(db: sqlite3.Connection) -> float:
+        return float(db.execute("SELECT COALESCE(SUM(credits_used), 0) FROM students")
+                     .fetchone()[0])
+
+    def class_credits_used(self) -> float:
+        """The credits the whole class has used in this period."""
+        with self._lock:
+            return self._class_used(self._db)
 
     # -- tasks ------------------------------------------------------------------------------
 
     def record_task(self, task_id: str, student_id: str, endpoint: str, images: int,
-                    prompt: str) -> None:
+                    prompt: str, *, model: str | None = None,
+                    credits: float | None = None) -> None:
+        """Keep a task KIE made, with what was reserved for it in this period."""
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO tasks (task_id, student_id, endpoint, images, "
-                       "prompt, created) VALUES (?, ?, ?, ?, ?, ?)",
-                       (task_id, student_id, endpoint, images, prompt[:2000], time.time()))
+                       "prompt, created, model, credits, period) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (task_id, student_id, endpoint, images, prompt[:2000], time.time(),
+                        model, credits, self._period(db)))
+
+    @staticmethod
+    def _period(db: sqlite3.Connection) -> str:
+        row = db.execute("SELECT value FROM settings WHERE key = 'period'").fetchone()
+        return row["value"] if row else ""
 
     def task(self, task_id: str) -> TaskRow | None:
         row = self._one("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
         return _task(row) if row else None
 
     def task_failed(self, task_id: str) -> bool:
-        """Mark a running task failed and give its images back (once); True if it was."""
+        """Mark a running task failed and give its images and credits back (once, and only
+        to the period that paid them); True if it was running."""
         with self._tx() as db:
-            row = db.execute("SELECT student_id, images FROM tasks "
-                             "WHERE task_id = ? AND state = 'running'", (task_id,)).fetchone()
+            row = db.execute("SELECT * FROM tasks WHERE task_id = ? AND state = 'running'",
+                             (task_id,)).fetchone()
             if row is None:
                 return False
             db.execute("UPDATE tasks SET state = 'failed', finished = ? WHERE task_id = ?",
                        (time.time(), task_id))
-            db.execute("UPDATE students SET used = MAX(used - ?, 0) WHERE id = ?",
-                       (row["images"], row["student_id"]))
+            if row["period"] == self._period(db):
+                self._give_back(db, row["student_id"], row["images"], row["credits"])
         return True
 
     def task_succeeded(self, task_id: str, urls: Sequence[str]) -> bool:
         """Mark a running task done with its image URLs (once). A task that made more images
         than were reserved is charged the difference; True if it was running."""
         with self._tx() as db:
-            row = db.execute("SELECT student_id, images FROM tasks "
-                             "WHERE task_id = ? AND state = 'running'", (task_id,)).fetchone()
+            row = db.execute("SELECT * FROM tasks WHERE task_id = ? AND state = 'running'",
+                             (task_id,)).fetchone()
             if row is None:
                 return False
             extra = max(len(urls) - row["images"], 0)
             db.execute("UPDATE tasks SET state = 'success', finished = ?, urls = ?, "
                        "images = images + ? WHERE task_id = ?",
                        (time.time(), json.dumps(list(urls)[:16]), extra, task_id))
-            if extra:
+            if extra and row["period"] == self._period(db):
                 db.execute("UPDATE students SET used = used + ? WHERE id = ?",
                            (extra, row["student_id"]))
         return True
+
+    def task_reported(self, task_id: str, credits: float) -> bool:
+        """KIE reported what a task consumed: it replaces the estimate (once), and the
+        student's use moves by the difference; True if it did."""
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM tasks WHERE task_id = ? AND state != 'failed' "
+                             "AND credits_basis != 'reported'", (task_id,)).fetchone()
+            if row is None:
+                return False
+            db.execute("UPDATE tasks SET credits = ?, credits_basis = 'reported' "
+                       "WHERE task_id = ?", (credits, task_id))
+            change = credits - (row["credits"] or 0.0)
+            if change and row["period"] == self._period(db):
+                db.execute("UPDATE students SET credits_used = MAX(credits_used + ?, 0) "
+                           "WHERE id = ?", (change, row["student_id"]))
+        return True
+
+    def spend_by_model(self, period: str | None = None) -> list[ModelSpend]:
+        """What was spent per model (in ``period`` when given), most credits first."""
+        where, args = ("WHERE period = ?", [period]) if period is not None else ("", [])
+        rows = self._all(
+            "SELECT COALESCE(model, '(not recorded)') AS model, COUNT(*) AS tasks, "
+            "SUM(CASE WHEN state != 'failed' THEN images ELSE 0 END) AS images, "
+            "SUM(CASE WHEN state != 'failed' THEN COALESCE(credits, 0) ELSE 0 END) AS credits, "
+            "SUM(CASE WHEN state != 'failed' AND credits IS NULL THEN 1 ELSE 0 END) AS unknown, "
+            "MAX(CASE WHEN state != 'failed' AND credits IS NOT NULL "
+            "AND credits_basis != 'reported' THEN 1 ELSE 0 END) AS estimated "
+            f"FROM tasks {where} GROUP BY 1 ORDER BY credits DESC, model", args)
+        return [ModelSpend(r["model"], r["tasks"], r["images"] or 0, float(r["credits"] or 0),
+                           r["unknown"] or 0, bool(r["estimated"])) for r in rows]
 
     def tasks_of(self, student_id: str, limit: int | None = None) -> list[TaskRow]:
         sql = "SELECT * FROM tasks WHERE student_id = ? ORDER BY created DESC"

@@ -25,8 +25,9 @@ from class_helpers import TEACHER_KEY, bearer, submit
 def test_a_hub_user_needs_no_class_token(make_proxy, ledger, hub):
     proxy = make_proxy(hub=HubIdentity(hub.api_url), default_quota=3)
     me = httpx.get(proxy.url + "/class/me", headers=bearer("hub-token-ada"))
-    assert me.json()["data"] == {"student": "ada", "quota": 3, "used": 0, "remaining": 3,
-                                 "paused": False}
+    assert {k: v for k, v in me.json()["data"].items() if k in (
+        "student", "quota", "used", "remaining", "paused")} == {
+        "student": "ada", "quota": 3, "used": 0, "remaining": 3, "paused": False}
     assert submit(proxy.url, "hub-token-ada").status_code == 200
     assert ledger.student_named("ada").used == 1 and ledger.student_named("ada").hub
     calls = len(hub.calls)
