@@ -126,14 +126,16 @@ class SessionSpend:
                 self._open[key] = task.cost.value or 0.0
 
             def settle(t: Task, key: int = key) -> None:
-                if t.done:
+                # The status, not ``done``: listeners hear the final status a moment
+                # before the task is marked done, and hear nothing after.
+                if t.status.finished:
                     with self._lock:
                         if self._open.pop(key, None) is not None:
                             self._settled += t.cost.value or 0.0
                     t.unsubscribe(settle)
 
             task.subscribe(settle)
-            if task.done:
+            if task.status.finished:
                 settle(task)
 
     @property
