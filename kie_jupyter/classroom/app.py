@@ -47,6 +47,7 @@ def build_app(proxy: ClassProxy, *, prefix: str = "") -> Starlette:
         Route("/teacher", teacher.dashboard, methods=["GET"]),
         Route("/teacher/login", teacher.login, methods=["GET", "POST"]),
         Route("/teacher/quota", teacher.quota, methods=["POST"]),
+        Route("/teacher/credits", teacher.credits, methods=["POST"]),
         Route("/teacher/revoke", teacher.revoke, methods=["POST"]),
         Route("/teacher/restore", teacher.restore, methods=["POST"]),
         Route("/teacher/reissue", teacher.reissue, methods=["POST"]),

@@ -1,9 +1,9 @@
 """``kie4o class …``: run the class proxy and manage its roster.
 
-``serve`` runs the proxy on uvicorn; ``add-students``, ``students``, ``add-quota``, ``revoke``,
-``reissue``, ``teacher-token``, ``pause`` and ``resume`` change or read the ledger (they work
-while the proxy runs: SQLite in WAL mode lets both at once). Tokens are printed once, when they
-are made, and never again.
+``serve`` runs the proxy on uvicorn; ``add-students`` (or ``add``), ``students``,
+``add-quota``, ``credits``, ``expires``, ``models``, ``revoke``, ``reissue``, ``teacher-token``,
+``pause`` and ``resume`` change or read the ledger (they work while the proxy runs: SQLite in
+WAL mode lets both at once). Tokens are printed once, when they are made, and never again.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-from .ledger import Ledger, LedgerError
+from ..api.errors import KieUsageError
+from ..api.prices import format_credits, use_prices
+from .budget import RESETS, ClassPolicy, parse_credits, parse_date, parse_models
+from .ledger import Ledger, LedgerError, Student
 
 __all__ = ["main"]
 
@@ -44,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
                 "class, with a quota per student. The key is read from KIE_API_KEY.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=help, description=help)
+    def command(name: str, help: str, aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help, aliases=list(aliases))
         c.add_argument("--db", default=os.environ.get("KIE_CLASS_DB", DEFAULT_DB),
                        help=f"the ledger file (default: $KIE_CLASS_DB or {DEFAULT_DB})")
         return c
@@ -56,6 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--quota", type=int, default=20,
                    help="images for a JupyterHub user seen for the first time (default 20)")
+    s.add_argument("--credits", type=_credits_arg, default=None, metavar="N",
+                   help="each student's KIE credit budget, unless they have their own "
+                   "(default: none)")
+    s.add_argument("--class-credits", type=_credits_arg, default=None, metavar="N",
+                   help="the whole class's KIE credit budget (default: none)")
+    s.add_argument("--models", type=_models_arg, default=None, metavar="LIST",
+                   help="the models students may use, e.g. 4o,nano-banana-2-lite "
+                   "(default: every image model)")
+    s.add_argument("--reset", choices=RESETS, default=None,
+                   help="zero the used images and credits every day or week (UTC)")
+    s.add_argument("--prices", default=os.environ.get("KIE_PRICES") or None, metavar="FILE",
+                   help="a price file (JSON/TOML) over the package's table (default: "
+                   "$KIE_PRICES)")
     s.add_argument("--upstream", default=os.environ.get("KIE_CLASS_UPSTREAM", DEFAULT_UPSTREAM),
                    help=f"KIE's API (default {DEFAULT_UPSTREAM})")
     s.add_argument("--upload-upstream",
@@ -78,17 +94,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
 
-    a = command("add-students", "add students; prints each one's token once")
+    a = command("add-students", "add students; prints each one's token once",
+                aliases=["add"])
     a.add_argument("roster", nargs="?", type=Path,
                    help="a CSV with a 'name' column (or one name per line)")
     a.add_argument("--name", action="append", default=[], help="a student (repeatable)")
     a.add_argument("--quota", type=int, default=20, help="images each (default 20)")
+    a.add_argument("--credits", type=_credits_arg, default=None, metavar="N",
+                   help="a KIE credit budget each (default: the class's, from serve)")
+    a.add_argument("--expires", type=_date_arg, default=None, metavar="DATE",
+                   help="the last day (UTC) their tokens work, e.g. 2027-01-31")
+    a.add_argument("--models", type=_models_arg, default=None, metavar="LIST",
+                   help="the models they may use (default: the class's)")
     a.add_argument("--out", type=Path, help="write name,token to this CSV (made private) "
                    "instead of printing")
     command("students", "print each student's use")
     q = command("add-quota", "give a student more images (negative: take unused ones back)")
     q.add_argument("name")
     q.add_argument("images", type=int)
+    c = command("credits", "give a student more KIE credits (negative: take unused ones "
+                "back; a student with no budget gets one)")
+    c.add_argument("name")
+    c.add_argument("credits", type=float)
+    e = command("expires", "set the last day (UTC) a student's token works")
+    e.add_argument("name")
+    e.add_argument("date", help="e.g. 2027-01-31, or never")
+    m = command("models", "set the models a student may use")
+    m.add_argument("name")
+    m.add_argument("models", help="e.g. 4o,nano-banana-2-lite, or class (the class's)")
     r = command("revoke", "stop a student's token")
     r.add_argument("name")
     u = command("restore", "undo a revoke (the same token, or hub user, works again)")
@@ -99,6 +132,27 @@ def _parser() -> argparse.ArgumentParser:
     command("pause", "refuse new tasks for the whole class (running ones finish)")
     command("resume", "accept new tasks again")
     return p
+
+
+def _credits_arg(text: str) -> float:
+    try:
+        return parse_credits(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _models_arg(text: str) -> tuple[str, ...]:
+    try:
+        return parse_models(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _date_arg(text: str) -> str:
+    try:
+        return parse_date(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _names(roster: Path | None, extra: Sequence[str]) -> list[str]:
@@ -139,7 +193,8 @@ def _add_students(ledger: Ledger, args: argparse.Namespace) -> int:
             raise _UsageError(f"{args.out} exists; tokens are never overwritten") from None
         out = os.fdopen(fd, "w", newline="", encoding="utf-8")
     try:
-        tokens = ledger.add_students(names, args.quota)
+        tokens = ledger.add_students(names, args.quota, credits=args.credits,
+                                     expires=args.expires, models=args.models)
     except BaseException:
         if out is not None:
             out.close()
@@ -150,15 +205,20 @@ def _add_students(ledger: Ledger, args: argparse.Namespace) -> int:
             writer = csv.writer(out)
             writer.writerow(["name", "token"])
             writer.writerows(tokens)
-        _say(f"{len(tokens)} students added ({args.quota} images each); their tokens are in "
+        _say(f"{len(tokens)} students added ({_each(args)} each); their tokens are in "
              f"{args.out} — hand each one out, then delete the file")
     else:
         writer = csv.writer(sys.stdout)
         writer.writerow(["name", "token"])
         writer.writerows(tokens)
-        _say(f"{len(tokens)} students added ({args.quota} images each); the tokens above are "
+        _say(f"{len(tokens)} students added ({_each(args)} each); the tokens above are "
              "shown only now")
     return 0
+
+
+def _each(args: argparse.Namespace) -> str:
+    credits = f", {format_credits(args.credits)} credits" if args.credits is not None else ""
+    return f"{args.quota} images{credits}"
 
 
 def _students(ledger: Ledger) -> int:
@@ -167,15 +227,60 @@ def _students(ledger: Ledger) -> int:
     if not students:
         _say("no students yet: kie4o class add-students ROSTER.csv")
         return 0
+    policy = ledger.policy()
     width = max(len(s.name) for s in students)
-    print(f"{'student'.ljust(width)}  used/quota  tasks")
+    print(f"{'student'.ljust(width)}  used/quota  {'credits used/budget':>19}  tasks")
     for s in students:
-        flags = (" (hub)" if s.hub else "") + (" (revoked)" if s.revoked else "")
-        print(f"{s.name.ljust(width)}  {f'{s.used}/{s.quota}':>10}  {counts.get(s.id, 0):>5}"
-              f"{flags}")
+        flags = (" (hub)" if s.hub else "") + (" (revoked)" if s.revoked else "") + (
+            f" (expires {s.expires})" if s.expires else "")
+        print(f"{s.name.ljust(width)}  {f'{s.used}/{s.quota}':>10}  "
+              f"{_credit_use(s, policy):>19}  {counts.get(s.id, 0):>5}{flags}")
+    if policy.class_credits is not None:
+        print(f"the class has used {format_credits(round(ledger.class_credits_used(), 2))} of "
+              f"{format_credits(policy.class_credits)} credits")
     if ledger.paused:
         print("the class is paused")
     return 0
+
+
+def _credit_use(student: Student, policy: ClassPolicy) -> str:
+    budget = student.budget(policy)
+    used = format_credits(round(student.credits_used, 2))
+    return f"{used}/{format_credits(budget) if budget is not None else '-'}"
+
+
+def _rules(policy: ClassPolicy) -> str:
+    """``; 200 credits each, 1,000 for the class, models 4o, resets daily`` (or nothing)."""
+    parts = []
+    if policy.student_credits is not None:
+        parts.append(f"{format_credits(policy.student_credits)} credits each")
+    if policy.class_credits is not None:
+        parts.append(f"{format_credits(policy.class_credits)} credits for the class")
+    if policy.models is not None:
+        parts.append("models " + ", ".join(policy.models))
+    if policy.reset:
+        parts.append(f"resets {policy.reset} (UTC)")
+    return "".join(f"; {p}" for p in parts)
+
+
+def _student_rules(ledger: Ledger, args: argparse.Namespace, student: Student) -> None:
+    """``credits``, ``expires``, ``models``: one student's own rules."""
+    if args.command == "credits":
+        student = ledger.add_credits(student.id, args.credits)
+        budget = student.budget(ledger.policy())
+        _say(f"{student.name}: {format_credits(round(student.credits_used, 2))} of "
+             f"{format_credits(budget or 0)} credits used")
+    elif args.command == "expires":
+        never = args.date.strip().lower() == "never"
+        student = ledger.set_expires(student.id, None if never else args.date)
+        _say(f"{student.name}: the token works " + (
+            "with no end date" if student.expires is None
+            else f"until {student.expires} (UTC) included"))
+    else:
+        same = args.models.strip().lower() == "class"
+        student = ledger.set_models(student.id, None if same else args.models)
+        shown = ", ".join(student.models) if student.models is not None else "the class's"
+        _say(f"{student.name}: models {shown}")
 
 
 def _check_upstream(url: str, what: str) -> str:
@@ -201,6 +306,12 @@ def _serve(args: argparse.Namespace) -> int:
         raise _UsageError("--rate must be ≥ 1, --per and --max-wait > 0")
     if args.quota < 0:
         raise _UsageError("--quota must be ≥ 0")
+    if args.prices:
+        try:
+            use_prices(args.prices)  # read once, checked now: a bad file stops here
+        except KieUsageError as exc:
+            raise _UsageError(str(exc)) from None
+    policy = ClassPolicy(args.class_credits, args.credits, args.models, args.reset)
     try:
         import uvicorn
 
@@ -221,11 +332,11 @@ def _serve(args: argparse.Namespace) -> int:
             _say("no teacher token yet: run `kie4o class teacher-token` in a terminal")
     proxy = ClassProxy(
         ledger=ledger, api_key=key, upstream=upstream, upload_upstream=upload,
-        default_quota=args.quota,
+        default_quota=args.quota, policy=policy,
         fair=FairShare(args.rate, args.per, max_wait=args.max_wait),
         hub=HubIdentity(args.hub_api_url) if args.hub else None)
     _say(f"serving the class on http://{args.host}:{args.port}{args.prefix.rstrip('/')} "
-         f"(ledger {args.db}; {len(ledger.students())} students)")
+         f"(ledger {args.db}; {len(ledger.students())} students{_rules(policy)})")
     try:
         sock = listen_socket(args.host, args.port)
     except OSError as exc:
@@ -255,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         ledger = Ledger(args.db)
         try:
-            if args.command == "add-students":
+            if args.command in ("add-students", "add"):
                 return _add_students(ledger, args)
             if args.command == "students":
                 return _students(ledger)
@@ -281,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif args.command == "reissue":
                 print(f"{student.name},{ledger.reissue(student.id)}")
                 _say(f"{student.name}: new token above (shown once); the old one is stopped")
+            else:
+                _student_rules(ledger, args, student)
             return 0
         finally:
             ledger.close()

@@ -5,7 +5,8 @@ counted against the student's quota and the class's rate; a *record* read is onl
 student's own tasks, and its answer settles the task in the ledger (failed → images given back;
 done → its URLs kept for the teacher page); a *download* names a task or a result URL; an
 *upload* goes to KIE's File Upload API. ``credit`` is not forwarded: the proxy answers it with
-the student's remaining images.
+the student's remaining images (or credits, see :mod:`.admit`). What a submit costs in credits
+is :mod:`.costs`'s.
 """
 
 from __future__ import annotations

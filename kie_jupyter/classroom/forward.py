@@ -1,4 +1,5 @@
-"""The student-facing routes: check the token, count the quota, share the rate, forward.
+"""The student-facing routes: check the token, count the quota and credits, share the rate,
+forward.
 
 Answers from KIE pass through unchanged (status, body, content type); the proxy's own answers
 use KIE's error shape — ``{"code", "msg", "data"}`` plus ``"classProxy": true`` — so the

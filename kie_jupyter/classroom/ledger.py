@@ -12,6 +12,9 @@ clock has passed into the next one, :meth:`Ledger.roll_period` zeroes the used i
 credits once and records the new period, so a restarted proxy neither resets early nor skips a
 reset. A task remembers its period: giving back or settling a task of an earlier period
 changes nothing in the current one.
+
+(One class over one connection, its lock and its transactions: hence one module, longer than
+most; its tables are in :mod:`.schema`, its rows in :mod:`.rows`.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The teacher page: use per student, recent prompts with thumbnails, quota, tokens, pause.
+"""The teacher page: use per student (images and KIE credits), spend per model, recent prompts
+with thumbnails, quota and credits, tokens, pause.
 
 Server-rendered HTML (no JavaScript), behind the teacher token: the login form trades it for a
 session cookie (HttpOnly, SameSite=Strict, kept in memory: a restarted proxy asks again), and
@@ -21,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from .bodies import TooLarge, read_capped
-from .ledger import Ledger, LedgerError, Student, TaskRow
+from .budget import ClassPolicy, shown
+from .ledger import Ledger, LedgerError, ModelSpend, Student, TaskRow
 from .tokens import same_hash, teacher_secret
 
 __all__ = ["TeacherPage"]
@@ -43,6 +45,7 @@ table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ddd;pad
 text-align:left;vertical-align:top}img{width:48px;height:48px;object-fit:cover;margin-right:4px}
 form{display:inline}.revoked{color:#999}.note{background:#fff6d5;padding:.6rem;margin:1rem 0}
 .prompt{font-size:12px;color:#555;max-width:28rem}
+#models{width:auto;margin:1rem 0}#models td.n{text-align:right}
 """
 
 
@@ -141,25 +144,52 @@ class TeacherPage:
         students = self.ledger.students()
         counts = self.ledger.task_counts()
         paused = self.ledger.paused
-        rows = "".join(self._row(request, s, counts.get(s.id, 0), csrf) for s in students)
+        policy = self.ledger.policy()
+        rows = "".join(self._row(request, s, counts.get(s.id, 0), csrf, policy)
+                       for s in students)
         used = sum(s.used for s in students)
         quota = sum(s.quota for s in students)
         state = "paused — no new tasks" if paused else "running"
         toggle = "Resume the class" if paused else "Pause the class"
         notice = f"<div class=note>{note}</div>" if note else ""
         return _page("Class — teacher", f"""<h1>Class proxy — teacher</h1>{notice}
-<p id=summary>{len(students)} students · {used} of {quota} images used · class
-<strong id=state>{state}</strong></p>
+<p id=summary>{len(students)} students · {used} of {quota} images used ·
+{self._class_credits(policy)} · class <strong id=state>{state}</strong></p>
 <form method=post action="{escape(self._url(request, '/pause'))}">
 <input type=hidden name=csrf value="{csrf}"><input type=hidden name=paused
 value="{'0' if paused else '1'}"><button id=pause type=submit>{toggle}</button></form>
 <a href="{escape(self._url(request, '/use.csv'))}" download>Download use (CSV)</a>
 <form method=post action="{escape(self._url(request, '/logout'))}">
 <input type=hidden name=csrf value="{csrf}"><button type=submit>Sign out</button></form>
-<table id=students><thead><tr><th>Student</th><th>Images used / quota</th><th>Tasks</th>
-<th>Recent prompts</th><th>Actions</th></tr></thead><tbody>{rows}</tbody></table>""")
+<table id=students><thead><tr><th>Student</th><th>Images used / quota</th>
+<th>Credits used / budget</th><th>Tasks</th><th>Recent prompts</th><th>Actions</th></tr>
+</thead><tbody>{rows}</tbody></table>
+{self._models_table(policy)}""")
 
-    def _row(self, request: Request, s: Student, tasks: int, csrf: str) -> str:
+    def _class_credits(self, policy: ClassPolicy) -> str:
+        """The class's credits used (of its budget), its reset period and models."""
+        used = shown(self.ledger.class_credits_used())
+        text = (f"{used} of {shown(policy.class_credits)} class credits used"
+                if policy.class_credits is not None else f"{used} credits used")
+        if policy.reset:
+            text += f" (resets {policy.reset}, UTC)"
+        if policy.models is not None:
+            text += " · models: " + escape(", ".join(policy.models))
+        return f"<span id=credits>{text}</span>"
+
+    def _models_table(self, policy: ClassPolicy) -> str:
+        """Spend per model, this period (all time with no reset)."""
+        spends = self.ledger.spend_by_model(self.ledger.period() if policy.reset else None)
+        if not spends:
+            return ""
+        when = "this period" if policy.reset else "so far"
+        rows = "".join(_spend_row(m) for m in spends)
+        return (f"<h2>Spend per model ({when})</h2><table id=models><thead><tr><th>Model</th>"
+                "<th>Tasks</th><th>Images</th><th>Credits</th></tr></thead>"
+                f"<tbody>{rows}</tbody></table>")
+
+    def _row(self, request: Request, s: Student, tasks: int, csrf: str,
+             policy: ClassPolicy) -> str:
         recent = "".join(_recent(t) for t in self.ledger.tasks_of(s.id, limit=3))
         who = escape(s.name) + (" <small>(hub)</small>" if s.hub else "")
         sid = escape(s.id)
@@ -167,7 +197,11 @@ value="{'0' if paused else '1'}"><button id=pause type=submit>{toggle}</button><
                  f'<input type=hidden name=student value="{sid}">'
         actions = f"""<form method=post action="{escape(self._url(request, '/quota'))}">
 {hidden}<input type=number name=images value=10 min=-1000 max=10000 style="width:5em"
-aria-label="images to add for {escape(s.name)}"><button type=submit>Add quota</button></form>"""
+aria-label="images to add for {escape(s.name)}"><button type=submit>Add quota</button></form>
+<form method=post action="{escape(self._url(request, '/credits'))}">{hidden}<input type=number
+name=credits value=50 min=-1000000 max=1000000 step=any style="width:6em"
+aria-label="credits to add for {escape(s.name)}"><button type=submit>Add credits</button>
+</form>"""
         if not s.revoked:
             actions += f""" <form method=post action="{escape(self._url(request, '/revoke'))}">
 {hidden}<button type=submit>Revoke</button></form>"""
@@ -178,9 +212,14 @@ aria-label="images to add for {escape(s.name)}"><button type=submit>Add quota</b
             actions += f""" <form method=post action="{escape(self._url(request, '/reissue'))}">
 {hidden}<button type=submit>Re-issue token</button></form>"""
         status = " <small>(revoked)</small>" if s.revoked else ""
+        if s.expires:
+            status += f" <small>(until {escape(s.expires)})</small>"
+        budget = s.budget(policy)
+        credits = f"{shown(s.credits_used)} / {shown(budget) if budget is not None else '—'}"
         css = ' class="revoked"' if s.revoked else ""
         return (f'<tr data-student="{escape(s.name)}"{css}><td>{who}{status}</td>'
-                f'<td class=use>{s.used} / {s.quota}</td><td>{tasks}</td>'
+                f'<td class=use>{s.used} / {s.quota}</td><td class=credits>{credits}</td>'
+                f'<td>{tasks}</td>'
                 f'<td>{recent}</td><td>{actions}</td></tr>')
 
     async def quota(self, request: Request) -> Response:
@@ -195,6 +234,21 @@ aria-label="images to add for {escape(s.name)}"><button type=submit>Add quota</b
         except (ValueError, LedgerError) as exc:
             return self._done(request, escape(f"Not changed: {exc}"))
         return self._done(request, escape(f"{student.name}: quota now {student.quota} images."))
+
+    async def credits(self, request: Request) -> Response:
+        form = await self._checked_form(request)
+        if isinstance(form, Response):
+            return form
+        try:
+            amount = float(form.get("credits", ""))
+            if not abs(amount) <= 1_000_000:  # NaN too
+                raise ValueError(f"{form.get('credits')} is not up to 1000000 credits at once")
+            student = self.ledger.add_credits(form.get("student", ""), amount)
+        except (ValueError, LedgerError) as exc:
+            return self._done(request, escape(f"Not changed: {exc}"))
+        budget = student.budget(self.ledger.policy()) or 0.0
+        return self._done(request, escape(f"{student.name}: credit budget now {shown(budget)} "
+                                          f"({shown(student.credits_used)} used)."))
 
     async def revoke(self, request: Request) -> Response:
         form = await self._checked_form(request)
@@ -262,11 +316,15 @@ aria-label="images to add for {escape(s.name)}"><button type=submit>Add quota</b
         counts = self.ledger.task_counts()
         out = io.StringIO()
         writer = csv.writer(out)
+        policy = self.ledger.policy()
         writer.writerow(["student", "hub_user", "quota", "used", "remaining", "tasks",
-                         "revoked"])
+                         "revoked", "credits_budget", "credits_used", "credits_remaining",
+                         "expires"])
         for s in self.ledger.students():
+            budget, left = s.budget(policy), s.credits_left(policy)
             writer.writerow([_cell(s.name), int(s.hub), s.quota, s.used, s.remaining,
-                             counts.get(s.id, 0), int(s.revoked)])
+                             counts.get(s.id, 0), int(s.revoked), _number(budget),
+                             _number(s.credits_used), _number(left), s.expires or ""])
         return Response(out.getvalue(), media_type="text/csv", headers={
             "Content-Disposition": 'attachment; filename="class-use.csv"', **_HEADERS})
 
@@ -278,6 +336,21 @@ def _recent(task: TaskRow) -> str:
     prompt = task.prompt if len(task.prompt) <= 80 else task.prompt[:79] + "…"
     state = "" if task.state == "success" else f" <small>({escape(task.state)})</small>"
     return f"<div class=prompt>{thumb}{escape(prompt)}{state}</div>"
+
+
+def _spend_row(spend: ModelSpend) -> str:
+    approx = "≈ " if spend.estimated else ""
+    unknown = f" + {spend.unknown} unknown" if spend.unknown else ""
+    return (f'<tr data-model="{escape(spend.model)}"><td>{escape(spend.model)}</td>'
+            f"<td class=n>{spend.tasks}</td><td class=n>{spend.images}</td>"
+            f"<td class=n>{approx}{shown(spend.credits)}{unknown}</td></tr>")
+
+
+def _number(value: float | None) -> str:
+    """A CSV number: ``6.5``, ``200`` (no thousands separator); empty for none."""
+    if value is None:
+        return ""
+    return f"{round(value, 2):.2f}".rstrip("0").rstrip(".")
 
 
 def _cell(text: str) -> str:

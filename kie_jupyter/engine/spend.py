@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -230,6 +230,7 @@ def costs_text(costs: Sequence[Cost]) -> str:
     whole = sum_costs(costs)
     if whole.known or not any(c.known for c in costs):
         return whole.short()
-    part = sum_costs([c for c in costs if c.known])
+    part = replace(sum_costs([c for c in costs if c.known]), demo=False)
     unknown = sum(1 for c in costs if not c.known)
-    return f"{part.short()} + unknown ({unknown} task{'s' if unknown != 1 else ''})"
+    demo = " (demo: not charged)" if whole.demo else ""
+    return f"{part.short()} + unknown ({unknown} task{'s' if unknown != 1 else ''}){demo}"

@@ -37,6 +37,9 @@ def test_teacher_page_sign_in_use_quota_revoke_pause(browser, make_proxy, ledger
         assert "a fox <b>in</b> the snow" in row.text_content()  # escaped, shown as typed
         assert row.locator("img").count() == 1  # the thumbnail of the finished task
         assert not dialogs  # nothing the students typed ran
+        assert row.locator(".credits").text_content() == "6 / —"  # credits, no budget
+        spend = page.locator("#models tr[data-model='4o']").text_content()
+        assert spend.startswith("4o") and spend.endswith("≈ 6")  # spend per model
         page.screenshot(path=str(artifacts / "teacher-page.png"), full_page=True)
         assert TEACHER_KEY not in page.content() and ada not in page.content()
 

@@ -142,7 +142,8 @@ def test_serve_runs_the_proxy_with_one_command(tmp_path, kie):
     env = {**os.environ, "KIE_API_KEY": TEACHER_KEY}
     proc = subprocess.Popen(
         [sys.executable, "-m", "kie_jupyter.cli", "class", "serve", "--db", db, "--port",
-         str(port), "--upstream", kie.url, "--upload-upstream", kie.url],
+         str(port), "--upstream", kie.url, "--upload-upstream", kie.url, "--credits", "100",
+         "--models", "4o,nano-banana-2-lite", "--reset", "daily"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         stdin=subprocess.DEVNULL)
     try:
@@ -156,10 +157,12 @@ def test_serve_runs_the_proxy_with_one_command(tmp_path, kie):
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.1)
         assert me.json()["data"]["student"] == "ada"
+        assert (me.json()["data"]["credits"], me.json()["data"]["reset"]) == (100, "daily")
         assert submit(url, token).json()["code"] == 200
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "no teacher token yet" in err  # not a terminal: never printed to a log
+    assert "100 credits each; models 4o, nano-banana-2-lite; resets daily (UTC)" in err
     assert TEACHER_KEY not in out + err and token not in out + err
