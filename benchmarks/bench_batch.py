@@ -75,7 +75,8 @@ def measure_batch(prompts: int = 1000, speed: float = 10.0, scale: float = 0.01,
             start = time.monotonic()
             with contextlib.redirect_stdout(out):
                 code = cli.main(["--batch", str(batch), "--save", str(Path(tmp) / "out"),
-                                 "--concurrency", str(concurrency), "--timeout", "300"])
+                                 "--concurrency", str(concurrency), "--timeout", "300",
+                                 "--yes"])
             wall = time.monotonic() - start
         finally:
             for k, v in saved.items():

@@ -114,7 +114,8 @@ def test_a_batch_line_may_be_a_sweep(server, tmp_path):
 def test_a_dry_run_of_a_big_sweep_needs_no_yes(server, tmp_path):
     done = kie4o(server, tmp_path, "a {red|blue|green} fox", "-s", "1:1,3:2,2:3", "--dry-run")
     assert done.returncode == 0, done.stderr
-    assert "(dry run: 9 requests, 9 images, ≈ 54 credits (≈ $0.27); nothing was sent)" in done.stdout
+    assert ("(dry run: 9 requests, 9 images, ≈ 54 credits (≈ $0.27); nothing was sent)"
+            in done.stdout)
     assert sent(server) == []
 
 

@@ -221,7 +221,8 @@ def test_quoted_values_lose_their_quotes(shell, server, tmp_path, monkeypatch):
     folder = tmp_path / "imgs" / "dir with space"
     folder.mkdir(parents=True)
     (folder / "a.png").write_bytes(render_png("a", "1:1"))
-    run(shell, """%%kie4o --yes -s '3:2' -o "fox" -i "imgs/dir with space/a.png" --save "dir with space"
+    run(shell, """%%kie4o --yes -s '3:2' -o "fox" -i "imgs/dir with space/a.png" \
+--save "dir with space"
 a quoted fox""")
     fox = shell.user_ns.pop("fox")
     assert fox.status is TaskStatus.SUCCESS
