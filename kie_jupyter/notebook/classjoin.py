@@ -35,6 +35,7 @@ from IPython.core.error import StdinNotImplementedError, UsageError
 
 from ..api.client import KieClient
 from ..api.errors import KieConfigError, KieError
+from ..api.prices import format_credits
 from ..fakeapi.demo import DemoServer
 from ..session import Session
 
@@ -189,6 +190,34 @@ def _whoami(url: str, token: str) -> dict[str, Any]:
     return me
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def standing(me: dict[str, Any]) -> str:
+    """Where a student stands, from ``/class/me``: ``188 of 200 class credits left · 18 of
+    20 images left`` (credits only when the class counts them)."""
+    parts = []
+    credits, left = me.get("credits"), me.get("creditsRemaining")
+    if isinstance(credits, (int, float)) and isinstance(left, (int, float)) \
+            and _number(credits) and _number(left):
+        parts.append(f"{format_credits(float(left))} of {format_credits(float(credits))} "
+                     "class credits left")
+    quota, remaining = me.get("quota"), me.get("remaining")
+    if isinstance(quota, int) and isinstance(remaining, int):
+        parts.append(f"{remaining} of {quota} images left")
+    return " · ".join(parts)
+
+
+def standing_now(client: KieClient) -> str:
+    """:func:`standing` asked of the joined class now (empty if it does not answer)."""
+    try:
+        me = client.call("GET", ME_PATH, "class/me", retries=False)
+    except KieError:
+        return ""
+    return standing(me) if isinstance(me, dict) else ""
+
+
 def join(host: ClassHost, raw_url: str, *, token_env: str | None = None,
          hub_token: bool = False, demo_off: Callable[[Any], None]) -> None:
     """Check the token with the class, then point this kernel at it (``demo_off(host)``
@@ -214,9 +243,8 @@ def join(host: ClassHost, raw_url: str, *, token_env: str | None = None,
     host.base_url, host.upload_url, host.session.api_key = url, url + UPLOAD_PATH, token
     _joined[host] = (previous, url)
     student = str(me.get("student") or "a student")
-    quota, remaining = me.get("quota"), me.get("remaining")
-    left = (f" — {remaining} of {quota} images left"
-            if isinstance(quota, int) and isinstance(remaining, int) else "")
+    left = standing(me)
+    left = f" — {left}" if left else ""
     paused = "; the teacher has paused the class for now" if me.get("paused") else ""
     print(f"kie4o: connected to the class at {url} as {student}{left}{paused}. "
           "`%kie4o class off` to leave.")

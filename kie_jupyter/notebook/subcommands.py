@@ -317,8 +317,10 @@ def _credits(host: Host, args: argparse.Namespace) -> None:
         print(f"kie4o: {balance:g} credits — the demo server's pretend balance, not real "
               "credits (`%kie4o demo off` for your KIE.AI balance)")
     elif classjoin.joined(host) == client.base_url:
-        # The class proxy answers with the student's remaining quota, counted in images.
-        print(f"kie4o: {balance:g} images left in your class quota ({client.base_url})")
+        # The class proxy answers with what the student has left (credits where the class
+        # counts them, else images); its /class/me says both.
+        left = classjoin.standing_now(client) or f"{balance:g} left in your class quota"
+        print(f"kie4o: {left} ({client.base_url})")
     else:
         from ..api.prices import active_prices, format_credits
         from .costviews import what_it_buys

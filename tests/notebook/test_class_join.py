@@ -123,8 +123,9 @@ def test_joining_asks_for_the_token_and_points_the_kernel_at_the_class(shell, se
     assert f"class            {proxy.url} (`%kie4o class off` to leave)" in table
     # Everything else is as before, with the class as the endpoint and the token as the key.
     text = all_text(run(shell, "%kie4o credits"))
-    assert f"kie4o: 17 images left in your class quota ({proxy.url})" in text
-    assert proxy.seen[-1] == ("/api/v1/chat/credit", f"Bearer {TOKEN}")
+    assert f"kie4o: 17 of 20 images left ({proxy.url})" in text
+    assert proxy.seen[-2:] == [("/api/v1/chat/credit", f"Bearer {TOKEN}"),
+                               ("/class/me", f"Bearer {TOKEN}")]
     assert TOKEN not in all_text(cap) + table + text
 
 
@@ -137,8 +138,8 @@ def test_a_class_survives_reload_ext_and_off_still_returns(shell, server, proxy,
                                            "`%kie4o class off` to leave.")
     assert joined_class(shell) == proxy.url
     text = all_text(run(shell, "%kie4o credits"))
-    assert "17 images left in your class quota" in text
-    assert proxy.seen[-1] == ("/api/v1/chat/credit", f"Bearer {TOKEN}")
+    assert "17 of 20 images left" in text
+    assert ("/api/v1/chat/credit", f"Bearer {TOKEN}") in proxy.seen[-2:]
     assert TOKEN not in all_text(cap) + text
     assert run(shell, "%kie4o class off").stdout.startswith(f"kie4o: left the class at "
                                                             f"{proxy.url}")
