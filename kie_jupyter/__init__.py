@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .api.models import GenerationRequest, TaskStatus
     from .engine.sweep import Sweep
     from .engine.task import Task, TaskError, TaskImage
-    from .pyapi import generate, models, provenance, resume, sweep
+    from .pyapi import generate, models, prices, provenance, resume, sweep
 
 # ``%load_ext kie_jupyter`` imports this package first: it must stay light (no requests, no
 # Pillow, no engine), so the public names below are imported on first use (PEP 562).
@@ -34,6 +34,7 @@ _LAZY = {
     "sweep": ".pyapi",
     "resume": ".pyapi",
     "models": ".pyapi",
+    "prices": ".pyapi",
     "provenance": ".pyapi",
     "KieClient": ".api.client",
     "KieError": ".api.errors",
@@ -46,7 +47,8 @@ _LAZY = {
     "TaskImage": ".engine.task",
 }
 
-__all__ = ["__version__", "generate", "sweep", "resume", "models", "provenance", "KieClient",
+__all__ = ["__version__", "generate", "sweep", "resume", "models", "prices", "provenance",
+           "KieClient",
            "KieError", "KieUsageError", "GenerationRequest", "TaskStatus", "Sweep", "Task",
            "TaskError", "TaskImage", "load_ipython_extension", "unload_ipython_extension"]
 

@@ -55,6 +55,7 @@ _SAVE_DIR = "kie4o_images"
 CONFIRM_OVER = 8
 #: A run estimated over this many credits (or of unknown price) needs ``--yes``.
 CONFIRM_OVER_CREDITS = 200.0
+PRICES = "`kie4o --show-prices` shows the table"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -187,8 +188,11 @@ def _confirm(plans: list[tuple[str, Plan]], yes: bool, demo: bool) -> None:
     """A sweep of more than :data:`CONFIRM_OVER` tasks needs ``--yes`` (a dry run does not)."""
     for where, plan in plans:
         try:
+            # Credits are checked on what will really be sent (_hold): a batch run again
+            # skips or follows its lines already paid for.
             plan.confirm(CONFIRM_OVER, yes, setting="kie4o's limit", how="add --yes",
-                         cost=plan.estimate(demo=demo) if plan.is_sweep else None)
+                         cost=plan.estimate(demo=demo) if plan.is_sweep else None,
+                         credits=False)
         except KieUsageError as exc:
             raise _option_error(f"{where}{exc}") from None
 
@@ -202,7 +206,7 @@ def _hold(tasks: Sequence[Task], args: argparse.Namespace, demo: bool) -> None:
                     sum(int(t.params.get("variants") or 1) for t in fresh),
                     active_prices().usd_per_credit, demo)
     cost.confirm(args.yes, how="add --yes", over_credits=CONFIRM_OVER_CREDITS,
-                 credits_setting="kie4o's limit")
+                 credits_setting="kie4o's limit", table=PRICES)
     cost.hold_to(max_credits=args.max_credits)
 
 
@@ -428,6 +432,14 @@ def _generate(args: argparse.Namespace) -> int:
     try:
         if args.dry_run:
             print("\n\n".join(plan.dry_run(client) for _, plan in plans))
+            if len(plans) > 1:  # a batch: the whole run's figures too
+                whole = [plan.estimate(demo=client.demo) for _, plan in plans]
+                run = PlanCost(tuple(c for w in whole for c in w.costs),
+                               tuple(m for w in whole for m in w.models),
+                               sum(w.images for w in whole), whole[0].usd_per_credit,
+                               client.demo)
+                print(f"\n(the whole batch: {run.counts()}; lines already done are skipped "
+                      "when it runs)")
             return EXIT_OK
         if not client.has_key:
             raise KieConfigError("no API key: set KIE_API_KEY", fix="key")

@@ -1,4 +1,4 @@
-"""The Python API: ``generate``, ``sweep``, ``resume``, ``models``, ``provenance``.
+"""The Python API: ``generate``, ``sweep``, ``resume``, ``models``, ``prices``, ``provenance``.
 
 A front end like the magic and the ``kie4o`` command: it builds the engine's plan
 (:mod:`kie_jupyter.engine.plan`) and runs its tasks. In a notebook with the extension loaded
@@ -15,6 +15,7 @@ from typing import Any
 
 from .api.client import KieClient
 from .api.errors import KieConfigError, KieUsageError
+from .api.prices import active_prices
 from .api.registry import MODELS, backend_for_task_id, describe
 from .engine.checks import check_save_dir, check_timeout
 from .engine.plan import Plan, Wanted, interrupt_report, make_plan
@@ -23,7 +24,7 @@ from .engine.sweep import Sweep
 from .engine.task import Task
 from .session import Session, active
 
-__all__ = ["generate", "sweep", "resume", "models", "provenance"]
+__all__ = ["generate", "sweep", "resume", "models", "prices", "provenance"]
 
 #: The session of a Python API used with no extension loaded (its demo server, its clients).
 _own = Session()
@@ -191,21 +192,23 @@ def sweep(
 def _gate(plan: Plan, client: KieClient, *, yes: bool, over: int,
           over_credits: float | None, max_credits: float | None) -> None:
     """The checks before paying (:meth:`Session.gate`), in the Python API's words."""
-    if max_credits is not None:
-        if isinstance(max_credits, bool) or not isinstance(max_credits, (int, float)) \
-                or not max_credits >= 0:
-            raise KieUsageError(f"max_credits: expected a number of credits ≥ 0, not "
-                                f"{max_credits!r}")
+    for name, value in (("max_credits", max_credits), ("confirm_over_credits", over_credits)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value >= 0):
+            raise KieUsageError(f"{name}: expected a number of credits ≥ 0, not {value!r}")
     _session().gate(plan, demo=client.demo, yes=yes, over=over, over_credits=over_credits,
                     max_credits=max_credits, setting="confirm_over",
                     credits_setting="confirm_over_credits", how="pass yes=True",
-                    budget="the session's budget (%config Kie4o.budget)")
+                    budget="the session's budget (%config Kie4o.budget)",
+                    table="kie_jupyter.prices() shows the table")
 
 
 def _tasks(plan: Plan, client: KieClient, timeout: float, save_dir: Any) -> list[Task]:
     tasks = plan.new_tasks(client, timeout=timeout, save_dir=save_dir,
                            history=_session().history())
-    _session().spend.add(tasks)
+    session = _session()
+    session.spend.add(tasks, budget=session.budget,
+                      setting="the session's budget (%config Kie4o.budget)")
     return tasks
 
 
@@ -230,6 +233,13 @@ def models() -> str:
     """KIE's image models this package knows: name, family, options and allowed values,
     and the doc page each was checked against."""
     return "\n".join(describe(spec) for spec in MODELS.values())
+
+
+def prices() -> str:
+    """KIE's prices in credits for each model (``unknown`` where KIE states none), each row
+    with the page it was read on and the date; a price file (``KIE_PRICES``,
+    ``%config Kie4o.prices``) overrides or extends them."""
+    return "\n".join(active_prices().lines())
 
 
 def provenance(path: str | os.PathLike[str]) -> dict[str, Any]:

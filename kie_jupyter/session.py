@@ -135,13 +135,13 @@ class Session:
 
     def gate(self, plan: Plan, *, demo: bool, yes: bool, over: int, over_credits: float | None,
              max_credits: float | None, setting: str, credits_setting: str, how: str,
-             budget: str) -> PlanCost:
+             budget: str, table: str = "`%kie4o prices` shows the table") -> PlanCost:
         """Every check a plan passes before it is paid for: the confirmation (tasks, credits,
         unknown prices; ``yes`` lifts it), then ``max_credits`` and this session's budget
         (``yes`` does not). One :class:`KieUsageError` with the figures; returns the estimate."""
         cost = plan.estimate(demo=demo)
         plan.confirm(over, yes, setting=setting, how=how, cost=cost, over_credits=over_credits,
-                     credits_setting=credits_setting)
+                     credits_setting=credits_setting, table=table)
         cost.hold_to(max_credits=max_credits, left=self.budget_left(), budget=budget)
         return cost
 

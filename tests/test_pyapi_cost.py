@@ -3,7 +3,8 @@ loaded: ``kie_jupyter.generate`` and ``sweep`` against a mock server.
 
 An unknown price and a call over ``confirm_over_credits`` need ``yes=True``; ``max_credits``
 and the session's budget refuse even with it; ``task.cost`` is the table's estimate until KIE
-reports what the task consumed; a task KIE failed is not charged; a demo call is never asked."""
+reports what the task consumed; a task KIE failed keeps its estimate (≈) unless KIE reports
+a figure; a demo call is never asked."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import kie_jupyter
 from kie_jupyter import KieClient, KieUsageError, TaskStatus, pyapi
 from kie_jupyter.api.prices import package_prices, use_prices
 from kie_jupyter.engine.plan import Wanted, make_plan
-from kie_jupyter.engine.spend import FAILED_NOT_CHARGED, REPORTED_SOURCE
+from kie_jupyter.engine.spend import REPORTED_SOURCE
 from kie_jupyter.fakeapi import TaskScript
 from kie_jupyter.session import Session, active
 from kie_jupyter.testing import MockKieServer
@@ -215,12 +216,20 @@ def test_a_reported_consumption_covers_an_unknown_price(reporting):
     assert task.cost.value == 3 and task.cost.basis == "reported"
 
 
-def test_a_market_task_kie_failed_costs_nothing(server):
+def test_a_market_task_kie_failed_keeps_its_estimate(server):
+    # Whether KIE charges a failure is not documented: the estimate stays, marked ≈.
     server.script_next_task(TaskScript(success_flag=3))
     task = kie_jupyter.generate("a fox", model="nano-banana-2-lite", client=client_for(server))
     assert task.status is TaskStatus.FAILED
-    assert task.cost.value == 0 and task.cost.source == FAILED_NOT_CHARGED
-    assert "not charged" in task.cost.source and task.cost.usd == 0
+    assert task.cost.value == 4 and task.cost.estimated and str(task.cost) == "≈ 4 credits"
+    assert "whether a failure is charged is not documented" in task.cost.source
+
+
+def test_a_task_kie_never_made_costs_nothing(server):
+    server.add_fault("createTask", code=422, msg="bad input")
+    task = kie_jupyter.generate("a fox", model="nano-banana-2-lite", client=client_for(server))
+    assert task.status is TaskStatus.FAILED and task.task_id is None
+    assert task.cost.value == 0 and "KIE made no task" in task.cost.source
 
 
 def test_a_failed_task_with_a_reported_zero_costs_nothing(reporting):
@@ -301,15 +310,40 @@ def test_the_budget_holds_across_calls(server, _own_session):
     assert task.status is TaskStatus.SUCCESS and _own_session.budget_left() == 0
 
 
-def test_a_task_kie_failed_gives_its_estimate_back_to_the_budget(server, _own_session):
+def test_a_failure_kie_reports_as_free_gives_its_estimate_back(reporting, _own_session):
     _own_session.budget = 6
-    server.script_next_task(TaskScript(success_flag=3))
+    reporting.script_next_task(TaskScript(success_flag=3))
     failed = kie_jupyter.generate("a fox", model="nano-banana-2-lite",
-                                  client=client_for(server))
+                                  client=client_for(reporting))
     assert failed.status is TaskStatus.FAILED and failed.cost.value == 0
-    assert _own_session.budget_left() == 6  # nothing was charged
-    task = kie_jupyter.generate("a fox", client=client_for(server))  # 6: fits
+    assert _own_session.budget_left() == 6  # KIE said: nothing consumed
+    task = kie_jupyter.generate("a fox", client=client_for(reporting))  # 6: fits
     assert task.status is TaskStatus.SUCCESS
+
+
+def test_two_threads_cannot_both_spend_the_last_credits(server, _own_session):
+    import threading
+
+    _own_session.budget = 10
+    client = client_for(server)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def pay() -> None:
+        barrier.wait()
+        try:
+            kie_jupyter.generate("a fox", client=client, wait=False)  # ≈ 6 each
+            outcomes.append("sent")
+        except KieUsageError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=pay) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert outcomes.count("sent") == 1, outcomes
+    assert any("credits left" in o for o in outcomes if o != "sent")
 
 
 def test_a_reported_consumption_settles_the_budget(reporting, _own_session):

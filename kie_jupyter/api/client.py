@@ -380,9 +380,8 @@ class KieClient:
         raw = answer.headers.get(NOTICE_HEADER)
         if not raw:
             return None
-        text = " ".join(redact(str(raw), self._api_key).split())
-        text = "".join(c for c in text if c.isprintable())[:200]
-        return text or None
+        text = "".join(c for c in " ".join(str(raw).split()) if c.isprintable())
+        return redact(text, self._api_key)[:200] or None
 
     def notice(self) -> str | None:
         """What the server said to the user with the last answer this thread received (a

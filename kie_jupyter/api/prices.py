@@ -33,12 +33,21 @@ from typing import Any, Literal
 from .errors import KieUsageError
 
 __all__ = ["Cost", "PriceRow", "PriceTable", "load_prices", "package_prices", "active_prices",
-           "use_prices", "estimate", "format_credits", "MATCHED_OPTIONS"]
+           "use_prices", "estimate", "format_credits", "format_usd", "usd_of", "MATCHED_OPTIONS"]
 
-#: The parameters a row's ``when`` may name.
-MATCHED_OPTIONS = ("mode", "size", "resolution", "quality")
+#: The parameters a row's ``when`` may name (``fallback``: ``on`` when 4o may fall back to
+#: another model).
+MATCHED_OPTIONS = ("mode", "size", "resolution", "quality", "fallback")
 FORMAT = "kie-jupyter prices 1"
 Basis = Literal["estimate", "reported"]
+
+
+def format_usd(value: float) -> str:
+    """``$0.03``, ``$0.025``, ``$1.22``: cents, and a third decimal where it says more."""
+    text = f"{value:,.3f}"
+    if text.endswith("0"):
+        text = text[:-1]
+    return f"${text}"
 
 
 def format_credits(value: float) -> str:
@@ -90,7 +99,7 @@ class Cost:
         if self.usd is None or self.demo:
             return text
         # Dollars are always approximate: KIE states prices in credits.
-        return f"{text} (≈ ${self.usd:,.2f})"
+        return f"{text} (≈ {format_usd(self.usd)})"
 
     def __str__(self) -> str:
         return self.short()
@@ -130,6 +139,24 @@ class PriceRow:
     note: str = ""
     #: The file the row came from (the package's table, or a user's).
     origin: str = ""
+    #: The date of the data itself, where the source is a dated copy (``checkedAt``).
+    data_date: str = ""
+
+    @property
+    def user(self) -> bool:
+        return self.origin != "package"
+
+    def dated(self) -> str:
+        """``data of 2026-10-09, read 2026-12-04`` (what is known of the dates)."""
+        parts = [f"data of {self.data_date}"] if self.data_date else []
+        parts.append(f"read {self.read or 'unknown'}")
+        return ", ".join(parts)
+
+    def covers(self, other: PriceRow) -> bool:
+        """Whether every request ``other`` matches, this row matches too (same model)."""
+        return self.model == other.model and all(
+            name in other.when and set(other.when[name]) <= set(values)
+            for name, values in self.when.items())
 
     def matches(self, options: Mapping[str, str | None]) -> bool:
         return all(options.get(name) in values for name, values in self.when.items())
@@ -155,11 +182,12 @@ class PriceTable:
     origins: tuple[str, ...] = ()
 
     def row_for(self, model: str, options: Mapping[str, str | None]) -> PriceRow | None:
-        """The most specific row matching ``model`` and ``options`` (later rows win ties)."""
+        """The row for ``model`` and ``options``: a user file's row before the package's,
+        then the most specific (later rows win ties)."""
         best: PriceRow | None = None
         for row in self.rows:
             if row.model == model and row.matches(options):
-                if best is None or len(row.when) >= len(best.when):
+                if best is None or (row.user, len(row.when)) >= (best.user, len(best.when)):
                     best = row
         return best
 
@@ -183,8 +211,7 @@ class PriceTable:
         return credits * self.usd_per_credit
 
     def _cite(self, row: PriceRow) -> str:
-        read = f", read {row.read}" if row.read else ""
-        return f"{row.source}{read}"
+        return f"{row.source} ({row.dated()})"
 
     def merged(self, other: PriceTable) -> PriceTable:
         """This table with ``other``'s rows after (so they win) and its USD rate if it has one."""
@@ -205,11 +232,11 @@ class PriceTable:
             price = ("unknown" if row.credits is None
                      else f"{format_credits(row.credits)} credits per {row.per}")
             usd = self.usd(row.credits)
-            dollars = f" (≈ ${usd:.4g})" if usd is not None else ""
+            dollars = f" (≈ {format_usd(usd)})" if usd is not None else ""
             note = f" — {row.note}" if row.note else ""
             out.append(f"{row.model:<18} {row.condition():<26} {price}{dollars}{note}")
-            out.append(f"{'':<18} source: {row.source}; read {row.read or 'unknown'}"
-                       + (f" [{row.origin}]" if row.origin != "package" else ""))
+            out.append(f"{'':<18} source: {row.source}; {row.dated()}"
+                       + (f" [{row.origin}]" if row.user else ""))
         if self.usd_per_credit is None:
             out.append("1 credit = $ unknown")
         else:
@@ -219,13 +246,15 @@ class PriceTable:
 
     def effective_rows(self) -> list[PriceRow]:
         """The rows in effect: a later row with the same model and conditions replaces an
-        earlier one (a user file overriding the package's)."""
+        earlier one, and a package row a user's row covers is left out."""
         seen: dict[tuple[str, str], PriceRow] = {}
         for row in self.rows:
             key = (row.model, json.dumps({k: list(v) for k, v in sorted(row.when.items())}))
             seen.pop(key, None)
             seen[key] = row
-        return list(seen.values())
+        users = [r for r in seen.values() if r.user]
+        return [r for r in seen.values()
+                if r.user or not any(u.covers(r) for u in users)]
 
 
 def price_inputs(params: Mapping[str, Any]) -> tuple[str, dict[str, str | None], int]:
@@ -234,16 +263,18 @@ def price_inputs(params: Mapping[str, Any]) -> tuple[str, dict[str, str | None],
     model = str(params.get("model") or "4o")
     files = params.get("files") or params.get("images") or ()
     options: dict[str, str | None] = {"mode": "edit" if files else "text"}
-    for name in MATCHED_OPTIONS[1:]:
+    for name in ("size", "resolution", "quality"):
         value = params.get(name)
         options[name] = None if value in (None, "") else str(value)
+    options["fallback"] = "on" if params.get("fallback") is True else None
     variants = params.get("variants")
     images = variants if isinstance(variants, int) and not isinstance(variants, bool) else 1
     return model, options, max(images, 1)
 
 
 def _describe(model: str, options: Mapping[str, str | None]) -> str:
-    given = [f"{k} {v}" for k, v in options.items() if v is not None and k != "mode"]
+    given = [("with --fallback" if k == "fallback" else f"{k} {v}")
+             for k, v in options.items() if v is not None and k != "mode"]
     mode = "edit" if options.get("mode") == "edit" else ""
     return " ".join([model, *([mode] if mode else []), *given])
 
@@ -265,9 +296,12 @@ def _row(raw: Any, n: int, origin: str) -> PriceRow:
     if "credits" not in raw:
         raise _fail(origin, where, "needs credits (a number, or null for unknown)")
     credits = raw["credits"]
+    if credits == "unknown":  # TOML has no null
+        credits = None
     if credits is not None and (isinstance(credits, bool) or not isinstance(credits, (int, float))
                                 or not math.isfinite(credits) or credits < 0):
-        raise _fail(origin, where, f"credits {credits!r} is not a number ≥ 0 or null")
+        raise _fail(origin, where, f"credits {credits!r} is not a number ≥ 0, null or "
+                                   '"unknown"')
     per = raw.get("per", "image")
     if per not in ("image", "task"):
         raise _fail(origin, where, f"per {per!r}: use image or task")
@@ -281,14 +315,15 @@ def _row(raw: Any, n: int, origin: str) -> PriceRow:
                                        f"{', '.join(MATCHED_OPTIONS)}")
         items = values if isinstance(values, list) else [values]
         if not items or any(v is not None and not isinstance(v, str) for v in items):
-            raise _fail(origin, where, f"when {name}: expected text values (null: not given)")
-        when[name] = tuple(items)
+            raise _fail(origin, where, f"when {name}: expected text values (null or "
+                                       '"default": not given)')
+        when[name] = tuple(None if v == "default" else v for v in items)
     source = raw.get("source")
     if not isinstance(source, str) or not source.strip():
         raise _fail(origin, where, "needs a source (the page the price was read on)")
     return PriceRow(model.strip(), None if credits is None else float(credits), per, when,
                     source.strip(), str(raw.get("read") or ""), str(raw.get("note") or ""),
-                    origin)
+                    origin, str(raw.get("data_date") or ""))
 
 
 def _parse(text: str, origin: str, toml: bool) -> Any:
@@ -377,6 +412,34 @@ def use_prices(path: str | os.PathLike[str] | None) -> PriceTable:
     return package_prices().merged(table)
 
 
+#: ``KIE_PRICES``'s file as last read: (path, mtime, size) → its table.
+_env_table: tuple[tuple[str, float, int], PriceTable] | None = None
+
+
+def _env_prices(path: str) -> PriceTable:
+    """``KIE_PRICES``'s table, read again only when the file changes; a file that breaks
+    after it was read keeps its last good table (a running task must not lose its cost)."""
+    global _env_table
+    try:
+        info = os.stat(Path(path).expanduser())
+        stamp = (path, info.st_mtime, info.st_size)
+    except OSError:
+        stamp = (path, -1.0, -1)
+    with _lock:
+        cached = _env_table
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        table = load_prices(path)
+    except KieUsageError:
+        if cached is not None and cached[0][0] == path:
+            return cached[1]
+        raise
+    with _lock:
+        _env_table = (stamp, table)
+    return table
+
+
 def active_prices() -> PriceTable:
     """The table in use: the package's, extended by :func:`use_prices`'s file or else by
     ``KIE_PRICES``."""
@@ -386,8 +449,16 @@ def active_prices() -> PriceTable:
         return package_prices().merged(override[1])
     env = os.environ.get("KIE_PRICES")
     if env:
-        return package_prices().merged(load_prices(env))
+        return package_prices().merged(_env_prices(env))
     return package_prices()
+
+
+def usd_of(credits: float | None) -> float | None:
+    """``credits`` in USD at the table in use; None when unknown (or the table unreadable)."""
+    try:
+        return active_prices().usd(credits)
+    except KieUsageError:
+        return None
 
 
 def estimate(params: Mapping[str, Any], *, demo: bool = False) -> Cost:

@@ -37,6 +37,9 @@ from .task import Task
 __all__ = ["Wanted", "PlannedTask", "Plan", "PlanCost", "make_plan", "resolve_inputs",
            "unescape_braces", "InterruptReport", "interrupt_report", "SWEEPABLE"]
 
+#: Where a notebook user sees the price table (each front end may say its own way).
+PRICES_HINT = "`%kie4o prices` shows the table"
+
 #: The options that may be given as several values (a sweep dimension), in axis order.
 SWEEPABLE = ("model", "size", "resolution", "quality")
 
@@ -128,10 +131,12 @@ class Plan:
 
     def confirm(self, over: int, yes: bool, *, setting: str, how: str,
                 cost: PlanCost | None = None, over_credits: float | None = None,
-                credits_setting: str = "confirm_over_credits") -> None:
+                credits_setting: str = "confirm_over_credits", credits: bool = True,
+                table: str = PRICES_HINT) -> None:
         """Refuse, unless ``yes``, a sweep of more than ``over`` tasks, then (given its
-        ``cost``) what :meth:`PlanCost.confirm` refuses: one line with the figures, saying how
-        to confirm (``how``: ``add --yes``…) and that nothing was sent."""
+        ``cost``, unless ``credits`` is False) what :meth:`PlanCost.confirm` refuses: one
+        line with the figures, saying how to confirm (``how``: ``add --yes``…) and that
+        nothing was sent."""
         if yes:
             return
         if self.is_sweep and self.task_count > over:
@@ -139,9 +144,9 @@ class Plan:
                                                                      self.image_count)
             raise KieUsageError(f"this sweep makes {counts}, more than {setting} = {over}: "
                                 f"{how} to send them (nothing was sent)")
-        if cost is not None:
+        if cost is not None and credits:
             cost.confirm(yes, how=how, over_credits=over_credits,
-                         credits_setting=credits_setting)
+                         credits_setting=credits_setting, table=table)
 
     def dry_run(self, client: KieClient) -> str:
         """Every request it would send (uploads named, the key masked) with its estimated
@@ -164,8 +169,9 @@ class Plan:
                           f"Authorization: Bearer {client.masked_key()}\n"
                           f"Content-Type: application/json\n\n{text}")
         count = f"{len(blocks)} requests" if len(blocks) > 1 else "1 request"
-        return "\n\n".join(blocks) + (f"\n\n(dry run: {count}, {self.image_count} images, "
-                                       f"{cost.text()}; nothing was sent)")
+        images = f"{self.image_count} image{'s' if self.image_count != 1 else ''}"
+        return "\n\n".join(blocks) + (f"\n\n(dry run: {count}, {images}, {cost.text()}; "
+                                       "nothing was sent)")
 
     def new_tasks(self, client: KieClient, *, timeout: float,
                   save_dir: str | os.PathLike[str] | Path | None = None,
@@ -250,7 +256,8 @@ class PlanCost:
         return f"{_counts(len(self.costs), self.images)}, {self.text()}"
 
     def confirm(self, yes: bool, *, how: str, over_credits: float | None = None,
-                credits_setting: str = "confirm_over_credits") -> None:
+                credits_setting: str = "confirm_over_credits",
+                table: str = PRICES_HINT) -> None:
         """Refuse, unless ``yes``, a paid plan holding an unknown price or estimated over
         ``over_credits``: one line with the figures (demo plans are never refused)."""
         if yes or self.demo or not self.costs:
@@ -259,7 +266,7 @@ class PlanCost:
             raise KieUsageError(
                 f"{_counts(len(self.costs), self.images)}: the price of "
                 f"{self.unknown_text()} is unknown ({self._why()}): {how} to send anyway "
-                "(nothing was sent; `%kie4o prices` shows the table)")
+                f"(nothing was sent; {table})")
         if over_credits is not None and self.total > over_credits:
             raise KieUsageError(
                 f"{self.counts()}, more than {credits_setting} = "

@@ -214,6 +214,7 @@ class TaskRunner:
                 return
             code = getattr(exc, "code", None)
             self.emit(status=TaskStatus.FAILED, queued_until=None,
+                      send_uncertain=self._maybe_sent(exc),
                       error=TaskError(code, self._explain(exc), getattr(exc, "fix", None)))
         except Exception as exc:  # never leave a task hanging in "generating"
             text = redact(f"{type(exc).__name__}: {exc}", self.client.secret_for_redaction())

@@ -1,10 +1,10 @@
 """What tasks cost and what has been spent: one rule for a task, a history entry and a session.
 
 A task's cost is what KIE reported it consumed (``creditsConsumed`` on the record, where KIE
-reports it), else our estimate from the price table, marked as an estimate. A task KIE failed
-is estimated at 0 (KIE's callback examples report ``consumeCredits`` 0 for a failed task); one
-stopped before it was sent cost nothing. A demo task shows what it would have cost and is
-never counted as spent.
+reports it), else our estimate from the price table, marked as an estimate — a task KIE failed
+too (whether a failure is charged is not documented; kie.ai/logs says). A task KIE never
+created (stopped before it was sent, or refused before it was made) cost nothing. A demo task
+shows what it would have cost and is never counted as spent.
 
 :class:`SessionSpend` adds up what a kernel session sent, for ``%config Kie4o.budget``;
 :func:`spend_report` sums a history for ``%kie4o spend``.
@@ -13,15 +13,16 @@ never counted as spent.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..api.errors import KieUsageError
 from ..api.models import TaskStatus
-from ..api.prices import Cost, active_prices, format_credits
+from ..api.prices import Cost, active_prices, format_credits, usd_of
 
 if TYPE_CHECKING:
     from .history import HistoryEntry
@@ -42,7 +43,7 @@ class Task(Protocol):
     def done(self) -> bool: ...
 
     @property
-    def stopped_before_sent(self) -> bool: ...
+    def never_created(self) -> bool: ...
 
     @property
     def estimated_cost(self) -> Cost: ...
@@ -54,14 +55,14 @@ class Task(Protocol):
 
     def unsubscribe(self, listener: Any) -> None: ...
 
-__all__ = ["task_cost", "entry_cost", "estimate_params", "SessionSpend", "SpendRow",
-           "spend_report", "spend_text", "sum_costs", "costs_text", "FAILED_NOT_CHARGED",
-           "REPORTED_SOURCE"]
 
-FAILED_NOT_CHARGED = ("KIE failed the task: not charged (KIE's callback examples report "
-                      "consumeCredits 0 for a failed task; kie.ai/logs is the record)")
+__all__ = ["task_cost", "entry_cost", "estimate_params", "SessionSpend", "SpendRow",
+           "spend_report", "spend_text", "sum_costs", "costs_text", "REPORTED_SOURCE"]
+
 REPORTED_SOURCE = "reported by KIE (creditsConsumed on the task's record)"
-_NEVER_SENT = "never sent: nothing charged"
+_NEVER_SENT = "KIE made no task: nothing charged"
+_FAILED = ("; KIE failed the task, and whether a failure is charged is not documented "
+           "(kie.ai/logs shows what was)")
 
 
 def estimate_params(params: Mapping[str, Any], *, demo: bool = False) -> Cost:
@@ -73,23 +74,23 @@ def estimate_params(params: Mapping[str, Any], *, demo: bool = False) -> Cost:
 
 
 def _cost(params: Mapping[str, Any], *, demo: bool, reported: float | None, failed_at_kie: bool,
-          never_sent: bool, estimate: Cost | None = None) -> Cost:
-    if never_sent:
+          never_created: bool, estimate: Cost | None = None) -> Cost:
+    if never_created:
         return Cost(0.0, "estimate", _NEVER_SENT, demo, 0.0)
     if reported is not None and not demo:
-        return Cost(reported, "reported", REPORTED_SOURCE, False, active_prices().usd(reported))
+        return Cost(reported, "reported", REPORTED_SOURCE, False, usd_of(reported))
+    cost = estimate if estimate is not None else estimate_params(params, demo=demo)
     if failed_at_kie and not demo:
-        return Cost(0.0, "estimate", FAILED_NOT_CHARGED, False, 0.0)
-    return estimate if estimate is not None else estimate_params(params, demo=demo)
+        return replace(cost, source=cost.source + _FAILED)
+    return cost
 
 
 def task_cost(task: Task) -> Cost:
     """What ``task`` costs (see the module's rule)."""
-    error = task.error
     return _cost(task.params, demo=task.demo, reported=task.reported_credits,
                  failed_at_kie=(task.status is TaskStatus.FAILED
-                                and getattr(error, "source", None) == "kie"),
-                 never_sent=task.stopped_before_sent, estimate=task.estimated_cost)
+                                and getattr(task.error, "source", None) == "kie"),
+                 never_created=task.never_created, estimate=task.estimated_cost)
 
 
 def entry_cost(entry: HistoryEntry) -> Cost:
@@ -101,15 +102,16 @@ def entry_cost(entry: HistoryEntry) -> Cost:
     params = {"model": entry.model, **entry.params} if entry.model else dict(entry.params)
     return _cost(params, demo=bool(entry.demo), reported=None,
                  failed_at_kie=entry.status == "failed" and entry.error_source == "kie",
-                 never_sent=False)
+                 never_created=False)
 
 
 class SessionSpend:
     """What a kernel session sent, in credits, for its budget.
 
-    Each task sent adds its estimate at once (so two cells cannot both spend the last
-    credits) and is settled when it ends (KIE's reported figure, 0 when KIE failed it).
-    Demo tasks are never added.
+    :meth:`add` checks the budget and holds each task's estimate in one step (so two cells
+    cannot both spend the last credits); a task is settled when its final status is heard
+    (KIE's reported figure where it reports one, 0 when KIE made no task). A task dropped
+    before it ended (never started) gives its estimate back. Demo tasks are never added.
     """
 
     def __init__(self) -> None:
@@ -117,26 +119,49 @@ class SessionSpend:
         self._settled = 0.0
         self._open: dict[int, float] = {}
 
-    def add(self, tasks: Iterable[Task]) -> None:
-        for task in tasks:
-            if task.demo:
-                continue
-            key = id(task)
+    def add(self, tasks: Sequence[Task], *, budget: float | None = None,
+            setting: str = "budget") -> None:
+        """Hold the estimates of ``tasks`` (about to be started); with a ``budget``, first
+        refuse in one line — nothing held — if they do not fit in what is left."""
+        paid = [t for t in tasks if not t.demo]
+        need = [t.cost.value or 0.0 for t in paid]
+        with self._lock:
+            if budget is not None and paid:
+                left = budget - self._settled - sum(self._open.values())
+                if sum(need) > left + 1e-9:
+                    raise KieUsageError(
+                        f"{setting}: {format_credits(max(left, 0.0))} credits left; this "
+                        f"needs ≈ {format_credits(sum(need))} credits (nothing was sent)")
+            for task, value in zip(paid, need, strict=True):
+                self._open[id(task)] = value
+        for task in paid:
+            self._follow(task)
+
+    def _follow(self, task: Task) -> None:
+        key = id(task)
+
+        def settle(t: Task) -> None:
+            # The status, not ``done``: listeners hear the final status a moment before
+            # the task is marked done, and hear nothing after.
+            if not t.status.finished:
+                return
+            try:
+                value = t.cost.value or 0.0
+            except Exception:  # a cost that cannot be worked out keeps the estimate held
+                return
             with self._lock:
-                self._open[key] = task.cost.value or 0.0
+                if self._open.pop(key, None) is not None:
+                    self._settled += value
+            t.unsubscribe(settle)
 
-            def settle(t: Task, key: int = key) -> None:
-                # The status, not ``done``: listeners hear the final status a moment
-                # before the task is marked done, and hear nothing after.
-                if t.status.finished:
-                    with self._lock:
-                        if self._open.pop(key, None) is not None:
-                            self._settled += t.cost.value or 0.0
-                    t.unsubscribe(settle)
+        # Dropped without ending (made, never started): give the estimate back.
+        weakref.finalize(task, self._drop, key)
+        task.subscribe(settle)
+        settle(task)
 
-            task.subscribe(settle)
-            if task.status.finished:
-                settle(task)
+    def _drop(self, key: int) -> None:
+        with self._lock:
+            self._open.pop(key, None)
 
     @property
     def spent(self) -> float:
@@ -197,16 +222,21 @@ def _created(iso: str) -> datetime:
 
 def _row(key: str, costs: Sequence[Cost]) -> SpendRow:
     return SpendRow(key, len(costs), sum(c.value or 0.0 for c in costs),
-                    sum(1 for c in costs if c.known and c.estimated and (c.value or 0) > 0),
+                    sum(1 for c in costs if c.known and c.estimated),
                     sum(1 for c in costs if not c.known))
 
 
 def spend_text(row: SpendRow) -> str:
-    """``≈ 96 credits (12 tasks; 3 unknown)`` — ``≈`` while any part is an estimate."""
-    approx = "≈ " if row.estimated else ""
-    unknown = f"; {row.unknown} of unknown price" if row.unknown else ""
+    """``≈ 96 credits (12 tasks)``; ``≈ 90 credits + unknown (12 tasks; 2 of unknown
+    price)``; ``unknown`` when no part is known. ``≈`` while any part is an estimate."""
     plural = "s" if row.tasks != 1 else ""
-    return f"{approx}{format_credits(row.credits)} credits ({row.tasks} task{plural}{unknown})"
+    unknown = f"; {row.unknown} of unknown price" if row.unknown else ""
+    counts = f"({row.tasks} task{plural}{unknown})"
+    if row.unknown == row.tasks and row.tasks:
+        return f"unknown {counts}"
+    approx = "≈ " if row.estimated or row.unknown else ""
+    more = " + unknown" if row.unknown else ""
+    return f"{approx}{format_credits(row.credits)} credits{more} {counts}"
 
 
 def sum_costs(costs: Sequence[Cost]) -> Cost:

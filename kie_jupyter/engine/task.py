@@ -284,6 +284,13 @@ class Task:
         return task_cost(self)
 
     @property
+    def never_created(self) -> bool:
+        """True when KIE made no task for this one: it ended before its request was taken
+        (stopped first, or refused), so nothing was charged."""
+        return (self.task_id is None and self.status.finished
+                and not self._send_uncertain)
+
+    @property
     def stopped_before_sent(self) -> bool:
         """True when the task was stopped before its request left: nothing was charged."""
         return (self.status is TaskStatus.STOPPED and self.task_id is None

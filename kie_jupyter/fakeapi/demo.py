@@ -89,7 +89,9 @@ class DemoServer:
         # Imported here: %load_ext stays fast unless demo mode is used.
         from .server import MockKieServer
 
+        # cost_per_image 0: demo mode never spends its pretend balance.
         self.server = MockKieServer(api_key=None, duration=_duration(), credits=1000.0,
+                                    cost_per_image=0.0,
                                     rate_limit=None, pack=pack).start()
         return self.server.url
 

@@ -89,7 +89,7 @@ def summary_lines(task: Task) -> list[str]:
     head = f"kie4o task {task.task_id or '(not submitted)'} — {task.status.value}{demo}"
     lines = [head, f"prompt: {task.prompt}"]
     lines.append(f"size {p.get('size', '?')} · variants {p.get('variants', '?')}"
-                 + (f" · {task.cost}" if not task.stopped_before_sent else ""))
+                 + (f" · {task.cost}" if not task.never_created else ""))
     if task.error:
         reason = with_hint(str(task.error), _fix_of(task), "notebook", task.task_id)
         lines.append(f"error: {reason}")
@@ -229,7 +229,7 @@ def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None) -> st
 def _cost_html(task: Task) -> str:
     """The task's cost in the header (``≈ 6 credits`` until KIE reports it), its source on
     hover; nothing for a task never sent."""
-    if task.stopped_before_sent:
+    if task.never_created:
         return ""
     cost = task.cost
     text = cost.short().replace(" (demo: not charged)", " · not charged")

@@ -138,7 +138,9 @@ class Kie4o(Magics):
         #: Made first: the shell's config (``%config Kie4o.output_dir`` before a reload, a
         #: profile's ``c.Kie4o``) sets the traits, and notifies, during ``__init__``.
         self.session = Session()
+        self._loading = True  # a bad price file in the config warns instead of failing
         super().__init__(shell=shell, **kwargs)
+        self._loading = False
         for name in _SESSION_SETTINGS:
             setattr(self.session, name, getattr(self, name))
         self.session.budget = self.budget
@@ -149,8 +151,15 @@ class Kie4o(Magics):
 
     @validate("prices")
     def _valid_prices(self, proposal: Any) -> Any:
-        """A price file is read when set: a bad one is refused in one line, changing nothing."""
-        _use_prices(proposal["value"])
+        """A price file is read when set: a bad one is refused in one line, changing nothing
+        (one from the config at load is a warning: the extension loads on KIE's table)."""
+        try:
+            _use_prices(proposal["value"])
+        except TraitError as exc:
+            if not getattr(self, "_loading", False):
+                raise
+            print(f"kie4o: {exc}; using KIE's prices from the package", file=sys.stderr)
+            return None
         return proposal["value"]
 
     @property
@@ -292,7 +301,11 @@ class Kie4o(Magics):
                     if self.poll_interval != Kie4o.poll_interval.default_value else None)
         tasks = plan.new_tasks(client, timeout=timeout, save_dir=save_dir,
                                history=self.history(), schedule=schedule, embed=self.embed)
-        self.session.spend.add(tasks)
+        try:  # the budget checked and held in one step (another cell may be paying too)
+            self.session.spend.add(tasks, budget=self.session.budget,
+                                   setting="%config Kie4o.budget")
+        except KieError as exc:
+            raise UsageError(str(exc)) from None
         if not plan.is_sweep:
             self._run_task(tasks[0], out=opts.out, wait=not opts.no_wait)
             return None

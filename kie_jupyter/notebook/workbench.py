@@ -89,7 +89,7 @@ def item_of_task(task: Any) -> Item:
         demo=task.demo, thumbs=thumbs,
         full=[(f"{task.task_id}_{n}.png", data) for n, data in images],
         parents=task.parents, urls=list(task.urls), saved_paths=list(task.saved_paths),
-        cost=None if task.stopped_before_sent else task.cost,
+        cost=None if task.never_created else task.cost,
     )
 
 

@@ -139,3 +139,59 @@ def test_records_read_what_kie_reports_it_consumed(field, value, expected):
     assert market.credits_consumed == fouro.credits_consumed == kontext.credits_consumed \
         == expected
     assert MarketRecord.from_api({"taskId": "t"}).credits_consumed is None
+
+
+def test_a_user_row_wins_over_more_specific_package_rows(tmp_path):
+    mine = tmp_path / "p.json"
+    mine.write_text(json.dumps({"rows": [
+        {"model": "4o", "credits": 5, "source": "contract"},
+        {"model": "nano-banana-pro", "when": {"resolution": "default"}, "credits": 15,
+         "source": "contract"}]}))
+    table = use_prices(mine)
+    assert table.estimate({"model": "4o"}).value == 5
+    assert table.estimate({"model": "4o", "files": ["u"]}).value == 5  # covers edits too
+    assert table.estimate({"model": "nano-banana-pro"}).value == 15
+    assert table.estimate({"model": "nano-banana-pro", "resolution": "4K"}).value == 24
+    shown = table.effective_rows()
+    # The package's 4o rows are covered by the user's: only the user's is listed.
+    assert [r.source for r in shown if r.model == "4o"] == ["contract"]
+    assert len([r for r in shown if r.model == "nano-banana-pro"]) == 3
+
+
+def test_a_toml_file_can_say_unknown(tmp_path):
+    mine = tmp_path / "p.toml"
+    mine.write_text('[[rows]]\nmodel = "4o"\ncredits = "unknown"\nsource = "not sure"\n')
+    assert use_prices(mine).estimate({"model": "4o"}).value is None
+
+
+def test_kie_prices_broken_after_it_was_read_keeps_the_last_good_table(tmp_path, monkeypatch):
+    mine = tmp_path / "p.json"
+    mine.write_text(json.dumps({"rows": [{"model": "qwen-image", "credits": 3,
+                                          "source": "s"}]}))
+    monkeypatch.setenv("KIE_PRICES", str(mine))
+    assert active_prices().estimate({"model": "qwen-image"}).value == 3
+    mine.write_text("{not json")  # a running task must not lose its cost
+    assert active_prices().estimate({"model": "qwen-image"}).value == 3
+    monkeypatch.setenv("KIE_PRICES", str(tmp_path / "other.json"))
+    with pytest.raises(KieUsageError, match="cannot read"):
+        active_prices()  # a new file that cannot be read is refused (before sending)
+
+
+def test_the_4o_fallback_has_no_confirmed_price():
+    cost = package_prices().estimate({"model": "4o", "fallback": True})
+    assert cost.value is None and "fallback" in cost.what
+
+
+def test_a_class_notice_is_one_clean_line_and_never_the_key():
+    from kie_jupyter.api.client import KieClient, _Answer
+
+    key = "sk-secret-token-123456"
+    client = KieClient(key, base_url="http://127.0.0.1:9")
+    try:
+        raw = "you have used\n160 of 200 credits " + key[:10] + "\xad" + key[10:]
+        notice = client._notice_of(_Answer(200, "OK", {"X-Kie-Class-Notice": raw}, b""))
+        assert notice is not None and key not in notice and "\n" not in notice
+        assert notice.startswith("you have used 160 of 200 credits")
+        assert client._notice_of(_Answer(200, "OK", {}, b"")) is None
+    finally:
+        client.close()

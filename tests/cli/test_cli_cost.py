@@ -257,14 +257,26 @@ def test_a_reported_consumption_replaces_the_estimate(reporting, tmp_path):
     assert entry.cost["source"] == REPORTED_SOURCE and entry.cost["demo"] is False
 
 
-def test_a_task_kie_failed_is_not_charged(server, tmp_path):
+def test_a_task_kie_failed_keeps_its_estimate(server, tmp_path):
     done = kie4o(server, tmp_path, "a fox [mock:fail]", "--model", "nano-banana-2-lite")
     assert done.returncode == 1, done.stderr
     (line,) = task_lines(done.stdout)
-    assert "[≈ 0 credits]" in line
+    assert "[≈ 4 credits]" in line
     (entry,) = history(tmp_path).entries()
     assert entry.status == "failed" and entry.cost is not None
-    assert entry.cost["value"] == 0 and "not charged" in entry.cost["source"]
+    assert entry.cost["value"] == 4 and entry.cost["basis"] == "estimate"
+    assert "not documented" in entry.cost["source"]
+
+
+def test_a_batch_run_again_asks_nothing_for_lines_already_done(server, tmp_path):
+    batch = tmp_path / "b.txt"
+    batch.write_text("a fox\nan owl\n")
+    first = kie4o(server, tmp_path, "--batch", str(batch), "--model", "qwen-image", "--yes")
+    assert first.returncode == 0, first.stderr
+    again = kie4o(server, tmp_path, "--batch", str(batch), "--model", "qwen-image")
+    assert again.returncode == 0, again.stderr  # nothing new to send: nothing to confirm
+    assert "2 skipped" in again.stdout
+    assert len(server.requests_to("createTask")) == 2
 
 
 def test_a_history_records_the_cost_of_every_task_of_a_mixed_run(reporting, tmp_path):

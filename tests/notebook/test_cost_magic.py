@@ -217,3 +217,40 @@ def test_prices_shows_the_table_with_sources_and_a_user_file_overrides_it(shell,
 def test_credits_says_what_the_balance_buys(shell, server):
     text = text_of(cell(shell, "%kie4o credits"))
     assert "100 credits — ≈ 16 images of 4o at 6 credits each" in text
+
+
+def test_a_bad_price_file_in_the_config_warns_and_the_extension_loads(server, tmp_path):
+    from kie_jupyter.testing.shell import TestingShell
+
+    sh = TestingShell.instance()
+    sh.config.pop("Kie4o", None)
+    sh.config.Kie4o.prices = str(tmp_path / "missing.json")
+    try:
+        with capture_output() as cap:
+            result = sh.run_cell("%load_ext kie_jupyter")
+        assert result.error_in_exec is None
+        assert "kie4o: prices: cannot read" in cap.stderr
+        cap = cell(sh, "%%kie4o --dry-run\na fox")
+        assert "# ≈ 6 credits" in text_of(cap)  # KIE's table from the package
+    finally:
+        sh.config.pop("Kie4o", None)
+        with capture_output():
+            sh.run_cell("%unload_ext kie_jupyter")
+
+
+def test_spend_never_shows_an_unknown_price_as_a_figure(shell, server):
+    cell(shell, "%%kie4o --model qwen-image --yes\na fox")
+    assert "unknown (1 task; 1 of unknown price)" in text_of(cell(shell, "%kie4o spend"))
+    cell(shell, "%%kie4o\nan owl")
+    assert "≈ 6 credits + unknown (2 tasks; 1 of unknown price)" in text_of(
+        cell(shell, "%kie4o spend"))
+
+
+def test_demo_mode_never_spends_its_pretend_balance(shell, server):
+    cell(shell, "%kie4o demo")
+    try:
+        before = text_of(cell(shell, "%kie4o credits"))
+        cell(shell, "%%kie4o -n 4\na fox")
+        assert text_of(cell(shell, "%kie4o credits")) == before
+    finally:
+        cell(shell, "%kie4o demo off")
