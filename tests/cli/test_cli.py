@@ -206,11 +206,12 @@ def test_demo_results_and_credits_say_demo(tmp_path, monkeypatch, capsys):
 
 
 def test_fallback_and_callback_reach_the_request(kie_mock, tmp_path):
+    # --yes: a fallback's price is unknown, so kie4o asks first.
     assert main(["a fox", "--fallback", "--callback", "https://example.com/hook",
-                 "--save", str(tmp_path)]) == 0
+                 "--save", str(tmp_path), "--yes"]) == 0
     # --fallback right before the prompt: the default model, and the prompt stays a prompt.
-    assert main(["--fallback", "a cat", "--save", str(tmp_path)]) == 0
-    assert main(["--fallback", "GPT_IMAGE_1", "a dog", "--save", str(tmp_path)]) == 0
+    assert main(["--fallback", "a cat", "--save", str(tmp_path), "--yes"]) == 0
+    assert main(["--fallback", "GPT_IMAGE_1", "a dog", "--save", str(tmp_path), "--yes"]) == 0
     bodies = [r.json for r in kie_mock.requests_to("generate")]
     assert bodies[0]["enableFallback"] is True and bodies[0]["fallbackModel"] == "FLUX_MAX"
     assert bodies[0]["callBackUrl"] == "https://example.com/hook"

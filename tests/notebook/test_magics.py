@@ -76,7 +76,8 @@ def test_cell_generates_and_binds_task(shell, server):
 
 
 def test_every_api_option_reaches_the_body(shell, server):
-    run(shell, "%%kie4o -s 2:3 -n 4 -e --fallback GPT_IMAGE_1 --callback https://cb.example/x\n"
+    run(shell, "%%kie4o -s 2:3 -n 4 -e --fallback GPT_IMAGE_1 --callback https://cb.example/x"
+               " --yes\n"
                "a cat")
     body = sent(server, "generate")[0].json
     assert body == {
@@ -87,7 +88,7 @@ def test_every_api_option_reaches_the_body(shell, server):
 
 
 def test_fallback_without_model_uses_flux(shell, server):
-    run(shell, "%%kie4o --fallback\na cat")
+    run(shell, "%%kie4o --fallback --yes\na cat")  # a fallback's price is unknown: it asks
     assert sent(server, "generate")[0].json["fallbackModel"] == "FLUX_MAX"
 
 
