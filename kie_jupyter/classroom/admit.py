@@ -34,6 +34,8 @@ class Charge:
     credits: float | None
     model: str
     cost: Cost
+    #: The budget period the reservation was taken in (set once reserved).
+    period: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,9 @@ def charge_for(ledger: Ledger, student: Student, path: str, data: Mapping[str, A
                             f"{', '.join(allowed)}) — ask your teacher (nothing was charged)")
     cost = estimate_submit(path, data)
     if cost.value is None and _has_budget(student, policy):
-        return Refused(402, f"the class has a credit budget and the price of "
+        whose = "your class budget" if student.budget(policy) is not None else \
+            "the class's budget"
+        return Refused(402, f"{whose} is in credits and the price of "
                             f"{describe(path, data)} is unknown — ask your teacher")
     return Charge(images, cost.value, model, cost)
 

@@ -54,6 +54,7 @@ def build_app(proxy: ClassProxy, *, prefix: str = "") -> Starlette:
         Route("/teacher/pause", teacher.pause, methods=["POST"]),
         Route("/teacher/logout", teacher.logout, methods=["POST"]),
         Route("/teacher/use.csv", teacher.use_csv, methods=["GET"]),
+        Route("/teacher/spend.csv", teacher.spend_csv, methods=["GET"]),
     ]
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     if prefix:

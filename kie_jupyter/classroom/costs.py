@@ -79,9 +79,12 @@ def params_of(path: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """Our parameters for a checked submit body (what :meth:`PriceTable.estimate` reads)."""
     if path == GENERATE_PATH:
         variants = body.get("nVariants", 1)
-        return {"model": "4o", "size": body.get("size") or "1:1",
-                "variants": variants if isinstance(variants, int) else 1,
-                "files": _files(body, ("filesUrl", "fileUrl", "maskUrl"))}
+        # images_asked checked it is one of 1, 2, 4 (4.0 included): price what is sent.
+        count = int(variants) if isinstance(variants, (int, float)) \
+            and not isinstance(variants, bool) else 1
+        return {"model": "4o", "size": body.get("size") or "1:1", "variants": count,
+                "files": _files(body, ("filesUrl", "fileUrl", "maskUrl")),
+                "fallback": body.get("enableFallback") is True}
     model = model_of(path, body)
     given = body.get("input") if path == CREATE_TASK_PATH else body
     if not isinstance(given, Mapping):
@@ -111,6 +114,9 @@ def estimate_submit(path: str, body: Mapping[str, Any]) -> Cost:
 
 
 def describe(path: str, body: Mapping[str, Any]) -> str:
-    """``qwen-image``, ``4o (edit)``: the model a price is asked for, in one phrase."""
+    """``qwen-image``, ``4o (edit)``, ``4o (with fallback)``: the model a price is asked
+    for, in one phrase."""
     params = params_of(path, body)
-    return f"{params['model']} (edit)" if params.get("files") else str(params["model"])
+    extra = [w for w, on in (("edit", params.get("files")),
+                             ("with fallback", params.get("fallback"))) if on]
+    return f"{params['model']} ({', '.join(extra)})" if extra else str(params["model"])

@@ -107,10 +107,10 @@ def images_asked(path: str, body: Mapping[str, Any]) -> int:
     _no_case_twins(body, ("nVariants", "model", "input"))
     if path == GENERATE_PATH:
         value = body.get("nVariants", 1)
-        if isinstance(value, bool) or value not in VARIANTS:
+        if not isinstance(value, int) or isinstance(value, bool) or value not in VARIANTS:
             raise ValueError(f"nVariants: {value!r} is not one of "
                              f"{', '.join(map(str, VARIANTS))}")
-        return int(value)
+        return value
     model = body.get("model")
     allowed = _ALLOWED_MODELS[path]
     if not isinstance(model, str) or model not in allowed:

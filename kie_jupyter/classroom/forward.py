@@ -16,7 +16,7 @@ import math
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -296,9 +296,11 @@ class ClassProxy:
         charge = charge_for(self.ledger, student, path, data, images)
         if isinstance(charge, Refused):
             return refusal(charge.code, charge.msg)
-        if not self.ledger.reserve(student.id, images, charge.credits):
+        period = self.ledger.reserve_for(student.id, images, charge.credits)
+        if period is None:
             why = why_not_reserved(self.ledger, student, charge)
             return refusal(why.code, why.msg)
+        charge = replace(charge, period=period)
         for attempt in range(1, _SUBMIT_TRIES + 1):
             turn = await self._turn(student, charge, deadline)
             if isinstance(turn, Response):
@@ -315,7 +317,7 @@ class ClassProxy:
                                           pool=max(left, 0.1)))
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection, so the request never left: nothing made, nothing charged.
-                self.ledger.release(student.id, images, charge.credits)
+                self.ledger.release(student.id, images, charge.credits, charge.period)
                 return self._unreachable(exc, "submit")
             except httpx.HTTPError as exc:
                 # It may have arrived and made a task we cannot name: keep the images
@@ -344,21 +346,21 @@ class ClassProxy:
                 raise Overloaded(max(1, math.ceil(self.fair.per / 2)))
             grant = await self.fair.acquire(student.id, max_wait=min(self.fair.max_wait, left))
         except Overloaded as exc:
-            self.ledger.release(student.id, charge.images, charge.credits)
+            self.ledger.release(student.id, charge.images, charge.credits, charge.period)
             return refusal(429, f"the class is busy: retry in {exc.retry_after} s",
                            retry_after=exc.retry_after)
         except BaseException:
-            self.ledger.release(student.id, charge.images, charge.credits)
+            self.ledger.release(student.id, charge.images, charge.credits, charge.period)
             raise
         try:
             now = self.ledger.student(student.id)
         except BaseException:
             self.fair.settle(grant)  # not sent
-            self.ledger.release(student.id, charge.images, charge.credits)
+            self.ledger.release(student.id, charge.images, charge.credits, charge.period)
             raise
         if self.ledger.paused or now is None or now.revoked:
             self.fair.settle(grant)  # not sent
-            self.ledger.release(student.id, charge.images, charge.credits)
+            self.ledger.release(student.id, charge.images, charge.credits, charge.period)
             if self.ledger.paused:
                 return refusal(403, "the class is paused by your teacher — try again later "
                                     "(nothing was charged)")
@@ -374,7 +376,8 @@ class ClassProxy:
         task_id = _task_id(envelope)
         if task_id is not None:
             self.ledger.record_task(task_id, student.id, path, images, prompt_of(data),
-                                    model=charge.model, credits=charge.credits)
+                                    model=charge.model, credits=charge.credits,
+                                    period=charge.period)
             log.info("%s: %s → task %s (%d image(s), %s)", student.name, path, task_id,
                      images, charge.cost.short())
             return self._passthrough(answer, notice(self.ledger, student.id))
@@ -383,7 +386,7 @@ class ClassProxy:
             log.warning("%s: %s answered HTTP %d without KIE's envelope; %d image(s) kept "
                         "reserved", student.name, path, answer.status_code, images)
             return self._passthrough(answer)
-        self.ledger.release(student.id, charge.images, charge.credits)
+        self.ledger.release(student.id, charge.images, charge.credits, charge.period)
         log.info("%s: %s refused by KIE (code %s)", student.name, path, envelope.get("code"))
         if envelope.get("code") == 402:
             return refusal(402, "the class's KIE account is out of credits — tell your "
@@ -420,14 +423,16 @@ class ClassProxy:
             record = endpoint.record(data, task_id)
         except Exception:  # a malformed record settles nothing; the student's client says so
             return
-        if record.failed and self.ledger.task_failed(task_id):
-            log.info("task %s failed at KIE: images and credits given back", task_id)
+        # Every family's record has it (None where KIE does not report it).
+        consumed = getattr(record, "credits_consumed", None)
+        reported = (float(consumed) if isinstance(consumed, (int, float))
+                    and not isinstance(consumed, bool) else None)
+        if record.failed and self.ledger.task_failed(task_id, reported):
+            log.info("task %s failed at KIE: images given back, and credits%s", task_id,
+                     "" if reported is None else f" less the {reported:g} KIE reported")
         elif record.succeeded and record.urls:  # 4o may say SUCCESS a poll before its URLs
             self.ledger.task_succeeded(task_id, record.urls)
-            # Every family's record has it (None where KIE does not report it).
-            reported = getattr(record, "credits_consumed", None)
-            if isinstance(reported, (int, float)) and not isinstance(reported, bool) \
-                    and self.ledger.task_reported(task_id, float(reported)):
+            if reported is not None and self.ledger.task_reported(task_id, reported):
                 log.info("task %s: KIE reported %s credits", task_id, reported)
 
     async def _download(self, path: str, endpoint: Endpoint, student: Student,

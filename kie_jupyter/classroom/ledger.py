@@ -45,6 +45,8 @@ __all__ = ["Ledger", "Student", "TaskRow", "ModelSpend", "LedgerError", "Student
 
 _student = student_of
 _task = task_of
+#: A task whose credits count as spent: not failed, or failed with a figure KIE reported.
+_PAID = "(state != 'failed' OR credits_basis = 'reported')"
 
 class LedgerError(ValueError):
     """A teacher's command that cannot be done (unknown student, a name taken, bad quota)."""
@@ -343,6 +345,8 @@ class Ledger:
             if stored == now:
                 return False
             mode, _, since = stored.partition(":")
+            if now and mode == policy.reset and key < since:
+                return False  # the clock stepped back: stay in the later period
             # Only a later period of the same kind resets; turning a reset on, off or
             # to another kind starts counting from here.
             zero = bool(now) and mode == policy.reset and key > since
@@ -358,29 +362,37 @@ class Ledger:
     # -- quota and credits --------------------------------------------------------------------
 
     def reserve(self, student_id: str, images: int, credits: float | None = None) -> bool:
+        """:meth:`reserve_for`, as a yes or no."""
+        return self.reserve_for(student_id, images, credits) is not None
+
+    def reserve_for(self, student_id: str, images: int,
+                    credits: float | None = None) -> str | None:
         """Take ``images`` from the student's quota and ``credits`` (an estimate; None:
-        unknown, not counted) from their budget and the class's, atomically; False when any
-        would not fit (nothing taken)."""
+        unknown, not counted) from their budget and the class's, atomically: the budget
+        period they were taken in, or None when any would not fit (nothing taken)."""
         with self._tx() as db:
             row = db.execute("SELECT * FROM students WHERE id = ?", (student_id,)).fetchone()
             if row is None or row["revoked"] or row["used"] + images > row["quota"]:
-                return False
+                return None
             if credits:
                 policy = self._policy(db)
                 budget = _student(row).budget(policy)
                 if budget is not None and row["credits_used"] + credits > budget + EPSILON:
-                    return False
+                    return None
                 if policy.class_credits is not None and \
                         self._class_used(db) + credits > policy.class_credits + EPSILON:
-                    return False
+                    return None
             db.execute("UPDATE students SET used = used + ?, credits_used = credits_used + ? "
                        "WHERE id = ?", (images, credits or 0.0, student_id))
-        return True
+            return self._period(db)
 
-    def release(self, student_id: str, images: int, credits: float | None = None) -> None:
-        """Give back images (and credits) reserved for a request that made no task."""
+    def release(self, student_id: str, images: int, credits: float | None = None,
+                period: str | None = None) -> None:
+        """Give back images (and credits) reserved for a request that made no task — only
+        to the period that paid them (``period``, from :meth:`reserve_for`)."""
         with self._tx() as db:
-            self._give_back(db, student_id, images, credits)
+            if period is None or period == self._period(db):
+                self._give_back(db, student_id, images, credits)
 
     @staticmethod
     def _give_back(db: sqlite3.Connection, student_id: str, images: int,
@@ -403,14 +415,15 @@ class Ledger:
 
     def record_task(self, task_id: str, student_id: str, endpoint: str, images: int,
                     prompt: str, *, model: str | None = None,
-                    credits: float | None = None) -> None:
-        """Keep a task KIE made, with what was reserved for it in this period."""
+                    credits: float | None = None, period: str | None = None) -> None:
+        """Keep a task KIE made, with what was reserved for it and in which period
+        (``period`` from :meth:`reserve_for`; else the current one)."""
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO tasks (task_id, student_id, endpoint, images, "
                        "prompt, created, model, credits, period) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (task_id, student_id, endpoint, images, prompt[:2000], time.time(),
-                        model, credits, self._period(db)))
+                        model, credits, self._period(db) if period is None else period))
 
     @staticmethod
     def _period(db: sqlite3.Connection) -> str:
@@ -421,9 +434,10 @@ class Ledger:
         row = self._one("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
         return _task(row) if row else None
 
-    def task_failed(self, task_id: str) -> bool:
+    def task_failed(self, task_id: str, reported: float | None = None) -> bool:
         """Mark a running task failed and give its images and credits back (once, and only
-        to the period that paid them); True if it was running."""
+        to the period that paid them) — its credits less what KIE ``reported`` it consumed,
+        where it did; True if it was running."""
         with self._tx() as db:
             row = db.execute("SELECT * FROM tasks WHERE task_id = ? AND state = 'running'",
                              (task_id,)).fetchone()
@@ -431,8 +445,16 @@ class Ledger:
                 return False
             db.execute("UPDATE tasks SET state = 'failed', finished = ? WHERE task_id = ?",
                        (time.time(), task_id))
+            held = row["credits"] or 0.0
+            if reported is not None:
+                db.execute("UPDATE tasks SET credits = ?, credits_basis = 'reported' "
+                           "WHERE task_id = ?", (reported, task_id))
             if row["period"] == self._period(db):
-                self._give_back(db, row["student_id"], row["images"], row["credits"])
+                back = held if reported is None else held - reported
+                self._give_back(db, row["student_id"], row["images"], max(back, 0.0))
+                if back < 0:  # KIE reported more than was held
+                    db.execute("UPDATE students SET credits_used = credits_used + ? "
+                               "WHERE id = ?", (-back, row["student_id"]))
         return True
 
     def task_succeeded(self, task_id: str, urls: Sequence[str]) -> bool:
@@ -474,9 +496,9 @@ class Ledger:
         rows = self._all(
             "SELECT COALESCE(model, '(not recorded)') AS model, COUNT(*) AS tasks, "
             "SUM(CASE WHEN state != 'failed' THEN images ELSE 0 END) AS images, "
-            "SUM(CASE WHEN state != 'failed' THEN COALESCE(credits, 0) ELSE 0 END) AS credits, "
-            "SUM(CASE WHEN state != 'failed' AND credits IS NULL THEN 1 ELSE 0 END) AS unknown, "
-            "MAX(CASE WHEN state != 'failed' AND credits IS NOT NULL "
+            f"SUM(CASE WHEN {_PAID} THEN COALESCE(credits, 0) ELSE 0 END) AS credits, "
+            f"SUM(CASE WHEN {_PAID} AND credits IS NULL THEN 1 ELSE 0 END) AS unknown, "
+            f"MAX(CASE WHEN {_PAID} AND credits IS NOT NULL "
             "AND credits_basis != 'reported' THEN 1 ELSE 0 END) AS estimated "
             f"FROM tasks {where} GROUP BY 1 ORDER BY credits DESC, model", args)
         return [ModelSpend(r["model"], r["tasks"], r["images"] or 0, float(r["credits"] or 0),
@@ -489,6 +511,12 @@ class Ledger:
             sql += " LIMIT ?"
             args.append(limit)
         return [_task(r) for r in self._all(sql, args)]
+
+    def credits_overall(self) -> dict[str, float]:
+        """What each student has spent in every period (their tasks' credits)."""
+        rows = self._all(f"SELECT student_id, SUM(CASE WHEN {_PAID} THEN COALESCE(credits, 0) "
+                         "ELSE 0 END) AS c FROM tasks GROUP BY student_id")
+        return {r["student_id"]: float(r["c"] or 0) for r in rows}
 
     def task_counts(self) -> dict[str, int]:
         rows = self._all("SELECT student_id, COUNT(*) AS n FROM tasks GROUP BY student_id")

@@ -158,7 +158,8 @@ class TeacherPage:
 <form method=post action="{escape(self._url(request, '/pause'))}">
 <input type=hidden name=csrf value="{csrf}"><input type=hidden name=paused
 value="{'0' if paused else '1'}"><button id=pause type=submit>{toggle}</button></form>
-<a href="{escape(self._url(request, '/use.csv'))}" download>Download use (CSV)</a>
+<a href="{escape(self._url(request, '/use.csv'))}" download>Download use (CSV)</a> ·
+<a href="{escape(self._url(request, '/spend.csv'))}" download>spend per model (CSV)</a>
 <form method=post action="{escape(self._url(request, '/logout'))}">
 <input type=hidden name=csrf value="{csrf}"><button type=submit>Sign out</button></form>
 <table id=students><thead><tr><th>Student</th><th>Images used / quota</th>
@@ -308,25 +309,54 @@ aria-label="credits to add for {escape(s.name)}"><button type=submit>Add credits
         answer.delete_cookie(_COOKIE, path=self._url(request, ""))
         return answer
 
-    async def use_csv(self, request: Request) -> Response:
+    def _csv_refused(self, request: Request) -> Response | None:
+        """A CSV is for the signed-in teacher, or a script with the teacher token."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if self._session(request) is None and not (scheme.lower() == "bearer"
                                                    and self._token_ok(token)):
             return _page("Refused", "<p>Sign in as the teacher first.</p>", 401)
+        return None
+
+    async def use_csv(self, request: Request) -> Response:
+        refused = self._csv_refused(request)
+        if refused is not None:
+            return refused
         counts = self.ledger.task_counts()
+        overall = self.ledger.credits_overall()
         out = io.StringIO()
         writer = csv.writer(out)
         policy = self.ledger.policy()
         writer.writerow(["student", "hub_user", "quota", "used", "remaining", "tasks",
                          "revoked", "credits_budget", "credits_used", "credits_remaining",
-                         "expires"])
+                         "expires", "credits_overall"])
         for s in self.ledger.students():
             budget, left = s.budget(policy), s.credits_left(policy)
             writer.writerow([_cell(s.name), int(s.hub), s.quota, s.used, s.remaining,
                              counts.get(s.id, 0), int(s.revoked), _number(budget),
-                             _number(s.credits_used), _number(left), s.expires or ""])
-        return Response(out.getvalue(), media_type="text/csv", headers={
-            "Content-Disposition": 'attachment; filename="class-use.csv"', **_HEADERS})
+                             _number(s.credits_used), _number(left), s.expires or "",
+                             _number(overall.get(s.id, 0.0))])
+        return _csv(out.getvalue(), "class-use.csv")
+
+    async def spend_csv(self, request: Request) -> Response:
+        """Spend per model, this period and overall: model, tasks, images, credits, whether
+        part is an estimate, and how many tasks have no known price."""
+        refused = self._csv_refused(request)
+        if refused is not None:
+            return refused
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["period", "model", "tasks", "images", "credits", "estimated",
+                         "unknown_price_tasks"])
+        for label, period in (("this period", self.ledger.period()), ("overall", None)):
+            for m in self.ledger.spend_by_model(period):
+                writer.writerow([label, _cell(m.model), m.tasks, m.images,
+                                 _number(m.credits), int(m.estimated), m.unknown])
+        return _csv(out.getvalue(), "class-spend.csv")
+
+
+def _csv(text: str, name: str) -> Response:
+    return Response(text, media_type="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{name}"', **_HEADERS})
 
 
 def _recent(task: TaskRow) -> str:

@@ -162,8 +162,8 @@ def test_an_unknown_price_is_refused_only_under_a_credit_budget(make_proxy, ledg
     token = ledger.add_student("ada", 5)
     refused = market(proxy.url, token, "qwen/text-to-image")
     assert refused.status_code == 402 and refused.json()["msg"] == (
-        "the class has a credit budget and the price of qwen-image is unknown — ask your "
-        "teacher")
+        "the class's budget is in credits and the price of qwen-image is unknown — ask "
+        "your teacher")
     edit = submit(proxy.url, token, filesUrl=["https://example.com/a.png"])
     assert "the price of 4o (edit) is unknown" in edit.json()["msg"]
     assert not kie.requests_to("createTask") and not kie.requests_to("generate")
@@ -357,8 +357,8 @@ def test_the_teacher_page_shows_spend_per_model_and_adds_credits(make_proxy, led
         assert stale.status_code == 403 and ledger.student_named("Ada <b>").credits == 250
         rows = list(csv.DictReader(io.StringIO(page.get("/teacher/use.csv").text)))
     by_name = {r["student"]: r for r in rows}
-    assert list(rows[0])[-4:] == ["credits_budget", "credits_used", "credits_remaining",
-                                  "expires"]
+    assert list(rows[0])[-5:] == ["credits_budget", "credits_used", "credits_remaining",
+                                  "expires", "credits_overall"]
     assert {k: by_name["Ada <b>"][k] for k in ("used", "credits_budget", "credits_used",
                                                "credits_remaining")} == {
         "used": "3", "credits_budget": "250", "credits_used": "36", "credits_remaining": "214"}
@@ -425,3 +425,92 @@ def test_a_price_file_prices_what_the_package_does_not(make_proxy, ledger, kie, 
     finally:
         use_prices(None)
     assert market(proxy.url, token, "qwen/text-to-image").status_code == 402
+
+
+def test_a_4o_fallback_has_no_known_price_under_a_budget(make_proxy, ledger, kie):
+    proxy = make_proxy(policy=ClassPolicy(student_credits=100))
+    token = ledger.add_student("ada", 5)
+    refused = submit(proxy.url, token, enableFallback=True, fallbackModel="FLUX_MAX")
+    assert refused.status_code == 402
+    assert refused.json()["msg"] == ("your class budget is in credits and the price of 4o "
+                                     "(with fallback) is unknown — ask your teacher")
+    assert not kie.requests_to("generate") and ledger.student_named("ada").used == 0
+
+
+def test_nvariants_must_be_a_whole_number_it_is_priced_by(make_proxy, ledger, kie):
+    proxy = make_proxy(policy=ClassPolicy(student_credits=10))
+    token = ledger.add_student("ada", 5)
+    refused = submit(proxy.url, token, nVariants=4.0)
+    assert refused.status_code == 400 and "nVariants: 4.0" in refused.json()["msg"]
+    over = submit(proxy.url, token, nVariants=4)  # ≈ 24 credits, 10 left
+    assert over.status_code == 402
+    assert not kie.requests_to("generate")
+
+
+def test_a_task_reserved_before_midnight_belongs_to_that_day(tmp_path):
+    now = [at("2027-01-31 23:59")]
+    book = Ledger(tmp_path / "c.db", clock=lambda: now[0])
+    book.set_policy(ClassPolicy(student_credits=20, reset="daily"))
+    student = sid(book.add_student("ada", 5))
+    day_one = book.reserve_for(student, 1, 6.0)
+    assert day_one == "daily:2027-01-31"
+    now[0] = at("2027-02-01 00:00")
+    assert book.roll_period()
+    assert book.reserve_for(student, 1, 6.0) == "daily:2027-02-01"
+    # KIE answers the first only now: it is recorded in the day that paid it...
+    book.record_task("t1", student, FOURO, 1, "a fox", model="4o", credits=6.0,
+                     period=day_one)
+    book.record_task("t2", student, FOURO, 1, "an owl", model="4o", credits=6.0)
+    assert book.task_failed("t1")  # ...so its failure gives nothing back to day two
+    assert (book.student(student).used, book.student(student).credits_used) == (1, 6.0)
+    book.release(student, 1, 6.0, day_one)  # nor does a release of day one's reservation
+    assert book.student(student).credits_used == 6.0
+    book.close()
+
+
+def test_a_clock_stepping_back_does_not_reset_twice(tmp_path):
+    now = [at("2027-02-01 00:00")]
+    book = Ledger(tmp_path / "c.db", clock=lambda: now[0])
+    book.set_policy(ClassPolicy(student_credits=20, reset="daily"))
+    student = sid(book.add_student("ada", 5))
+    assert book.reserve(student, 1, 6.0)
+    now[0] = at("2027-01-31 23:59")  # the clock steps back over midnight
+    assert not book.roll_period() and book.period() == "daily:2027-02-01"
+    now[0] = at("2027-02-01 00:01")
+    assert not book.roll_period()
+    assert book.student(student).credits_used == 6.0
+    book.close()
+
+
+def test_a_failure_kie_reports_a_charge_for_is_charged_that(tmp_path):
+    book = Ledger(tmp_path / "c.db")
+    book.set_policy(ClassPolicy(student_credits=20))
+    student = sid(book.add_student("ada", 5))
+    assert book.reserve(student, 1, 6.0)
+    book.record_task("t1", student, FOURO, 1, "a fox", model="4o", credits=6.0)
+    assert book.task_failed("t1", reported=2.0)
+    now = book.student(student)
+    assert (now.used, now.credits_used) == (0, 2.0)
+    (spend,) = book.spend_by_model()
+    assert (spend.model, spend.credits, spend.estimated) == ("4o", 2.0, False)
+    assert book.credits_overall() == {student: 2.0}
+    book.close()
+
+
+def test_the_spend_csv_has_each_model_this_period_and_overall(make_proxy, ledger, kie):
+    proxy = make_proxy(policy=ClassPolicy(student_credits=100))
+    token = ledger.add_student("ada", 5)
+    made = submit(proxy.url, token)
+    wait_done(proxy.url, token, made.json()["data"]["taskId"])
+    teacher = ledger.new_teacher_token()
+    answer = httpx.get(proxy.url + "/teacher/spend.csv", headers=bearer(teacher))
+    assert answer.status_code == 200
+    rows = list(csv.reader(io.StringIO(answer.text)))
+    assert rows[0] == ["period", "model", "tasks", "images", "credits", "estimated",
+                       "unknown_price_tasks"]
+    assert ["this period", "4o", "1", "1", "6", "1", "0"] in rows
+    assert ["overall", "4o", "1", "1", "6", "1", "0"] in rows
+    use = list(csv.reader(io.StringIO(
+        httpx.get(proxy.url + "/teacher/use.csv", headers=bearer(teacher)).text)))
+    assert use[0][-1] == "credits_overall" and use[1][-1] == "6"
+    assert httpx.get(proxy.url + "/teacher/spend.csv").status_code == 401
