@@ -371,8 +371,9 @@ class MockAPI:
             return None
         return unquote(split.path[len(FILES_PREFIX) :])
 
-    def _result_params(self, key: str) -> tuple[str, str, int] | None:
-        """``(seed text, size, variant)`` of a finished result image ``key``, else None."""
+    def _result_params(self, key: str) -> tuple[str, str, str, int] | None:
+        """``(seed text, size, model, variant)`` of a finished result image ``key``, else
+        None."""
         match = _RESULT_RE.fullmatch(key)
         if not match:
             return None
@@ -383,8 +384,8 @@ class MockAPI:
                 return None
             if not task.is_done(time.monotonic()):
                 return None
-            seed, size = task.render_args()
-        return seed, size, n
+            seed, size, model = task.render_args()
+        return seed, size, model, n
 
     def _pack_file(self, key: str) -> tuple[bytes, str] | None:
         """A recorded image of the replay pack, once its task has finished successfully."""
@@ -415,11 +416,11 @@ class MockAPI:
         params = self._result_params(key)
         if params is None:
             return None
-        seed, size, n = params
+        seed, size, model, n = params
         if self.pack is not None:  # the class pack is loaded: say this one is made up
             return render_marked_png(seed, size, n, self.image_long_side,
-                                     SYNTHETIC_LABEL), "image/png"
-        return render_png(seed, size, n, self.image_long_side), "image/png"
+                                     SYNTHETIC_LABEL, model), "image/png"
+        return render_png(seed, size, n, self.image_long_side, model), "image/png"
 
 
 def _has_upload_path(body: dict[str, Any]) -> bool:

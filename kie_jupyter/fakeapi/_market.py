@@ -91,8 +91,8 @@ class MarketTask(_Job):
         fraction = (now - self.created) / self.duration if self.duration > 0 else 1.0
         return "waiting" if fraction < 0.1 else "queuing" if fraction < 0.25 else "generating"
 
-    def render_args(self) -> tuple[str, str]:
-        """``(seed text, ratio)`` its pictures are drawn from."""
+    def render_args(self) -> tuple[str, str, str]:
+        """``(seed text, ratio, API model id)`` its pictures are drawn from."""
         fields = self.params.get("input") or {}
         model = MARKET_MODELS.get(str(self.params.get("model")))
         ratio = fields.get("aspect_ratio")
@@ -102,7 +102,7 @@ class MarketTask(_Job):
             ratio = model.default_ratio if model else "1:1"
         image_field = model.image_field if model else None
         seed = fields.get("prompt") or json.dumps(fields.get(image_field) if image_field else "")
-        return str(seed), str(ratio)
+        return str(seed), str(ratio), str(self.params.get("model") or "")
 
     def record(self, now: float) -> dict[str, Any] | None:
         """``recordInfo``'s ``data`` at ``now`` (None: "recordInfo is null"); counts it."""
@@ -168,11 +168,12 @@ class KontextTask(_Job):
             return 1
         return self.script.success_flag if self.script.success_flag in (2, 3) else 3
 
-    def render_args(self) -> tuple[str, str]:
+    def render_args(self) -> tuple[str, str, str]:
         ratio = self.params.get("aspectRatio")
         if ratio not in RATIOS:
             ratio = "1:1" if self.params.get("inputImage") else "16:9"  # the API's default
-        return str(self.params.get("prompt") or ""), str(ratio)
+        return (str(self.params.get("prompt") or ""), str(ratio),
+                str(self.params.get("model") or "flux-kontext-pro"))
 
     def record(self, now: float) -> dict[str, Any] | None:
         self.polls += 1

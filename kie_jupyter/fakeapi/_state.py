@@ -190,10 +190,10 @@ class MockTask:
             return "0.00" if self.final_status == "CREATE_TASK_FAILED" else format_progress(0.99)
         return format_progress(min(fraction, 0.99))
 
-    def render_args(self) -> tuple[str, str]:
-        """``(seed text, size)`` its pictures are drawn from."""
+    def render_args(self) -> tuple[str, str, str]:
+        """``(seed text, size, model)`` its pictures are drawn from."""
         seed = self.params.get("prompt") or json.dumps(self.params.get("filesUrl") or [])
-        return str(seed), str(self.params.get("size"))
+        return str(seed), str(self.params.get("size")), "4o"
 
     def record(self, now: float, result_key: str) -> dict[str, Any] | None:
         """The record-info ``data`` for a query at ``now``; counts the query."""

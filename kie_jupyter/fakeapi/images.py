@@ -1,9 +1,11 @@
 """Pictures for the fake server, drawn with Pillow: synthetic PNGs, and the type of an upload.
 
-A picture is a four-corner colour gradient under a light diagonal band and a few translucent
-discs, all seeded from ``sha256(prompt, size, variant)``, plus a faint grain. The grain is
-there for the file size: a clean drawing compresses too well, and downloads of a realistic
-size are what the client and the demo should meet.
+A picture is a four-corner colour gradient in the prompt's colours under the model's own
+drawing (:mod:`.pictures`: discs for 4o, rings for GPT Image…), styled by the prompt's style
+words, with its opening words on top and a "DEMO" mark, all seeded from ``sha256(prompt,
+size, variant, model)``, plus a faint grain. The grain is there for the file size: a clean
+drawing compresses too well, and downloads of a realistic size are what the client and the
+demo should meet.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import io
 import random
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
+
+from .pictures import compose, finish, palette_hue
 
 __all__ = ["RATIOS", "SIZES", "image_dimensions", "render_png", "render_marked_png",
            "sniff_mime"]
@@ -62,16 +66,21 @@ def _hsv(h: float, s: float, v: float) -> RGB:
 
 
 @functools.lru_cache(maxsize=64)
-def render_png(prompt: str, size: str = "1:1", variant: int = 0, long_side: int = 512) -> bytes:
-    """A PNG picture deterministic in its arguments; cached, so repeated calls are free."""
+def render_png(prompt: str, size: str = "1:1", variant: int = 0, long_side: int = 512,
+               model: str = "4o") -> bytes:
+    """A PNG picture deterministic in its arguments; cached, so repeated calls are free.
+
+    ``model`` picks its kind of drawing, the prompt's colour and style words its palette and
+    rendering, and its opening words are written on it (:mod:`.pictures`)."""
     width, height = image_dimensions(size, long_side)
-    rng = random.Random(hashlib.sha256(f"{prompt}\x00{size}\x00{variant}".encode()).digest())
+    rng = random.Random(hashlib.sha256(
+        f"{prompt}\x00{size}\x00{variant}\x00{model}".encode()).digest())
     # The palette comes from the prompt alone, so variants of one prompt look related.
     base = hashlib.sha256(prompt.encode()).digest()
-    hue = base[0] / 256
-    spread = 0.08 + base[1] / 256 * 0.3
+    hue, named = palette_hue(prompt, base[0] / 256)
+    spread = 0.05 + base[1] / 256 * (0.08 if named else 0.3)
     corners = [
-        _hsv((hue + spread * k) % 1.0, 0.35 + base[2 + k] / 256 * 0.5,
+        _hsv((hue + spread * (k - 1.5)) % 1.0, 0.3 + base[2 + k] / 256 * 0.4,
              0.55 + base[6 + k] / 256 * 0.4)
         for k in range(4)
     ]  # top-left, top-right, bottom-left, bottom-right
@@ -82,22 +91,8 @@ def render_png(prompt: str, size: str = "1:1", variant: int = 0, long_side: int 
     im = Image.new("RGB", (2, 2))
     im.putdata(corners)
     im = im.resize((width, height), Image.Resampling.BILINEAR, box=(0.5, 0.5, 1.5, 1.5))
-
-    draw = ImageDraw.Draw(im, "RGBA")  # RGBA fills blend onto the RGB picture
-    slope = rng.uniform(-1.2, 1.2)
-    x0 = rng.uniform(0, width) - slope * height / 2
-    x1 = x0 + slope * height
-    half = width * rng.uniform(0.04, 0.1)
-    band = _hsv((hue + 0.5) % 1.0, 0.25, 0.95)
-    draw.polygon([(x0 - half, 0), (x0 + half, 0), (x1 + half, height), (x1 - half, height)],
-                 fill=(*band, 150))
-    for _ in range(rng.randint(3, 5)):
-        r = int(min(width, height) * rng.uniform(0.08, 0.28))
-        colour = _hsv((hue + rng.uniform(0.3, 0.7)) % 1.0, rng.uniform(0.4, 0.8),
-                      rng.uniform(0.7, 1.0))
-        cx, cy = rng.randrange(width), rng.randrange(height)
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(*colour, 190),
-                     outline=(20, 20, 40, 90), width=max(1, r // 10))
+    compose(im, model, hue, rng)
+    im = finish(im, prompt, model)
 
     grain = Image.frombytes("L", (width, height), rng.randbytes(width * height)).point(_GRAIN)
     im = ImageChops.add(im, grain.convert("RGB"), offset=-1)
@@ -108,13 +103,13 @@ def render_png(prompt: str, size: str = "1:1", variant: int = 0, long_side: int 
 
 @functools.lru_cache(maxsize=64)
 def render_marked_png(prompt: str, size: str = "1:1", variant: int = 0, long_side: int = 512,
-                      label: str = "synthetic") -> bytes:
+                      label: str = "synthetic", model: str = "4o") -> bytes:
     """:func:`render_png` with ``label`` written across its foot on a dark band.
 
     Used while a replay pack is loaded: a picture the pack did not have says it is made up,
     on the image itself, so the card, the gallery and a saved file all show it.
     """
-    with Image.open(io.BytesIO(render_png(prompt, size, variant, long_side))) as src:
+    with Image.open(io.BytesIO(render_png(prompt, size, variant, long_side, model))) as src:
         im = src.convert("RGB")
     width, height = im.size
     band = max(14, height // 12)
