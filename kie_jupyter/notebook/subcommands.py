@@ -490,8 +490,8 @@ def _export(host: Host, args: argparse.Namespace) -> None:
         raise UsageError("%kie4o export: no task matches; nothing written")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if kind == ".html":
-            items = [workbench.item_of_entry(e) for e in entries]
+        if kind == ".html":  # the saved images, large, where there are some
+            items = [workbench.item_of_entry(e, full=True) for e in entries]
             out.write_text(workbench.contact_sheet(items, f"kie4o — {len(items)} task(s)"),
                            encoding="utf-8")
         else:

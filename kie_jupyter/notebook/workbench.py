@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import hashlib
 import html
 import io
 import json
@@ -132,9 +133,9 @@ class HTMLView:
         return self.text
 
 
-def _img(data: bytes, width: int = _THUMB) -> str:
+def _img(data: bytes, width: int = _THUMB, alt: str = "") -> str:
     b64 = base64.b64encode(data).decode("ascii")
-    return (f'<img src="data:image/jpeg;base64,{b64}" alt="" '
+    return (f'<img src="data:image/jpeg;base64,{b64}" alt="{esc(alt, quote=True)}" '
             f'style="width:{width}px;height:auto;border-radius:4px;margin:2px">')
 
 
@@ -149,7 +150,7 @@ def _chips(item: Item) -> str:
 
 
 def _tile(item: Item) -> str:
-    images = "".join(_img(t) for t in item.thumbs[:4]) or (
+    images = "".join(_img(t, alt=_alt(item, n)) for n, t in enumerate(item.thumbs[:4])) or (
         f'<div style="color:{_MUTED};padding:8px">{esc(item.status)}</div>')
     prompt = esc(item.prompt)
     short = esc(item.prompt[:80] + ("…" if len(item.prompt) > 80 else ""))
@@ -231,7 +232,8 @@ def compare_view(items: Sequence[Item]) -> HTMLView:
             + "</td></tr>"
             for k in keys
         )
-        images = "".join(_img(t) for t in item.thumbs) or esc(item.status)
+        images = "".join(_img(t, alt=_alt(item, n))
+                         for n, t in enumerate(item.thumbs)) or esc(item.status)
         cols.append(
             f'<div style="flex:1;min-width:200px;border:1px solid {_BORDER};border-radius:6px;'
             f'padding:6px;color:{_TEXT}"><div><code>{esc(item.task_id)}</code> '
@@ -247,30 +249,100 @@ def compare_view(items: Sequence[Item]) -> HTMLView:
     return HTMLView(markup, "\n".join(text))
 
 
+#: The long side of a contact sheet's images (JPEG, from the saved full image where there
+#: is one, else the kept thumbnail).
+SHEET_SIDE = 1024
+_SHEET_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:24px;color:#1f1f1f;background:#fff}"
+    "h1{font-size:1.4em;font-weight:600}"
+    ".card{border:1px solid #ddd;border-radius:8px;padding:12px;margin:0 0 20px;"
+    "break-inside:avoid;page-break-inside:avoid}"
+    ".images{display:flex;flex-wrap:wrap;gap:10px}"
+    ".images img{max-width:min(100%,720px);height:auto;border-radius:4px}"
+    ".prompt{white-space:pre-wrap;font-size:1.05em;margin:10px 0 6px;overflow-wrap:break-word}"
+    ".chip{display:inline-block;background:#eef;border-radius:9px;padding:0 8px;"
+    "margin:0 4px 4px 0;font-size:85%}"
+    ".demo{background:#ffe0b2;color:#3e2700}"
+    "details{color:#555;font-size:85%;margin-top:6px}"
+    "dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:6px 0}"
+    "dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}"
+    "@media print{body{margin:0}.card{border:none;padding:0 0 12px}"
+    "details{display:none}}"
+)
+
+
+def _unique(files: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Each image once: a file saved twice (``fox[1].save(...)`` and ``<id>_1.png``) is
+    the same bytes."""
+    seen: set[str] = set()
+    out = []
+    for name, data in files:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest not in seen:
+            seen.add(digest)
+            out.append((name, data))
+    return out
+
+
+def _sheet_images(item: Item) -> list[bytes]:
+    out = []
+    for _, data in _unique(item.full):
+        try:
+            out.append(thumbnail_jpeg(data, SHEET_SIDE))
+        except ValueError:
+            continue
+    return out or list(item.thumbs)
+
+
+def _sheet_chips(item: Item) -> str:
+    p = item.params
+    values = [item.model, p.get("size"), p.get("resolution"), p.get("quality"),
+              f"{p['variants']} images" if isinstance(p.get("variants"), int)
+              and p["variants"] > 1 else None,
+              item.cost_text() or None, "★" if item.starred else None]
+    chips = "".join(f'<span class="chip">{esc(str(v))}</span>' for v in values if v)
+    if item.demo:
+        chips = '<span class="chip demo">demo (not a real result)</span>' + chips
+    return chips
+
+
+def _provenance(item: Item) -> str:
+    """How it was made, folded away: id, time, status, the parameters that were set."""
+    rows = [("task", item.task_id), ("made", when(item.created)), ("status", item.status)]
+    rows += [(k, json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v)
+             for k, v in sorted(item.params.items())
+             if v not in (None, "", [], {}, False) and k not in ("prompt", "files", "mask")]
+    if item.parents:
+        rows.append(("made from", ", ".join(item.parents)))
+    if item.cost is not None:
+        rows.append(("cost source", item.cost.source))
+    body = "".join(f"<dt>{esc(k)}</dt><dd>{esc(str(v))}</dd>" for k, v in rows)
+    return f"<details><summary>How it was made</summary><dl>{body}</dl></details>"
+
+
 def contact_sheet(items: Sequence[Item], title: str) -> str:
-    """A self-contained HTML page (thumbnails embedded) that opens offline."""
+    """A self-contained page to send: per task its prompt, its parameters as chips, its
+    images large (embedded, so it opens offline and links nowhere), and how it was made
+    folded away; printable (one task never split across pages)."""
     cards = []
     for item in items:
-        params = esc(json.dumps(item.params, ensure_ascii=False, sort_keys=True))
-        links = "".join(f'<a href="{esc(u, quote=True)}">full size {n}</a> '
-                        for n, u in enumerate(item.urls) if u.startswith(("http://", "https://")))
-        images = "".join(_img(t) for t in item.thumbs) or esc(item.status)
+        images = "".join(
+            f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode("ascii")}" '
+            f'alt="{esc(_alt(item, n), quote=True)}">'
+            for n, data in enumerate(_sheet_images(item)))
         cards.append(
-            f'<div class="card"><div>{images}</div><p class="prompt">{esc(item.prompt)}</p>'
-            f'<p class="meta">{_chips(item)} {esc(when(item.created))} · {esc(item.status)}'
-            f"{_cost_part(item)} · <code>{esc(item.task_id)}</code></p><p class='meta'>{params}</p>"
-            f"<p class='meta'>{links}</p></div>"
-        )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{esc(title)}</title><style>"
-        "body{font-family:system-ui,sans-serif;margin:16px;color:#222;background:#fff}"
-        ".grid{display:flex;flex-wrap:wrap;gap:12px}"
-        ".card{border:1px solid #ddd;border-radius:6px;padding:8px;width:340px}"
-        ".prompt{white-space:pre-wrap}.meta{color:#666;font-size:85%;word-break:break-all}"
-        f"</style></head><body><h1>{esc(title)}</h1><div class='grid'>{''.join(cards)}</div>"
-        "</body></html>"
-    )
+            f'<section class="card"><div class="images">{images or esc(item.status)}</div>'
+            f'<p class="prompt">{esc(item.prompt)}</p><div>{_sheet_chips(item)}</div>'
+            f"{_provenance(item)}</section>")
+    return (f"<!doctype html><html lang=en><head><meta charset='utf-8'>"
+            f"<meta name=viewport content='width=device-width,initial-scale=1'>"
+            f"<title>{esc(title)}</title><style>{_SHEET_CSS}</style></head><body>"
+            f"<h1>{esc(title)}</h1>{''.join(cards)}</body></html>")
+
+
+def _alt(item: Item, n: int) -> str:
+    short = " ".join(item.prompt.split())[:120]
+    return f"{short} — image {n + 1} ({item.model})"
 
 
 def export_zip(items: Iterable[Item], fetch: Callable[[str], bytes] | None = None) -> bytes:
@@ -282,7 +354,7 @@ def export_zip(items: Iterable[Item], fetch: Callable[[str], bytes] | None = Non
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for item in items:
-            files = list(item.full)
+            files = _unique(item.full)
             missing: list[str] = []
             if not files and fetch is not None:
                 for n, url in enumerate(item.urls):

@@ -139,3 +139,36 @@ def test_rerun_keeps_a_model_s_own_options():
     cell = rerun_cell(params, "a lighthouse {at} night", model="nano-banana-pro")
     assert cell == ("%%kie4o --model nano-banana-pro -s 16:9 --resolution 4K --format jpg "
                     "--param seed=3\na lighthouse {{at}} night")
+
+
+def test_the_contact_sheet_is_fit_to_send(shell, tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    run(shell, f"%%kie4o -s 3:2 -o fox --save {tmp_path / 'saved'}\na red fox in the snow")
+    fox = shell.user_ns["fox"]
+    fox[0].save(tmp_path / "pick.png")  # the same image saved twice
+    from kie_jupyter.engine.history import HistoryStore
+
+    assert len(HistoryStore().get(fox.task_id).saved_paths) == 2
+    out = tmp_path / "sheet.html"
+    line(shell, f"%kie4o export {out} {fox.task_id}")
+    page = out.read_text()
+    # Parameters as chips, not raw JSON; provenance folded away; no link anywhere.
+    assert '<span class="chip">3:2</span>' in page and '<span class="chip">4o</span>' in page
+    assert '"callback_url"' not in page and "{&quot;" not in page
+    assert "<details><summary>How it was made</summary>" in page
+    assert "<a " not in page and "href=" not in page
+    assert "break-all" not in page and "@media print" in page
+    # The image is the saved one, large (not the 256-pixel thumbnail), with alt text.
+    (src,) = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)
+    with Image.open(io.BytesIO(base64.b64decode(src))) as im:
+        assert im.size == (512, 341)
+    assert 'alt="a red fox in the snow — image 1 (4o)"' in page
+    archive = tmp_path / "one.zip"
+    line(shell, f"%kie4o export {archive} {fox.task_id}")
+    with zipfile.ZipFile(archive) as zf:
+        pngs = [n for n in zf.namelist() if n.endswith(".png")]
+    assert len(pngs) == 1  # each image once, though saved twice
