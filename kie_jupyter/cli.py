@@ -275,7 +275,9 @@ def _batch_tasks(plans: list[Plan], *, fresh: bool, history: HistoryStore,
     A line whose task succeeded and whose files are still there is skipped; one whose task
     was submitted (and did not fail at KIE) is followed again by its id, on its own API
     family, never paid twice — also one that succeeded but whose images could not be
-    downloaded or saved; the rest are new tasks. ``fresh`` makes every line new.
+    downloaded or saved; the rest are new tasks (in demo mode too the unfinished ones: the
+    earlier run's demo server is gone, and demo tasks cost nothing). ``fresh`` makes every
+    line new.
     """
     latest: dict[str, HistoryEntry] = {}
     if not fresh:
@@ -286,8 +288,9 @@ def _batch_tasks(plans: list[Plan], *, fresh: bool, history: HistoryStore,
     tasks: list[Task] = []
     skipped = resumed = 0
     planned = [(plan, p) for plan in plans for p in plan.tasks]
+    # The demo server's address changes with each run (a free port): "demo" stands for it.
     keys = _batch_keys(save_dir, [p.request for _, p in planned],
-                       f"{client.base_url}{' demo' if client.demo else ''}")
+                       "demo" if client.demo else client.base_url)
     for (plan, one), key in zip(planned, keys, strict=True):
         entry = latest.get(key)
         labels = {"batch": key}
@@ -295,7 +298,7 @@ def _batch_tasks(plans: list[Plan], *, fresh: bool, history: HistoryStore,
             labels["sweep"] = " / ".join(one.labels)
         if entry is not None and entry.status == "success" and _files_exist(entry):
             skipped += 1
-        elif entry is not None and entry.task_id and (
+        elif entry is not None and entry.task_id and not client.demo and (
                 entry.status not in ("failed", "") or entry.urls
                 or entry.error_source != "kie"):
             # Submitted (so paid): follow it again — unless KIE itself said it failed. One

@@ -246,19 +246,25 @@ class Kie4o(Magics):
     @_declare
     @line_cell_magic
     def kie4o(self, line: str, cell: str | None = None) -> None:
-        """Generate or edit images with KIE.AI's 4o Image API.
+        """Generate or edit images with KIE.AI's image models (4o by default; ``--model``).
 
         Cell magic, the prompt is the cell body (``{name}`` is filled from the notebook)::
 
             %%kie4o -s 3:2 -n 2 -o fox
             A red fox in a snowy forest at dawn, watercolor
 
+        Sweeps: ``{a|b}`` in the prompt and comma lists in ``--model``, ``-s``,
+        ``--resolution`` and ``--quality`` run every combination as one grid
+        (``%%kie4o --model 4o,seedream-4.5 -s 1:1,3:2`` / ``a {red|blue} fox``);
+        ``--dry-run`` shows each request and its estimated cost, ``--yes`` confirms a big or
+        unknown-priced one, ``--max-credits N`` caps it.
+
         The option line is split like a shell line (``--save "my dir"``) and ``$name`` or
         ``{expression}`` on it are filled from the notebook (``-i $fox[1]``).
 
-        Line magic: ``%kie4o login`` · ``%kie4o demo [on|off]`` · ``%kie4o status ID`` ·
-        ``%kie4o resume ID`` · ``%kie4o history [N] [--search TEXT]`` · ``%kie4o credits`` ·
-        ``%kie4o config``.
+        Line magic (``%kie4o -h`` lists them, each takes ``-h``): login · demo · status ·
+        resume · history · credits · config · gallery · star · unstar · compare · rerun ·
+        info · export · models · pack · class · prices · spend.
         """
         if cell is None:
             return self._line(line)

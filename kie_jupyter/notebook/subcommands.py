@@ -458,16 +458,17 @@ def _info(host: Host, args: argparse.Namespace) -> Any:
         found = read_provenance(path)
     except Exception as exc:
         raise UsageError(f"%kie4o info: {args.file}: not an image ({exc})") from None
+    title, header = f"kie4o info — how {path.name} was made", ("field", "value")
     if not found:
         return config_table({"file": str(path), "provenance": "none (not written by "
-                             "kie-jupyter, or written by another tool)"})
+                             "kie-jupyter, or written by another tool)"}, title, header)
     rows = {"file": str(path)}
     for key in ("prompt", "model", "task_id", "parents", "created", "demo", "parameters",
                 "software"):
         if key in found:
             value = found[key]
             rows[key] = value if isinstance(value, str) else json.dumps(value)
-    return config_table(rows)
+    return config_table(rows, title, header)
 
 
 def _export(host: Host, args: argparse.Namespace) -> None:
@@ -625,7 +626,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     which.add_argument("--demo", action="store_true", help="demo tasks only")
     which.add_argument("--live", action="store_true", help="live tasks only")
     gallery.add_argument("--page", type=int, default=1, metavar="K", help="page K (from 1)")
-    for name, verb in (("star", "mark a task as starred (`%%kie4o gallery --starred`)"),
+    for name, verb in (("star", "mark a task as starred (`%kie4o gallery --starred`)"),
                        ("unstar", "remove the star")):
         sp = add(name, _star, verb, mistake=_give_one_task_id(name))
         sp.add_argument("task_id", nargs="?", metavar="TASK_ID")

@@ -135,6 +135,8 @@ def history_table(entries: list[HistoryEntry], *, embed: bool = True,
     return Table(title, header, rows, html_rows, ["", *header])
 
 
-def config_table(rows: dict[str, str]) -> Table:
-    """The effective settings (the key already masked by the caller)."""
-    return Table("kie4o settings", ["setting", "value"], [[k, v] for k, v in rows.items()])
+def config_table(rows: dict[str, str], title: str = "kie4o settings",
+                 header: tuple[str, str] = ("setting", "value")) -> Table:
+    """The effective settings (the key already masked by the caller), or any two-column
+    table of ``rows`` under ``title``."""
+    return Table(title, list(header), [[k, v] for k, v in rows.items()])

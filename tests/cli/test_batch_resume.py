@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,21 @@ def test_a_task_whose_download_failed_is_followed_again_not_paid_again(tmp_path)
         assert "1 done, 0 failed, 0 skipped (already done), 1 resumed" in stdout
         assert not server.requests_to("generate")  # followed again, not paid again
         assert len(list(out.glob("*.png"))) == 1
+
+
+def test_a_demo_batch_run_again_skips_what_it_made(tmp_path):
+    # The demo server takes a new port each run: the lines' keys must not depend on it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
+    env.update(KIE_OUTPUT_DIR=str(tmp_path / "kie_home"), KIE_DEMO_DURATION="0.2")
+    batch = tmp_path / "b.txt"
+    batch.write_text("a fox\nan owl\n")
+    kie4o = str(Path(sys.executable).with_name("kie4o"))
+    args = [kie4o, "--demo", "--batch", str(batch), "--save", str(tmp_path / "out")]
+    first = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "0 done, 0 failed, 2 skipped (already done), 0 resumed" in again.stdout
+    assert len(list((tmp_path / "out").glob("*.png"))) == 2

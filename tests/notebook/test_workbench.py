@@ -172,3 +172,16 @@ def test_the_contact_sheet_is_fit_to_send(shell, tmp_path):
     with zipfile.ZipFile(archive) as zf:
         pngs = [n for n in zf.namelist() if n.endswith(".png")]
     assert len(pngs) == 1  # each image once, though saved twice
+
+
+def test_info_says_what_it_shows_and_help_has_single_percent_signs(shell, tmp_path):
+    run(shell, f"%%kie4o -o fox --save {tmp_path}\na fox")
+    (png,) = tmp_path.glob("*.png")
+    shown = line(shell, f"%kie4o info {png}").bundle()["text/plain"]
+    assert shown.startswith(f"kie4o info — how {png.name} was made")
+    assert "settings" not in shown.splitlines()[0]
+    helped = all_text(line(shell, "%kie4o -h").cap)
+    assert "`%kie4o gallery --starred`" in helped and "%%kie4o gallery" not in helped
+    doc = shell.find_cell_magic("kie4o").__doc__
+    assert "{a|b}" in doc and "--model" in doc and "4o Image API" not in doc
+    assert "prices" in doc and "gallery" in doc
