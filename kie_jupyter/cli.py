@@ -42,7 +42,14 @@ from .engine.plan import Plan, PlanCost, PlannedTask, Wanted, make_plan, resolve
 from .engine.task import Task
 from .fakeapi.demo import DEMO_KEY, DemoServer
 from .hints import hint, status_text, with_hint
-from .optiontable import BY_DEST, MODELS, add_options, name_the_flag
+from .optiontable import (
+    BY_DEST,
+    MODELS,
+    add_options,
+    given_twice,
+    name_the_flag,
+    repeated_option,
+)
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -101,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse and check every option; nothing is sent or written yet."""
+    twice = repeated_option(list(argv or []))
+    if twice:
+        raise KieUsageError(given_twice(twice))
     args = _parser().parse_args(argv)
     if args.fallback is not None and args.fallback not in MODELS:
         if args.prompt:

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .api.models import FallbackModel, Size
 
 __all__ = ["Option", "OPTIONS", "SIZES", "MODELS", "FRONT_ENDS", "options_for", "add_options",
-           "BY_DEST", "LONG_NAMES", "OBJECT_FLAGS", "name_the_flag", "credits_limit"]
+           "BY_DEST", "BY_LONG", "LONG_NAMES", "OBJECT_FLAGS", "name_the_flag",
+           "credits_limit", "repeated_option", "given_twice"]
 
 SIZES = tuple(s.value for s in Size)
 MODELS = tuple(m.value for m in FallbackModel)
@@ -158,6 +159,8 @@ OPTIONS: tuple[Option, ...] = (
 BY_DEST: Mapping[str, Option] = {o.dest: o for o in OPTIONS}
 #: The long name of each flag, for error messages (``-i`` → ``--image``).
 LONG_NAMES: Mapping[str, str] = {flag: o.long for o in OPTIONS for flag in o.flags}
+#: Each option by its long flag.
+BY_LONG: Mapping[str, Option] = {o.long: o for o in OPTIONS}
 #: The flags whose notebook value may be an object of the namespace.
 OBJECT_FLAGS = frozenset(flag for o in OPTIONS if o.notebook_objects for flag in o.flags)
 
@@ -171,6 +174,32 @@ def name_the_flag(message: str) -> str:
     if sep and option is not None:
         return f"{option.long}: {rest}"
     return message
+
+
+def repeated_option(words: Sequence[str]) -> str | None:
+    """The long name of an option given twice that takes one value (``--model 4o --model
+    seedream-4.5``, ``-s 3:2 -s 2:3``: argparse would keep the last silently), else None."""
+    seen: set[str] = set()
+    for word in words:
+        if word == "--":
+            break
+        flag = word.split("=", 1)[0]
+        if flag.startswith("-") and not flag.startswith("--") and len(flag) > 2:
+            flag = flag[:2]  # -s3:2
+        name = LONG_NAMES.get(flag)
+        if name is None or BY_LONG[name].action != "store":
+            continue
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def given_twice(name: str) -> str:
+    """The one line for an option given twice (see :func:`repeated_option`)."""
+    sweeps = name in ("--model", "--size", "--resolution", "--quality")
+    return (f"{name}: given twice; give it once"
+            + (f" (a comma list runs each: {name} a,b)" if sweeps else ""))
 
 
 def options_for(front_end: str) -> Iterator[Option]:

@@ -151,7 +151,7 @@ class GenerationRequest:
                 f"images: {len(self.files)} given; at most {MAX_FILES} input images are allowed"
             )
         if not self.prompt.strip() and not self.files:
-            raise KieUsageError("prompt: empty; write a prompt or give at least one --image")
+            raise KieUsageError("prompt: empty; write a prompt or give an input image to edit")
         if len(self.prompt) > MAX_PROMPT_CHARS:
             raise KieUsageError(
                 f"prompt: {len(self.prompt)} characters; at most {MAX_PROMPT_CHARS} are allowed"
@@ -169,7 +169,7 @@ class GenerationRequest:
             if not is_http_url(url):
                 raise KieUsageError(f"{name}: {url!r} is not an http(s) URL with a host")
         if self.mask is not None and not self.files:
-            raise KieUsageError("mask: needs at least one --image to edit")
+            raise KieUsageError("mask: needs an input image to edit")
         if self.mask is not None and len(self.files) > 1:
             # The API silently ignores maskUrl with several files: refuse rather than mislead.
             raise KieUsageError(

@@ -93,6 +93,9 @@ def _expand(source: Any, option: str) -> list[InputImage]:
         for item in source:
             out.extend(_expand(item, option))
         return out
+    tasks = getattr(source, "tasks", None)
+    if isinstance(tasks, list) and tasks and all(isinstance(t, ImageSource) for t in tasks):
+        return _expand(tasks, option)  # a sweep: the images of each of its tasks, in order
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source).strip()
         if not text:
@@ -105,7 +108,10 @@ def _expand(source: Any, option: str) -> list[InputImage]:
                 f"{option}: {text!r} is not an http(s) URL with a host, nor a local file"
             )
         absolute = str(Path(text).expanduser().absolute())
-        data = read_image_file(text)
+        try:
+            data = read_image_file(text)
+        except KieUsageError as exc:  # name the option the value was given to
+            raise KieUsageError(f"{option}: {exc}") from None
         return [InputImage(label=text, data=data, source=absolute, parent=task_id_in(data))]
     raise KieUsageError(
         f"{option}: expected a file path, an http(s) URL, image bytes, a task or a task "

@@ -142,7 +142,11 @@ class Plan:
         if self.is_sweep and self.task_count > over:
             counts = cost.counts() if cost is not None else _counts(self.task_count,
                                                                      self.image_count)
-            raise KieUsageError(f"this sweep makes {counts}, more than {setting} = {over}: "
+            # -n alone on a model that makes one image per task: no sweep was written.
+            what = ("this sweep" if any(a.name != "variant" for a in self.axes)
+                    else f"-n {self.task_count} ({self.tasks[0].model} makes one image per "
+                         "task)")
+            raise KieUsageError(f"{what} makes {counts}, more than {setting} = {over}: "
                                 f"{how} to send them (nothing was sent)")
         if cost is not None and credits:
             cost.confirm(yes, how=how, over_credits=over_credits,

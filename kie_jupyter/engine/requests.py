@@ -36,10 +36,17 @@ def request_for(model: str, prompt: str, images: tuple[InputImage, ...], mask: A
         # --param upload_cn=true, …; --resolution and the like are refused here.
         extra = fouro_extras(resolution=resolution, quality=quality,
                              output_format=output_format, params=given)
-        return request_with_inputs(
-            prompt, images, mask, size=size or default_size, variants=variants,
-            enhance=enhance, fallback=fallback, fallback_model=fallback_model,
-            callback_url=callback_url, upload_cn=extra.get("upload_cn", False))
+        try:
+            return request_with_inputs(
+                prompt, images, mask, size=size or default_size, variants=variants,
+                enhance=enhance, fallback=fallback, fallback_model=fallback_model,
+                callback_url=callback_url, upload_cn=extra.get("upload_cn", False))
+        except KieUsageError as exc:  # name the model, as the other models' messages do
+            text = str(exc)
+            if " is not allowed; " in text:
+                raise KieUsageError(text.replace(" is not allowed; ",
+                                                 " is not allowed for 4o; ", 1)) from None
+            raise
     for field, value in (("enhance", enhance), ("fallback", fallback)):
         if value:
             raise KieUsageError(f"{field}: {model} does not take it (only 4o does)")

@@ -54,6 +54,12 @@ def _groups(text: str) -> Iterator[tuple[int, int, list[str]]]:
             if end == -1:
                 return
             inner = text[i + 1:end]
+            if "{" in inner and "|" in text[i + 1:text.find("{", i + 1)]:
+                nested = inner[inner.index("{"):] + "}"
+                raise KieUsageError(
+                    f"prompt: a {{a|b}} group cannot hold another ({nested} inside "
+                    f"{{{inner[:inner.index('{')]}…}}); write the choices in one group, e.g. "
+                    "{oil|ink|chalk}")
             if "|" in inner and "{" not in inner:
                 choices = [c.strip() for c in inner.split("|")]
                 yield i, end + 1, choices

@@ -354,8 +354,17 @@ def sweep_bundle(sweep: Any, embed: str = "thumb", name: str | None = None) -> d
     dims = " × ".join(f"{a.name} ({len(a.values)})" for a in axes)
     by_labels = {labels: task for labels, task in sweep.cells}
 
+    # -n alone on a one-image-per-task model: its tasks are picked by position, as the
+    # images of one 4o task are (sw[1] is the second), not by their labels "1", "2".
+    by_position = [a.name for a in axes] == ["variant"]
+    positions = {labels: n for n, (labels, _) in enumerate(sweep.cells)}
+
     def pick(labels: tuple[str, ...]) -> str | None:
-        return f"{name}[{', '.join(repr(v) for v in labels)}]" if name else None
+        if not name:
+            return None
+        if by_position:
+            return f"{name}[{positions[labels]}]"
+        return f"{name}[{', '.join(repr(v) for v in labels)}]"
 
     def cell(labels: tuple[str, ...]) -> str:
         task = by_labels.get(labels)

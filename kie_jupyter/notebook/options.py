@@ -243,6 +243,9 @@ def parse_cell(magic_func: Any, line: str, body: str,
     """
     words, objects = expand_words(split_line(line, "%%kie4o"), namespace,
                                   where="%%kie4o option line", objects_for=OBJECT_OPTIONS)
+    twice = optiontable.repeated_option(words)
+    if twice:
+        raise UsageError(optiontable.given_twice(twice))
     # The magic's own argparse parser (the one `%%kie4o?` documents), on words, not a string.
     args, extras = magic_func.parser.parse_known_args(words)
     if extras:

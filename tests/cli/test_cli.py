@@ -271,3 +271,13 @@ def test_4o_params_are_checked_and_never_override_the_options(kie_mock, tmp_path
                 ["--param", "fallback_model=GPT_IMAGE_1"]):
         assert main(["a fox", "--save", str(tmp_path), *bad]) == 2, bad
     assert len(kie_mock.requests_to("generate")) == 1
+
+
+def test_an_option_given_twice_is_refused(kie_mock, tmp_path, capsys):
+    assert main(["a fox", "--model", "4o", "--model", "seedream-4.5",
+                 "--save", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--model: given twice; give it once (a comma list runs each: --model a,b)" in err
+    assert main(["a fox", "--save", str(tmp_path), "--save", str(tmp_path / "x")]) == 2
+    assert "--save: given twice" in capsys.readouterr().err
+    assert not kie_mock.requests_to("generate")

@@ -115,3 +115,40 @@ def test_4o_takes_its_documented_params(shell, server):
     assert sent(server, "generate")[0].json["uploadCn"] is True
     with pytest.raises(UsageError, match="4o takes"):
         cell(shell, "%%kie4o --param seed=3\na fox")
+
+
+def test_errors_name_the_model_the_option_and_refuse_repeats(shell, server, tmp_path):
+    with pytest.raises(UsageError, match=r"--size: '16:9' is not allowed for 4o"):
+        cell(shell, "%%kie4o --model 4o,seedream-4.5 -s 16:9\nx")
+    for line, flag in (("--model 4o --model seedream-4.5", "--model"),
+                       ("-s 3:2 -s 2:3", "--size"), ("-s3:2 --size=2:3", "--size"),
+                       ("--timeout 5 --timeout 9", "--timeout")):
+        with pytest.raises(UsageError, match=rf"^{flag}: given twice; give it once"):
+            cell(shell, f"%%kie4o {line}\nx")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    shell.user_ns["out"] = str(folder)
+    with pytest.raises(UsageError, match=r"^--image: .*out: is a directory"):
+        cell(shell, "%%kie4o -i $out\nx")
+    with pytest.raises(UsageError, match=r"^--image: model: no such file"):
+        cell(shell, "%%kie4o -i model\nx")
+    with pytest.raises(UsageError, match=r"^-n 16 \(seedream-4.5 makes one image per task\) "
+                                         r"makes 16 tasks"):
+        cell(shell, "%%kie4o -n 16 --model seedream-4.5\nx")
+    with pytest.raises(UsageError, match=r"cannot hold another \(\{ink\|chalk\} inside"):
+        cell(shell, "%%kie4o\n{oil|{ink|chalk}}")
+    assert not server.requests
+
+
+def test_a_one_image_per_task_sweep_is_picked_by_position_and_feeds_an_edit(shell, server):
+    cap = cell(shell, "%%kie4o -n 2 --model seedream-4.5 -o sdn\na fox")
+    page = html(cap)
+    sdn = shell.user_ns["sdn"]
+    assert "sdn[0][0]" in page and "sdn[1][0]" in page and "sdn['1']" not in page
+    assert sdn[1] is sdn.tasks[1]
+    # A sweep is an input like a task: all its images.
+    cell(shell, "%%kie4o --model seedream-4.5 -o edit --yes -i $sdn\nthe same, at night")
+    edit = shell.user_ns["edit"]
+    assert edit.status is TaskStatus.SUCCESS, edit.error
+    (body,) = [r.json for r in sent(server, "createTask")][-1:]
+    assert len(body["input"]["image_urls"]) == 2
