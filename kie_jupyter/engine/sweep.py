@@ -152,6 +152,9 @@ class Sweep:
         self.axes = tuple(axes)
         self.cells = tuple(cells)
         self.embed = embed
+        #: The text that made it, where a front end keeps it (the ``%%kie4o`` cell), for
+        #: ``%kie4o rerun``.
+        self.source: str | None = None
 
     @property
     def tasks(self) -> list[Task]:

@@ -315,7 +315,9 @@ class Kie4o(Magics):
         if not plan.is_sweep:
             self._run_task(tasks[0], out=opts.out, wait=not opts.no_wait)
             return None
-        self._run_sweep(plan.sweep_of(tasks, self.embed), out=opts.out, wait=not opts.no_wait)
+        sweep = plan.sweep_of(tasks, self.embed)
+        sweep.source = f"%%kie4o {line.strip()}\n{cell.rstrip()}".replace(" \n", "\n")
+        self._run_sweep(sweep, out=opts.out, wait=not opts.no_wait)
         return None
 
     def _run_sweep(self, sweep: Sweep, *, out: str | None, wait: bool) -> None:

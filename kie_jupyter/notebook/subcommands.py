@@ -52,10 +52,11 @@ from ..engine.poller import PollSchedule
 from ..engine.provenance import read_provenance
 from ..engine.sweep import Sweep
 from ..engine.task import Task, recently_created
+from ..engine.taskimage import TaskImage
 from ..fakeapi.demo import PACK_ENV, env_pack
 from ..fakeapi.packs import PackError, ReplayPack, load_pack
 from ..session import Session
-from . import classjoin, options, replay, workbench
+from . import classjoin, options, picks, replay, workbench
 from .demo import DemoServer, banner
 from .errors import usage_error
 from .views import Table, config_table, history_table, status_snapshot
@@ -66,7 +67,8 @@ SUBCOMMANDS = ("login", "demo", "status", "resume", "history", "credits", "confi
                "star", "unstar", "compare", "rerun", "info", "export", "models", "pack",
                "class", "prices", "spend")
 #: Subcommands whose arguments may be objects from the notebook (`$fox`, `{sw}`).
-_TAKE_OBJECTS = frozenset({"compare", "rerun"})
+_TAKE_OBJECTS = frozenset({"compare", "rerun", "star", "unstar", "export", "status",
+                           "resume"})
 #: ``%kie4o gallery`` with no count: one page.
 _GALLERY_PAGE = 24
 #: ``%kie4o history`` with no count.
@@ -228,11 +230,19 @@ def _demo_off(host: Host, *, say: bool = True) -> None:
               if was else "kie4o: demo mode was not on")
 
 
-def _task_id(args: argparse.Namespace) -> str:
-    task_id = (args.task_id or "").strip()
-    if not task_id:
+def _task_id(args: argparse.Namespace, history: HistoryStore) -> str:
+    """The one task a subcommand names: an id (or a unique prefix of one in ``history``),
+    or ``$name`` of a task or one of its images."""
+    raw = args.task_id
+    value = options.unmark(raw, args.objects) if raw is not None else None
+    if isinstance(value, str):
+        value = value.strip()
+    if not value:
         raise UsageError(_give_one_task_id(args.sub))
-    return task_id
+    found = picks.task_ids(value, history, f"%kie4o {args.sub}", unknown_ok=True)
+    if len(found) != 1:
+        raise UsageError(f"%kie4o {args.sub}: give one task (that sweep has {len(found)})")
+    return found[0]
 
 
 def _give_one_task_id(sub: str) -> str:
@@ -278,13 +288,13 @@ def _lookup(host: Host, task_id: str, sub: str,
 
 
 def _status(host: Host, args: argparse.Namespace) -> Any:
-    task_id = _task_id(args)
+    task_id = _task_id(args, host.history())
     _, record, entry, _ = _lookup(host, task_id, "status")
     return status_snapshot(task_id, record, entry)
 
 
 def _resume(host: Host, args: argparse.Namespace) -> None:
-    task_id = _task_id(args)
+    task_id = _task_id(args, host.history())
     try:
         timeout = check_timeout(host.timeout, "Kie4o.timeout")
     except KieError as exc:
@@ -392,15 +402,20 @@ def _gallery(host: Host, args: argparse.Namespace) -> Any:
 
 
 def _star(host: Host, args: argparse.Namespace) -> None:
-    task_id = _task_id(args)
-    try:
-        host.history().star(task_id, args.sub == "star")
-    except KeyError:
-        raise UsageError(f"%kie4o {args.sub} {task_id}: no such task in the history "
-                         "(see `%kie4o gallery`)") from None
-    except OSError as exc:
-        raise UsageError(f"%kie4o {args.sub}: cannot write the history ({exc})") from None
-    print(f"kie4o: {'starred' if args.sub == 'star' else 'unstarred'} {task_id}")
+    value = options.unmark(args.task_id, args.objects) if args.task_id is not None else None
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise UsageError(_give_one_task_id(args.sub))
+    history = host.history()
+    ids = picks.task_ids(value, history, f"%kie4o {args.sub}")
+    for task_id in ids:
+        try:
+            history.star(task_id, args.sub == "star")
+        except KeyError:
+            raise UsageError(f"%kie4o {args.sub} {task_id}: no such task in the history "
+                             "(see `%kie4o gallery`)") from None
+        except OSError as exc:
+            raise UsageError(f"%kie4o {args.sub}: cannot write the history ({exc})") from None
+    print(f"kie4o: {'starred' if args.sub == 'star' else 'unstarred'} {', '.join(ids)}")
 
 
 def _items(host: Host, args: argparse.Namespace, sources: list[str]) -> list[workbench.Item]:
@@ -409,19 +424,17 @@ def _items(host: Host, args: argparse.Namespace, sources: list[str]) -> list[wor
     history = host.history()
     for raw in sources:
         value = options.unmark(raw, args.objects)
+        if isinstance(value, TaskImage):
+            value = value.task
         if isinstance(value, Task):
             found.append(workbench.item_of_task(value))
         elif isinstance(value, Sweep):
             found.extend(workbench.item_of_task(t) for t in value.tasks)
-        elif isinstance(value, str) and value.strip():
-            entry = history.get(value.strip())
-            if entry is None:
-                raise UsageError(f"%kie4o {args.sub}: {value!r} is not a task in the history "
-                                 "(give a task id, or $name of a task or sweep)")
-            found.append(workbench.item_of_entry(entry))
         else:
-            raise UsageError(f"%kie4o {args.sub}: expected a task, a sweep or a task id, "
-                             f"not {type(value).__name__}")
+            for task_id in picks.task_ids(value, history, f"%kie4o {args.sub}"):
+                entry = history.get(task_id)
+                assert entry is not None  # picks found it there
+                found.append(workbench.item_of_entry(entry))
     return found
 
 
@@ -435,6 +448,14 @@ def _compare(host: Host, args: argparse.Namespace) -> Any:
 
 def _rerun(host: Host, args: argparse.Namespace) -> None:
     value = options.unmark(args.source, args.objects)
+    if isinstance(value, Sweep):  # the whole sweep: its own line and body
+        if not value.source:
+            raise UsageError("%kie4o rerun: that sweep was made from Python "
+                             "(kie_jupyter.sweep); rerun one of its tasks, e.g. "
+                             "`%kie4o rerun {sw.tasks[0]}`")
+        host.shell.set_next_input(value.source, replace=False)
+        print("kie4o: a new cell below holds the %%kie4o that made that sweep; edit and run it")
+        return
     if isinstance(value, str) and value.lower().endswith(".png") and Path(value).is_file():
         found = read_provenance(value)
         if not found:
@@ -480,11 +501,14 @@ def _export(host: Host, args: argparse.Namespace) -> None:
     history = host.history()
     if args.ids:
         entries = []
-        for task_id in args.ids:
-            entry = history.get(task_id)
-            if entry is None:
-                raise UsageError(f"%kie4o export: {task_id!r} is not a task in the history")
-            entries.append(entry)
+        for raw in args.ids:
+            for task_id in picks.task_ids(options.unmark(raw, args.objects), history,
+                                          "%kie4o export"):
+                entry = history.get(task_id)
+                if entry is None:
+                    raise UsageError(f"%kie4o export: {task_id!r} is not a task in the "
+                                     "history")
+                entries.append(entry)
     else:
         entries, _ = history.query(search=args.search, starred=args.starred, per_page=10**9)
     if not entries:

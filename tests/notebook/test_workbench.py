@@ -67,7 +67,7 @@ def test_gallery_pages_searches_and_stars(shell, made):
     assert "1 task" not in html_of(line(shell, "%kie4o gallery --starred"))
     assert "0 task(s)" in line(shell, "%kie4o gallery --demo").bundle()["text/plain"]
     assert "3 task(s)" in line(shell, "%kie4o gallery --live").bundle()["text/plain"]
-    with pytest.raises(UsageError, match="no such task"):
+    with pytest.raises(UsageError, match="not a task in the history"):
         line(shell, "%kie4o star nope")
 
 
@@ -185,3 +185,33 @@ def test_info_says_what_it_shows_and_help_has_single_percent_signs(shell, tmp_pa
     doc = shell.find_cell_magic("kie4o").__doc__
     assert "{a|b}" in doc and "--model" in doc and "4o Image API" not in doc
     assert "prices" in doc and "gallery" in doc
+
+
+def test_every_command_takes_a_task_its_image_a_sweep_an_id_or_a_prefix(shell, made, tmp_path):
+    fox, fox2, owl = made
+    line(shell, "%kie4o star $fox")
+    line(shell, "%kie4o star $owl[1]")
+    line(shell, f"%kie4o star {fox2.task_id[:8]}")
+    from kie_jupyter.engine.history import HistoryStore
+
+    history = HistoryStore()
+    assert all(history.get(t.task_id).starred for t in made)
+    line(shell, "%kie4o unstar {fox}")
+    assert not HistoryStore().get(fox.task_id).starred
+    with pytest.raises(UsageError, match="needs 6 characters or more"):
+        line(shell, f"%kie4o star {fox.task_id[:3]}")
+    out = tmp_path / "picks.html"
+    line(shell, f"%kie4o export {out} $fox $owl[0]")
+    page = out.read_text()
+    assert fox.task_id in page and owl.task_id in page and fox2.task_id not in page
+    status = line(shell, f"%kie4o status {owl.task_id[:10]}").bundle()["text/plain"]
+    assert owl.task_id in status
+    assert owl.task_id in line(shell, "%kie4o status $owl").bundle()["text/plain"]
+
+
+def test_rerun_of_a_sweep_puts_its_own_line_and_body_below(shell):
+    payloads = []
+    shell.set_next_input = lambda text, replace=False: payloads.append(text)
+    run(shell, "%%kie4o -s 1:1,3:2 -o sw\na {red|blue} fox")
+    line(shell, "%kie4o rerun $sw")
+    assert payloads[-1] == "%%kie4o -s 1:1,3:2 -o sw\na {red|blue} fox"
