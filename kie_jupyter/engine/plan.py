@@ -105,6 +105,8 @@ class Plan:
     tasks: tuple[PlannedTask, ...]
     images: tuple[InputImage, ...]
     mask: InputImage | None
+    #: The prompt as written, ``{a|b}`` groups and all.
+    prompt: str = ""
 
     @property
     def is_sweep(self) -> bool:
@@ -200,8 +202,10 @@ class Plan:
 
     def sweep_of(self, tasks: Sequence[Task], embed: str = "thumb") -> Sweep:
         """The :class:`Sweep` of tasks made by :meth:`new_tasks` (labels in order)."""
-        return Sweep(self.axes, [(p.labels, t) for p, t in zip(self.tasks, tasks, strict=True)],
-                     embed=embed)
+        sweep = Sweep(self.axes, [(p.labels, t) for p, t in zip(self.tasks, tasks, strict=True)],
+                      embed=embed)
+        sweep.template = self.prompt
+        return sweep
 
 
 def _num(value: float | None) -> str:
@@ -341,7 +345,7 @@ def make_plan(wanted: Wanted) -> Plan:
             params=dict(wanted.params) if wanted.params else None,
             default_size=wanted.default_size)
         tasks.append(PlannedTask(combo.labels, name, request))
-    return Plan(tuple(axes), tuple(tasks), images, mask)
+    return Plan(tuple(axes), tuple(tasks), images, mask, text)
 
 
 def resolve_inputs(wanted: Wanted) -> tuple[tuple[InputImage, ...], InputImage | None]:

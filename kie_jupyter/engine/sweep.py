@@ -155,6 +155,8 @@ class Sweep:
         #: The text that made it, where a front end keeps it (the ``%%kie4o`` cell), for
         #: ``%kie4o rerun``.
         self.source: str | None = None
+        #: The prompt as written (``a {red|blue} fox``), where known.
+        self.template: str | None = None
 
     @property
     def tasks(self) -> list[Task]:

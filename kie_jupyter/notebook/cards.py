@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import itertools
+import re
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Union
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from ..api.models import TaskStatus
 from ..engine.spend import costs_text
 from ..hints import status_text, with_hint
+from .viewer import script_tag, zoom_attrs
 
 if TYPE_CHECKING:
     from ..engine.task import Task
@@ -42,8 +44,9 @@ __all__ = [
 ]
 
 EMBED_CHOICES = ("thumb", "full", "none")
-#: Longest side of an embedded thumbnail, in pixels.
-THUMB_SIZE = 320
+#: Longest side of an embedded thumbnail, in pixels: wide enough to judge (a card shows a
+#: single image up to 512 px wide); one click opens the full image (:mod:`.viewer`).
+THUMB_SIZE = 512
 
 
 def thumbnail(data: bytes, size: int = THUMB_SIZE) -> tuple[bytes, str]:
@@ -202,6 +205,10 @@ def _reason(task: Task) -> str | None:
 
 def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None) -> str:
     esc = html.escape
+    from ..api.imagedata import sniff_image
+
+    info = sniff_image(data)
+    size = (info.width, info.height) if info else None
     if embed == "thumb":
         body, mime = thumbnail(data)
     else:
@@ -209,7 +216,6 @@ def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None) -> st
 
         body, mime = data, mime_of(data)
     src = f"data:{mime};base64," + base64.b64encode(body).decode("ascii")
-    width = THUMB_SIZE if embed == "thumb" else 512
     pick = f"{name}[{n}]" if name else f"[{n}]"
     tip = (f"{pick}.save('image.png') writes this image; {pick} is its TaskImage"
            if name else "display the task with a name (-o NAME) to pick its images by name")
@@ -219,11 +225,56 @@ def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None) -> st
     full = (f' · <a href="{esc(link, quote=True)}" target="_blank" rel="noopener" '
             f'download="{esc(f"{task.task_id}_{n}", quote=True)}" '
             f'style="color:{LINK};text-decoration:underline">full size</a>') if link else ""
-    return (f'<figure style="margin:0"><img src="{src}" alt="{esc(pick, quote=True)}" '
-            f'style="max-width:min({width}px,100%);height:auto;display:block;'
-            f'border-radius:3px"/><figcaption style="font-size:85%;color:{MUTED}">'
+    pixels = f' · <span class="kie4o-px">{size[0]}×{size[1]}</span>' if size else ""
+    alt = f"{' '.join(task.prompt.split())[:100]} — image {n + 1}"
+    attrs = zoom_attrs(alt=alt, pick=pick if name else None, size=size,
+                       full=link if link and embed == "thumb" else None)
+    return (f'<figure class="kie4o-figure" style="margin:0;min-width:0">'
+            f'<img src="{src}" {attrs} style="max-width:min({THUMB_SIZE}px,100%);'
+            f'height:auto;display:block;border-radius:3px;cursor:zoom-in"/>'
+            f'<figcaption style="font-size:85%;color:{MUTED};overflow-wrap:anywhere">'
             f'<code style="font-family:{CODE_FONT};color:{TEXT}" '
-            f'title="{esc(tip, quote=True)}">{esc(pick)}</code>{full}</figcaption></figure>')
+            f'title="{esc(tip, quote=True)}">{esc(pick)}</code>{pixels}{full}</figcaption>'
+            f'</figure>')
+
+
+def _id_html(task: Task) -> str:
+    """The task id, cut with an ellipsis where the column is narrow (whole when copied)."""
+    esc = html.escape
+    task_id = task.task_id or ""
+    return (f'<code class="kie4o-id" style="font-family:'
+            f'{CODE_FONT};font-size:85%;color:{MUTED};min-width:0;max-width:100%;'
+            f'overflow:hidden;text-overflow:ellipsis;white-space:nowrap">{esc(task_id)}</code>')
+
+
+def cell_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
+    """A task as one cell of a sweep's grid: its images with what picks them, its cost and
+    id on one short line, and — only while it runs or when it failed — its state and reason;
+    the grid's header and labels say the rest once."""
+    esc = html.escape
+    ended = task.status.finished
+    parts = [f'<div class="kie4o-card kie4o-cell" style="font-family:{FONT};color:{TEXT};'
+             f'border:1px solid {BORDER};border-radius:6px;padding:6px;min-width:0;'
+             f'box-sizing:border-box">']
+    if task.status is not TaskStatus.SUCCESS:
+        parts.append(f'<div class="kie4o-status" style="font-weight:600">'
+                     f'{esc(_head_status(task))}</div>')
+    reason = _reason(task) if ended else None
+    if reason:
+        parts.append(f'<div class="kie4o-error" style="color:{ERROR}">{esc(reason)}</div>')
+    images = task.numbered_images() if ended else []
+    if images and embed != "none":
+        parts.append('<div class="kie4o-images" style="display:grid;gap:6px">')
+        parts.extend(_figure(task, n, data, embed, name) for n, data in images)
+        parts.append("</div>")
+    elif images:
+        picks = ", ".join(f"{name}[{n}]" if name else f"#{n + 1}" for n, _ in images)
+        parts.append(f'<code style="font-family:{CODE_FONT}">{esc(picks)}</code>')
+    parts.extend(f'<div style="color:{ERROR}">image {n + 1}: {esc(why)}</div>'
+                 for n, why in sorted(task.image_errors.items()))
+    parts.append(f'<div class="kie4o-meta" style="display:flex;gap:6px;align-items:baseline;'
+                 f'min-width:0;font-size:85%">{_cost_html(task)}{_id_html(task)}</div></div>')
+    return "".join(parts)
 
 
 def _cost_html(task: Task) -> str:
@@ -248,13 +299,14 @@ def card_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
         f'<div class="kie4o-card kie4o-static" style="font-family:{FONT};color:{TEXT};'
         f'border:1px solid {BORDER};border-radius:6px;padding:6px 10px;margin:2px 0;'
         f'max-width:100%;box-sizing:border-box">',
-        f'<div class="kie4o-head" style="margin:0 0 4px">'
-        f'<b>kie4o</b> <span style="color:{MUTED};margin-right:6px">{esc(family)} image</span>'
-        f'{chip_html(task)}<span class="kie4o-status" '
-        f'style="margin:0 6px 0 2px;white-space:nowrap">'
-        f'{esc(_head_status(task))}</span>{_cost_html(task)}'
-        f'<code class="kie4o-id" style="font-family:{CODE_FONT};font-size:85%;color:{MUTED}">'
-        f'{esc(task.task_id or "")}</code></div>',
+        # A wrapping row: in a narrow column each part moves to a line of its own instead of
+        # running into the next card.
+        f'<div class="kie4o-head" style="margin:0 0 4px;display:flex;flex-wrap:wrap;'
+        f'align-items:baseline;gap:2px 6px;min-width:0">'
+        f'<b>kie4o</b> <span style="color:{MUTED}">{esc(family)} image</span>'
+        f'<span>{chip_html(task)}</span><span class="kie4o-status" '
+        f'style="white-space:nowrap">{esc(_head_status(task))}</span>{_cost_html(task)}'
+        f'{_id_html(task)}</div>',
         f'<div class="kie4o-prompt" style="white-space:pre-wrap;color:{TEXT};margin:2px 0 6px;'
         f'max-height:12em;overflow:auto;line-height:1.35">{esc(task.prompt[:2000])}</div>',
     ]
@@ -308,14 +360,17 @@ def card_bundle(item: Cardable, embed: str = "thumb", *,
     tasks = [t for row in rows for t in row]
     if len(tasks) == 1:
         task = tasks[0]
-        return {"text/html": card_html(task, embed, names.get(id(task))),
+        return {"text/html": f'<div class="kie4o-view">'
+                             f'{card_html(task, embed, names.get(id(task)))}</div>'
+                             + script_tag(),
                 "text/plain": "\n".join(summary_lines(task))}
     width = max(len(row) for row in rows)
     cells = "".join(card_html(t, embed, names.get(id(t))) for row in rows for t in row)
-    grid = (f'<div class="kie4o-grid" style="display:grid;gap:8px;grid-template-columns:'
-            f'repeat({width},minmax(0,1fr));align-items:start">{cells}</div>')
+    grid = (f'<div class="kie4o-grid kie4o-view" style="display:grid;gap:8px;'
+            f'grid-template-columns:repeat({width},minmax(0,1fr));align-items:start">'
+            f'{cells}</div>')
     text = "\n\n".join("\n".join(summary_lines(t)) for t in tasks)
-    return {"text/html": grid, "text/plain": text}
+    return {"text/html": grid + script_tag(), "text/plain": text}
 
 
 def static_bundle(task: Task, embed: str = "thumb") -> dict[str, Any]:
@@ -368,14 +423,15 @@ def sweep_bundle(sweep: Any, embed: str = "thumb", name: str | None = None) -> d
 
     def cell(labels: tuple[str, ...]) -> str:
         task = by_labels.get(labels)
-        return card_html(task, embed, pick(labels)) if task is not None else ""
+        return cell_html(task, embed, pick(labels)) if task is not None else ""
 
     cols = axes[-1] if axes else None
     rows = axes[-2] if len(axes) >= 2 else None
     sections = axes[:-2]
-    parts = [f'<div class="kie4o-sweep" style="font-family:{FONT};color:{TEXT}">'
+    parts = [f'<div class="kie4o-sweep kie4o-view" style="font-family:{FONT};color:{TEXT}">'
              f'<div class="kie4o-sweep-head" style="margin:2px 0 6px"><b>{esc(head)}</b> '
-             f'<span style="color:{MUTED}">{esc(dims)}</span></div>']
+             f'<span style="color:{MUTED}">{esc(dims)}</span></div>'
+             f'{_shared_facts(sweep)}']
     label_style = f'style="color:{MUTED};font-weight:600;padding:2px 4px"'
     for outer in itertools.product(*(a.values for a in sections)):
         if outer:
@@ -401,7 +457,36 @@ def sweep_bundle(sweep: Any, embed: str = "thumb", name: str | None = None) -> d
     lines = [f"{head}; {dims}"]
     for labels, task in sweep.cells:
         lines.append(f"  [{', '.join(labels)}] " + " ".join(summary_lines(task)[:1]))
-    return {"text/html": "".join(parts), "text/plain": "\n".join(lines)}
+    return {"text/html": "".join(parts) + script_tag(), "text/plain": "\n".join(lines)}
+
+
+def _shared_facts(sweep: Any) -> str:
+    """What every task of a sweep has in common, said once: the model (if one), the chips,
+    and the prompt with its varying part marked."""
+    esc = html.escape
+    tasks = list(sweep.tasks)
+    if not tasks:
+        return ""
+    models = {str(getattr(t, "model", "")) for t in tasks}
+    shared = [c for c in chips(tasks[0]) if all(c in chips(t) for t in tasks[1:])]
+    facts = ([f'<span style="color:{MUTED}">{esc(models.pop())} image</span>']
+             if len(models) == 1 else [])
+    if all(getattr(t, "demo", False) for t in tasks):
+        facts.append(f'<span class="kie4o-chip kie4o-demo" style="{CHIP};background:{DEMO_BG};'
+                     f'color:{DEMO_TEXT}">demo</span>')
+    facts += [f'<span class="kie4o-chip" style="{CHIP}">{esc(c)}</span>' for c in shared]
+    template = getattr(sweep, "template", None) or tasks[0].prompt
+    prompts = {t.prompt for t in tasks}
+    if len(prompts) == 1:
+        prompt = esc(template if "{" not in template else tasks[0].prompt)
+    else:  # the {a|b} groups, marked
+        prompt = re.sub(r"\{[^{}|]*(\|[^{}|]*)+\}", lambda m: (
+            f'<mark style="background:{CHIP_BG};color:{TEXT};border-radius:3px">'
+            f'{m.group(0)}</mark>'), esc(template))
+    return (f'<div class="kie4o-shared" style="margin:0 0 6px;display:flex;flex-wrap:wrap;'
+            f'gap:2px 6px;align-items:baseline">{"".join(facts)}</div>'
+            f'<div class="kie4o-prompt" style="white-space:pre-wrap;margin:0 0 8px;'
+            f'max-height:8em;overflow:auto">{prompt}</div>')
 
 
 class SweepCard:

@@ -25,6 +25,7 @@ from ..engine.history import HistoryEntry
 from ..engine.images import thumbnail_jpeg
 from ..engine.provenance import embed_provenance, provenance_fields
 from ..engine.spend import entry_cost
+from .viewer import script_tag, zoom_attrs
 from .views import when
 
 __all__ = [
@@ -43,8 +44,11 @@ _BORDER = "var(--jp-border-color2, #ddd)"
 _MUTED = "var(--jp-ui-font-color2, #666)"
 _TEXT = "var(--jp-content-font-color1, #222)"
 _CHIP = "var(--jp-layout-color2, #eef)"
+# Pale in both themes, so the marked words keep a dark colour of their own (white text on
+# pale green was unreadable in JupyterLab's dark theme).
 _INS = "var(--jp-success-color3, #d4f7d4)"
 _DEL = "var(--jp-error-color3, #fbd5d5)"
+_MARKED = "#1f1f1f"
 _THUMB = 160
 esc = html.escape
 
@@ -133,10 +137,22 @@ class HTMLView:
         return self.text
 
 
-def _img(data: bytes, width: int = _THUMB, alt: str = "") -> str:
+def _img(data: bytes, width: int = _THUMB, alt: str = "", full: str | None = None) -> str:
+    """A thumbnail that opens full size in one click (:mod:`.viewer`)."""
     b64 = base64.b64encode(data).decode("ascii")
-    return (f'<img src="data:image/jpeg;base64,{b64}" alt="{esc(alt, quote=True)}" '
-            f'style="width:{width}px;height:auto;border-radius:4px;margin:2px">')
+    sized = f"width:{width}px;" if width else "width:100%;"  # 0: the cell's width
+    return (f'<img src="data:image/jpeg;base64,{b64}" {zoom_attrs(alt=alt, full=full)} '
+            f'style="{sized}max-width:100%;height:auto;border-radius:4px;margin:0;'
+            'cursor:zoom-in;display:block">')
+
+
+def _full(item: Item, n: int) -> str | None:
+    """A larger copy of image ``n`` than the kept thumbnail: its result URL, for a live
+    task (KIE keeps results 14 days; the demo server's die with its kernel)."""
+    if item.demo or n >= len(item.urls):
+        return None
+    url = item.urls[n]
+    return url if url.startswith("https://") else None
 
 
 def _chips(item: Item) -> str:
@@ -150,13 +166,16 @@ def _chips(item: Item) -> str:
 
 
 def _tile(item: Item) -> str:
-    images = "".join(_img(t, alt=_alt(item, n)) for n, t in enumerate(item.thumbs[:4])) or (
+    images = "".join(_img(t, alt=_alt(item, n), full=_full(item, n), width=0)
+                     for n, t in enumerate(item.thumbs[:4])) or (
         f'<div style="color:{_MUTED};padding:8px">{esc(item.status)}</div>')
     prompt = esc(item.prompt)
     short = esc(item.prompt[:80] + ("…" if len(item.prompt) > 80 else ""))
     return (
         f'<div class="kie4o-tile" style="border:1px solid {_BORDER};border-radius:6px;'
-        f'padding:6px;width:{2 * _THUMB + 12}px;color:{_TEXT}">{images}'
+        f'padding:6px;min-width:0;color:{_TEXT}"><div style="display:grid;gap:4px;'
+        f'grid-template-columns:repeat({min(max(len(item.thumbs), 1), 2)},minmax(0,1fr))">'
+        f'{images}</div>'
         f'<details style="margin:4px 0"><summary>{short}</summary>'
         f'<div style="white-space:pre-wrap">{prompt}</div></details>'
         f'<div>{_chips(item)}</div>'
@@ -182,9 +201,10 @@ def gallery_view(items: Sequence[Item], *, total: int, page: int, per_page: int,
     more = (f" · next: <code>%kie4o gallery --page {page + 1}</code>"
             if page < pages else "")
     tiles = "".join(_tile(i) for i in items)
-    markup = (f'<div class="kie4o-gallery"><b>{esc(title)}</b>{more}'
-              f'<div style="display:flex;flex-wrap:wrap;gap:8px;margin-top:6px">{tiles}'
-              "</div></div>")
+    # The output's full width, in as many columns as fit (responsive).
+    markup = (f'<div class="kie4o-gallery kie4o-view"><b>{esc(title)}</b>{more}'
+              f'<div style="display:grid;gap:8px;margin-top:6px;grid-template-columns:'
+              f'repeat(auto-fill,minmax(240px,1fr))">{tiles}</div></div>{script_tag()}')
     lines = [title] + [f"{when(i.created)}  {i.status:<9} {i.task_id}  {i.prompt[:60]}"
                        + (f"  [{i.cost_text()}]" if i.cost is not None else "")
                        for i in items]
@@ -204,9 +224,10 @@ def _word_diff(base: str, other: str) -> str:
             out.append(esc(" ".join(b[j1:j2])))
             continue
         if op in ("delete", "replace"):
-            out.append(f'<del style="background:{_DEL}">{esc(" ".join(a[i1:i2]))}</del>')
+            out.append(f'<del style="background:{_DEL};color:{_MARKED}">'
+                       f'{esc(" ".join(a[i1:i2]))}</del>')
         if op in ("insert", "replace"):
-            out.append(f'<ins style="background:{_INS};text-decoration:none">'
+            out.append(f'<ins style="background:{_INS};color:{_MARKED};text-decoration:none">'
                        f'{esc(" ".join(b[j1:j2]))}</ins>')
     return " ".join(out)
 
@@ -227,21 +248,21 @@ def compare_view(items: Sequence[Item]) -> HTMLView:
         prompt = esc(item.prompt) if n == 0 else _word_diff(first.prompt, item.prompt)
         rows = "".join(
             f"<tr><td style='color:{_MUTED}'>{esc(k)}</td><td>"
-            + (f'<mark style="background:{_INS}">{esc(value(item, k))}</mark>'
+            + (f'<mark style="background:{_INS};color:{_MARKED}">{esc(value(item, k))}</mark>'
                if n and value(item, k) != value(first, k) else esc(value(item, k)))
             + "</td></tr>"
             for k in keys
         )
-        images = "".join(_img(t, alt=_alt(item, n))
-                         for n, t in enumerate(item.thumbs)) or esc(item.status)
+        images = "".join(_img(t, alt=_alt(item, k), full=_full(item, k))
+                         for k, t in enumerate(item.thumbs)) or esc(item.status)
         cols.append(
             f'<div style="flex:1;min-width:200px;border:1px solid {_BORDER};border-radius:6px;'
             f'padding:6px;color:{_TEXT}"><div><code>{esc(item.task_id)}</code> '
             f'{_chips(item)}</div><div style="white-space:pre-wrap;margin:4px 0">{prompt}</div>'
             f'<table style="font-size:85%">{rows}</table><div>{images}</div></div>'
         )
-    markup = (f'<div class="kie4o-compare" style="display:flex;gap:8px;align-items:flex-start">'
-              f'{"".join(cols)}</div>')
+    markup = (f'<div class="kie4o-compare kie4o-view" style="display:flex;gap:8px;'
+              f'align-items:flex-start">{"".join(cols)}</div>{script_tag()}')
     text = ["kie4o compare"]
     for item in items:
         params = ", ".join(f"{k}={value(item, k)}" for k in keys)

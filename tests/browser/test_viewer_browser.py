@@ -1,0 +1,133 @@
+"""One click opens an image at full size, and two compare at the same zoom — in a real
+browser, JupyterLab 4 and Notebook 7, demo mode: click, see the image's own pixels, compare
+another beside it, close with Escape (the focus goes back); Enter opens it from the keyboard;
+no card text runs into its neighbour in a four-model grid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_server import write_notebook
+from browser_ui import NotebookPage
+
+pytestmark = pytest.mark.browser
+
+LOAD = "%load_ext kie_jupyter"
+SWEEP = ("%%kie4o --model 4o,gpt-image-1.5,nano-banana-pro,seedream-4.5 -s 3:2 -o sw\n"
+         "An old lighthouse keeper, watercolor")
+
+_VIEWER_JS = """
+() => {
+  const box = document.querySelector('.kie4o-viewer');
+  if (!box) return null;
+  return {
+    label: box.getAttribute('aria-label'),
+    images: Array.from(box.querySelectorAll('img.kie4o-viewer-img')).map(im => ({
+      natural: im.naturalWidth, naturalHeight: im.naturalHeight,
+      width: im.getBoundingClientRect().width, complete: im.complete})),
+    zoom: box.querySelector('span').innerText,
+  };
+}
+"""
+
+#: Pairs of text boxes in the grid's card headers and captions that overlap.
+_OVERLAPS_JS = """
+(root) => {
+  const boxes = Array.from(root.querySelectorAll(
+      '.kie4o-head > *, .kie4o-figure figcaption, .kie4o-col, .kie4o-row'))
+    .map(e => ({e, r: e.getBoundingClientRect()})).filter(b => b.r.width && b.r.height);
+  const out = [];
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const a = boxes[i].r, b = boxes[j].r;
+    if (boxes[i].e.contains(boxes[j].e) || boxes[j].e.contains(boxes[i].e)) continue;
+    const x = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+    const y = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+    if (x > 1 && y > 1) out.push([boxes[i].e.innerText.slice(0, 30),
+                                  boxes[j].e.innerText.slice(0, 30)]);
+  }
+  return out;
+}
+"""
+
+
+def _viewer(nb: NotebookPage) -> dict[str, Any] | None:
+    found = nb.page.evaluate(_VIEWER_JS)
+    return dict(found) if found else None
+
+
+def test_click_opens_full_size_and_two_compare_at_the_same_zoom(
+        frontend: str, jupyter: Any, new_page: Any, artifacts: Path) -> None:
+    name = f"viewer-{frontend}.ipynb"
+    write_notebook(jupyter.root, name, [LOAD, SWEEP])
+    nb = NotebookPage(new_page(), jupyter, frontend, name)
+    nb.open(n_cells=2)
+    nb.run_cell(0)
+    nb.wait_cell_done(0, timeout=60)
+    nb.run_cell(1)
+    cell = nb.cell(1)
+    nb.page.wait_for_function(
+        """(el) => Array.from(el.querySelectorAll('.kie4o-sweep-head'))
+                        .some(h => h.innerText.includes('4 of 4 done'))""",
+        arg=cell.element_handle(), timeout=120_000)
+    nb.wait_cell_done(1, timeout=60)
+    nb.page.wait_for_function(
+        """(el) => {
+             const ims = Array.from(el.querySelectorAll('img.kie4o-zoom'));
+             return ims.length >= 4 && ims.every(im => im.complete && im.naturalWidth > 0);
+           }""",
+        arg=cell.element_handle(), timeout=30_000)
+    grid = cell.locator(".kie4o-sweep").first
+    grid.scroll_into_view_if_needed()
+    overlaps = grid.evaluate(_OVERLAPS_JS)
+    nb.page.screenshot(path=str(artifacts / f"{frontend}-viewer-grid.png"))
+    assert overlaps == [], overlaps
+
+    first = cell.locator("img.kie4o-zoom").first
+    first.click()
+    nb.page.wait_for_selector(".kie4o-viewer", timeout=10_000)
+    nb.page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('.kie4o-viewer img.kie4o-viewer-img'))"
+        ".every(im => im.complete && im.naturalWidth > 0)", timeout=10_000)
+    shown = _viewer(nb)
+    report = json.dumps(shown)
+    assert shown is not None and shown["label"] == "full-size image", report
+    (image,) = shown["images"]
+    # 100 %: the image's own pixels, one CSS pixel each (the demo's are 512 × 341).
+    assert (image["natural"], image["naturalHeight"]) == (512, 341), report
+    assert abs(image["width"] - image["natural"]) <= 1, report
+    assert shown["zoom"] == "100 %", report
+
+    nb.page.get_by_role("button", name="put another image beside this one").click()
+    nb.page.locator(".kie4o-viewer-choice").nth(1).click()
+    nb.page.wait_for_function(
+        "() => document.querySelectorAll('.kie4o-viewer img.kie4o-viewer-img').length == 2"
+        " && Array.from(document.querySelectorAll('.kie4o-viewer img.kie4o-viewer-img'))"
+        ".every(im => im.complete && im.naturalWidth > 0)", timeout=10_000)
+    nb.page.screenshot(path=str(artifacts / f"{frontend}-viewer-compare.png"))
+    both = _viewer(nb)
+    report = json.dumps(both)
+    assert both is not None and both["label"] == "2 images side by side at the same zoom"
+    widths = [im["width"] / im["natural"] for im in both["images"]]
+    assert all(abs(w - 1) < 0.01 for w in widths), report  # the same zoom: 100 % each
+    nb.page.get_by_role("button", name="zoom out").click()
+    both = _viewer(nb)
+    assert both is not None
+    scales = [im["width"] / im["natural"] for im in both["images"]]
+    assert abs(scales[0] - scales[1]) < 0.01 and scales[0] < 0.9, json.dumps(both)
+
+    nb.page.keyboard.press("Escape")
+    nb.page.wait_for_function("() => !document.querySelector('.kie4o-viewer')",
+                              timeout=5_000)
+
+    # From the keyboard: focus an image, Enter opens it, Escape closes it.
+    second = cell.locator("img.kie4o-zoom").nth(1)
+    second.focus()
+    nb.page.keyboard.press("Enter")
+    nb.page.wait_for_selector(".kie4o-viewer", timeout=10_000)
+    nb.page.keyboard.press("Escape")
+    nb.page.wait_for_function("() => !document.querySelector('.kie4o-viewer')",
+                              timeout=5_000)
+    assert second.evaluate("el => document.activeElement === el")
