@@ -77,6 +77,9 @@ class Wanted:
     params: Mapping[str, Any] | None = None
     default_model: str = "4o"
     default_size: str = "1:1"
+    #: The default size was chosen (``%config Kie4o.default_size``): every model that takes
+    #: that ratio gets it, not only 4o (the others keep their own default).
+    default_size_everywhere: bool = False
     fill: Callable[[str], str] = unescape_braces
     sweep: bool = True
     names: Mapping[str, str] = field(default_factory=lambda: {
@@ -107,6 +110,8 @@ class Plan:
     mask: InputImage | None
     #: The prompt as written, ``{a|b}`` groups and all.
     prompt: str = ""
+    #: Models that do not take the chosen default size (they keep their own).
+    own_size: tuple[str, ...] = ()
 
     @property
     def is_sweep(self) -> bool:
@@ -334,10 +339,14 @@ def make_plan(wanted: Wanted) -> Plan:
             # The images were resolved for the most generous model of the sweep.
             raise KieUsageError(f"{wanted.names['image']}: {len(images)} images given; at "
                                 f"most {MAX_FILES} are allowed for 4o")
+        size = combo.options.get("size")
+        if size is None and wanted.default_size_everywhere \
+                and wanted.default_size in spec.aspect_ratios:
+            size = wanted.default_size
         request = request_for(  # each model's own limits are checked here
             name, wanted.fill(combo.prompt), images,
             mask if spec.family == "4o" else wanted.mask,
-            size=combo.options.get("size"),
+            size=size,
             variants=1 if one_each else wanted.variants, enhance=wanted.enhance,
             fallback=wanted.fallback, fallback_model=wanted.fallback_model,
             callback_url=wanted.callback_url, resolution=combo.options.get("resolution"),
@@ -345,7 +354,11 @@ def make_plan(wanted: Wanted) -> Plan:
             params=dict(wanted.params) if wanted.params else None,
             default_size=wanted.default_size)
         tasks.append(PlannedTask(combo.labels, name, request))
-    return Plan(tuple(axes), tuple(tasks), images, mask, text)
+    return Plan(tuple(axes), tuple(tasks), images, mask, text,
+                tuple(dict.fromkeys(
+                    n for n, sp in spec_of.items()
+                    if wanted.default_size_everywhere and "size" not in chosen
+                    and wanted.default_size not in sp.aspect_ratios)))
 
 
 def resolve_inputs(wanted: Wanted) -> tuple[tuple[InputImage, ...], InputImage | None]:

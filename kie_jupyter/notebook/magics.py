@@ -138,12 +138,18 @@ class Kie4o(Magics):
         #: Made first: the shell's config (``%config Kie4o.output_dir`` before a reload, a
         #: profile's ``c.Kie4o``) sets the traits, and notifies, during ``__init__``.
         self.session = Session()
+        #: Whether default_size was set (then every model that takes it gets it).
+        self._default_size_chosen = False
         self._loading = True  # a bad price file in the config warns instead of failing
         super().__init__(shell=shell, **kwargs)
         self._loading = False
         for name in _SESSION_SETTINGS:
             setattr(self.session, name, getattr(self, name))
         self.session.budget = self.budget
+
+    @observe("default_size")
+    def _size_chosen(self, change: Any) -> None:
+        self._default_size_chosen = True
 
     @observe(*_SESSION_SETTINGS, "budget")
     def _settings_changed(self, change: Any) -> None:
@@ -276,8 +282,14 @@ class Kie4o(Magics):
         from . import options
 
         opts = options.parse_cell(self.kie4o, line, cell, self._user_ns,
-                                  default_size=self.default_size, default_model=self.model)
+                                  default_size=self.default_size, default_model=self.model,
+                                  default_size_everywhere=self._default_size_chosen)
         plan = opts.plan
+        if plan.own_size:
+            one = len(plan.own_size) == 1
+            print(f"kie4o: {', '.join(plan.own_size)} take{'s' if one else ''} no "
+                  f"{self.default_size} (%config Kie4o.default_size): "
+                  f"{'its' if one else 'their'} own default size is used")
         client = self.client()
         try:
             if opts.dry_run:

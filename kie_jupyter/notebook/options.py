@@ -233,6 +233,7 @@ def keep_empty_body(lines: list[str]) -> list[str]:
 
 def parse_cell(magic_func: Any, line: str, body: str,
                namespace: Mapping[str, Any], *, default_size: str,
+               default_size_everywhere: bool = False,
                default_model: str = "4o") -> CellOptions:
     """Parse and check one ``%%kie4o`` cell; ``UsageError`` on any bad input.
 
@@ -270,6 +271,7 @@ def parse_cell(magic_func: Any, line: str, body: str,
             output_format=args.output_format,
             params=dict(parse_param(p) for p in args.param) or None,
             default_model=default_model, default_size=default_size,
+            default_size_everywhere=default_size_everywhere,
             fill=lambda prompt: fill_prompt(prompt, namespace)))
     except KieUsageError as exc:
         raise UsageError(with_hint(optiontable.name_the_flag(str(exc)),

@@ -152,3 +152,21 @@ def test_a_one_image_per_task_sweep_is_picked_by_position_and_feeds_an_edit(shel
     assert edit.status is TaskStatus.SUCCESS, edit.error
     (body,) = [r.json for r in sent(server, "createTask")][-1:]
     assert len(body["input"]["image_urls"]) == 2
+
+
+def test_the_default_size_reaches_every_model_that_takes_it(shell, server):
+    cell(shell, '%config Kie4o.default_size = "3:2"')
+    try:
+        cap = cell(shell, "%%kie4o --dry-run --model seedream-4.5,flux-2-pro,gpt-image-1.5,"
+                          "nano-banana-2,flux-kontext-pro\na lighthouse")
+        text = "\n".join(o.data["text/plain"] for o in cap.outputs)
+        assert text.count('"aspect_ratio": "3:2"') == 4, text
+        assert '"aspectRatio"' not in text  # Kontext has no 3:2: its own default
+        assert ("kie4o: flux-kontext-pro takes no 3:2 (%config Kie4o.default_size): its own "
+                "default size is used") in cap.stdout
+    finally:
+        cell(shell, '%config Kie4o.default_size = "1:1"')
+    # Not chosen: each model keeps its own default, as before.
+    shell.run_line_magic("reload_ext", "kie_jupyter")
+    cap = cell(shell, "%%kie4o --dry-run --model nano-banana-2\na lighthouse")
+    assert "aspect_ratio" not in "\n".join(o.data["text/plain"] for o in cap.outputs)
