@@ -220,14 +220,18 @@ class HistoryStore:
         return entry
 
     def query(self, *, search: str | None = None, starred: bool = False,
-              demo: bool | None = None, page: int = 1,
-              per_page: int = 24) -> tuple[list[HistoryEntry], int]:
+              demo: bool | None = None, page: int = 1, per_page: int = 24,
+              stopped_empty: bool = True) -> tuple[list[HistoryEntry], int]:
         """One page of tasks, newest first, and how many match in all.
 
         ``search`` looks in the prompt (case-insensitive), ``starred`` keeps starred tasks,
-        ``demo`` keeps demo (True) or live (False) tasks.
+        ``demo`` keeps demo (True) or live (False) tasks; ``stopped_empty=False`` leaves out
+        tasks stopped with no image (nothing to see).
         """
         items = self.entries()
+        if not stopped_empty:
+            items = [e for e in items if not (e.status == "stopped" and not e.urls
+                                              and not e.thumbs)]
         if search:
             needle = search.casefold()
             items = [e for e in items if needle in e.prompt.casefold()]

@@ -192,11 +192,13 @@ class Sweep:
         return sum_costs([t.cost for t in self.tasks])
 
     def counts(self) -> dict[str, int]:
-        """How many tasks are done, and of those how many succeeded."""
+        """How many tasks are done, and of those how many succeeded, failed or were stopped
+        (a stopped task did not fail: it may still go on at KIE.AI)."""
         done = [t for t in self.tasks if t.done]
         ok = sum(1 for t in done if t.status.value == "success")
+        stopped = sum(1 for t in done if t.status.value == "stopped")
         return {"total": len(self.cells), "done": len(done), "succeeded": ok,
-                "failed": len(done) - ok}
+                "failed": len(done) - ok - stopped, "stopped": stopped}
 
     @property
     def images(self) -> list[bytes]:

@@ -403,7 +403,8 @@ def sweep_bundle(sweep: Any, embed: str = "thumb", name: str | None = None) -> d
     axes = list(sweep.axes)
     counts = sweep.counts()
     head = (f"kie4o sweep — {counts['done']} of {counts['total']} done"
-            + (f" ({counts['succeeded']} succeeded, {counts['failed']} failed)"
+            + (f" ({counts['succeeded']} succeeded, {counts['failed']} failed"
+               + (f", {counts['stopped']} stopped" if counts.get("stopped") else "") + ")"
                if counts["done"] else "")
             + f" · {costs_text([t.cost for t in sweep.tasks])}")
     dims = " × ".join(f"{a.name} ({len(a.values)})" for a in axes)

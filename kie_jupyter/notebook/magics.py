@@ -388,12 +388,16 @@ class Kie4o(Magics):
 
             report = interrupt_report(sweep.tasks)
             show()
+            # Demo tasks run on the demo server in this kernel, not at KIE.AI.
+            where = ("the demo server" if sweep.tasks and sweep.tasks[0].demo else "KIE.AI")
             if report.doubtful:
                 print(f"kie4o: {len(report.doubtful)} task(s) of the sweep were being sent "
-                      "when stopped: they may have reached KIE.AI — check your KIE.AI dashboard")
+                      f"when stopped: they may have reached {where}"
+                      + ("" if where != "KIE.AI" else " — check your KIE.AI dashboard"))
             if report.sent:
                 print(f"kie4o: stopped following {len(report.sent)} task(s) of the sweep; they "
-                      f"go on at KIE.AI — `%kie4o resume ID` for each: {', '.join(report.sent)}")
+                      f"go on at {where} — `%kie4o resume ID` for each: "
+                      f"{', '.join(report.sent)}")
             raise UsageError("kie4o: interrupted (Ctrl-C); this cell ends in error so that "
                              "Run All stops here") from None
 

@@ -393,7 +393,8 @@ def _gallery(host: Host, args: argparse.Namespace) -> Any:
         raise UsageError(f"%kie4o gallery --page: {args.page} must be 1 or more")
     demo = True if args.demo else (False if args.live else None)
     entries, total = host.history().query(search=args.search, starred=args.starred,
-                                          demo=demo, page=args.page, per_page=per_page)
+                                          demo=demo, page=args.page, per_page=per_page,
+                                          stopped_empty=args.all)
     query = "".join([f", matching {args.search!r}" if args.search else "",
                      ", starred" if args.starred else "",
                      ", demo" if args.demo else "", ", live" if args.live else ""])
@@ -650,6 +651,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     which.add_argument("--demo", action="store_true", help="demo tasks only")
     which.add_argument("--live", action="store_true", help="live tasks only")
     gallery.add_argument("--page", type=int, default=1, metavar="K", help="page K (from 1)")
+    gallery.add_argument("--all", action="store_true",
+                         help="also tasks stopped before they had an image (left out by "
+                              "default: nothing to see)")
     for name, verb in (("star", "mark a task as starred (`%kie4o gallery --starred`)"),
                        ("unstar", "remove the star")):
         sp = add(name, _star, verb, mistake=_give_one_task_id(name))

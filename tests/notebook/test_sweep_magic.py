@@ -170,3 +170,27 @@ def test_the_default_size_reaches_every_model_that_takes_it(shell, server):
     shell.run_line_magic("reload_ext", "kie_jupyter")
     cap = cell(shell, "%%kie4o --dry-run --model nano-banana-2\na lighthouse")
     assert "aspect_ratio" not in "\n".join(o.data["text/plain"] for o in cap.outputs)
+
+
+def test_stopped_tasks_count_as_stopped_and_the_gallery_leaves_them_out(shell, server):
+    import time
+
+    from kie_jupyter.notebook.cards import sweep_bundle
+
+    server.duration = 30.0  # still running when stopped
+    cell(shell, "%%kie4o -s 1:1,3:2 --no-wait -o sw\na fox")
+    sw = shell.user_ns["sw"]
+    deadline = time.monotonic() + 20
+    while not all(t.task_id for t in sw.tasks) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sw.stop()
+    sw.wait(10)
+    counts = sw.counts()
+    assert (counts["stopped"], counts["failed"], counts["succeeded"]) == (2, 0, 0)
+    assert "(0 succeeded, 0 failed, 2 stopped)" in sweep_bundle(sw)["text/html"]
+    def gallery(line: str) -> str:
+        with capture_output():
+            return repr(shell.run_cell(line).result)
+
+    assert gallery("%kie4o gallery").startswith("kie4o gallery — 0 task(s)")
+    assert gallery("%kie4o gallery --all").startswith("kie4o gallery — 2 task(s)")
