@@ -532,8 +532,9 @@ def _export(host: Host, args: argparse.Namespace) -> None:
 def _models(host: Host, args: argparse.Namespace) -> Any:
     rows = []
     for spec in MODELS.values():
-        rows.append([spec.name, spec.family, describe(spec).split(": ", 1)[-1],
-                     {"native": "images per task", "one task each": "one task per image"}
+        options = describe(spec).split(": ", 1)[-1].split("; -n", 1)[0]  # -n has a column
+        rows.append([spec.name, spec.family, options,
+                     {"native": "in one task", "one task each": "a task per image"}
                      .get(spec.variants, spec.variants), spec.doc])
     return Table("kie4o models (--model NAME)", ["model", "family", "options", "-n",
                                                  "checked against (docs.kie.ai)"], rows)

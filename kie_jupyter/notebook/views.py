@@ -37,13 +37,17 @@ class Table:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         esc = html.escape
-        cell = "<{0} style='text-align:left'>{1}</{0}>"
+        # Long values wrap inside their column (a doc path, a list of ratios), so the table
+        # fits the output's width instead of running off its right edge.
+        cell = ("<{0} style='text-align:left;vertical-align:top;overflow-wrap:anywhere;"
+                "min-width:4em'>{1}</{0}>")
         head = "".join(cell.format("th", esc(h)) for h in self.html_header or self.header)
         rows = self.html_rows or [[esc(c) for c in row] for row in self.rows]
         body = "".join(
             "<tr>" + "".join(cell.format("td", c) for c in row) + "</tr>" for row in rows
         )
-        markup = f"<b>{esc(self.title)}</b><table><tr>{head}</tr>{body}</table>"
+        markup = (f"<b>{esc(self.title)}</b><table style='max-width:100%;"
+                  f"table-layout:auto'><tr>{head}</tr>{body}</table>")
         table = [self.header, *self.rows]
         widths = [max(len(r[i]) for r in table) for i in range(len(self.header))]
         lines = [self.title]

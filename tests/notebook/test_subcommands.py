@@ -78,3 +78,12 @@ def test_demo_mode_is_case_insensitive(shell):
         assert "synthetic" in run(shell, "%kie4o demo ON").stdout
     finally:
         assert "demo mode off" in run(shell, "%kie4o demo Off").stdout
+
+
+def test_the_models_table_wraps_to_the_output_width(shell):
+    from IPython.utils.capture import capture_output
+
+    with capture_output():
+        shown = shell.run_cell("%kie4o models").result._repr_mimebundle_()["text/html"]
+    assert "max-width:100%" in shown and "overflow-wrap:anywhere" in shown
+    assert "a task per image" in shown and "; -n" not in shown
