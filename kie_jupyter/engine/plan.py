@@ -15,6 +15,7 @@ The plan then answers what every front end asks before paying — how many tasks
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -304,6 +305,28 @@ class PlanCost:
                 raise KieUsageError(f"{what}; this needs {self.counts()} (nothing was sent)")
 
 
+def nearest_ratio(image: InputImage, ratios: Sequence[str]) -> str | None:
+    """The ratio of ``ratios`` nearest the image's own shape (None when its pixels are not
+    at hand: a URL), so that an edit keeps its source's shape unless ``-s`` says otherwise."""
+    if image.data is None:
+        return None
+    from ..api.imagedata import sniff_image
+
+    info = sniff_image(image.data)
+    if info is None or not info.width or not info.height:
+        return None
+    shape = math.log(info.width / info.height)
+    best: tuple[float, str] | None = None
+    for ratio in ratios:
+        w, _, h = ratio.partition(":")
+        if not (w.isdigit() and h.isdigit()) or not int(h) or not int(w):
+            continue  # auto, Qwen's presets
+        off = abs(shape - math.log(int(w) / int(h)))
+        if best is None or off < best[0] - 1e-9:
+            best = (off, ratio)
+    return best[1] if best else None
+
+
 def make_plan(wanted: Wanted) -> Plan:
     """Expand and check everything ``wanted`` asks for; :class:`KieUsageError` on any mistake.
 
@@ -340,6 +363,8 @@ def make_plan(wanted: Wanted) -> Plan:
             raise KieUsageError(f"{wanted.names['image']}: {len(images)} images given; at "
                                 f"most {MAX_FILES} are allowed for 4o")
         size = combo.options.get("size")
+        if size is None and images:  # an edit keeps its source's shape
+            size = nearest_ratio(images[0], spec.aspect_ratios)
         if size is None and wanted.default_size_everywhere \
                 and wanted.default_size in spec.aspect_ratios:
             size = wanted.default_size

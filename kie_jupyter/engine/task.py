@@ -284,6 +284,16 @@ class Task:
         return task_cost(self)
 
     @property
+    def inputs(self) -> tuple[InputImage, ...]:
+        """The input images it was sent (an edit's sources), as given."""
+        return self._inputs
+
+    @property
+    def mask_input(self) -> InputImage | None:
+        """The mask it was sent, as given (None without one)."""
+        return self._mask
+
+    @property
     def never_created(self) -> bool:
         """True when KIE made no task for this one: it ended before its request was taken
         (stopped first, or refused), so nothing was charged."""

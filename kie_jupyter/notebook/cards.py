@@ -238,6 +238,29 @@ def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None) -> st
             f'</figure>')
 
 
+def _sources(task: Task) -> list[str]:
+    """Small figures of an edit's source images and mask (those whose pixels are at hand),
+    to see before and after side by side."""
+    esc = html.escape
+    out = []
+    found = [(item, "source") for item in getattr(task, "inputs", ())]
+    mask = getattr(task, "mask_input", None)
+    if mask is not None:
+        found.append((mask, "mask (black = changed)"))
+    for item, what in found:
+        if item.data is None:
+            continue
+        body, mime = thumbnail(item.data, 256)
+        src = f"data:{mime};base64," + base64.b64encode(body).decode("ascii")
+        label = f"{what}: {item.label}" if what == "source" else what
+        out.append(f'<figure class="kie4o-source" style="margin:0;min-width:0">'
+                   f'<img src="{src}" {zoom_attrs(alt=label)} style="max-width:min(256px,100%);'
+                   f'height:auto;display:block;border-radius:3px;opacity:.92;cursor:zoom-in"/>'
+                   f'<figcaption style="font-size:85%;color:{MUTED};overflow-wrap:anywhere">'
+                   f'{esc(label)}</figcaption></figure>')
+    return out
+
+
 def _id_html(task: Task) -> str:
     """The task id, cut with an ellipsis where the column is narrow (whole when copied)."""
     esc = html.escape
@@ -320,6 +343,7 @@ def card_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
     if images and embed != "none":
         parts.append('<div class="kie4o-images" style="display:flex;flex-wrap:wrap;gap:8px;'
                      'align-items:flex-start">')
+        parts.extend(_sources(task))  # an edit: what it started from, beside the result
         parts.extend(_figure(task, n, data, embed, name) for n, data in images)
         parts.append("</div>")
     elif images:

@@ -75,7 +75,7 @@ def test_a_sweep_runs_in_parallel_and_is_looked_up_by_label(server, tmp_path):
                            client=_client(server))
     assert len(sw) == 8 and sw.done
     assert len(server.requests_to("generate")) == 8
-    assert sw.counts() == {"total": 8, "done": 8, "succeeded": 4, "failed": 4}
+    assert sw.counts() == {"total": 8, "done": 8, "succeeded": 4, "failed": 4, "stopped": 0}
     one = sw["blue", "ok", "3:2"]
     assert one.status is TaskStatus.SUCCESS and one.prompt == "a blue fox, [mock:ok]"
     assert sw["red", "fail", "1:1"].status is TaskStatus.FAILED

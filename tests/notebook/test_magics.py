@@ -350,3 +350,24 @@ def test_save_that_fails_after_paying_keeps_the_images(shell, server, tmp_path):
     task = shell.user_ns["t"].wait(15)
     assert task.status is TaskStatus.SUCCESS and task.images
     assert "could not save" in task.save_error and "could not save" in status_text(task)
+
+
+def test_an_edit_keeps_its_source_shape_and_shows_it_beside_the_result(shell, server, tmp_path):
+    from kie_jupyter.fakeapi.images import render_png
+
+    wide = tmp_path / "wide.png"
+    wide.write_bytes(render_png("a wide source", "3:2", 0, 300))
+    mask = tmp_path / "mask.png"
+    from PIL import Image
+
+    Image.new("L", (300, 200), 255).save(mask)
+    cap = run(shell, f"%%kie4o --yes -i {wide} -m {mask} -o t\nreplace the sky")
+    assert sent(server, "generate")[-1].json["size"] == "3:2"  # not 1:1
+    page = "\n".join(o.data.get("text/html", "") for o in cap.outputs)
+    assert 'class="kie4o-source"' in page and "source: " in page
+    assert "mask (black = changed)" in page
+    run(shell, f"%%kie4o --yes -s 1:1 -i {wide}\nsquare it")  # -s says otherwise
+    assert sent(server, "generate")[-1].json["size"] == "1:1"
+    run(shell, f"%%kie4o --yes --model seedream-4.5 -i {wide}\nthe same, at night")
+    body = sent(server, "createTask")[-1].json
+    assert body["input"]["aspect_ratio"] == "3:2"

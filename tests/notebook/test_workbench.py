@@ -215,3 +215,11 @@ def test_rerun_of_a_sweep_puts_its_own_line_and_body_below(shell):
     run(shell, "%%kie4o -s 1:1,3:2 -o sw\na {red|blue} fox")
     line(shell, "%kie4o rerun $sw")
     assert payloads[-1] == "%%kie4o -s 1:1,3:2 -o sw\na {red|blue} fox"
+
+
+def test_compare_marks_stay_readable_in_a_dark_theme(shell, made):
+    # JupyterLab's dark theme makes text white; the marks' pale backgrounds keep dark text.
+    page = html_of(line(shell, "%kie4o compare $fox $fox2"))
+    marks = re.findall(r"<(ins|del|mark) style=\"([^\"]*)\"", page)
+    assert marks, page[:500]
+    assert all("color:#1f1f1f" in style for _, style in marks), marks
