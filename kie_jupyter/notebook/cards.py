@@ -230,7 +230,7 @@ def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None) -> st
     attrs = zoom_attrs(alt=alt, pick=pick if name else None, size=size,
                        full=link if link and embed == "thumb" else None)
     return (f'<figure class="kie4o-figure" style="margin:0;min-width:0">'
-            f'<img src="{src}" {attrs} style="max-width:min({THUMB_SIZE}px,100%);'
+            f'<img src="{src}" {attrs} style="width:100%;max-width:{THUMB_SIZE}px;'
             f'height:auto;display:block;border-radius:3px;cursor:zoom-in"/>'
             f'<figcaption style="font-size:85%;color:{MUTED};overflow-wrap:anywhere">'
             f'<code style="font-family:{CODE_FONT};color:{TEXT}" '
@@ -341,9 +341,13 @@ def card_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
         parts.append(f'<div class="kie4o-error" style="color:{ERROR}">{esc(reason)}</div>')
     images = task.numbered_images() if ended else []
     if images and embed != "none":
-        parts.append('<div class="kie4o-images" style="display:flex;flex-wrap:wrap;gap:8px;'
-                     'align-items:flex-start">')
-        parts.extend(_sources(task))  # an edit: what it started from, beside the result
+        # Side by side in the output's width: one image up to 512 px, several in columns.
+        sources = _sources(task)
+        count = len(images) + len(sources)
+        parts.append(f'<div class="kie4o-images" style="display:grid;gap:8px;'
+                     f'align-items:start;grid-template-columns:repeat(auto-fit,'
+                     f'minmax(min(100%,220px),1fr));max-width:min(100%,{count * 520}px)">')
+        parts.extend(sources)  # an edit: what it started from, beside the result
         parts.extend(_figure(task, n, data, embed, name) for n, data in images)
         parts.append("</div>")
     elif images:

@@ -6,6 +6,7 @@ no card text runs into its neighbour in a four-model grid."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from browser_server import write_notebook
 from browser_ui import NotebookPage
 
 pytestmark = pytest.mark.browser
+#: Where ``KIE_UPDATE_DOCS_SCREENSHOT=1`` writes the README's pictures of the grid and viewer.
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 LOAD = "%load_ext kie_jupyter"
 SWEEP = ("%%kie4o --model 4o,gpt-image-1.5,nano-banana-pro,seedream-4.5 -s 3:2 -o sw\n"
@@ -84,6 +87,9 @@ def test_click_opens_full_size_and_two_compare_at_the_same_zoom(
     overlaps = grid.evaluate(_OVERLAPS_JS)
     nb.page.screenshot(path=str(artifacts / f"{frontend}-viewer-grid.png"))
     assert overlaps == [], overlaps
+    docs = os.environ.get("KIE_UPDATE_DOCS_SCREENSHOT", "") not in ("", "0") and frontend == "lab"
+    if docs:
+        cell.screenshot(path=str(DOCS / "sweep.png"))
 
     first = cell.locator("img.kie4o-zoom").first
     first.click()
@@ -107,6 +113,8 @@ def test_click_opens_full_size_and_two_compare_at_the_same_zoom(
         " && Array.from(document.querySelectorAll('.kie4o-viewer img.kie4o-viewer-img'))"
         ".every(im => im.complete && im.naturalWidth > 0)", timeout=10_000)
     nb.page.screenshot(path=str(artifacts / f"{frontend}-viewer-compare.png"))
+    if docs:
+        nb.page.screenshot(path=str(DOCS / "compare.png"))
     both = _viewer(nb)
     report = json.dumps(both)
     assert both is not None and both["label"] == "2 images side by side at the same zoom"
