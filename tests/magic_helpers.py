@@ -43,6 +43,15 @@ def run(sh, cell):
     return cap
 
 
+def cell(sh, text: str):
+    """Run one cell; raise the error it ends with, else return what it printed and showed."""
+    with capture_output() as cap:
+        result = sh.run_cell(text)
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    return cap
+
+
 def all_text(cap) -> str:
     parts = [cap.stdout, cap.stderr]
     for out in cap.outputs:

@@ -13,6 +13,7 @@ from kie_jupyter.classroom.budget import ClassPolicy
 from kie_jupyter.testing.shell import TestingShell
 
 from class_helpers import TEACHER_KEY, kie, ledger, make_proxy  # noqa: F401 (fixtures)
+from magic_helpers import cell as run
 
 
 @pytest.fixture()
@@ -29,14 +30,6 @@ def shell(monkeypatch, tmp_path):
         sh.run_cell("%kie4o class off")
         sh.run_cell("%unload_ext kie_jupyter")
     sh.user_ns.pop("t", None)
-
-
-def run(sh, cell: str):
-    with capture_output() as cap:
-        result = sh.run_cell(cell)
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    return cap
 
 
 def html_of(cap) -> str:

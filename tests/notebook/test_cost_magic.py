@@ -13,15 +13,7 @@ from kie_jupyter.api.prices import package_prices, use_prices
 from kie_jupyter.api.registry import MODELS
 from kie_jupyter.testing import MockKieServer
 
-from magic_helpers import KEY, sent
-
-
-def cell(sh, text: str):
-    with capture_output() as cap:
-        result = sh.run_cell(text)
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    return cap
+from magic_helpers import KEY, cell, sent
 
 
 def text_of(cap) -> str:

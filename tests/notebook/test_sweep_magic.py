@@ -8,15 +8,7 @@ from IPython.utils.capture import capture_output
 
 from kie_jupyter import Sweep, TaskStatus
 
-from magic_helpers import sent
-
-
-def cell(sh, text: str):
-    with capture_output() as cap:
-        result = sh.run_cell(text)
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    return cap
+from magic_helpers import cell, sent
 
 
 def html(cap) -> str:
