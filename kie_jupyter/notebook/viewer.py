@@ -90,10 +90,21 @@ SCRIPT = r"""
           cap.textContent += ' (the full image\'s link has expired: the embedded copy)';
         }
       });
-      img.addEventListener('load', show);
       const cap = el('figcaption', 'padding:4px 8px;color:#ddd',
                      (src.dataset.pick || src.alt) + (src.dataset.size ? ' · '
                        + src.dataset.size : ''));
+      img.addEventListener('load', () => {
+        // Only the embedded copy, and it is smaller than the image: say so, and where the
+        // full image is.
+        const got = img.naturalWidth + '×' + img.naturalHeight;
+        if (img.src === src.src && src.dataset.size && src.dataset.size !== got
+            && !cap.dataset.told) {
+          cap.dataset.told = '1';
+          cap.textContent += ' — this is the embedded ' + got + ' copy'
+            + (src.dataset.saved ? '; the full image is saved at ' + src.dataset.saved : '');
+        }
+        show();
+      });
       view.append(img);
       view.addEventListener('scroll', () => {
         for (const q of panes) {
@@ -172,9 +183,10 @@ def script_tag() -> str:
 
 
 def zoom_attrs(*, alt: str, pick: str | None = None, full: str | None = None,
-               size: tuple[int, int] | None = None) -> str:
+               size: tuple[int, int] | None = None, saved: str | None = None) -> str:
     """The attributes that make an ``<img>`` open full size: its class, focus, alt text,
-    what picks it (``fox[1]``), its full pixel size and a larger copy's URL, all escaped."""
+    what picks it (``fox[1]``), its full pixel size, a larger copy's URL and the file the
+    full image is saved in, all escaped."""
     esc = html.escape
     parts = ['class="kie4o-zoom"', 'tabindex="0"', 'role="button"',
              f'alt="{esc(alt, quote=True)}"',
@@ -185,4 +197,6 @@ def zoom_attrs(*, alt: str, pick: str | None = None, full: str | None = None,
         parts.append(f'data-size="{size[0]}×{size[1]}"')
     if full:
         parts.append(f'data-full="{esc(full, quote=True)}"')
+    if saved:
+        parts.append(f'data-saved="{esc(saved, quote=True)}"')
     return " ".join(parts)

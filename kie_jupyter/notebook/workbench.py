@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..api.imagedata import sniff_image
 from ..api.prices import Cost
 from ..engine.history import HistoryEntry
 from ..engine.images import thumbnail_jpeg
@@ -74,6 +75,8 @@ class Item:
     saved_paths: list[str] = field(default_factory=list)
     #: What the task cost (KIE's figure, else the estimate); None: not known here.
     cost: Cost | None = None
+    #: Each image's own pixel size, where known (the viewer says when it shows a smaller copy).
+    sizes: list[tuple[int, int]] = field(default_factory=list)
 
     def cost_text(self) -> str:
         return self.cost.short() if self.cost is not None else ""
@@ -94,8 +97,19 @@ def item_of_task(task: Any) -> Item:
         demo=task.demo, thumbs=thumbs,
         full=[(f"{task.task_id}_{n}.png", data) for n, data in images],
         parents=task.parents, urls=list(task.urls), saved_paths=list(task.saved_paths),
-        cost=None if task.never_created else task.cost,
+        cost=None if task.never_created else task.cost, sizes=_sizes(d for _, d in images),
     )
+
+
+def _sizes(images: Iterable[bytes]) -> list[tuple[int, int]]:
+    """The pixel size of each image (up to the first one that cannot be read)."""
+    out = []
+    for data in images:
+        info = sniff_image(data)
+        if info is None:
+            break
+        out.append((info.width, info.height))
+    return out
 
 
 def item_of_entry(entry: HistoryEntry, *, full: bool = False) -> Item:
@@ -112,7 +126,7 @@ def item_of_entry(entry: HistoryEntry, *, full: bool = False) -> Item:
         status=entry.status or "?", created=entry.created, model=entry.model or "4o",
         demo=bool(entry.demo), starred=entry.starred, thumbs=thumbs, full=files,
         parents=list(entry.parents), urls=list(entry.urls), saved_paths=list(entry.saved_paths),
-        cost=entry_cost(entry),
+        cost=entry_cost(entry), sizes=_sizes(data for _, data in files),
     )
 
 
@@ -137,13 +151,23 @@ class HTMLView:
         return self.text
 
 
-def _img(data: bytes, width: int = _THUMB, alt: str = "", full: str | None = None) -> str:
-    """A thumbnail that opens full size in one click (:mod:`.viewer`)."""
+def _img(item: Item, n: int, data: bytes, width: int = _THUMB) -> str:
+    """Image ``n``'s thumbnail, which opens full size in one click (:mod:`.viewer`): the
+    result's URL where there is one, else the thumbnail with its true size and saved file."""
     b64 = base64.b64encode(data).decode("ascii")
     sized = f"width:{width}px;" if width else "width:100%;"  # 0: the cell's width
-    return (f'<img src="data:image/jpeg;base64,{b64}" {zoom_attrs(alt=alt, full=full)} '
+    attrs = zoom_attrs(alt=_alt(item, n), full=_full(item, n),
+                       size=item.sizes[n] if n < len(item.sizes) else None,
+                       saved=_saved_file(item, n))
+    return (f'<img src="data:image/jpeg;base64,{b64}" {attrs} '
             f'style="{sized}max-width:100%;height:auto;border-radius:4px;margin:0;'
             'cursor:zoom-in;display:block">')
+
+
+def _saved_file(item: Item, n: int) -> str | None:
+    """Where image ``n`` was saved under its own name (``<taskId>_<n>.<ext>``), if it was."""
+    stem = f"{item.task_id}_{n}."
+    return next((p for p in item.saved_paths if Path(p).name.startswith(stem)), None)
 
 
 def _full(item: Item, n: int) -> str | None:
@@ -166,8 +190,7 @@ def _chips(item: Item) -> str:
 
 
 def _tile(item: Item) -> str:
-    images = "".join(_img(t, alt=_alt(item, n), full=_full(item, n), width=0)
-                     for n, t in enumerate(item.thumbs[:4])) or (
+    images = "".join(_img(item, n, t, width=0) for n, t in enumerate(item.thumbs[:4])) or (
         f'<div style="color:{_MUTED};padding:8px">{esc(item.status)}</div>')
     prompt = esc(item.prompt)
     short = esc(item.prompt[:80] + ("…" if len(item.prompt) > 80 else ""))
@@ -253,8 +276,7 @@ def compare_view(items: Sequence[Item]) -> HTMLView:
             + "</td></tr>"
             for k in keys
         )
-        images = "".join(_img(t, alt=_alt(item, k), full=_full(item, k))
-                         for k, t in enumerate(item.thumbs)) or esc(item.status)
+        images = "".join(_img(item, k, t) for k, t in enumerate(item.thumbs)) or esc(item.status)
         cols.append(
             f'<div style="flex:1;min-width:200px;border:1px solid {_BORDER};border-radius:6px;'
             f'padding:6px;color:{_TEXT}"><div><code>{esc(item.task_id)}</code> '

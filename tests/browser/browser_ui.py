@@ -5,9 +5,12 @@ Everything waits on the DOM or the REST API; the only fixed pauses are short pol
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,11 +64,10 @@ _CARDS_JS = """
 })
 """
 
-#: The contrast ratio of the first card's prompt text against the background drawn under it.
-CONTRAST_JS = """
-(cell) => {
-  const el = cell.querySelector('.kie4o-card .kie4o-prompt');
-  if (!el) return null;
+#: The contrast ratio of an element's text against the background drawn under it (called with
+#: the element; ``contrast_of`` passes each match of a selector).
+ELEMENT_CONTRAST_JS = """
+(el) => {
   const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
   const lum = ([r, g, b]) => {
     const f = c => {
@@ -83,9 +85,22 @@ CONTRAST_JS = """
   const fg = rgb(getComputedStyle(el).color);
   const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
   return {fg: getComputedStyle(el).color, bg: 'rgb(' + bg.slice(0, 3).join(',') + ')',
-          ratio: (a + 0.05) / (b + 0.05)};
+          ratio: (a + 0.05) / (b + 0.05), text: el.innerText.slice(0, 40)};
 }
 """
+
+
+@contextmanager
+def dark_theme(server: JupyterServer) -> Iterator[None]:
+    """Pages opened inside use JupyterLab Dark (Lab and Notebook 7 read the same setting)."""
+    settings = (Path(server.env["JUPYTER_CONFIG_DIR"]) / "lab" / "user-settings"
+                / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings")
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"theme": "JupyterLab Dark"}), encoding="utf-8")
+    try:
+        yield
+    finally:
+        settings.unlink(missing_ok=True)
 
 
 @dataclass
@@ -246,7 +261,16 @@ class NotebookPage:
         raise AssertionError(f"cell {i}: {what} not seen in {timeout} s; last {state}")
 
     def contrast(self, i: int) -> dict[str, Any] | None:
-        return self.page.evaluate(CONTRAST_JS, self.cell(i).element_handle())
+        """The contrast of cell ``i``'s first card prompt against what is drawn under it."""
+        found = self.cell(i).locator(".kie4o-card .kie4o-prompt")
+        if found.count() == 0:
+            return None
+        return dict(found.first.evaluate(ELEMENT_CONTRAST_JS))
+
+    def contrast_of(self, root: Locator, selector: str) -> list[dict[str, Any]]:
+        """The contrast of every non-empty text matching ``selector`` inside ``root``."""
+        return [dict(c) for c in root.locator(selector).evaluate_all(
+            f"els => els.filter(e => e.innerText.trim()).map({ELEMENT_CONTRAST_JS})")]
 
     def static_images(self, i: int | None = None) -> list[dict[str, Any]]:
         """``<img>`` elements inside ``.kie4o-static`` outputs (of cell ``i`` or all)."""

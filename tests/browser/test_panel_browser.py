@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from browser_server import write_notebook
-from browser_ui import NotebookPage, PanelState
+from browser_ui import NotebookPage, PanelState, dark_theme
 
 pytestmark = pytest.mark.browser
 
@@ -219,11 +219,7 @@ def _settled_outputs(nb: NotebookPage, cell: int, timeout: float = 10) -> list[s
 
 def test_dark_theme_card_is_readable(
         frontend: str, jupyter: Any, new_page: Any, artifacts: Path) -> None:
-    settings = (Path(jupyter.env["JUPYTER_CONFIG_DIR"]) / "lab" / "user-settings"
-                / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings")
-    settings.parent.mkdir(parents=True, exist_ok=True)
-    settings.write_text(json.dumps({"theme": "JupyterLab Dark"}), encoding="utf-8")
-    try:
+    with dark_theme(jupyter):
         name = f"dark-{frontend}.ipynb"
         write_notebook(jupyter.root, name, [LOAD, "%%kie4o -o owl\nAn owl at night, ink"])
         nb = NotebookPage(new_page(), jupyter, frontend, name)
@@ -238,8 +234,6 @@ def test_dark_theme_card_is_readable(
         shot(nb, artifacts, "dark", cell=1)
         print(f"\n{frontend} dark theme: prompt {contrast}")
         assert contrast is not None and contrast["ratio"] >= 4.5, contrast
-    finally:
-        settings.unlink(missing_ok=True)
 
 
 # -- --no-wait: Stop, and each task's card in place of its panel ------------------------------

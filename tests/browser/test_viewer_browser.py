@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from browser_server import write_notebook
-from browser_ui import NotebookPage
+from browser_ui import NotebookPage, dark_theme
 
 pytestmark = pytest.mark.browser
 #: Where ``KIE_UPDATE_DOCS_SCREENSHOT=1`` writes the README's pictures of the grid and viewer.
@@ -139,3 +139,60 @@ def test_click_opens_full_size_and_two_compare_at_the_same_zoom(
     nb.page.wait_for_function("() => !document.querySelector('.kie4o-viewer')",
                               timeout=5_000)
     assert second.evaluate("el => document.activeElement === el")
+
+
+def test_dark_theme_grid_compare_and_viewer_are_readable(
+        frontend: str, jupyter: Any, new_page: Any, artifacts: Path) -> None:
+    """JupyterLab Dark: the grid's header and labels, compare's marked words and the viewer's
+    controls all keep a readable contrast (≥ 4.5:1), and no grid text overlaps another."""
+    with dark_theme(jupyter):
+        name = f"viewer-dark-{frontend}.ipynb"
+        write_notebook(jupyter.root, name, [
+            LOAD, "%%kie4o -s 3:2 -o sw\nAn old lighthouse keeper, {watercolor|charcoal sketch}",
+            "%kie4o compare $sw"])
+        nb = NotebookPage(new_page(), jupyter, frontend, name)
+        nb.open(n_cells=3)
+        nb.page.wait_for_function(
+            "() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+        nb.run_cell(0)
+        nb.wait_cell_done(0, timeout=60)
+        nb.run_cell(1)
+        grid_cell = nb.cell(1)
+        nb.page.wait_for_function(
+            """(el) => Array.from(el.querySelectorAll('.kie4o-sweep-head'))
+                            .some(h => h.innerText.includes('2 of 2 done'))""",
+            arg=grid_cell.element_handle(), timeout=120_000)
+        nb.wait_cell_done(1, timeout=60)
+        nb.run_cell(2)
+        nb.wait_cell_done(2, timeout=60)
+        compare = nb.cell(2).locator(".kie4o-compare").first
+        compare.wait_for(timeout=30_000)
+        grid = grid_cell.locator(".kie4o-sweep").first
+        grid.scroll_into_view_if_needed()
+        nb.page.screenshot(path=str(artifacts / f"{frontend}-dark-grid.png"))
+        compare.scroll_into_view_if_needed()
+        nb.page.screenshot(path=str(artifacts / f"{frontend}-dark-compare.png"))
+
+        assert grid.evaluate(_OVERLAPS_JS) == []
+        texts = (nb.contrast_of(grid, ".kie4o-sweep-head, .kie4o-col, .kie4o-row, figcaption")
+                 + nb.contrast_of(compare, "ins, del, mark"))
+        marked = nb.contrast_of(compare, "ins, del, mark")
+        assert {m["text"] for m in marked} >= {"watercolor", "charcoal sketch"}, marked
+        poor = [t for t in texts if t["ratio"] < 4.5]
+        assert texts and not poor, json.dumps(poor, indent=1)
+
+        compare.locator("img.kie4o-zoom").first.click()
+        nb.page.wait_for_selector(".kie4o-viewer", timeout=10_000)
+        viewer = nb.page.locator(".kie4o-viewer")
+        # Compare embeds small copies: the viewer says it shows one, and the true size.
+        caption = viewer.locator("figcaption").first
+        nb.page.wait_for_function("(el) => el.innerText.includes('embedded')",
+                                  arg=caption.element_handle(), timeout=10_000)
+        assert "512×341" in caption.inner_text() and "320×213" in caption.inner_text()
+        nb.page.screenshot(path=str(artifacts / f"{frontend}-dark-viewer.png"))
+        controls = nb.contrast_of(viewer, "button, span, figcaption")
+        poor = [t for t in controls if t["ratio"] < 4.5]
+        assert controls and not poor, json.dumps(poor, indent=1)
+        nb.page.keyboard.press("Escape")
+        nb.page.wait_for_function("() => !document.querySelector('.kie4o-viewer')",
+                                  timeout=5_000)

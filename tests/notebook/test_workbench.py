@@ -223,3 +223,29 @@ def test_compare_marks_stay_readable_in_a_dark_theme(shell, made):
     marks = re.findall(r"<(ins|del|mark) style=\"([^\"]*)\"", page)
     assert marks, page[:500]
     assert all("color:#1f1f1f" in style for _, style in marks), marks
+
+
+def test_compare_and_gallery_images_know_their_true_size_and_saved_file(shell, made, tmp_path):
+    # The views embed small copies: each says its image's own size, and where a saved file
+    # holds the full image, so the viewer can say it shows the embedded copy and where to look.
+    fox = made[0]
+    fox[0].save(tmp_path)
+    page = html_of(line(shell, "%kie4o compare $fox $fox2"))
+    imgs = re.findall(r"<img [^>]*>", page)
+    assert len(imgs) == 2, page[:300]
+    sizes = [re.search(r'data-size="(\d+)×(\d+)"', im) for im in imgs]
+    assert all(sizes), imgs
+    assert [int(v) for v in sizes[0].groups()] == list(_pixels(fox[0].data))
+    saved = re.search(r'data-saved="([^"]*)"', imgs[0])
+    assert saved and saved.group(1).endswith(f"{fox.task_id}_0.png"), imgs[0][-300:]
+    assert "data-saved" not in imgs[1]  # fox2 was never saved
+    tile = html_of(line(shell, "%kie4o gallery"))
+    assert f'{fox.task_id}_0.png"' in tile  # the gallery's tile says where, too
+
+
+def _pixels(data: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as im:
+        return im.size
