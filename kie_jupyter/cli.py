@@ -404,10 +404,11 @@ def _report_interrupt(tasks: list[Task], started: set[int], demo: bool) -> None:
             resume = hint("resume", "cli", task.task_id)
             charged = "" if demo else " (and is charged)"
             print(f"  {mark}{_label(task)}{task.task_id}  submitted and not finished: it goes "
-                  f"on at KIE.AI{charged}; get it with {resume}", file=err)
+                  f"on at {task.runs_at}{charged}; get it with {resume}", file=err)
         elif id(task) in started and not task.done:
             print(f"  {mark}{_label(task)}(submitting)  {task.prompt[:40]!r} was being sent: it "
-                  "may have reached KIE.AI; check your KIE.AI dashboard", file=err)
+                  f"may have reached {task.runs_at}"
+                  + ("" if demo else "; check your KIE.AI dashboard"), file=err)
         else:
             never += 1
     if never:

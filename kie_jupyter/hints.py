@@ -85,7 +85,7 @@ def status_text(task: Any, front_end: str | None = None) -> str:
     if s is TaskStatus.STOPPED:
         if not task.task_id:
             return "Stopped before the request was sent; nothing was charged"
-        where = "the demo server" if getattr(task, "demo", False) else "KIE.AI"
+        where = getattr(task, "runs_at", "KIE.AI")
         text = f"Stopped locally — the task goes on at {where}; resume it with its id"
         return _with_fix(text, "resume", front_end, task.task_id)
     fix = getattr(task.error, "fix", None) if task.error else None

@@ -177,14 +177,8 @@ def sweep(
             result.wait()
         except KeyboardInterrupt:
             report = interrupt_report(result.tasks)
-            if report.doubtful:
-                print(f"kie4o: {len(report.doubtful)} task(s) of the sweep were being sent "
-                      "when stopped: they may have reached KIE.AI — check your KIE.AI "
-                      "dashboard", file=sys.stderr)
-            if report.sent:
-                print(f"kie4o: stopped following {len(report.sent)} task(s) of the sweep; they "
-                      f"go on at KIE.AI — kie_jupyter.resume(ID) for each: "
-                      f"{', '.join(report.sent)}", file=sys.stderr)
+            for text in report.lines("kie_jupyter.resume(ID)"):
+                print(text, file=sys.stderr)
             raise
     return result
 
@@ -256,7 +250,7 @@ def _wait(task: Task) -> Task:
         task.stop()
         task.wait(5)
         if task.task_id:
-            print(f"kie4o: stopped following task {task.task_id}; it goes on at KIE.AI — "
+            print(f"kie4o: stopped following task {task.task_id}; it goes on at {task.runs_at} — "
                   f"kie_jupyter.resume({task.task_id!r})", file=sys.stderr)
         elif task.stopped_before_sent:
             print("kie4o: stopped before the task was sent; nothing was charged",

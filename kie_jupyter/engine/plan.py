@@ -469,6 +469,21 @@ class InterruptReport:
     doubtful: tuple[Task, ...]
     never: tuple[Task, ...]
     ended: tuple[Task, ...]
+    #: Where sent tasks run: "KIE.AI", or the demo server in demo mode.
+    runs_at: str = "KIE.AI"
+
+    def lines(self, resume: str) -> list[str]:
+        """What to tell the user of a stopped sweep; ``resume`` is how the front end resumes
+        an id (``%kie4o resume ID``)."""
+        out = []
+        if self.doubtful:
+            check = " — check your KIE.AI dashboard" if self.runs_at == "KIE.AI" else ""
+            out.append(f"kie4o: {len(self.doubtful)} task(s) of the sweep were being sent when "
+                       f"stopped: they may have reached {self.runs_at}{check}")
+        if self.sent:
+            out.append(f"kie4o: stopped following {len(self.sent)} task(s) of the sweep; they go "
+                       f"on at {self.runs_at} — {resume} for each: {', '.join(self.sent)}")
+        return out
 
 
 def interrupt_report(tasks: Sequence[Task], settle: float = 5.0) -> InterruptReport:
@@ -486,4 +501,5 @@ def interrupt_report(tasks: Sequence[Task], settle: float = 5.0) -> InterruptRep
     never = tuple(t for t in running if not t.task_id and t.stopped_before_sent)
     ids = set(map(id, running))
     ended = tuple(t for t in tasks if id(t) not in ids)
-    return InterruptReport(sent, doubtful, never, ended)
+    return InterruptReport(sent, doubtful, never, ended,
+                           runs_at=tasks[0].runs_at if tasks else "KIE.AI")

@@ -248,6 +248,11 @@ class Task:
         return bool(getattr(self.client, "demo", False))
 
     @property
+    def runs_at(self) -> str:
+        """Where the task runs once sent: ``"KIE.AI"`` or, in demo mode, the demo server."""
+        return "the demo server" if self.demo else "KIE.AI"
+
+    @property
     def model(self) -> str:
         """Our name of the model that made (or makes) the images."""
         return str(self.params.get("model") or self.backend.family)
@@ -389,10 +394,11 @@ class Task:
             raise KieError("the task was stopped before it was sent; nothing was charged")
         if self.status is TaskStatus.STOPPED and self.task_id is None:
             raise KieError("the task was stopped while it was being sent; the request may "
-                           "have reached KIE.AI — check your KIE.AI dashboard")
+                           f"have reached {self.runs_at}"
+                           + (" — check your KIE.AI dashboard" if not self.demo else ""))
         if self.status is TaskStatus.STOPPED:
             stopped = KieError(f"task {self.task_id} was stopped before its images arrived; "
-                               "it goes on at KIE.AI and can be resumed")
+                               f"it goes on at {self.runs_at} and can be resumed")
             stopped.fix = "resume"
             raise stopped
         if not self.done:

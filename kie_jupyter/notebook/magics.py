@@ -388,16 +388,8 @@ class Kie4o(Magics):
 
             report = interrupt_report(sweep.tasks)
             show()
-            # Demo tasks run on the demo server in this kernel, not at KIE.AI.
-            where = ("the demo server" if sweep.tasks and sweep.tasks[0].demo else "KIE.AI")
-            if report.doubtful:
-                print(f"kie4o: {len(report.doubtful)} task(s) of the sweep were being sent "
-                      f"when stopped: they may have reached {where}"
-                      + ("" if where != "KIE.AI" else " — check your KIE.AI dashboard"))
-            if report.sent:
-                print(f"kie4o: stopped following {len(report.sent)} task(s) of the sweep; they "
-                      f"go on at {where} — `%kie4o resume ID` for each: "
-                      f"{', '.join(report.sent)}")
+            for said in report.lines("`%kie4o resume ID`"):
+                print(said)
             raise UsageError("kie4o: interrupted (Ctrl-C); this cell ends in error so that "
                              "Run All stops here") from None
 
@@ -495,9 +487,8 @@ class Kie4o(Magics):
         """Stop a task on Ctrl-C and say where it stands: resumable, or never sent."""
         task.stop()
         task.wait(5)
-        where = "the demo server" if getattr(task, "demo", False) else "KIE.AI"
         if task.task_id and (task.status is TaskStatus.STOPPED or not task.done):
-            print(f"kie4o: stopped following task {task.task_id}; it goes on at {where} — "
+            print(f"kie4o: stopped following task {task.task_id}; it goes on at {task.runs_at} — "
                   f"`%kie4o resume {task.task_id}`")
         elif getattr(task, "stopped_before_sent", task.status is TaskStatus.STOPPED
                      and not task.task_id):
@@ -505,7 +496,7 @@ class Kie4o(Magics):
         elif task.done:  # it ended on its own meanwhile
             print(f"kie4o: {status_text(task, front_end='notebook')}")
         else:
-            print(f"kie4o: stopped; the request was on its way to {where} — if it arrived, "
+            print(f"kie4o: stopped; the request was on its way to {task.runs_at} — if it arrived, "
                   "its id will appear in `%kie4o history`")
 
     # -- line magic ------------------------------------------------------------------------

@@ -75,12 +75,16 @@ def test_bad_model_options_are_one_line_before_sending(shell, server, line, mess
     assert not server.requests
 
 
-def test_ctrl_c_on_a_sweep_names_the_tasks_that_go_on(shell, server, monkeypatch):
+@pytest.mark.parametrize("demo", [False, True], ids=["live", "demo"])
+def test_ctrl_c_on_a_sweep_names_the_tasks_that_go_on(shell, server, monkeypatch, demo):
     import time
 
     from kie_jupyter.engine import sweep as sweep_module
 
     server.duration = 30
+    if demo:  # demo tasks go on at the demo server in this kernel, never "at KIE.AI"
+        monkeypatch.setenv("KIE_DEMO_DURATION", "30")
+        cell(shell, "%kie4o demo")
     real = sweep_module.Sweep.counts
 
     raised = []
@@ -98,8 +102,16 @@ def test_ctrl_c_on_a_sweep_names_the_tasks_that_go_on(shell, server, monkeypatch
     with capture_output() as cap, pytest.raises(UsageError, match="Run All stops"):
         shell.run_cell("%%kie4o -o sw\na {red|blue} fox")  # the cell ends in error
     monkeypatch.setattr(sweep_module.Sweep, "counts", real)
-    ids = [t.task_id for t in shell.user_ns["sw"].tasks]
-    assert "they go on at KIE.AI" in cap.stdout and all(i in cap.stdout for i in ids)
+    tasks = shell.user_ns["sw"].tasks
+    where = "the demo server" if demo else "KIE.AI"
+    assert f"they go on at {where}" in cap.stdout, cap.stdout
+    assert all(t.task_id in cap.stdout for t in tasks)
+    assert all(t.demo is demo for t in tasks)
+    if demo:
+        assert "KIE.AI" not in cap.stdout
+        with pytest.raises(Exception, match="goes on at the demo server"):
+            tasks[0].images  # noqa: B018
+        cell(shell, "%kie4o demo off")
 
 
 def test_4o_takes_its_documented_params(shell, server):
