@@ -29,7 +29,7 @@ from .errors import (
     TaskNotFoundError,
     ValidationError,
 )
-from .models import credits_consumed, int_or_none
+from .models import credits_consumed, int_or_none, time_ms
 
 __all__ = [
     "MarketBackend",
@@ -223,8 +223,8 @@ class MarketRecord:
             error_code=int_or_none(fail_code),
             fail_code="" if fail_code is None else str(fail_code),
             fail_message=str(data.get("failMsg") or ""),
-            create_time=int_or_none(data.get("createTime")),
-            complete_time=int_or_none(data.get("completeTime")),
+            create_time=time_ms(data.get("createTime")),
+            complete_time=time_ms(data.get("completeTime")),
             credits_consumed=credits_consumed(data),
         )
 

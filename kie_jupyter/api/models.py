@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "is_http_url",
     "download_link",
+    "time_ms",
 ]
 
 #: Allowed values of ``nVariants``.
@@ -281,6 +283,30 @@ def int_or_none(value: Any) -> int | None:
         return None
 
 
+_WALL_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d)(?::(\d\d)(?:\.(\d+))?)?Z?")
+
+
+def time_ms(value: Any) -> int | None:
+    """A record's time as epoch milliseconds, in either documented form: a number of
+    milliseconds (``1698765400000``, maybe as text) or wall-clock text
+    (``"2024-01-15 10:30:00"``, the 4o quickstart's form). The text names no time zone; it is
+    read as UTC, so durations (complete − create) are right whatever KIE's zone is."""
+    number = int_or_none(value)
+    if number is not None or not isinstance(value, str):
+        return number
+    found = _WALL_TIME.fullmatch(value.strip())
+    if not found:
+        return None
+    year, month, day, hour, minute, second, fraction = found.groups()
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute),
+                          int(second or 0), tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    millis = int((fraction or "0")[:3].ljust(3, "0"))
+    return int(moment.timestamp()) * 1000 + millis
+
+
 @dataclass(frozen=True)
 class TaskRecord:
     """One snapshot of a task as record-info reports it, parsed tolerantly."""
@@ -317,8 +343,8 @@ class TaskRecord:
             error_code=int_or_none(data.get("errorCode")),
             credits_consumed=credits_consumed(data),
             error_message=data.get("errorMessage") or None,
-            create_time=int_or_none(data.get("createTime")),
-            complete_time=int_or_none(data.get("completeTime")),
+            create_time=time_ms(data.get("createTime")),
+            complete_time=time_ms(data.get("completeTime")),
             params=params if isinstance(params, dict) else {},
         )
 

@@ -334,3 +334,19 @@ def test_failure_reason_defaults() -> None:
     assert record(successFlag=2, errorMessage="").failure_reason() == (
         "the task ended with status GENERATING"
     )
+
+
+def test_a_4o_record_time_in_either_documented_form():
+    # generate-4-o-image's record example: epoch milliseconds; the 4o quickstart: wall-clock
+    # text. Both give the same instant (text read as UTC), so the duration is right.
+    from kie_jupyter.api.models import TaskRecord, time_ms
+
+    millis = TaskRecord.from_api({"taskId": "t", "createTime": 1705314600000,
+                                  "completeTime": "1705314630000"})
+    text = TaskRecord.from_api({"taskId": "t", "createTime": "2024-01-15 10:30:00",
+                                "completeTime": "2024-01-15 10:30:30"})
+    assert (millis.create_time, millis.complete_time) == (1705314600000, 1705314630000)
+    assert (text.create_time, text.complete_time) == (1705314600000, 1705314630000)
+    assert time_ms("2024-01-15T10:30:00.25Z") == 1705314600250
+    assert time_ms("yesterday") is None and time_ms("2024-13-40 10:30:00") is None
+    assert time_ms(None) is None
