@@ -186,13 +186,22 @@ def repeated_option(words: Sequence[str]) -> str | None:
         flag = word.split("=", 1)[0]
         if flag.startswith("-") and not flag.startswith("--") and len(flag) > 2:
             flag = flag[:2]  # -s3:2
-        name = LONG_NAMES.get(flag)
+        name = LONG_NAMES.get(flag) or _abbreviated(flag)
         if name is None or BY_LONG[name].action != "store":
             continue
         if name in seen:
             return name
         seen.add(name)
     return None
+
+
+def _abbreviated(flag: str) -> str | None:
+    """The long option a unique prefix stands for (argparse takes ``--mod`` for
+    ``--model``), else None."""
+    if not flag.startswith("--") or len(flag) < 3:
+        return None
+    found = {long for long in BY_LONG if long.startswith(flag)}
+    return found.pop() if len(found) == 1 else None
 
 
 def given_twice(name: str) -> str:

@@ -451,8 +451,9 @@ class Task:
                 f"{option}: task {self.task_id or '(not submitted)'} has no images "
                 f"(status: {self.status.value})"
             )
+        images = self._images
         return [InputImage(label=u, url=u, source=f"task {self.task_id}[{n}]",
-                           parent=self.task_id)
+                           data=images[n] if n < len(images) else None, parent=self.task_id)
                 for n, u in enumerate(self.urls)]
 
     def numbered_images(self) -> list[tuple[int, bytes]]:

@@ -73,10 +73,12 @@ class TaskImage:
         return self.task.save_image(self.index, target)
 
     def as_input_images(self, option: str) -> list[InputImage]:
-        """This image as an input: by its URL when the API gave one, else its bytes."""
+        """This image as an input: by its URL when the API gave one, else its bytes (the
+        bytes go along either way: they give the edit its source's shape, the model's file
+        limits something to check and the card the source to show)."""
         where = f"task {self.task.task_id}[{self.index}]"
         if self.url:
-            return [InputImage(label=where, url=self.url, source=where,
+            return [InputImage(label=where, url=self.url, data=self.data, source=where,
                                parent=self.task.task_id)]
         check_image_bytes(self.data, f"{option} ({where})")
         return [InputImage(label=f"{self.task.task_id}_{self.index}.png", data=self.data,

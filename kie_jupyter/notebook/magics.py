@@ -138,7 +138,7 @@ class Kie4o(Magics):
         #: Made first: the shell's config (``%config Kie4o.output_dir`` before a reload, a
         #: profile's ``c.Kie4o``) sets the traits, and notifies, during ``__init__``.
         self.session = Session()
-        #: Whether default_size was set (then every model that takes it gets it).
+        #: Whether default_size was set to a new value here (see _size_was_chosen).
         self._default_size_chosen = False
         self._loading = True  # a bad price file in the config warns instead of failing
         super().__init__(shell=shell, **kwargs)
@@ -150,6 +150,16 @@ class Kie4o(Magics):
     @observe("default_size")
     def _size_chosen(self, change: Any) -> None:
         self._default_size_chosen = True
+
+    def _size_was_chosen(self) -> bool:
+        """Whether the user chose default_size (then every model that takes that ratio gets
+        it): set in the config (``%config Kie4o.default_size``, a profile's ``c.Kie4o`` —
+        even to the value it already had) or assigned since."""
+        try:
+            configured = "default_size" in self.config.get("Kie4o", {})
+        except (AttributeError, TypeError):
+            configured = False
+        return configured or self._default_size_chosen
 
     @observe(*_SESSION_SETTINGS, "budget")
     def _settings_changed(self, change: Any) -> None:
@@ -283,7 +293,7 @@ class Kie4o(Magics):
 
         opts = options.parse_cell(self.kie4o, line, cell, self._user_ns,
                                   default_size=self.default_size, default_model=self.model,
-                                  default_size_everywhere=self._default_size_chosen)
+                                  default_size_everywhere=self._size_was_chosen())
         plan = opts.plan
         if plan.own_size:
             one = len(plan.own_size) == 1

@@ -371,3 +371,15 @@ def test_an_edit_keeps_its_source_shape_and_shows_it_beside_the_result(shell, se
     run(shell, f"%%kie4o --yes --model seedream-4.5 -i {wide}\nthe same, at night")
     body = sent(server, "createTask")[-1].json
     assert body["input"]["aspect_ratio"] == "3:2"
+
+
+def test_an_edit_of_an_earlier_result_keeps_its_shape_and_shows_it(shell, server):
+    # The usual edit: an earlier task's image (by its URL), whose bytes are at hand.
+    run(shell, "%%kie4o -s 3:2 -o fox\nA red fox")
+    for source in ("$fox", "$fox[0]"):
+        cap = run(shell, f"%%kie4o --yes -i {source} -o e\nmake it blue")
+        body = sent(server, "generate")[-1].json
+        assert body["size"] == "3:2", source  # not 1:1
+        assert body["filesUrl"] == [shell.user_ns["fox"].urls[0]]  # still sent by its URL
+        page = "\n".join(o.data.get("text/html", "") for o in cap.outputs)
+        assert 'class="kie4o-source"' in page, source

@@ -126,7 +126,9 @@ def test_errors_name_the_model_the_option_and_refuse_repeats(shell, server, tmp_
         cell(shell, "%%kie4o --model 4o,seedream-4.5 -s 16:9\nx")
     for line, flag in (("--model 4o --model seedream-4.5", "--model"),
                        ("-s 3:2 -s 2:3", "--size"), ("-s3:2 --size=2:3", "--size"),
-                       ("--timeout 5 --timeout 9", "--timeout")):
+                       ("--timeout 5 --timeout 9", "--timeout"),
+                       ("--model 4o --mod seedream-4.5", "--model"),  # argparse's prefixes
+                       ("-s 3:2 --si 2:3", "--size")):
         with pytest.raises(UsageError, match=rf"^{flag}: given twice; give it once"):
             cell(shell, f"%%kie4o {line}\nx")
     folder = tmp_path / "out"
@@ -170,7 +172,14 @@ def test_the_default_size_reaches_every_model_that_takes_it(shell, server):
                 "default size is used") in cap.stdout
     finally:
         cell(shell, '%config Kie4o.default_size = "1:1"')
+    # Chosen, even as the value it already had (a fresh kernel's %config, a profile): 1:1
+    # reaches the Market models too.
+    shell.run_line_magic("reload_ext", "kie_jupyter")
+    cap = cell(shell, "%%kie4o --dry-run --model nano-banana-2,qwen-image\na lighthouse")
+    text = "\n".join(o.data["text/plain"] for o in cap.outputs)
+    assert '"aspect_ratio": "1:1"' in text and '"image_size": "square_hd"' in text, text
     # Not chosen: each model keeps its own default, as before.
+    shell.config.Kie4o.pop("default_size", None)
     shell.run_line_magic("reload_ext", "kie_jupyter")
     cap = cell(shell, "%%kie4o --dry-run --model nano-banana-2\na lighthouse")
     assert "aspect_ratio" not in "\n".join(o.data["text/plain"] for o in cap.outputs)
