@@ -180,7 +180,17 @@ class Sweep:
                            f"(labels — {known})")
         if len(matches) == 1:
             return matches[0][1]
-        return Sweep(self.axes, matches, embed=self.embed)
+        return self._part(matches)
+
+    def _part(self, cells: Sequence[tuple[tuple[str, ...], Task]]) -> Sweep:
+        """A smaller sweep of some of these cells (each axis keeps the values they have),
+        made from the same prompt and cell."""
+        axes = [Axis(a.name, tuple(v for v in a.values if any(labels[i] == v
+                                                              for labels, _ in cells)))
+                for i, a in enumerate(self.axes)]
+        part = Sweep(axes, cells, embed=self.embed)
+        part.template, part.source = self.template, self.source
+        return part
 
     @property
     def done(self) -> bool:

@@ -6,7 +6,8 @@ had (the result's https URL; KIE keeps results 14 days). One small script, sent 
 view and installed once per page, opens a clicked image (or Enter on a focused one) in an
 overlay at 100 % — its own pixels, scrollable — with Fit / 100 % / zoom buttons; "Compare"
 puts another image of the same output beside it, both at the same zoom and scrolled
-together; Escape or Close ends it and gives the focus back.
+together (a larger image scrolls on past a smaller one's end); Tab stays in the overlay, one
+overlay is open at a time, and Escape or Close ends it and gives the focus back.
 
 Where scripts do not run (a saved notebook on GitHub or nbviewer, an untrusted notebook) the
 image stays at its embedded size and its caption says what it is and how to get the full
@@ -106,15 +107,31 @@ SCRIPT = r"""
         show();
       });
       view.append(img);
+      view.tabIndex = 0;  // scrolled with the arrow keys, in the dialog's Tab order
+      view.setAttribute('role', 'region');
+      view.setAttribute('aria-label', 'scroll ' + (src.dataset.pick || src.alt));
+      const me = {view, img, echo: null};
+      // Scrolled together: a pane moved by the sync must not write back, or the larger
+      // image would be held to the smaller one's range (its scroll is clamped there).
       view.addEventListener('scroll', () => {
+        const at = view.scrollLeft + ',' + view.scrollTop;
+        if (me.echo !== null) {
+          const echo = me.echo;
+          me.echo = null;
+          if (echo === at) return;
+        }
         for (const q of panes) {
-          if (q.view !== view) { q.view.scrollLeft = view.scrollLeft;
-                                 q.view.scrollTop = view.scrollTop; }
+          if (q === me) continue;
+          const was = q.view.scrollLeft + ',' + q.view.scrollTop;
+          q.view.scrollLeft = view.scrollLeft;
+          q.view.scrollTop = view.scrollTop;
+          const now = q.view.scrollLeft + ',' + q.view.scrollTop;
+          if (now !== was) q.echo = now;
         }
       });
       pane.append(view, cap);
       row.append(pane);
-      panes.push({view, img});
+      panes.push(me);
       box.setAttribute('aria-label', panes.length > 1
         ? panes.length + ' images side by side at the same zoom' : 'full-size image');
       show();
@@ -139,12 +156,28 @@ SCRIPT = r"""
       const firstChoice = strip.querySelector('img');
       if (firstChoice) firstChoice.focus();
     };
+    // Tab and Shift+Tab go round the dialog's own controls, never to the page behind.
+    const tabs = () => Array.from(box.querySelectorAll('button, [tabindex="0"]'))
+      .filter(t => !t.disabled && t.isConnected);
+    const cycle = e => {
+      const all = tabs();
+      if (!all.length) return;
+      const at = all.indexOf(document.activeElement);
+      const next = e.shiftKey ? (at <= 0 ? all.length - 1 : at - 1)
+                              : (at === -1 || at === all.length - 1 ? 0 : at + 1);
+      e.preventDefault();
+      all[next].focus();
+    };
     // Escape is caught before the page's own keys (JupyterLab's command mode), while open.
     const onKey = e => {
       if (e.key === 'Escape') { e.preventDefault(); e.stopImmediatePropagation(); end(); }
+      else if (e.key === 'Tab') { e.stopImmediatePropagation(); cycle(e); }
     };
+    // The focus sent behind the dialog (a click, a script) comes back to it.
+    const onFocus = e => { if (!box.contains(e.target)) box.focus(); };
     const end = () => {
       document.removeEventListener('keydown', onKey, true);
+      document.removeEventListener('focusin', onFocus, true);
       box.remove();
       if (back && back.focus) back.focus();
     };
@@ -156,21 +189,25 @@ SCRIPT = r"""
     compare.disabled = others.length < 2;
     close.onclick = end;
     document.addEventListener('keydown', onKey, true);
+    document.addEventListener('focusin', onFocus, true);
     document.body.append(box);
     add(first);
     close.focus();
   };
   const target = e => e.target && e.target.closest ? e.target.closest('img.kie4o-zoom') : null;
+  // One viewer at a time: an image behind an open one does nothing (its Escape would
+  // otherwise close the hidden viewer first).
+  const openOnce = img => { if (!document.querySelector('.kie4o-viewer')) open(img); };
   // Caught first and kept from the page: Enter on a focused image must not also put
   // JupyterLab's cell into edit mode (which would take the focus from the viewer).
   document.addEventListener('click', e => {
     const img = target(e);
-    if (img) { e.preventDefault(); e.stopImmediatePropagation(); open(img); }
+    if (img) { e.preventDefault(); e.stopImmediatePropagation(); openOnce(img); }
   }, true);
   document.addEventListener('keydown', e => {
     const img = target(e);
     if (img && (e.key === 'Enter' || e.key === ' ')) {
-      e.preventDefault(); e.stopImmediatePropagation(); open(img);
+      e.preventDefault(); e.stopImmediatePropagation(); openOnce(img);
     }
   }, true);
 })();

@@ -196,3 +196,103 @@ def test_dark_theme_grid_compare_and_viewer_are_readable(
         nb.page.keyboard.press("Escape")
         nb.page.wait_for_function("() => !document.querySelector('.kie4o-viewer')",
                                   timeout=5_000)
+
+
+def _data_url(width: int, height: int, colour: str) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _viewer_page(browser: Any) -> Any:
+    """A page of two outputs (a tall and a short image, then one more), the viewer's script
+    sent twice as each output sends it: no Jupyter needed."""
+    from kie_jupyter.notebook.viewer import script_tag, zoom_attrs
+
+    tall, short, other = (_data_url(2000, 3000, "red"), _data_url(2000, 1000, "blue"),
+                          _data_url(300, 300, "green"))
+    page_html = (
+        '<html><body><button id="before">before</button><div class="kie4o-view">'
+        f'<img src="{tall}" {zoom_attrs(alt="tall", pick="fox[0]")} style="width:100px">'
+        f'<img src="{short}" {zoom_attrs(alt="short", pick="fox[1]")} style="width:100px">'
+        f'</div><div class="kie4o-view"><img src="{other}" {zoom_attrs(alt="other")} '
+        f'style="width:100px"></div>{script_tag()}{script_tag()}</body></html>')
+    ctx = browser.new_context(viewport={"width": 1200, "height": 800}, device_scale_factor=1)
+    page = ctx.new_page()
+    page.set_content(page_html)
+    return page
+
+
+_SCROLL_JS = """
+async ([pane, top]) => {
+  const views = Array.from(document.querySelectorAll('.kie4o-viewer figure > div'));
+  views[pane].scrollTop = top === 'end' ? views[pane].scrollHeight : top;
+  for (let i = 0; i < 6; i++) await new Promise(r => requestAnimationFrame(r));
+  return views.map(v => ({top: v.scrollTop, max: v.scrollHeight - v.clientHeight}));
+}
+"""
+
+_COUNT_JS = "() => document.querySelectorAll('.kie4o-viewer').length"
+_WHERE_JS = """
+() => { const a = document.activeElement;
+        return (a.closest('.kie4o-viewer') ? 'in:' : 'out:') + a.tagName; }
+"""
+
+
+def test_compare_scrolls_a_larger_image_past_a_smaller_ones_end(
+        browser: Any, artifacts: Path) -> None:
+    page = _viewer_page(browser)
+    try:
+        page.click("img[alt=tall]")
+        page.get_by_role("button", name="put another image beside this one").click()
+        page.locator(".kie4o-viewer-choice").first.click()
+        page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('.kie4o-viewer-img'))"
+            ".filter(im => im.complete && im.naturalWidth).length === 2")
+        tall, short = page.evaluate(_SCROLL_JS, [0, "end"])
+        page.screenshot(path=str(artifacts / "static-viewer-compare-scrolled.png"))
+        # The tall image reaches its own end; the short one stops at its own.
+        assert tall["top"] == tall["max"] > short["max"] > 0, (tall, short)
+        assert short["top"] == short["max"], (tall, short)
+        tall, short = page.evaluate(_SCROLL_JS, [1, 100])  # and back, from the other pane
+        assert tall["top"] == short["top"] == 100, (tall, short)
+        tall, short = page.evaluate(_SCROLL_JS, [0, 1500])
+        assert (tall["top"], short["top"]) == (1500, short["max"]), (tall, short)
+    finally:
+        page.context.close()
+
+
+def test_the_viewer_keeps_the_focus_and_opens_once(browser: Any, artifacts: Path) -> None:
+    page = _viewer_page(browser)
+    try:
+        page.focus("img[alt=tall]")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".kie4o-viewer")
+        where = []
+        for _ in range(10):
+            page.keyboard.press("Tab")
+            where.append(page.evaluate(_WHERE_JS))
+        for _ in range(10):
+            page.keyboard.press("Shift+Tab")
+            where.append(page.evaluate(_WHERE_JS))
+        assert all(w.startswith("in:") for w in where), where
+        # An image behind, focused by a script and entered: no second viewer, and the
+        # focus comes back to the open one.
+        page.focus("img[alt=other]")
+        assert page.evaluate(_WHERE_JS).startswith("in:")
+        page.evaluate("() => document.querySelector('img[alt=other]').click()")
+        page.keyboard.press("Enter")
+        assert page.evaluate(_COUNT_JS) == 1
+        caption = page.locator(".kie4o-viewer figcaption").first.inner_text()
+        assert caption.startswith("fox[0]"), caption
+        page.screenshot(path=str(artifacts / "static-viewer-one.png"))
+        page.keyboard.press("Escape")
+        assert page.evaluate(_COUNT_JS) == 0
+        assert page.evaluate("() => document.activeElement.alt") == "tall"
+    finally:
+        page.context.close()
