@@ -35,7 +35,7 @@ from .api.client import KieClient
 from .api.errors import KieConfigError, KieError, KieUsageError
 from .api.models import FallbackModel, Size, TaskStatus, is_http_url
 from .api.prices import active_prices, use_prices
-from .api.registry import backend_for_task_id, parse_param
+from .api.registry import backend_for_task_id, parse_param, resume_backend
 from .engine.checks import check_save_dir, check_timeout
 from .engine.history import HistoryEntry, HistoryStore
 from .engine.plan import Plan, PlanCost, PlannedTask, Wanted, make_plan, resolve_inputs
@@ -162,7 +162,8 @@ def _wanted(args: argparse.Namespace, prompt: str, images: Sequence[Any], mask: 
     """What one prompt of the run asks for, in the plan's words."""
     return Wanted(
         prompt, model=args.model, size=args.size, resolution=args.resolution,
-        quality=args.quality, variants=args.variants, images=images, mask=mask,
+        quality=args.quality, seed=args.seed, negative=args.negative,
+        variants=args.variants, images=images, mask=mask,
         enhance=args.enhance, fallback=args.fallback is not None, fallback_model=args.fallback,
         callback_url=args.callback, output_format=args.output_format,
         params=dict(parse_param(p) for p in args.param) or None)
@@ -462,8 +463,10 @@ def _generate(args: argparse.Namespace) -> int:
         common: dict[str, Any] = dict(timeout=args.timeout, save_dir=save_dir, history=history)
         if args.resume:
             entry = history.get(args.resume)
-            backend = backend_for_task_id(args.resume, client,
-                                          model=entry.model if entry else None)
+            backend, found = resume_backend(args.resume, client,
+                                           entry.model if entry else None)
+            if found:
+                print(f"kie4o: {found}", file=sys.stderr)
             tasks = [Task.resumed(args.resume, entry=entry, backend=backend, client=client,
                                   **common)]
             return _run(tasks, args.concurrency, args.demo)

@@ -128,6 +128,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--quality",), "quality", metavar="Q",
            help="the model's quality (e.g. medium, high), where it has one",
            notebook_help="; a comma list sweeps"),
+    Option(("--seed",), "seed", metavar="N",
+           help="the model's seed, where its page documents one (qwen-image, seedream, "
+                "imagen-4…); the same seed and prompt give a repeatable image",
+           notebook_help="; a comma list (--seed 1,2,3) sweeps"),
+    Option(("--negative",), "negative", metavar="TEXT",
+           help="a negative prompt (what to leave out), where the model's page documents "
+                "one (qwen-image, imagen-4, ideogram-character)"),
     Option(("--format",), "output_format", metavar="F",
            help="the model's output format (e.g. png, jpg), where it has one"),
     Option(("--param",), "param", action="append", default=[], metavar="KEY=VALUE",
@@ -206,7 +213,7 @@ def _abbreviated(flag: str) -> str | None:
 
 def given_twice(name: str) -> str:
     """The one line for an option given twice (see :func:`repeated_option`)."""
-    sweeps = name in ("--model", "--size", "--resolution", "--quality")
+    sweeps = name in ("--model", "--size", "--resolution", "--quality", "--seed")
     return (f"{name}: given twice; give it once"
             + (f" (a comma list runs each: {name} a,b)" if sweeps else ""))
 

@@ -16,7 +16,7 @@ from typing import Any
 from .api.client import KieClient
 from .api.errors import KieConfigError, KieUsageError
 from .api.prices import active_prices
-from .api.registry import MODELS, backend_for_task_id, describe
+from .api.registry import MODELS, describe, resume_backend
 from .engine.checks import check_save_dir, check_timeout
 from .engine.plan import Plan, Wanted, interrupt_report, make_plan
 from .engine.provenance import read_provenance
@@ -87,6 +87,8 @@ def generate(
     quality: str | None = None,
     output_format: str | None = None,
     params: dict[str, Any] | None = None,
+    seed: int | str | None = None,
+    negative: str | None = None,
     wait: bool = True,
     timeout: float = 600.0,
     save: str | os.PathLike[str] | None = None,
@@ -102,7 +104,8 @@ def generate(
     (``FLUX_MAX``, ``GPT_IMAGE_1``). ``save`` is a folder for the images and their sidecar.
     ``model`` picks one of KIE's models (``4o`` by default; ``kie_jupyter.models()`` lists
     them with their options): ``size`` is its aspect ratio, ``resolution``, ``quality`` and
-    ``output_format`` its own fields, ``params`` documented fields the registry does not name.
+    ``output_format`` its own fields, ``params`` documented fields the registry does not name;
+    ``seed`` and ``negative`` (a negative prompt) where the model's page documents them.
     Bad input raises :class:`KieUsageError` before anything is sent (nothing is charged); a
     task that fails does not raise: ``task.error`` holds the reason (and ``task.images``
     raises it).
@@ -116,9 +119,9 @@ def generate(
     if model is not None and not isinstance(model, str):
         raise KieUsageError(f"model: expected a model name, not {type(model).__name__}")
     plan = make_plan(Wanted(
-        prompt, model=model, size=size, resolution=resolution, quality=quality,
-        variants=variants, images=images, mask=mask, enhance=enhance, fallback=bool(fallback),
-        fallback_model=fallback if isinstance(fallback, str) else None,
+        prompt, model=model, size=size, resolution=resolution, quality=quality, seed=seed,
+        negative=negative, variants=variants, images=images, mask=mask, enhance=enhance,
+        fallback=bool(fallback), fallback_model=fallback if isinstance(fallback, str) else None,
         callback_url=callback_url, output_format=output_format, params=params,
         fill=lambda text: text, sweep=False, names=_NAMES))
     client = _keyed(_client(client))
@@ -141,6 +144,8 @@ def sweep(
     fallback: bool | str = False,
     resolution: str | Sequence[str] | None = None,
     quality: str | Sequence[str] | None = None,
+    seed: int | str | Sequence[int | str] | None = None,
+    negative: str | None = None,
     wait: bool = True,
     timeout: float = 600.0,
     save: str | os.PathLike[str] | None = None,
@@ -151,7 +156,8 @@ def sweep(
     client: KieClient | None = None,
 ) -> Sweep:
     """Run every combination of a prompt's ``{a|b|c}`` groups and the options given as lists
-    (``size=["1:1", "3:2"]``, ``model=["4o", "gpt-image-1.5"]``) as parallel tasks; return
+    (``size=["1:1", "3:2"]``, ``model=["4o", "gpt-image-1.5"]``, ``seed=[1, 2, 3]``) as
+    parallel tasks; return
     the :class:`Sweep`. A model that makes one image per task runs ``variants`` tasks (a
     ``variant`` dimension).
 
@@ -162,9 +168,10 @@ def sweep(
     (those waiting say "Queued"). ``sw["oil"]`` / ``sw["oil", "3:2"]`` pick a task by label.
     """
     plan = make_plan(Wanted(
-        prompt, model=model, size=size, resolution=resolution, quality=quality,
-        variants=variants, images=images, mask=mask, enhance=enhance, fallback=bool(fallback),
-        fallback_model=fallback if isinstance(fallback, str) else None, names=_NAMES))
+        prompt, model=model, size=size, resolution=resolution, quality=quality, seed=seed,
+        negative=negative, variants=variants, images=images, mask=mask, enhance=enhance,
+        fallback=bool(fallback), fallback_model=fallback if isinstance(fallback, str) else None,
+        names=_NAMES))
     timeout, save_dir = _checked(timeout, save)
     client = _keyed(_client(client))
     _gate(plan, client, yes=yes, over=confirm_over, over_credits=confirm_over_credits,
@@ -216,7 +223,9 @@ def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,
     history = _session().history()
     task_id = task_id.strip()
     entry = history.get(task_id)
-    backend = backend_for_task_id(task_id, client, model=entry.model if entry else None)
+    backend, found = resume_backend(task_id, client, entry.model if entry else None)
+    if found:
+        print(f"kie4o: {found}", file=sys.stderr)
     task = Task.resumed(task_id, client=client, entry=entry, timeout=timeout, history=history,
                         backend=backend)
     task.start()

@@ -36,6 +36,7 @@ __all__ = [
     "MarketRecord",
     "MarketRequest",
     "QWEN_IMAGE_SIZES",
+    "SEEDREAM4_IMAGE_SIZES",
     "CREATE_TASK_PATH",
     "RECORD_INFO_PATH",
 ]
@@ -52,10 +53,15 @@ QWEN_IMAGE_SIZES: Mapping[str, str] = {
     "16:9": "landscape_16_9",
     "9:16": "portrait_16_9",
 }
-_QWEN_RATIOS = {api: ours for ours, api in QWEN_IMAGE_SIZES.items()} | {"square": "1:1"}
+#: Seedream 4.0's ``image_size`` names beyond Qwen's (its page adds 3:2, 2:3 and 21:9).
+SEEDREAM4_IMAGE_SIZES: Mapping[str, str] = {
+    **QWEN_IMAGE_SIZES, "3:2": "landscape_3_2", "2:3": "portrait_3_2", "21:9": "landscape_21_9"}
+_QWEN_RATIOS = ({api: ours for ours, api in SEEDREAM4_IMAGE_SIZES.items()}
+                | {"square": "1:1"})
 
 #: The input fields that carry images, per model (list or single URL).
-IMAGE_FIELDS = ("input_urls", "image_input", "image_urls", "image_url")
+IMAGE_FIELDS = ("input_urls", "image_input", "image_urls", "image_url", "image",
+                "reference_image_urls")
 
 
 @dataclass(frozen=True)
@@ -78,10 +84,15 @@ class MarketRequest:
     callback_url: str | None = None
     #: Market models take no mask.
     mask: str | None = None
+    #: False for a tool (upscale, remove background): its page has no prompt field.
+    send_prompt: bool = True
+    #: What ``--dry-run`` should say of the body (a ``--param`` sent as given…).
+    notes: tuple[str, ...] = ()
 
     def to_body(self) -> dict[str, Any]:
         """The exact JSON body of ``POST /api/v1/jobs/createTask``."""
-        fields: dict[str, Any] = {"prompt": self.prompt, **self.input}
+        fields: dict[str, Any] = {"prompt": self.prompt} if self.send_prompt else {}
+        fields.update(self.input)
         if self.image_field and self.images:
             fields[self.image_field] = list(self.images) if self.image_list else self.images[0]
         body: dict[str, Any] = {"model": self.model_id}

@@ -26,6 +26,7 @@ __all__ = [
     "InputImage",
     "resolve_images",
     "resolve_mask",
+    "check_limits",
     "request_with_inputs",
     "PENDING_UPLOAD",
 ]
@@ -131,6 +132,41 @@ def resolve_images(sources: Iterable[Any], option: str = "--image",
             f"{option}: {len(images)} images given; at most {max_images} are allowed"
         )
     return tuple(images)
+
+
+def check_limits(images: Iterable[InputImage], limits: Any, model: str,
+                 option: str = "--image") -> None:
+    """Each input whose bytes are at hand against ``limits`` (a
+    :class:`~kie_jupyter.api.registry.FileLimits`: what the model's page allows), before
+    anything is uploaded or paid; one line naming the image, the limit and what to do."""
+    if limits is None:
+        return
+    for image in images:
+        if image.data is None:
+            continue  # a URL whose bytes we do not have: KIE checks it
+        size = len(image.data)
+        where = f"{option}: {image.label}"
+        if limits.max_bytes and size > limits.max_bytes:
+            raise KieUsageError(f"{where} is {size / 2**20:.1f} MB; {model} takes at most "
+                                f"{limits.max_bytes / 2**20:g} MB per image — save it as "
+                                "JPEG or smaller first")
+        info = sniff_image(image.data)
+        if info is None:
+            continue
+        if limits.formats and info.format not in limits.formats:
+            raise KieUsageError(f"{where} is {info.format.upper()}; {model} takes "
+                                f"{'/'.join(f.upper() for f in limits.formats)}")
+        w, h = info.width, info.height
+        too_big = ((limits.max_pixels and w * h > limits.max_pixels)
+                   or (limits.max_side and max(w, h) > limits.max_side))
+        if too_big:
+            side = limits.max_side or int((limits.max_pixels / (w * h)) ** 0.5 * max(w, h))
+            raise KieUsageError(
+                f"{where} is {w}×{h}; {model} takes {limits.describe()} — downscale it "
+                f"first (e.g. Pillow's image.thumbnail(({side}, {side})))")
+        if limits.min_side and min(w, h) < limits.min_side:
+            raise KieUsageError(f"{where} is {w}×{h}; {model} needs sides of at least "
+                                f"{limits.min_side} px")
 
 
 def resolve_mask(source: Any, images: tuple[InputImage, ...], option: str = "--mask",

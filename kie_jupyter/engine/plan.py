@@ -42,7 +42,7 @@ __all__ = ["Wanted", "PlannedTask", "Plan", "PlanCost", "make_plan", "resolve_in
 PRICES_HINT = "`%kie4o prices` shows the table"
 
 #: The options that may be given as several values (a sweep dimension), in axis order.
-SWEEPABLE = ("model", "size", "resolution", "quality")
+SWEEPABLE = ("model", "size", "resolution", "quality", "seed")
 
 
 def unescape_braces(prompt: str) -> str:
@@ -67,6 +67,9 @@ class Wanted:
     size: str | Sequence[str] | None = None
     resolution: str | Sequence[str] | None = None
     quality: str | Sequence[str] | None = None
+    #: The model's seed (``--seed 1,2,3`` sweeps); ``negative`` its negative prompt.
+    seed: int | str | Sequence[int | str] | None = None
+    negative: str | None = None
     variants: int = 1
     images: Sequence[Any] = ()
     mask: Any = None
@@ -177,6 +180,7 @@ class Plan:
                                     1)
             where = f"# {' / '.join(task.labels)}\n" if task.labels else ""
             price = f"# {each.with_usd()}" + (f" — {each.source}" if not each.known else "")
+            price += "".join(f"\n# {note}" for note in getattr(task.request, "notes", ()))
             blocks.append(f"{where}{price}\nPOST {client.base_url}{path}\n"
                           f"Authorization: Bearer {client.masked_key()}\n"
                           f"Content-Type: application/json\n\n{text}")
@@ -377,7 +381,8 @@ def make_plan(wanted: Wanted) -> Plan:
             callback_url=wanted.callback_url, resolution=combo.options.get("resolution"),
             quality=combo.options.get("quality"), output_format=wanted.output_format,
             params=dict(wanted.params) if wanted.params else None,
-            default_size=wanted.default_size)
+            default_size=wanted.default_size, seed=combo.options.get("seed"),
+            negative=wanted.negative)
         tasks.append(PlannedTask(combo.labels, name, request))
     return Plan(tuple(axes), tuple(tasks), images, mask, text,
                 tuple(dict.fromkeys(
@@ -399,6 +404,8 @@ def _chosen(wanted: Wanted) -> dict[str, Any]:
     chosen: dict[str, Any] = {"model": model}
     for name in SWEEPABLE[1:]:
         value = getattr(wanted, name)
+        if name == "seed" and value is not None:
+            value = _seed_text(value)
         if value is not None:
             chosen[name] = value
     for name, value in chosen.items():
@@ -408,6 +415,19 @@ def _chosen(wanted: Wanted) -> dict[str, Any]:
         if isinstance(value, (list, tuple)) and not value:
             raise KieUsageError(f"{name}: no value given (the list is empty)")
     return chosen
+
+
+def _seed_text(value: Any) -> Any:
+    """A seed or several as our option text (``--seed 1,2,3``; ``seed=[1, 2]``); anything
+    else as it is, for :func:`_chosen`'s type check."""
+    if isinstance(value, bool):
+        raise KieUsageError(f"seed: expected a whole number, not {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                for v in value]
+    return value
 
 
 def _combinations(text: str, chosen: dict[str, Any],

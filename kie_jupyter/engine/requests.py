@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..api.errors import KieUsageError
-from ..api.registry import build_request, fouro_extras, model_spec
-from .inputs import PENDING_UPLOAD, InputImage, request_with_inputs
+from ..api.registry import build_request, fouro_extras, model_spec, refuse_seed_negative
+from .inputs import PENDING_UPLOAD, InputImage, check_limits, request_with_inputs
 
 __all__ = ["request_for"]
 
@@ -24,7 +24,8 @@ def request_for(model: str, prompt: str, images: tuple[InputImage, ...], mask: A
                 fallback: bool = False, fallback_model: str | None = None,
                 callback_url: str | None = None, resolution: str | None = None,
                 quality: str | None = None, output_format: str | None = None,
-                params: Mapping[str, Any] | None = None, default_size: str = "1:1") -> Any:
+                params: Mapping[str, Any] | None = None, default_size: str = "1:1",
+                seed: Any = None, negative: str | None = None) -> Any:
     """One checked request for ``model``.
 
     ``mask`` is the resolved mask for 4o; for another model any mask given is refused (only
@@ -36,6 +37,7 @@ def request_for(model: str, prompt: str, images: tuple[InputImage, ...], mask: A
         # --param upload_cn=true, …; --resolution and the like are refused here.
         extra = fouro_extras(resolution=resolution, quality=quality,
                              output_format=output_format, params=given)
+        refuse_seed_negative(spec, seed, negative)
         try:
             return request_with_inputs(
                 prompt, images, mask, size=size or default_size, variants=variants,
@@ -50,8 +52,11 @@ def request_for(model: str, prompt: str, images: tuple[InputImage, ...], mask: A
     for field, value in (("enhance", enhance), ("fallback", fallback)):
         if value:
             raise KieUsageError(f"{field}: {model} does not take it (only 4o does)")
+    if images and spec.edit is not None:
+        check_limits(images, spec.edit.limits, spec.name, option="images")
     return build_request(model, prompt=prompt, size=size,
                          images=[i.url or PENDING_UPLOAD for i in images],
                          mask=None if mask is None else PENDING_UPLOAD, variants=variants,
                          callback_url=callback_url, resolution=resolution, quality=quality,
-                         output_format=output_format, params=given)
+                         output_format=output_format, params=given, seed=seed,
+                         negative=negative)

@@ -172,6 +172,19 @@ class MockAPI:
                 return 451, f"Failed to fetch the image: {url}"
         return None
 
+    def _oversized_upload(self, urls: list[Any], max_bytes: int | None) -> str | None:
+        """The 422 message for an input uploaded here that is over the model's limit."""
+        if not max_bytes:
+            return None
+        for url in urls:
+            key = self._local_file_key(url)
+            with self._lock:
+                upload = self._uploads.get(key) if key is not None else None
+            if upload is not None and len(upload[0]) > max_bytes:
+                return (f"the image {url} is {len(upload[0])} bytes; this model takes at most "
+                        f"{max_bytes}")
+        return None
+
     def _task_duration(self, script: TaskScript, body: dict[str, Any]) -> float:
         if script.duration is not None:
             return float(script.duration)
@@ -185,7 +198,7 @@ class MockAPI:
         if FAIL_MARKER in prompt and script.success_flag == 1 and script.status is None:
             script = dataclasses.replace(script, success_flag=3)
         failure = self._missing_input([*(body.get("filesUrl") or []), body.get("maskUrl")])
-        task_id = uuid.uuid4().hex
+        task_id = script.task_id or uuid.uuid4().hex
         duration = self._task_duration(script, body)
         return MockTask(
             task_id=task_id,

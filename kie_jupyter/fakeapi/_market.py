@@ -239,6 +239,7 @@ class MarketAPI:
         def _ok(self, endpoint: str, data: Any, msg: str = "success") -> Answer: ...
         def _admit(self, endpoint: str, cost: float, now: float) -> Answer | None: ...
         def _missing_input(self, urls: list[Any]) -> tuple[int, str] | None: ...
+        def _oversized_upload(self, urls: list[Any], max_bytes: int | None) -> str | None: ...
         def _task_duration(self, script: TaskScript, body: dict[str, Any]) -> float: ...
         def _result_urls(self, task_id: str, n: int, *, prompt: str, model: str, size: str,
                          edit: bool) -> list[str]: ...
@@ -258,6 +259,9 @@ class MarketAPI:
         model = MARKET_MODELS[body["model"]]
         images = fields.get(model.image_field) if model.image_field else None
         images = [images] if isinstance(images, str) else list(images or [])
+        oversized = self._oversized_upload(images, model.max_bytes)
+        if oversized:
+            return self._error("createTask", 422, oversized)
         now = time.monotonic()
         with self._lock:
             refused = self._admit("createTask", self.cost_per_image, now)
@@ -268,7 +272,7 @@ class MarketAPI:
             # Ids are task_<family>_<millis>; two in one millisecond still differ.
             self._last_job_ms = max(now_ms, self._last_job_ms + 1)
             family = str(body["model"]).split("/")[0]
-            task_id = f"task_{family}_{self._last_job_ms}"
+            task_id = script.task_id or f"task_{family}_{self._last_job_ms}"
             ratio = fields.get("aspect_ratio") or fields.get("image_size") or ""
             task = MarketTask(
                 task_id=task_id, params=body,

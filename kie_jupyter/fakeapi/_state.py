@@ -132,6 +132,9 @@ class TaskScript:
     response_as_string: bool = False
     #: Result URLs to report instead of this server's own (e.g. another host, or a bad scheme).
     result_urls: list[str] | None = None
+    #: The id to give the task instead of this server's usual shape (KIE's own examples show
+    #: ``task_4o_abc123`` for a 4o task and bare hex for a Market one).
+    task_id: str | None = None
 
 
 def format_progress(fraction: float) -> str:

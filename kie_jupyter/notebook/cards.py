@@ -152,7 +152,15 @@ def chips(task: Task) -> list[str]:
         labels.append("enhance")
     if p.get("fallback"):
         labels.append(f"fallback {p.get('fallback_model') or 'FLUX_MAX'}")
+    if p.get("seed") not in (None, ""):
+        labels.append(f"seed {p['seed']}")
+    if p.get("negative"):
+        labels.append(f"not: {_short(str(p['negative']))}")
     return [str(label) for label in labels if label]
+
+
+def _short(text: str, most: int = 40) -> str:
+    return text if len(text) <= most else text[:most - 1] + "…"
 
 
 def image_source(urls: Sequence[str]) -> str:
@@ -203,7 +211,19 @@ def _reason(task: Task) -> str | None:
     return None
 
 
-def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None) -> str:
+def _alt(task: Task, n: int, pick: str | None, labels: Sequence[str]) -> str:
+    """An image's alt text: its prompt and number; in a sweep's grid also the cell's labels,
+    its model and the expression that picks it, so no two cells read the same."""
+    prompt = " ".join(task.prompt.split())[:100]
+    if not labels:
+        return f"{prompt} — image {n + 1}"
+    model = str(getattr(task, "model", "") or "")
+    said = " / ".join([*labels, model] if model and model not in labels else labels)
+    return f"{prompt} — {said} — image {n + 1}" + (f" ({pick})" if pick else "")
+
+
+def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None,
+            labels: Sequence[str] = ()) -> str:
     esc = html.escape
     from ..api.imagedata import sniff_image
 
@@ -226,7 +246,7 @@ def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None) -> st
             f'download="{esc(f"{task.task_id}_{n}", quote=True)}" '
             f'style="color:{LINK};text-decoration:underline">full size</a>') if link else ""
     pixels = f' · <span class="kie4o-px">{size[0]}×{size[1]}</span>' if size else ""
-    alt = f"{' '.join(task.prompt.split())[:100]} — image {n + 1}"
+    alt = _alt(task, n, pick if name else None, labels)
     attrs = zoom_attrs(alt=alt, pick=pick if name else None, size=size,
                        full=link if link and embed == "thumb" else None)
     return (f'<figure class="kie4o-figure" style="margin:0;min-width:0">'
@@ -270,10 +290,12 @@ def _id_html(task: Task) -> str:
             f'overflow:hidden;text-overflow:ellipsis;white-space:nowrap">{esc(task_id)}</code>')
 
 
-def cell_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
+def cell_html(task: Task, embed: str = "thumb", name: str | None = None,
+              labels: Sequence[str] = ()) -> str:
     """A task as one cell of a sweep's grid: its images with what picks them, its cost and
     id on one short line, and — only while it runs or when it failed — its state and reason;
-    the grid's header and labels say the rest once."""
+    the grid's header and labels say the rest once (``labels`` are the cell's, for the
+    images' alt text)."""
     esc = html.escape
     ended = task.status.finished
     parts = [f'<div class="kie4o-card kie4o-cell" style="font-family:{FONT};color:{TEXT};'
@@ -288,7 +310,7 @@ def cell_html(task: Task, embed: str = "thumb", name: str | None = None) -> str:
     images = task.numbered_images() if ended else []
     if images and embed != "none":
         parts.append('<div class="kie4o-images" style="display:grid;gap:6px">')
-        parts.extend(_figure(task, n, data, embed, name) for n, data in images)
+        parts.extend(_figure(task, n, data, embed, name, labels) for n, data in images)
         parts.append("</div>")
     elif images:
         picks = ", ".join(f"{name}[{n}]" if name else f"#{n + 1}" for n, _ in images)
@@ -439,7 +461,8 @@ def sweep_bundle(sweep: Any, embed: str = "thumb", name: str | None = None) -> d
     by_labels = {labels: task for labels, task in sweep.cells}
 
     # -n alone on a one-image-per-task model: its tasks are picked by position, as the
-    # images of one 4o task are (sw[1] is the second), not by their labels "1", "2".
+    # images of one 4o task are (sw[1] is the second), not by their labels "1", "2"; the
+    # headers and the text say that position too, so what is shown is what is typed.
     by_position = [a.name for a in axes] == ["variant"]
     positions = {labels: n for n, (labels, _) in enumerate(sweep.cells)}
 
@@ -450,9 +473,16 @@ def sweep_bundle(sweep: Any, embed: str = "thumb", name: str | None = None) -> d
             return f"{name}[{positions[labels]}]"
         return f"{name}[{', '.join(repr(v) for v in labels)}]"
 
+    def shown(labels: tuple[str, ...]) -> tuple[str, ...]:
+        if by_position and labels in positions:
+            return (pick(labels) or f"[{positions[labels]}]",)
+        return labels
+
     def cell(labels: tuple[str, ...]) -> str:
         task = by_labels.get(labels)
-        return cell_html(task, embed, pick(labels)) if task is not None else ""
+        if task is None:  # a hole keeps its place, so the cells stay under their labels
+            return '<div class="kie4o-cell-none"></div>'
+        return cell_html(task, embed, pick(labels), shown(labels))
 
     cols = axes[-1] if axes else None
     rows = axes[-2] if len(axes) >= 2 else None
@@ -473,7 +503,7 @@ def sweep_bundle(sweep: Any, embed: str = "thumb", name: str | None = None) -> d
         if cols:
             if rows:
                 parts.append("<div></div>")
-            parts.extend(f'<div class="kie4o-col" {label_style}>{esc(v)}</div>'
+            parts.extend(f'<div class="kie4o-col" {label_style}>{esc(shown((v,))[0])}</div>'
                          for v in cols.values)
         for r in (rows.values if rows else (None,)):
             if rows:
@@ -485,7 +515,8 @@ def sweep_bundle(sweep: Any, embed: str = "thumb", name: str | None = None) -> d
     parts.append("</div>")
     lines = [f"{head}; {dims}"]
     for labels, task in sweep.cells:
-        lines.append(f"  [{', '.join(labels)}] " + " ".join(summary_lines(task)[:1]))
+        said = shown(labels)[0] if by_position else f"[{', '.join(labels)}]"
+        lines.append(f"  {said} " + " ".join(summary_lines(task)[:1]))
     return {"text/html": "".join(parts) + script_tag(), "text/plain": "\n".join(lines)}
 
 
@@ -504,17 +535,26 @@ def _shared_facts(sweep: Any) -> str:
         facts.append(f'<span class="kie4o-chip kie4o-demo" style="{CHIP};background:{DEMO_BG};'
                      f'color:{DEMO_TEXT}">demo</span>')
     facts += [f'<span class="kie4o-chip" style="{CHIP}">{esc(c)}</span>' for c in shared]
-    template = getattr(sweep, "template", None) or tasks[0].prompt
+    return (f'<div class="kie4o-shared" style="margin:0 0 6px;display:flex;flex-wrap:wrap;'
+            f'gap:2px 6px;align-items:baseline">{"".join(facts)}</div>'
+            f'{_shared_prompt(sweep, tasks)}')
+
+
+def _shared_prompt(sweep: Any, tasks: Sequence[Task]) -> str:
+    """The prompt every task shares, or the template with its ``{a|b}`` groups marked;
+    nothing when the prompts differ and no template says how (the labels tell them apart)."""
+    esc = html.escape
+    template = getattr(sweep, "template", None)
     prompts = {t.prompt for t in tasks}
     if len(prompts) == 1:
-        prompt = esc(template if "{" not in template else tasks[0].prompt)
-    else:  # the {a|b} groups, marked
+        prompt = esc(template if template and "{" not in template else tasks[0].prompt)
+    elif template:  # the {a|b} groups, marked
         prompt = re.sub(r"\{[^{}|]*(\|[^{}|]*)+\}", lambda m: (
             f'<mark style="background:{CHIP_BG};color:{TEXT};border-radius:3px">'
             f'{m.group(0)}</mark>'), esc(template))
-    return (f'<div class="kie4o-shared" style="margin:0 0 6px;display:flex;flex-wrap:wrap;'
-            f'gap:2px 6px;align-items:baseline">{"".join(facts)}</div>'
-            f'<div class="kie4o-prompt" style="white-space:pre-wrap;margin:0 0 8px;'
+    else:
+        return ""
+    return (f'<div class="kie4o-prompt" style="white-space:pre-wrap;margin:0 0 8px;'
             f'max-height:8em;overflow:auto">{prompt}</div>')
 
 

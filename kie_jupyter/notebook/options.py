@@ -263,7 +263,8 @@ def parse_cell(magic_func: Any, line: str, body: str,
         timeout = None if args.timeout is None else check_timeout(args.timeout, "--timeout")
         plan = make_plan(Wanted(
             body, model=args.model, size=args.size, resolution=args.resolution,
-            quality=args.quality, variants=args.variants,
+            quality=args.quality, seed=args.seed, negative=args.negative,
+            variants=args.variants,
             images=[unmark(v, objects) for v in args.image],
             mask=None if args.mask is None else unmark(args.mask, objects),
             enhance=args.enhance, fallback=args.fallback is not None,

@@ -42,9 +42,10 @@ from typing import Any, NoReturn, Protocol
 from IPython.core.error import StdinNotImplementedError, UsageError
 
 from ..api.backend import Backend
+from ..api.catalogue import CATALOGUE
 from ..api.client import KieClient, check_key
 from ..api.errors import KieConfigError, KieError, TaskNotFoundError
-from ..api.registry import MODELS, backend_for_task_id, describe
+from ..api.registry import MODELS, backend_for_task_id, describe, find_task_backend
 from ..engine.checks import check_timeout
 from ..engine.history import HistoryEntry, HistoryStore
 from ..engine.packs import SUFFIX as PACK_SUFFIX
@@ -274,6 +275,10 @@ def _lookup(host: Host, task_id: str, sub: str,
     client = host.client()
     backend = backend_for_task_id(task_id, client, model=entry.model if entry else None)
     try:
+        if entry is None or not entry.model:  # which API knows it? (asking is free)
+            backend, found = find_task_backend(task_id, client)
+            if found:
+                print(f"kie4o: {found}")
         record = backend.poll(task_id)  # an unknown id fails here, in one line
     except TaskNotFoundError as exc:
         if _lost_demo_task(host, entry, not_found=True):
@@ -420,23 +425,41 @@ def _star(host: Host, args: argparse.Namespace) -> None:
 
 
 def _items(host: Host, args: argparse.Namespace, sources: list[str]) -> list[workbench.Item]:
-    """Tasks and sweeps from the notebook, or history ids, as workbench items."""
+    """Tasks and sweeps from the notebook, or history ids, as workbench items: each task
+    once (``$fox $fox[1]``, or a sweep and one of its tasks)."""
     found: list[workbench.Item] = []
+    seen: set[str] = set()
     history = host.history()
     for raw in sources:
         value = options.unmark(raw, args.objects)
         if isinstance(value, TaskImage):
             value = value.task
-        if isinstance(value, Task):
-            found.append(workbench.item_of_task(value))
-        elif isinstance(value, Sweep):
-            found.extend(workbench.item_of_task(t) for t in value.tasks)
-        else:
-            for task_id in picks.task_ids(value, history, f"%kie4o {args.sub}"):
-                entry = history.get(task_id)
-                assert entry is not None  # picks found it there
+        if isinstance(value, (Task, Sweep)):
+            for task in value.tasks if isinstance(value, Sweep) else [value]:
+                if _first(task.task_id, seen):
+                    found.append(workbench.item_of_task(task))
+            continue
+        for task_id in picks.task_ids(value, history, f"%kie4o {args.sub}"):
+            entry = history.get(task_id)
+            assert entry is not None  # picks found it there
+            if _first(task_id, seen):
                 found.append(workbench.item_of_entry(entry))
     return found
+
+
+def _first(task_id: str | None, seen: set[str]) -> bool:
+    """Whether a task is met for the first time (one not yet sent is always its own)."""
+    if task_id is None:
+        return True
+    if task_id in seen:
+        return False
+    seen.add(task_id)
+    return True
+
+
+def _once(ids: list[str]) -> list[str]:
+    """Task ids in their first order, each once."""
+    return list(dict.fromkeys(ids))
 
 
 def _compare(host: Host, args: argparse.Namespace) -> Any:
@@ -502,14 +525,13 @@ def _export(host: Host, args: argparse.Namespace) -> None:
     history = host.history()
     if args.ids:
         entries = []
-        for raw in args.ids:
-            for task_id in picks.task_ids(options.unmark(raw, args.objects), history,
-                                          "%kie4o export"):
-                entry = history.get(task_id)
-                if entry is None:
-                    raise UsageError(f"%kie4o export: {task_id!r} is not a task in the "
-                                     "history")
-                entries.append(entry)
+        ids = [task_id for raw in args.ids for task_id in picks.task_ids(
+            options.unmark(raw, args.objects), history, "%kie4o export")]
+        for task_id in _once(ids):  # $fox $fox[1]: the task once
+            entry = history.get(task_id)
+            if entry is None:
+                raise UsageError(f"%kie4o export: {task_id!r} is not a task in the history")
+            entries.append(entry)
     else:
         entries, _ = history.query(search=args.search, starred=args.starred, per_page=10**9)
     if not entries:
@@ -529,15 +551,36 @@ def _export(host: Host, args: argparse.Namespace) -> None:
     print(f"kie4o: {len(entries)} task(s) exported to {out}")
 
 
+_KINDS = (("generator", "makes images from a prompt (and edits, given -i)"),
+          ("editor", "needs an input image (-i) and a prompt"),
+          ("tool", "takes an input image (-i) and no prompt"))
+
+
 def _models(host: Host, args: argparse.Namespace) -> Any:
     rows = []
-    for spec in MODELS.values():
-        options = describe(spec).split(": ", 1)[-1].split("; -n", 1)[0]  # -n has a column
-        rows.append([spec.name, spec.family, options,
-                     {"native": "in one task", "one task each": "a task per image"}
-                     .get(spec.variants, spec.variants), spec.doc])
-    return Table("kie4o models (--model NAME)", ["model", "family", "options", "-n",
-                                                 "checked against (docs.kie.ai)"], rows)
+    for kind, says in _KINDS:
+        rows.append([f"— {kind}s —", says, "", ""])
+        for spec in MODELS.values():
+            if spec.kind != kind:
+                continue
+            # "1:1 / 3:2 / …" wraps between values, not inside one.
+            options = describe(spec).split(": ", 1)[-1].split("; -n", 1)[0].replace("/", " / ")
+            extras = [w for w, on in (("--seed", spec.takes_seed),
+                                      ("--negative", spec.takes_negative)) if on]
+            if extras:
+                options += "; " + ", ".join(extras)
+            if spec.notes:
+                options += f" ({spec.notes})"
+            rows.append([spec.name, options,
+                         {"native": "in one task", "one task each": "a task each"}
+                         .get(spec.variants, spec.variants), spec.doc])
+    if args.all:
+        rows.append(["— not registered —", "KIE's image models whose fields could not be "
+                     "confirmed on KIE's pages, or that are not offered yet", "", ""])
+        rows.extend([e.title, e.why_not or "", "", e.doc] for e in CATALOGUE if not e.model)
+    title = "kie4o models (--model NAME)" + ("" if args.all else
+                                            "; --all adds KIE's models not registered")
+    return Table(title, ["model", "options", "-n", "checked against (docs.kie.ai)"], rows)
 
 
 def _pack_needs_action(host: Host, args: argparse.Namespace) -> None:
@@ -673,9 +716,11 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     export.add_argument("ids", nargs="*", metavar="ID", help="these tasks (default: all)")
     export.add_argument("--search", metavar="TEXT", help="prompts containing TEXT")
     export.add_argument("--starred", action="store_true", help="starred tasks only")
-    add("models", _models, "KIE's image models: their options and allowed values, what -n "
-        "does, and the doc page each was checked against",
-        mistake="%kie4o models takes no argument")
+    models = add("models", _models, "KIE's image models by kind (generators, editors, "
+                 "tools): their options and allowed values, what -n does, and the doc page "
+                 "each was checked against", mistake="%kie4o models takes only --all")
+    models.add_argument("--all", action="store_true",
+                        help="also KIE's image models that are not registered, and why")
     pack = add("pack", _pack_needs_action, "replay packs: `export` chosen tasks with their "
                "real images into one file; `show` what a pack holds",
                mistake=lambda m: f"%kie4o pack: {m} (give `export FILE{PACK_SUFFIX} "

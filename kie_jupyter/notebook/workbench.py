@@ -14,6 +14,7 @@ import hashlib
 import html
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ..engine.history import HistoryEntry
 from ..engine.images import thumbnail_jpeg
 from ..engine.provenance import embed_provenance, provenance_fields
 from ..engine.spend import entry_cost
+from ..engine.subscribers import THUMB_SIDE
 from .viewer import script_tag, zoom_attrs
 from .views import when
 
@@ -77,6 +79,8 @@ class Item:
     cost: Cost | None = None
     #: Each image's own pixel size, where known (the viewer says when it shows a smaller copy).
     sizes: list[tuple[int, int]] = field(default_factory=list)
+    #: The image number of each of ``thumbs`` (empty: 0, 1, 2…), where one was not kept.
+    thumb_numbers: list[int] = field(default_factory=list)
 
     def cost_text(self) -> str:
         return self.cost.short() if self.cost is not None else ""
@@ -85,12 +89,13 @@ class Item:
 def item_of_task(task: Any) -> Item:
     """A live :class:`~kie_jupyter.engine.task.Task` as an item (its images in memory)."""
     images = task.numbered_images() if task.done else []
-    thumbs = []
-    for _, data in images:
+    thumbs, numbers = [], []
+    for n, data in images:
         try:
             thumbs.append(thumbnail_jpeg(data, 2 * _THUMB))
         except ValueError:
             continue
+        numbers.append(n)
     return Item(
         task_id=task.task_id or "(not submitted)", prompt=task.prompt, params=dict(task.params),
         status=task.status.value, created=task.created.isoformat(), model=task.model,
@@ -98,6 +103,7 @@ def item_of_task(task: Any) -> Item:
         full=[(f"{task.task_id}_{n}.png", data) for n, data in images],
         parents=task.parents, urls=list(task.urls), saved_paths=list(task.saved_paths),
         cost=None if task.never_created else task.cost, sizes=_sizes(d for _, d in images),
+        thumb_numbers=numbers,
     )
 
 
@@ -114,7 +120,13 @@ def _sizes(images: Iterable[bytes]) -> list[tuple[int, int]]:
 
 def item_of_entry(entry: HistoryEntry, *, full: bool = False) -> Item:
     """A history entry as an item: its kept thumbnails (and saved files when ``full``)."""
-    thumbs = [data for data in (_read(p) for p in entry.thumbs) if data]
+    thumbs, numbers = [], []
+    for place, path in enumerate(entry.thumbs):
+        data = _read(path)
+        if data:
+            n = _number_in_name(entry.task_id, Path(path).name)
+            thumbs.append(data)
+            numbers.append(place if n is None else n)
     files: list[tuple[str, bytes]] = []
     if full:
         for path in entry.saved_paths:
@@ -127,7 +139,14 @@ def item_of_entry(entry: HistoryEntry, *, full: bool = False) -> Item:
         demo=bool(entry.demo), starred=entry.starred, thumbs=thumbs, full=files,
         parents=list(entry.parents), urls=list(entry.urls), saved_paths=list(entry.saved_paths),
         cost=entry_cost(entry), sizes=_sizes(data for _, data in files),
+        thumb_numbers=numbers,
     )
+
+
+def _number_in_name(task_id: str, name: str) -> int | None:
+    """The image number in a file named ``<taskId>_<n>.<ext>``, else None."""
+    found = re.fullmatch(rf"{re.escape(task_id)}_(\d+)\.\w+", name)
+    return int(found.group(1)) if found else None
 
 
 def _read(path: str) -> bytes | None:
@@ -190,7 +209,8 @@ def _chips(item: Item) -> str:
 
 
 def _tile(item: Item) -> str:
-    images = "".join(_img(item, n, t, width=0) for n, t in enumerate(item.thumbs[:4])) or (
+    shown = list(_numbered_thumbs(item).items())[:4]
+    images = "".join(_img(item, n, t, width=0) for n, t in shown) or (
         f'<div style="color:{_MUTED};padding:8px">{esc(item.status)}</div>')
     prompt = esc(item.prompt)
     short = esc(item.prompt[:80] + ("…" if len(item.prompt) > 80 else ""))
@@ -276,7 +296,8 @@ def compare_view(items: Sequence[Item]) -> HTMLView:
             + "</td></tr>"
             for k in keys
         )
-        images = "".join(_img(item, k, t) for k, t in enumerate(item.thumbs)) or esc(item.status)
+        images = "".join(_img(item, k, t) for k, t in _numbered_thumbs(item).items()
+                         ) or esc(item.status)
         cols.append(
             f'<div style="flex:1;min-width:200px;border:1px solid {_BORDER};border-radius:6px;'
             f'padding:6px;color:{_TEXT}"><div><code>{esc(item.task_id)}</code> '
@@ -300,12 +321,13 @@ _SHEET_CSS = (
     "h1{font-size:1.4em;font-weight:600}"
     ".card{border:1px solid #ddd;border-radius:8px;padding:12px;margin:0 0 20px;"
     "break-inside:avoid;page-break-inside:avoid}"
-    ".images{display:flex;flex-wrap:wrap;gap:10px}"
+    ".images{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}"
     ".images img{max-width:min(100%,720px);height:auto;border-radius:4px}"
     ".prompt{white-space:pre-wrap;font-size:1.05em;margin:10px 0 6px;overflow-wrap:break-word}"
     ".chip{display:inline-block;background:#eef;border-radius:9px;padding:0 8px;"
     "margin:0 4px 4px 0;font-size:85%}"
     ".demo{background:#ffe0b2;color:#3e2700}"
+    ".note{color:#555;font-size:90%;margin:6px 0 0}"
     "details{color:#555;font-size:85%;margin-top:6px}"
     "dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:6px 0}"
     "dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}"
@@ -327,14 +349,91 @@ def _unique(files: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     return out
 
 
-def _sheet_images(item: Item) -> list[bytes]:
-    out = []
-    for _, data in _unique(item.full):
+@dataclass
+class _Picture:
+    """One image of a task as an export has it: full, or only its kept small copy."""
+
+    data: bytes
+    #: Its number in the task (None: a saved file matched to none of them).
+    n: int | None
+    full: bool = True
+    #: The saved file it came from, where it was not matched to a number.
+    file: str | None = None
+
+
+def _numbered_thumbs(item: Item) -> dict[int, bytes]:
+    numbers = item.thumb_numbers or range(len(item.thumbs))
+    return dict(zip(numbers, item.thumbs, strict=False))
+
+
+def _numbered_full(item: Item) -> tuple[dict[int, bytes], list[tuple[str, bytes]]]:
+    """Each full image by its number: from its file name (``<taskId>_<n>.png``), else the
+    kept thumbnail it makes (``fox[1].save('pick.png')``); and the files matched to none."""
+    kept = {data: n for n, data in _numbered_thumbs(item).items()}
+    found: dict[int, bytes] = {}
+    loose: list[tuple[str, bytes]] = []
+    for name, data in _unique(item.full):
+        n = _number_in_name(item.task_id, name)
+        if n is None and kept:
+            small = _small_copy(data)
+            n = kept.get(small) if small is not None else None
+        if n is None:
+            loose.append((name, data))
+        else:
+            found.setdefault(n, data)
+    return found, loose
+
+
+def _small_copy(data: bytes) -> bytes | None:
+    """The thumbnail history keeps of an image (the same bytes for the same pixels)."""
+    try:
+        return thumbnail_jpeg(data, THUMB_SIDE)
+    except ValueError:
+        return None
+
+
+def _pictures(item: Item, fetch: Callable[[str], bytes] | None = None
+              ) -> tuple[list[_Picture], list[str]]:
+    """A task's images in order, each the full one where it is at hand (saved, else fetched
+    with ``fetch``), else its kept small copy; and a line for each not had in full."""
+    full, loose = _numbered_full(item)
+    thumbs = _numbered_thumbs(item)
+    count = max([len(item.urls), *(n + 1 for n in full), *(n + 1 for n in thumbs)])
+    out: list[_Picture] = []
+    missing: list[str] = []
+    for n in range(count):
+        data, why = full.get(n), "not saved"
+        if data is None and fetch is not None and n < len(item.urls):
+            try:
+                data = fetch(item.urls[n])
+            except Exception as exc:  # one image lost never loses the others
+                why = f"not saved, and its link failed ({exc})"
+        if data is not None:
+            out.append(_Picture(data, n))
+        elif n in thumbs:
+            out.append(_Picture(thumbs[n], n, full=False))
+            missing.append(f"image {n + 1}: {why}; only its small copy is kept")
+        else:
+            missing.append(f"image {n + 1}: {why}, and no copy of it is kept")
+    out += [_Picture(data, None, file=name) for name, data in loose]
+    return out, missing
+
+
+def _sheet_image(item: Item, picture: _Picture) -> str:
+    """One image of the contact sheet: large where the full image is at hand."""
+    data = picture.data
+    if picture.full:
         try:
-            out.append(thumbnail_jpeg(data, SHEET_SIDE))
+            data = thumbnail_jpeg(data, SHEET_SIDE)
         except ValueError:
-            continue
-    return out or list(item.thumbs)
+            return ""
+    alt = (_alt(item, picture.n) if picture.n is not None
+           else f"{' '.join(item.prompt.split())[:120]} — saved file {picture.file} "
+                f"({item.model})")
+    if not picture.full:
+        alt += ", a small copy"
+    return (f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode("ascii")}" '
+            f'alt="{esc(alt, quote=True)}">')
 
 
 def _sheet_chips(item: Item) -> str:
@@ -363,19 +462,22 @@ def _provenance(item: Item) -> str:
     return f"<details><summary>How it was made</summary><dl>{body}</dl></details>"
 
 
-def contact_sheet(items: Sequence[Item], title: str) -> str:
+def contact_sheet(items: Sequence[Item], title: str,
+                  fetch: Callable[[str], bytes] | None = None) -> str:
     """A self-contained page to send: per task its prompt, its parameters as chips, its
     images large (embedded, so it opens offline and links nowhere), and how it was made
-    folded away; printable (one task never split across pages)."""
+    folded away; printable (one task never split across pages).
+
+    Each image is the saved full one, else fetched with ``fetch`` when given, else its kept
+    small copy; a line says which are small copies or missing."""
     cards = []
     for item in items:
-        images = "".join(
-            f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode("ascii")}" '
-            f'alt="{esc(_alt(item, n), quote=True)}">'
-            for n, data in enumerate(_sheet_images(item)))
+        pictures, missing = _pictures(item, fetch)
+        images = "".join(_sheet_image(item, p) for p in pictures)
+        notes = "".join(f'<p class="note">{esc(line)}</p>' for line in missing)
         cards.append(
             f'<section class="card"><div class="images">{images or esc(item.status)}</div>'
-            f'<p class="prompt">{esc(item.prompt)}</p><div>{_sheet_chips(item)}</div>'
+            f'{notes}<p class="prompt">{esc(item.prompt)}</p><div>{_sheet_chips(item)}</div>'
             f"{_provenance(item)}</section>")
     return (f"<!doctype html><html lang=en><head><meta charset='utf-8'>"
             f"<meta name=viewport content='width=device-width,initial-scale=1'>"
@@ -388,30 +490,42 @@ def _alt(item: Item, n: int) -> str:
     return f"{short} — image {n + 1} ({item.model})"
 
 
+def _zip_name(item: Item, picture: _Picture, used: set[str]) -> str:
+    """``<taskId>_<n>.<ext>`` by the image's number (``…_small.jpg`` for a kept small
+    copy); a file matched to no number keeps its own name, made unique."""
+    info = sniff_image(picture.data)
+    ext = {"jpeg": "jpg"}.get(info.format, info.format) if info else "bin"
+    if picture.n is None:
+        stem = Path(picture.file or "image").stem
+    else:
+        stem = f"{item.task_id}_{picture.n}" + ("" if picture.full else "_small")
+    name, k = f"{stem}.{ext}", 2
+    while name in used:
+        name, k = f"{stem}-{k}.{ext}", k + 1
+    used.add(name)
+    return name
+
+
 def export_zip(items: Iterable[Item], fetch: Callable[[str], bytes] | None = None) -> bytes:
     """A zip of each task's full images (PNG with provenance) and one JSON per task.
 
-    Images come from saved files, else from ``fetch(url)`` when given (result URLs expire);
-    a task whose images cannot be had says so in its JSON.
+    Image ``n`` is ``<taskId>_<n>.png``, from its saved file, else ``fetch(url)`` when given
+    (result URLs expire), else its kept small copy (``<taskId>_<n>_small.jpg``); the JSON
+    says which images are not there in full.
     """
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for item in items:
-            files = _unique(item.full)
-            missing: list[str] = []
-            if not files and fetch is not None:
-                for n, url in enumerate(item.urls):
-                    try:
-                        files.append((f"{item.task_id}_{n}.png", fetch(url)))
-                    except Exception as exc:  # one image lost never loses the others
-                        missing.append(f"{url}: {exc}")
+            pictures, missing = _pictures(item, fetch)
             fields = provenance_fields(prompt=item.prompt, params=item.params,
                                        model=item.model, task_id=item.task_id,
                                        parents=item.parents, created=item.created or "",
                                        demo=item.demo)
-            names = []
-            for name, data in files:
-                zf.writestr(f"{item.task_id}/{name}", embed_provenance(data, fields))
+            names: list[str] = []
+            used: set[str] = {f"{item.task_id}.json"}
+            for picture in pictures:
+                name = _zip_name(item, picture, used)
+                zf.writestr(f"{item.task_id}/{name}", embed_provenance(picture.data, fields))
                 names.append(name)
             meta = {"task_id": item.task_id, "prompt": item.prompt, "params": item.params,
                     "model": item.model, "status": item.status, "created": item.created,
@@ -443,14 +557,17 @@ def rerun_cell(params: Mapping[str, Any], prompt: str, *, model: str = "4o") -> 
     if params.get("fallback"):
         words += ["--fallback", str(params.get("fallback_model") or "FLUX_MAX")]
     for flag, key in (("--resolution", "resolution"), ("--quality", "quality"),
-                      ("--format", "output_format")):
-        if params.get(key):
+                      ("--format", "output_format"), ("--seed", "seed"),
+                      ("--negative", "negative")):
+        if params.get(key) not in (None, ""):
             words += [flag, _quote(str(params[key]))]
     extra = dict(params.get("params") or {})
     if params.get("upload_cn"):
         extra["upload_cn"] = True
     for key, value in extra.items():
-        words += ["--param", _quote(f"{key}={json.dumps(value)}")]
+        # Text as written (the model's page types it again); other values as JSON.
+        text = value if isinstance(value, str) else json.dumps(value)
+        words += ["--param", _quote(f"{key}={text}")]
     if params.get("callback_url"):
         words += ["--callback", _quote(str(params["callback_url"]))]
     # Braces in the prompt would be read as {name} fills or sweep groups: escape them.

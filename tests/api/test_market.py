@@ -356,7 +356,7 @@ def test_record_info_errors_match_the_documented_examples(kie: MockKieServer) ->
      "image_input"),
     ({"model": "qwen/image-edit", "input": {"prompt": "x", "image_url": ["https://a.b/c"]}},
      "image_url"),
-    ({"model": "google/nano-banana", "input": {"prompt": "x"}}, "model"),
+    ({"model": "grok-imagine/upscale", "input": {"task_id": "x"}}, "model"),
 ])
 def test_the_fake_server_refuses_bad_inputs_naming_the_field(
         kie: MockKieServer, body: dict[str, Any], field: str) -> None:

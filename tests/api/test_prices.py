@@ -33,7 +33,7 @@ def test_every_registered_model_has_rows_each_with_a_source_and_a_date():
     assert {row.model for row in table.rows} == set(MODELS)
     for row in table.rows:
         assert row.source.startswith("https://kie.ai/pricing"), row
-        assert row.read == "2026-12-04"
+        assert row.read in ("2026-12-04", "2026-12-05"), row
         assert row.credits is None or row.credits > 0  # unknown is None, never 0
     assert table.usd_per_credit == 0.005 and "kie.ai/pricing" in table.usd_source
 
@@ -52,6 +52,25 @@ def test_every_registered_model_has_rows_each_with_a_source_and_a_date():
     ({"model": "seedream-4.5", "quality": "high"}, 6.5),
     ({"model": "qwen-image"}, None),
     ({"model": "flux-2-pro", "resolution": "2K"}, 7),
+    ({"model": "flux-2-pro", "files": ["u"]}, 5),  # edit, default 1K
+    ({"model": "flux-2-pro", "resolution": "2K", "files": ["u"]}, 7),
+    ({"model": "flux-2-flex"}, 14),
+    ({"model": "flux-2-flex", "resolution": "2K", "files": ["u"]}, 24),
+    ({"model": "seedream-3.0"}, 3.5),
+    ({"model": "seedream-4.0", "resolution": "4K", "files": ["u"]}, 5),
+    ({"model": "nano-banana", "files": ["u"]}, 4),
+    ({"model": "z-image"}, 0.8),
+    ({"model": "imagen-4-ultra"}, 12),
+    ({"model": "recraft-remove-background", "files": ["u"]}, 1),
+    ({"model": "recraft-crisp-upscale", "files": ["u"]}, 0.5),
+    ({"model": "qwen-image-to-image", "files": ["u"]}, None),  # per megapixel
+    ({"model": "imagen-4"}, 8),  # per request (one image: the page has no count)
+    ({"model": "imagen-4-fast"}, 4),
+    ({"model": "grok-imagine"}, None),  # per 2 images, or per generation with a switch
+    ({"model": "grok-imagine", "files": ["u"]}, 4),  # per generation
+    ({"model": "ideogram-character", "files": ["u"]}, None),  # by rendering_speed
+    ({"model": "topaz-upscale", "files": ["u"]}, None),  # by output resolution
+    ({"model": "ideogram-reframe", "files": ["u"]}, None),  # no row in KIE's feed
     ({"model": "flux-kontext-max"}, 10),
     ({"model": "no-such-model"}, None),
 ])

@@ -141,3 +141,15 @@ def test_a_mask_in_a_batch_for_a_model_that_takes_none_is_refused(server, tmp_pa
     assert refused.returncode == 2
     assert f"{batch}:1: --mask: gpt-image-1.5 takes no mask" in refused.stderr
     assert sent(server, "createTask") == [] and server.requests_to("file-stream-upload") == []
+
+
+def test_seeds_sweep_and_a_negative_prompt_from_the_shell(server, tmp_path):
+    done = kie4o(server, tmp_path, "a fox", "--model", "imagen-4-fast", "--seed", "1,2",
+                 "--negative", "blurry, text", "--yes")
+    assert done.returncode == 0, done.stderr
+    bodies = [b["input"] for b in sent(server, "createTask")]
+    # Imagen 4 Fast's page types seed as an integer (Imagen 4's as a string).
+    assert sorted((b["seed"], b["negative_prompt"]) for b in bodies) == [
+        (1, "blurry, text"), (2, "blurry, text")]
+    refused = kie4o(server, tmp_path, "a fox", "--seed", "3")
+    assert refused.returncode == 2 and "--seed: 4o takes no seed; these do:" in refused.stderr

@@ -86,4 +86,25 @@ def test_the_models_table_wraps_to_the_output_width(shell):
     with capture_output():
         shown = shell.run_cell("%kie4o models").result._repr_mimebundle_()["text/html"]
     assert "max-width:100%" in shown and "overflow-wrap:anywhere" in shown
-    assert "a task per image" in shown and "; -n" not in shown
+    assert "a task each" in shown and "; -n" not in shown
+    # Grouped by kind; --all accounts for KIE's models that are not registered, and why.
+    assert shown.index("generators —") < shown.index("editors —") < shown.index("tools —")
+    assert shown.index("tools —") < shown.index(">topaz-upscale<")
+    assert "Grok Imagine Upscale" not in shown
+    with capture_output():
+        every = shell.run_cell("%kie4o models --all").result._repr_mimebundle_()["text/html"]
+    assert "not registered" in every and "Grok Imagine Upscale" in every
+
+
+def test_the_catalogue_accounts_for_every_image_model():
+    from kie_jupyter.api.catalogue import CATALOGUE
+    from kie_jupyter.api.registry import MODELS
+
+    assert {e.model for e in CATALOGUE if e.model} == set(MODELS)
+    assert all(e.why_not for e in CATALOGUE if not e.model)
+    titles = " ".join(e.title for e in CATALOGUE)
+    for name in ("Seedream 3.0", "Seedream 4.0", "Z-Image", "Nano Banana Edit", "Imagen 4 Fast",
+                 "Imagen 4 Ultra", "Flux-2 Flex", "Grok Imagine Upscale", "Topaz",
+                 "Recraft Remove Background", "Recraft Crisp Upscale", "Ideogram V3 Reframe",
+                 "Ideogram Character Edit", "Ideogram Character Remix", "Qwen image-to-image"):
+        assert name in titles, name

@@ -207,3 +207,76 @@ def test_stopped_tasks_count_as_stopped_and_the_gallery_leaves_them_out(shell, s
 
     assert gallery("%kie4o gallery").startswith("kie4o gallery — 0 task(s)")
     assert gallery("%kie4o gallery --all").startswith("kie4o gallery — 2 task(s)")
+
+
+def test_param_values_are_typed_by_the_models_page_and_the_rest_said_in_the_dry_run(
+        shell, server):
+    cap = cell(shell, "%%kie4o --dry-run --model qwen-image -i https://img.example/a.png "
+                      "--param num_images=2 --param guidance_scale=3.5 --param flavour=7\n"
+                      "a fox")
+    text = "\n".join(o.data["text/plain"] for o in cap.outputs)
+    # qwen/image-edit's page: num_images is a string '1'-'4', guidance_scale a number.
+    assert '"num_images": "2"' in text and '"guidance_scale": 3.5' in text, text
+    assert '"flavour": "7"' in text  # unknown to the registry: sent as written, and said so
+    assert "# --param flavour: not a field the registry knows for qwen-image; sent as " \
+           'given ("7")' in text
+    with pytest.raises(UsageError, match=r"^--param num_images: '5' is not allowed for "
+                                         r"qwen-image; use one of 1, 2, 3, 4"):
+        cell(shell, "%%kie4o --dry-run --model qwen-image -i https://img.example/a.png "
+                    "--param num_images=5\na fox")
+
+
+def test_seeds_and_negative_prompts_sweep_record_and_rerun(shell, server):
+    cell(shell, "%%kie4o --yes --model qwen-image --seed 1,2 --negative 'blurry, text' -o sw\n"
+                "a fox")
+    bodies = [r.json["input"] for r in sent(server, "createTask")]
+    assert sorted((b["seed"], b["negative_prompt"]) for b in bodies) == [
+        (1, "blurry, text"), (2, "blurry, text")]
+    sw = shell.user_ns["sw"]
+    assert sorted(t.params["seed"] for t in sw.tasks) == [1, 2]
+    assert all(t.params["negative"] == "blurry, text" for t in sw.tasks)
+    second = next(t for t in sw.tasks if t.params["seed"] == 2)
+    from kie_jupyter.notebook.cards import card_bundle
+
+    card = card_bundle(second)["text/html"]
+    assert "seed 2" in card and "not: blurry, text" in card, card[:3000]
+    from kie_jupyter.notebook.workbench import rerun_cell
+
+    again = rerun_cell(second.params, second.prompt, model=second.model)
+    assert "--seed 2" in again and "--negative 'blurry, text'" in again, again
+    from kie_jupyter.engine.history import HistoryStore
+
+    entry = HistoryStore().get(sw.tasks[0].task_id)
+    assert entry is not None
+    assert entry.params["seed"] == 1 and entry.params["negative"] == "blurry, text"
+    with pytest.raises(UsageError, match=r"^--seed: 4o takes no seed; these do: qwen-image"):
+        cell(shell, "%%kie4o --seed 3\na fox")
+    with pytest.raises(UsageError, match=r"^--negative: gpt-image-1.5 takes no negative "
+                                         r"prompt"):
+        cell(shell, "%%kie4o --model gpt-image-1.5 --negative blur\na fox")
+
+
+def test_a_tool_runs_on_an_image_with_no_prompt_and_its_page_limits_come_first(
+        shell, server, tmp_path):
+    from PIL import Image
+
+    cell(shell, "%%kie4o -s 3:2 -o fox\nA red fox")
+    cell(shell, "%%kie4o --yes --model topaz-upscale -i $fox --param upscale_factor=4 -o big\n")
+    body = sent(server, "createTask")[-1].json
+    assert body == {"model": "topaz/image-upscale",
+                    "input": {"upscale_factor": "4", "image_url": shell.user_ns["fox"].urls[0]}}
+    assert shell.user_ns["big"].status is TaskStatus.SUCCESS
+    with pytest.raises(UsageError, match=r"^prompt: topaz-upscale takes no prompt"):
+        cell(shell, "%%kie4o --yes --model topaz-upscale -i $fox\nmake it sharp")
+    # Recraft's page: ≤ 4096 px a side, ≥ 256. Refused before anything is uploaded or paid.
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (5000, 300), "white").save(huge)
+    before = len(server.requests)
+    with pytest.raises(UsageError, match=r"^--image: .*huge.png is 5000×300; "
+                                         r"recraft-remove-background takes .*sides ≤ 4096 px"):
+        cell(shell, f"%%kie4o --yes --model recraft-remove-background -i {huge}\n")
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (100, 100), "white").save(tiny)
+    with pytest.raises(UsageError, match=r"needs sides of at least 256 px"):
+        cell(shell, f"%%kie4o --yes --model recraft-remove-background -i {tiny}\n")
+    assert len(server.requests) == before  # nothing sent, nothing uploaded
