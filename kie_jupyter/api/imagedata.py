@@ -1,5 +1,5 @@
 """Image bytes and files as the API takes them: recognise the format and pixel size, check
-what the API would refuse (empty, over 25 MiB, not PNG/JPEG/WEBP), read a local file with one
+what no model takes (empty, over 30 MiB, not PNG/JPEG/WEBP), read a local file with one
 clear error per problem, and name uploads. The one owner of these rules: the client checks
 uploads with them and the engine checks inputs before anything is sent."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from .errors import KieUsageError
-from .models import MAX_IMAGE_BYTES
+from .models import MAX_INPUT_BYTES
 
 __all__ = [
     "ImageInfo",
@@ -84,12 +84,14 @@ def unique_name(name: str) -> str:
 
 
 def check_image_bytes(data: bytes, label: str) -> None:
-    """Refuse what the API would refuse: empty, over 25 MiB, or not an image."""
+    """Refuse what no model takes: empty, over 30 MiB (the largest any page allows; each
+    model's own limit is checked with its request), or not an image."""
     if not data:
         raise KieUsageError(f"{label}: the file is empty")
-    if len(data) > MAX_IMAGE_BYTES:
+    if len(data) > MAX_INPUT_BYTES:
         raise KieUsageError(
-            f"{label}: {len(data) / 1048576:.1f} MiB is over the API's 25 MiB limit per image"
+            f"{label}: {len(data) / 1048576:.1f} MiB is over the largest limit of any model "
+            "(30 MiB per image)"
         )
     info = sniff_image(data)
     if info is None or info.format not in INPUT_FORMATS:
@@ -110,9 +112,10 @@ def read_image_file(path: str | os.PathLike[str]) -> bytes:
         raise KieUsageError(f"{path}: is a directory, not an image file")
     try:
         size = p.stat().st_size
-        if size > MAX_IMAGE_BYTES:
+        if size > MAX_INPUT_BYTES:
             raise KieUsageError(
-                f"{path}: {size / 1048576:.1f} MiB is over the API's 25 MiB limit per image"
+                f"{path}: {size / 1048576:.1f} MiB is over the largest limit of any model "
+                "(30 MiB per image)"
             )
         data = p.read_bytes()
     except OSError as exc:  # unreadable (permissions, a vanished file): one line, not a trace

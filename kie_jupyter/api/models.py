@@ -22,6 +22,7 @@ __all__ = [
     "VARIANTS",
     "MAX_FILES",
     "MAX_IMAGE_BYTES",
+    "MAX_INPUT_BYTES",
     "MAX_PROMPT_CHARS",
     "is_http_url",
     "download_link",
@@ -32,8 +33,11 @@ __all__ = [
 VARIANTS = (1, 2, 4)
 #: At most this many input images (``filesUrl``).
 MAX_FILES = 5
-#: Each input image (and the mask) is at most 25 MiB.
+#: The 4o page's limit per input image and mask (25 MiB).
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
+#: The largest input any registered model's page allows (Nano Banana 2 and Pro: 30 MB); each
+#: model's own limit is checked against its page before anything is uploaded.
+MAX_INPUT_BYTES = 30 * 1024 * 1024
 #: The longest prompt we send. The API documents no limit; OpenAI's image models take
 #: 32,000 characters, and a longer prompt is almost always a templating mistake.
 MAX_PROMPT_CHARS = 32_000

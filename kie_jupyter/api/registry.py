@@ -29,11 +29,25 @@ from typing import Any, Literal
 
 from .backend import Backend
 from .client import KieClient
-from .errors import KieUsageError, TaskNotFoundError
+from .errors import (
+    AuthenticationError,
+    ClassRefusalError,
+    KieConfigError,
+    KieError,
+    KieUsageError,
+    TaskNotFoundError,
+)
 from .fouro import FourOBackend
 from .kontext import KontextBackend, KontextRequest
 from .market import QWEN_IMAGE_SIZES, SEEDREAM4_IMAGE_SIZES, MarketBackend, MarketRequest
-from .models import MAX_FILES, MAX_PROMPT_CHARS, VARIANTS, GenerationRequest, is_http_url
+from .models import (
+    MAX_FILES,
+    MAX_IMAGE_BYTES,
+    MAX_PROMPT_CHARS,
+    VARIANTS,
+    GenerationRequest,
+    is_http_url,
+)
 
 __all__ = [
     "fouro_extras",
@@ -150,14 +164,18 @@ def _number(name: str, value: Any, *, integer: bool) -> int | float:
     if isinstance(value, (int, float)):
         number: int | float = value
     else:
-        try:
-            number = float(str(value).strip())
+        text = str(value).strip()
+        try:  # a whole number stays exact (a 64-bit seed must not pass through a float)
+            number = int(text)
         except ValueError:
-            raise KieUsageError(f"--param {name}: {value!r} is not a number") from None
-    if integer:
-        if not float(number).is_integer():
-            raise KieUsageError(f"--param {name}: {value!r} must be a whole number")
-        return int(number)
+            try:
+                number = float(text)
+            except ValueError:
+                raise KieUsageError(f"--param {name}: {value!r} is not a number") from None
+    if isinstance(number, float) and number.is_integer() and abs(number) < 2**53:
+        number = int(number)  # 7.0 is sent as 7
+    if integer and not isinstance(number, int):
+        raise KieUsageError(f"--param {name}: {value!r} must be a whole number")
     return number
 
 
@@ -315,7 +333,7 @@ class ModelSpec:
 
 _4O = Mode("", "4o-image-api/generate-4-o-image", size=_same("1:1 3:2 2:3", "size", "1:1"),
            image_field="filesUrl", max_images=MAX_FILES, prompt_max=MAX_PROMPT_CHARS,
-           prompt_min=0)
+           prompt_min=0, limits=FileLimits(max_bytes=MAX_IMAGE_BYTES))
 _GPT_RATIOS = "1:1 2:3 3:2"
 _GPT_QUALITY = _same("medium high", "quality", "medium")
 _NB_RATIOS = "1:1 2:3 3:2 3:4 4:3 4:5 5:4 9:16 16:9 21:9"
@@ -355,6 +373,9 @@ _NSFW = {"nsfw_checker": Field("boolean")}
 _KONTEXT_RATIOS = _same("21:9 16:9 4:3 1:1 3:4 9:16", "aspectRatio")
 _KONTEXT_FORMATS = _same("jpeg png", "outputFormat")
 _KONTEXT_DOC = "flux-kontext-api/generate-or-edit-image"
+_KONTEXT_FIELDS = {"safetyTolerance": Field("integer", min=0, max=6),
+                   "enableTranslation": Field("boolean"), "promptUpsampling": Field("boolean"),
+                   "uploadCn": Field("boolean"), "watermark": Field("string")}
 
 
 def _nano_banana_2() -> Mode:
@@ -484,7 +505,7 @@ def _entries() -> list[ModelSpec]:
     def kontext(model_id: str) -> Mode:
         return Mode(model_id, _KONTEXT_DOC, size=_KONTEXT_RATIOS,
                     output_format=_KONTEXT_FORMATS, image_field="inputImage", max_images=1,
-                    image_list=False)
+                    image_list=False, fields=_KONTEXT_FIELDS)
 
     return [
         ModelSpec("4o", "4o", "GPT-4o Image", _4O, _4O, variants="native",
@@ -520,12 +541,14 @@ def _entries() -> list[ModelSpec]:
         ModelSpec("grok-imagine", "market", "Grok Imagine", grok_t2i, grok_i2i),
         ModelSpec("ideogram-character", "market", "Ideogram Character", None, character,
                   notes="the input image is the character's reference"),
-        ModelSpec("topaz-upscale", "market", "Topaz Image Upscale", None, topaz,
+        ModelSpec("topaz-upscale", "market", "Topaz Image Upscale", None, topaz, variants="no",
                   notes="--param upscale_factor=1|2|4|8 (default 2)"),
         ModelSpec("recraft-remove-background", "market", "Recraft Remove Background", None,
-                  remove_bg),
-        ModelSpec("recraft-crisp-upscale", "market", "Recraft Crisp Upscale", None, crisp),
+                  remove_bg, variants="no"),
+        ModelSpec("recraft-crisp-upscale", "market", "Recraft Crisp Upscale", None, crisp,
+                  variants="no"),
         ModelSpec("ideogram-reframe", "market", "Ideogram V3 Reframe", None, reframe,
+                  variants="no",
                   notes="-s is the new frame"),
         ModelSpec("flux-kontext-pro", "kontext", "Flux Kontext Pro",
                   kontext("flux-kontext-pro"), kontext("flux-kontext-pro")),
@@ -639,7 +662,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     key, sep, value = str(text).partition("=")
     key = key.strip()
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        raise KieUsageError(f"--param: {text!r} is not key=value (e.g. seed=42)")
+        raise KieUsageError(f"--param: {text!r} is not key=value (e.g. guidance_scale=3.5)")
     return key, value
 
 
@@ -651,8 +674,11 @@ def _check_params(params: Mapping[str, Any] | None, owned: Iterable[str],
         if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise KieUsageError(f"--param: {key!r} is not a field name")
         if key in owned:
+            own = {m.seed_field: "--seed N" for m in spec.modes() if m.seed_field} | {
+                m.negative_field: "--negative TEXT" for m in spec.modes() if m.negative_field}
+            use = own.get(key) or f"those: {_options(spec)}"
             raise KieUsageError(f"--param {key}: {spec.name} sets {key} from its own options; "
-                                f"use those: {_options(spec)}")
+                                f"use {use}")
         try:
             json.dumps(value)
         except (TypeError, ValueError):
@@ -706,6 +732,8 @@ def _with_option(value: Any, field_name: str | None, mode: Mode, spec: ModelSpec
         raise KieUsageError(f"{option}: {spec.name} takes no {what}; "
                             + (f"these do: {', '.join(takers)}" if takers else
                                "no registered model does"))
+    if option == "negative" and isinstance(value, str) and ("\n" in value or "\r" in value):
+        raise KieUsageError("negative: one line of text, please (no line breaks)")
     kind = mode.fields.get(field_name) or Field("integer" if option == "seed" else "string")
     try:
         return {field_name: kind.coerce(field_name, value, spec.name)}
@@ -860,9 +888,16 @@ def find_task_backend(task_id: str, client: KieClient,
             first = first or exc
             asked.append(name)
             continue
+        except (AuthenticationError, ClassRefusalError, KieConfigError):
+            raise
+        except KieError:  # busy or unreachable just now: ask the next; the poller retries
+            asked.append(f"{name} (no answer)")
+            continue
         tried = f" ({', '.join(asked)} did not know it)" if asked else ""
         return backend, f"task {task_id}: found by {name}{tried}"
-    assert first is not None
+    if first is None:  # no API answered at all
+        raise KieUsageError(f"task {task_id}: no API answered just now "
+                            f"(asked {', '.join(asked)}); try again, or give the model")
     raise TaskNotFoundError(first.code, f"{first.msg} (asked {', '.join(asked)})",
                             first.endpoint, http_status=first.http_status)
 
@@ -873,7 +908,9 @@ def resume_backend(task_id: str, client: KieClient,
     shape decides, and the task fails at once saying its record is null."""
     try:
         return find_task_backend(task_id, client, model=model)
-    except TaskNotFoundError:
+    except (AuthenticationError, ClassRefusalError, KieConfigError):
+        raise
+    except KieError:  # no API knew it, or none answered: the task's own polling says why
         return backend_for_task_id(task_id, client, model=model), None
 
 

@@ -1,7 +1,8 @@
 """Input images and masks: resolve what the user gave into URLs or checked local bytes.
 
 Everything is checked here, before anything is sent: a missing file, a directory, a file that
-is not an image, one over 25 MiB, too many images, a mask with no image or of another size.
+is not an image, one over 30 MiB (:func:`check_limits`: over the model's own limits), too many
+images, a mask with no image or of another size.
 Local files are read once; the task uploads their bytes when it starts. ``option`` names the
 argument in each message: ``--image``/``--mask`` for the magic and the shell, ``images``/``mask``
 for the Python API.
@@ -160,10 +161,16 @@ def check_limits(images: Iterable[InputImage], limits: Any, model: str,
         too_big = ((limits.max_pixels and w * h > limits.max_pixels)
                    or (limits.max_side and max(w, h) > limits.max_side))
         if too_big:
-            side = limits.max_side or int((limits.max_pixels / (w * h)) ** 0.5 * max(w, h))
-            raise KieUsageError(
-                f"{where} is {w}×{h}; {model} takes {limits.describe()} — downscale it "
-                f"first (e.g. Pillow's image.thumbnail(({side}, {side})))")
+            # The long side that meets both the side and the pixel limit.
+            scale = min(limits.max_side / max(w, h) if limits.max_side else 1.0,
+                        (limits.max_pixels / (w * h)) ** 0.5 if limits.max_pixels else 1.0)
+            side = int(max(w, h) * scale)
+            short = int(min(w, h) * scale)
+            fix = (f"downscale it first (e.g. Pillow's image.thumbnail(({side}, {side})))"
+                   if not (limits.min_side and short < limits.min_side) else
+                   "no downscale fits its sides; crop it first")
+            raise KieUsageError(f"{where} is {w}×{h}; {model} takes {limits.describe()} — "
+                                f"{fix}")
         if limits.min_side and min(w, h) < limits.min_side:
             raise KieUsageError(f"{where} is {w}×{h}; {model} needs sides of at least "
                                 f"{limits.min_side} px")

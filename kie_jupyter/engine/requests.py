@@ -38,6 +38,8 @@ def request_for(model: str, prompt: str, images: tuple[InputImage, ...], mask: A
         extra = fouro_extras(resolution=resolution, quality=quality,
                              output_format=output_format, params=given)
         refuse_seed_negative(spec, seed, negative)
+        check_limits([*images, *([mask] if isinstance(mask, InputImage) else [])],
+                     spec.edit.limits if spec.edit else None, "4o", option="images")
         try:
             return request_with_inputs(
                 prompt, images, mask, size=size or default_size, variants=variants,

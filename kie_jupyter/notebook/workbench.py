@@ -557,10 +557,13 @@ def rerun_cell(params: Mapping[str, Any], prompt: str, *, model: str = "4o") -> 
     if params.get("fallback"):
         words += ["--fallback", str(params.get("fallback_model") or "FLUX_MAX")]
     for flag, key in (("--resolution", "resolution"), ("--quality", "quality"),
-                      ("--format", "output_format"), ("--seed", "seed"),
-                      ("--negative", "negative")):
-        if params.get(key) not in (None, ""):
+                      ("--format", "output_format")):
+        if params.get(key):
             words += [flag, _quote(str(params[key]))]
+    for flag, key in (("--seed", "seed"), ("--negative", "negative")):
+        if params.get(key) not in (None, ""):
+            # --flag=value: a value starting with "-" (a seed, a negative prompt) stays its own
+            words.append(_quote(f"{flag}={params[key]}"))
     extra = dict(params.get("params") or {})
     if params.get("upload_cn"):
         extra["upload_cn"] = True

@@ -427,7 +427,7 @@ def test_upload_success_false_is_an_error(
         ("directory", lambda p: p, "directory"),
         ("not an image", lambda p: _write(p / "notes.png", b"hello, world"), "not an image"),
         ("empty", lambda p: _write(p / "empty.png", b""), "empty"),
-        ("too big", lambda p: _write(p / "big.png", PNG + b"\0" * (25 * 1024 * 1024)), "25 MiB"),
+        ("too big", lambda p: _write(p / "big.png", PNG + b"\0" * (30 * 1024 * 1024)), "30 MiB"),
     ],
 )
 def test_upload_refuses_bad_files_before_any_request(

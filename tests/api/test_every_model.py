@@ -183,3 +183,62 @@ def test_an_id_with_no_history_is_looked_up_family_by_family(
     before = len(kie.requests)
     found, said = find_task_backend(market, client, model="seedream-4.5")
     assert isinstance(found, MarketBackend) and said is None and len(kie.requests) == before
+
+
+@pytest.mark.parametrize("fault", [{"code": 500}, {"code": 429}, {"drop": True}],
+                         ids=["server error", "rate limited", "dropped"])
+def test_the_lookup_asks_the_next_api_when_one_does_not_answer(
+        kie: MockKieServer, backend: MarketBackend, fault: dict[str, Any]) -> None:
+    from kie_jupyter.api.registry import resume_backend
+
+    kie.script_next_task(task_id="c0ffee" * 5)
+    market = backend.submit(build_request("seedream-4.5", prompt="a fox"))
+    kie.add_fault("record-info", **fault)  # the 4o API, asked first, does not answer
+    found, said = resume_backend(market, backend.client)
+    assert isinstance(found, MarketBackend) and said is not None
+    assert "found by the Market API (the 4o Image API (no answer) did not know it)" in said
+
+
+def test_numbers_stay_exact_and_whole_numbers_stay_whole() -> None:
+    big = build_request("qwen-image", prompt="x", seed="18446744073709551615").to_body()
+    assert big["input"]["seed"] == 18446744073709551615  # a 64-bit seed, not via a float
+    reframe = build_request("ideogram-reframe", images=[IMAGE], seed="7").to_body()
+    assert reframe["input"]["seed"] == 7 and isinstance(reframe["input"]["seed"], int)
+    steps = build_request("seedream-4.0", prompt="x", params={"max_images": "3"}).to_body()
+    assert steps["input"]["max_images"] == 3
+    kontext = build_request("flux-kontext-pro", prompt="x",
+                            params={"safetyTolerance": "2", "promptUpsampling": "true"})
+    assert kontext.to_body()["safetyTolerance"] == 2
+    assert kontext.to_body()["promptUpsampling"] is True
+    with pytest.raises(KieUsageError, match=r"^--param seed: qwen-image sets seed from its "
+                                            r"own options; use --seed N"):
+        build_request("qwen-image", prompt="x", params={"seed": "5"})
+    with pytest.raises(KieUsageError, match="^negative: one line"):
+        build_request("qwen-image", prompt="x", negative="a\nb")
+
+
+@pytest.mark.parametrize("name", [s.name for s in MARKET if s.kind == "tool"])
+def test_a_tool_makes_one_image_per_input(name: str) -> None:
+    with pytest.raises(KieUsageError, match=f"^variants: 3 is not allowed for {name}"):
+        build_request(name, images=[IMAGE], variants=3)
+
+
+def test_the_downscale_hint_meets_every_limit() -> None:
+    import io
+
+    from PIL import Image
+
+    from kie_jupyter.engine.inputs import InputImage, check_limits
+
+    limits = MODELS["recraft-remove-background"].edit.limits  # type: ignore[union-attr]
+
+    def image(w: int, h: int) -> InputImage:
+        out = io.BytesIO()
+        Image.new("L", (w, h)).save(out, "PNG")
+        return InputImage(label="x.png", data=out.getvalue())
+
+    with pytest.raises(KieUsageError, match=r"is 4096×4096; .*image.thumbnail\(\(4000, 4000\)\)"):
+        check_limits([image(4096, 4096)], limits, "recraft-remove-background")
+    with pytest.raises(KieUsageError, match="no downscale fits its sides; crop it first"):
+        check_limits([image(5000, 100)], limits, "recraft-remove-background")
+    check_limits([image(4000, 4000)], limits, "recraft-remove-background")  # fits

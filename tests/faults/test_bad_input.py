@@ -22,7 +22,13 @@ def files(tmp_path):
         fh.write(render_png("big")[:64])
         fh.seek(30 * 1024 * 1024)
         fh.write(b"\0")
+    over_4o = tmp_path / "over4o.png"  # 26 MiB: over 4o's 25 MiB, under Nano Banana's 30
+    with open(over_4o, "wb") as fh:
+        fh.write(render_png("big")[:64])
+        fh.seek(26 * 1024 * 1024)
+        fh.write(b"\0")
     return {
+        "over_4o": over_4o,
         "png": write(tmp_path / "a.png", render_png("a", "1:1")),
         "png2": write(tmp_path / "b.png", render_png("b", "1:1")),
         "wide_mask": write(tmp_path / "m.png", render_png("m", "3:2")),
@@ -94,7 +100,8 @@ FILE_CASES = [
     ("-i {text}", "not an image"),
     ("-i {empty}", "the file is empty"),
     ("-i {fake_png}", "not an image"),
-    ("-i {big}", "over the API's 25 MiB limit"),
+    ("-i {big}", "over the largest limit of any model (30 MiB per image)"),
+    ("-i {over_4o}", "4o takes at most 25 MB per image"),
     ("-i {png} -m {wide_mask}", "does not match"),
     ("-i {png} -m {text}", "not an image"),
     ("-i {png} -i {png2} -m {png}", "exactly one --image"),

@@ -243,7 +243,9 @@ def test_seeds_and_negative_prompts_sweep_record_and_rerun(shell, server):
     from kie_jupyter.notebook.workbench import rerun_cell
 
     again = rerun_cell(second.params, second.prompt, model=second.model)
-    assert "--seed 2" in again and "--negative 'blurry, text'" in again, again
+    assert "--seed=2" in again and "'--negative=blurry, text'" in again, again
+    cell(shell, again.replace("%%kie4o", "%%kie4o --yes -o again", 1))  # it runs as it reads
+    assert sent(server, "createTask")[-1].json["input"]["seed"] == 2
     from kie_jupyter.engine.history import HistoryStore
 
     entry = HistoryStore().get(sw.tasks[0].task_id)
