@@ -211,6 +211,15 @@ class NotebookPage:
             "el => /\\[\\d+\\]/.test(el.querySelector('.jp-InputPrompt').innerText)",
             arg=self.cell(i).element_handle(), timeout=timeout * 1000)
 
+    def wait_sweep_done(self, i: int, total: int, timeout: float = 120) -> None:
+        """Cell ``i``'s sweep header says all ``total`` tasks are done, and the cell ended."""
+        self.page.wait_for_function(
+            """([el, done]) => Array.from(el.querySelectorAll('.kie4o-sweep-head'))
+                                 .some(h => h.innerText.includes(done))""",
+            arg=[self.cell(i).element_handle(), f"{total} of {total} done"],
+            timeout=timeout * 1000)
+        self.wait_cell_done(i, timeout=60)
+
     def outputs_text(self, i: int) -> list[str]:
         return [t.strip() for t in self.cell(i).locator(".jp-OutputArea-output").all_inner_texts()]
 

@@ -86,11 +86,7 @@ def test_sweep_cell_shows_one_labelled_grid(
     nb.run_cell(1)
     cell = nb.cell(1)
     # Four demo tasks run in parallel (4 s each); be patient with a busy CPU.
-    nb.page.wait_for_function(
-        """(el) => Array.from(el.querySelectorAll('.kie4o-sweep-head'))
-                        .some(h => h.innerText.includes('4 of 4 done'))""",
-        arg=cell.element_handle(), timeout=120_000)
-    nb.wait_cell_done(1, timeout=60)
+    nb.wait_sweep_done(1, 4)
     # The images are data: URIs: wait until the page has decoded every one.
     nb.page.wait_for_function(
         """(el) => {

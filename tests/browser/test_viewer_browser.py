@@ -71,11 +71,7 @@ def test_click_opens_full_size_and_two_compare_at_the_same_zoom(
     nb.wait_cell_done(0, timeout=60)
     nb.run_cell(1)
     cell = nb.cell(1)
-    nb.page.wait_for_function(
-        """(el) => Array.from(el.querySelectorAll('.kie4o-sweep-head'))
-                        .some(h => h.innerText.includes('4 of 4 done'))""",
-        arg=cell.element_handle(), timeout=120_000)
-    nb.wait_cell_done(1, timeout=60)
+    nb.wait_sweep_done(1, 4)
     nb.page.wait_for_function(
         """(el) => {
              const ims = Array.from(el.querySelectorAll('img.kie4o-zoom'));
@@ -158,11 +154,7 @@ def test_dark_theme_grid_compare_and_viewer_are_readable(
         nb.wait_cell_done(0, timeout=60)
         nb.run_cell(1)
         grid_cell = nb.cell(1)
-        nb.page.wait_for_function(
-            """(el) => Array.from(el.querySelectorAll('.kie4o-sweep-head'))
-                            .some(h => h.innerText.includes('2 of 2 done'))""",
-            arg=grid_cell.element_handle(), timeout=120_000)
-        nb.wait_cell_done(1, timeout=60)
+        nb.wait_sweep_done(1, 2)
         nb.run_cell(2)
         nb.wait_cell_done(2, timeout=60)
         compare = nb.cell(2).locator(".kie4o-compare").first
