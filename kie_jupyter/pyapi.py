@@ -17,14 +17,17 @@ from .api.client import KieClient
 from .api.errors import KieConfigError, KieUsageError
 from .api.prices import active_prices
 from .api.registry import MODELS, describe, resume_backend
+from .engine import stephook
 from .engine.checks import check_save_dir, check_timeout
+from .engine.followups import FollowUp, wanted_for
 from .engine.plan import Plan, Wanted, interrupt_report, make_plan
 from .engine.provenance import read_provenance
 from .engine.sweep import Sweep
 from .engine.task import Task
 from .session import Session, active
 
-__all__ = ["generate", "sweep", "resume", "models", "prices", "provenance"]
+__all__ = ["generate", "sweep", "resume", "models", "prices", "provenance", "upscale",
+           "remove_bg", "vary", "reframe"]
 
 #: The session of a Python API used with no extension loaded (its demo server, its clients).
 _own = Session()
@@ -211,6 +214,81 @@ def _tasks(plan: Plan, client: KieClient, timeout: float, save_dir: Any) -> list
     session.spend.add(tasks, budget=session.budget,
                       setting="the session's budget (%config Kie4o.budget)")
     return tasks
+
+
+def _follow_up(verb: str, image: Any, *, model: str | None = None,
+               factor: int | str | None = None, variants: int | None = None,
+               size: str | None = None, prompt: str | None = None, wait: bool = True,
+               timeout: float = 600.0, save: str | os.PathLike[str] | None = None,
+               yes: bool = False, max_credits: float | None = None,
+               confirm_over_credits: float | None = CONFIRM_OVER_CREDITS,
+               client: KieClient | None = None) -> Task | Sweep:
+    """Run one follow-up on ``image`` as a task (a sweep for ``vary(n)`` on a model that
+    makes one image per task), checked and priced like :func:`generate`."""
+    timeout, save_dir = _checked(timeout, save)
+    if model is not None and not isinstance(model, str):
+        raise KieUsageError(f"model: expected a model name, not {type(model).__name__}")
+    wanted, note = wanted_for(
+        FollowUp(verb, image, model=model, factor=factor, variants=variants, size=size,
+                 prompt=prompt),
+        names={"image": "image", "factor": "factor", "variants": "n", "size": "size",
+               "prompt": "prompt"})
+    plan = make_plan(wanted)
+    if note:
+        print(f"kie4o: {note}", file=sys.stderr)
+    client = _keyed(_client(client))
+    _gate(plan, client, yes=yes, over=max(plan.task_count, 1), over_credits=confirm_over_credits,
+          max_credits=max_credits)
+    tasks = _tasks(plan, client, timeout, save_dir)
+    if not plan.is_sweep:
+        tasks[0].start()
+        return _wait(tasks[0]) if wait else tasks[0]
+    result = plan.sweep_of(tasks)
+    for task in result.tasks:
+        task.start()
+    if wait:
+        result.wait()
+    return result
+
+
+stephook.set_runner(_follow_up)
+
+
+def upscale(image: Any, factor: int | str | None = None, *, model: str | None = None,
+            **options: Any) -> Task:
+    """A larger copy of ``image`` (``fox[1]``, a path…) on a model that upscales
+    (``topaz-upscale`` by default: ``factor`` 1, 2, 4 or 8; ``recraft-crisp-upscale``).
+    ``options`` are :func:`generate`'s ``wait``, ``timeout``, ``save``, ``yes``,
+    ``max_credits``, ``confirm_over_credits`` and ``client``; the new task's parent is the
+    image's task."""
+    return _one(_follow_up("upscale", image, factor=factor, model=model, **options))
+
+
+def remove_bg(image: Any, *, model: str | None = None, **options: Any) -> Task:
+    """``image`` with its background removed (``recraft-remove-background``)."""
+    return _one(_follow_up("remove-bg", image, model=model, **options))
+
+
+def vary(image: Any, n: int = 1, *, prompt: str | None = None, model: str | None = None,
+         **options: Any) -> Task | Sweep:
+    """``n`` variations of ``image``: its own prompt (or ``prompt``) with the image as input,
+    on its own model where that takes an input image (else 4o; ``model`` to choose). A
+    model that makes one image per task runs ``n`` tasks: a :class:`Sweep`."""
+    return _follow_up("vary", image, variants=n, prompt=prompt, model=model, **options)
+
+
+def reframe(image: Any, size: str, *, model: str | None = None, **options: Any
+            ) -> Task | Sweep:
+    """``image`` extended to the frame ``size`` (``"16:9"``; ``ideogram-reframe``); several
+    sizes (``"16:9,1:1"``) make a :class:`Sweep`."""
+    return _follow_up("reframe", image, size=size, model=model, **options)
+
+
+def _one(result: Task | Sweep) -> Task:
+    """The one task of a step that makes one (upscale and remove-bg take one size)."""
+    if isinstance(result, Sweep):
+        raise AssertionError("a one-image step made a sweep")
+    return result
 
 
 def resume(task_id: str, *, wait: bool = True, timeout: float = 600.0,

@@ -262,6 +262,9 @@ class ModelSpec:
     variant_counts: tuple[int, ...] = ()
     mask: bool = False
     notes: str = ""
+    #: The one-step follow-ups it does (``upscale``, ``remove-bg``, ``reframe``): what the
+    #: ``%kie4o upscale`` … verbs pick from.
+    steps: tuple[str, ...] = ()
 
     @property
     def kind(self) -> Literal["generator", "editor", "tool"]:
@@ -542,13 +545,13 @@ def _entries() -> list[ModelSpec]:
         ModelSpec("ideogram-character", "market", "Ideogram Character", None, character,
                   notes="the input image is the character's reference"),
         ModelSpec("topaz-upscale", "market", "Topaz Image Upscale", None, topaz, variants="no",
-                  notes="--param upscale_factor=1|2|4|8 (default 2)"),
+                  notes="--param upscale_factor=1|2|4|8 (default 2)", steps=("upscale",)),
         ModelSpec("recraft-remove-background", "market", "Recraft Remove Background", None,
-                  remove_bg, variants="no"),
+                  remove_bg, variants="no", steps=("remove-bg",)),
         ModelSpec("recraft-crisp-upscale", "market", "Recraft Crisp Upscale", None, crisp,
-                  variants="no"),
+                  variants="no", steps=("upscale",)),
         ModelSpec("ideogram-reframe", "market", "Ideogram V3 Reframe", None, reframe,
-                  variants="no",
+                  variants="no", steps=("reframe",),
                   notes="-s is the new frame"),
         ModelSpec("flux-kontext-pro", "kontext", "Flux Kontext Pro",
                   kontext("flux-kontext-pro"), kontext("flux-kontext-pro")),

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..api.errors import KieUsageError
 from ..api.imagedata import check_image_bytes, sniff_image
+from . import stephook
 from .inputs import InputImage
 
 
@@ -83,6 +84,30 @@ class TaskImage:
         check_image_bytes(self.data, f"{option} ({where})")
         return [InputImage(label=f"{self.task.task_id}_{self.index}.png", data=self.data,
                            source=where, parent=self.task.task_id)]
+
+    # -- one-step follow-ups (run by the Python API: cost, budget and confirmation apply) ---
+
+    def upscale(self, factor: int | str | None = None, *, model: str | None = None,
+                **options: Any) -> Any:
+        """A larger copy (``factor`` where the model documents one: Topaz takes 1, 2, 4, 8);
+        returns the new task. ``options`` are :func:`kie_jupyter.generate`'s ``wait``,
+        ``timeout``, ``save``, ``yes``, ``max_credits``, ``confirm_over_credits``,
+        ``client``."""
+        return stephook.run("upscale", self, factor=factor, model=model, **options)
+
+    def remove_bg(self, *, model: str | None = None, **options: Any) -> Any:
+        """The image with its background removed; returns the new task."""
+        return stephook.run("remove-bg", self, model=model, **options)
+
+    def vary(self, n: int = 1, *, prompt: str | None = None, model: str | None = None,
+             **options: Any) -> Any:
+        """``n`` variations: this image's prompt (or ``prompt``) with the image as input, on
+        its own model where that takes an input image; returns the new task."""
+        return stephook.run("vary", self, variants=n, prompt=prompt, model=model, **options)
+
+    def reframe(self, size: str, *, model: str | None = None, **options: Any) -> Any:
+        """The image extended to the frame ``size`` (``"16:9"``); returns the new task."""
+        return stephook.run("reframe", self, size=size, model=model, **options)
 
     def _repr_png_(self) -> bytes | None:
         return self.data if self.format == "png" else None

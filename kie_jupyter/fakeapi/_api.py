@@ -37,6 +37,7 @@ from ._state import (
 )
 from .images import SIZES, render_marked_png, render_png, sniff_mime
 from .packs import ReplayPack
+from .tools import apply_tool, input_url
 
 log = logging.getLogger("kie_jupyter.testing")
 
@@ -400,6 +401,27 @@ class MockAPI:
             seed, size, model = task.render_args()
         return seed, size, model, n
 
+    def _tool_result(self, key: str, depth: int = 0) -> bytes | None:
+        """A finished tool task's image made from its input (:mod:`.tools`), when the input
+        is a file of this server; else None (the usual drawn picture)."""
+        match = _RESULT_RE.fullmatch(key)
+        with self._lock:
+            task = self._tasks.get(match[1]) if match else None
+            params = getattr(task, "params", None)
+        if not isinstance(params, dict) or depth > 8:
+            return None
+        model = str(params.get("model") or "")
+        given = params.get("input")
+        fields: dict[str, Any] = given if isinstance(given, dict) else {}
+        url = input_url(model, fields)
+        prefix = f"{self.url}{FILES_PREFIX}"
+        if url is None or not url.startswith(prefix):
+            return None
+        source_key = url[len(prefix):]
+        source = (self._tool_result(source_key, depth + 1)
+                  or (self._file_lookup(source_key) or (None, ""))[0])
+        return apply_tool(model, fields, source) if source else None
+
     def _pack_file(self, key: str) -> tuple[bytes, str] | None:
         """A recorded image of the replay pack, once its task has finished successfully."""
         if not _PACK_RE.fullmatch(key):
@@ -429,6 +451,9 @@ class MockAPI:
         params = self._result_params(key)
         if params is None:
             return None
+        made = self._tool_result(key)
+        if made is not None:
+            return made, "image/png"
         seed, size, model, n = params
         if self.pack is not None:  # the class pack is loaded: say this one is made up
             return render_marked_png(seed, size, n, self.image_long_side,

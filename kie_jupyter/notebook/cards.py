@@ -90,9 +90,14 @@ def summary_lines(task: Task) -> list[str]:
         source = image_source(task.urls)
         demo = " (demo)" if source == "synthetic" else f" (demo, {source})"
     head = f"kie4o task {task.task_id or '(not submitted)'} — {task.status.value}{demo}"
-    lines = [head, f"prompt: {task.prompt}"]
-    lines.append(f"size {p.get('size', '?')} · variants {p.get('variants', '?')}"
-                 + (f" · {task.cost}" if not task.never_created else ""))
+    if task.prompt or not p.get("files"):
+        lines = [head, f"prompt: {task.prompt}"]
+        lines.append(f"size {p.get('size', '?')} · variants {p.get('variants', '?')}"
+                     + (f" · {task.cost}" if not task.never_created else ""))
+    else:  # a tool (upscale, remove background…): an image in, no prompt
+        lines = [head, f"{task.model} of {', '.join(task.parents) or 'an input image'}"]
+        lines.append(" · ".join([*_tool_fields(task), *([str(task.cost)]
+                                                        if not task.never_created else [])]))
     if task.error:
         reason = with_hint(str(task.error), _fix_of(task), "notebook", task.task_id)
         lines.append(f"error: {reason}")
@@ -143,7 +148,8 @@ def name_task(task: Task, name: str) -> None:
 def chips(task: Task) -> list[str]:
     """The parameter chips of a task, as plain labels (the panel shows the same)."""
     p = task.params
-    labels = [p.get("size"), f"×{p.get('variants', 1)}" if p else None]
+    labels = [p.get("size"), f"×{p.get('variants') or 1}" if p and task.prompt else None,
+              *_tool_fields(task)]
     if p.get("files"):
         labels.append(f"{len(p['files'])} input image(s)")
     if p.get("mask"):
@@ -157,6 +163,14 @@ def chips(task: Task) -> list[str]:
     if p.get("negative"):
         labels.append(f"not: {_short(str(p['negative']))}")
     return [str(label) for label in labels if label]
+
+
+def _tool_fields(task: Task) -> list[str]:
+    """A tool's own fields (``upscale_factor 4``): what it was asked, there being no prompt."""
+    if task.prompt:
+        return []
+    fields = task.params.get("params")
+    return [f"{k} {v}" for k, v in fields.items()] if isinstance(fields, dict) else []
 
 
 def _short(text: str, most: int = 40) -> str:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ..engine.sweep import Sweep
     from ..engine.task import Task
     from .demo import DemoHandover, DemoServer
+    from .options import CellOptions
 
 __all__ = ["Kie4o"]
 
@@ -280,20 +281,28 @@ class Kie4o(Magics):
 
         Line magic (``%kie4o -h`` lists them, each takes ``-h``): login · demo · status ·
         resume · history · credits · config · gallery · star · unstar · compare · rerun ·
-        info · export · models · pack · class · prices · spend.
+        info · export · models · pack · class · prices · spend · mask · upscale ·
+        remove-bg · vary · reframe.
         """
         if cell is None:
             return self._line(line)
         return self._cell(line, cell)
 
     def _cell(self, line: str, cell: str) -> None:
-        from ..engine.checks import check_save_dir, check_timeout
-        from ..engine.poller import PollSchedule
         from . import options
 
         opts = options.parse_cell(self.kie4o, line, cell, self._user_ns,
                                   default_size=self.default_size, default_model=self.model,
                                   default_size_everywhere=self._size_was_chosen())
+        self.run_options(opts, f"%%kie4o {line.strip()}\n{cell.rstrip()}".replace(" \n", "\n"))
+
+    def run_options(self, opts: CellOptions, source: str) -> None:
+        """Check, pay for and run a parsed cell's (or a follow-up verb's) plan: the dry run,
+        the confirmation and budget, the key, then its task (panel) or sweep (grid).
+        ``source`` is the cell as written (a sweep's card keeps it)."""
+        from ..engine.checks import check_save_dir, check_timeout
+        from ..engine.poller import PollSchedule
+
         plan = opts.plan
         if plan.own_size:
             one = len(plan.own_size) == 1
@@ -338,7 +347,7 @@ class Kie4o(Magics):
             self._run_task(tasks[0], out=opts.out, wait=not opts.no_wait)
             return None
         sweep = plan.sweep_of(tasks, self.embed)
-        sweep.source = f"%%kie4o {line.strip()}\n{cell.rstrip()}".replace(" \n", "\n")
+        sweep.source = source
         self._run_sweep(sweep, out=opts.out, wait=not opts.no_wait)
         return None
 

@@ -17,6 +17,8 @@
     %kie4o pack export FILE.kiepack [--search TEXT] [--starred] [ID …]   a replay pack
     %kie4o pack show [FILE]            what a replay pack (or the loaded one) holds
     %kie4o class URL [--token-env NAME | --hub-token] / class off   join a class, or leave
+    %kie4o mask IMAGE -o NAME          paint a mask for -m $NAME (painted = will change)
+    %kie4o upscale | remove-bg | vary | reframe IMAGE   one-step follow-ups on a picked image
 
 Each takes ``-h``, which prints its help (and ``%kie4o -h`` lists them). The line is split
 like a shell line first, then ``$name`` and ``{expr}`` are filled word by word, as for the
@@ -57,7 +59,7 @@ from ..engine.taskimage import TaskImage
 from ..fakeapi.demo import PACK_ENV, env_pack
 from ..fakeapi.packs import PackError, ReplayPack, load_pack
 from ..session import Session
-from . import classjoin, options, picks, replay, workbench
+from . import classjoin, options, picks, replay, steps, workbench
 from .demo import DemoServer, banner
 from .errors import usage_error
 from .views import Table, config_table, history_table, status_snapshot
@@ -66,10 +68,10 @@ __all__ = ["SUBCOMMANDS", "Host", "run", "parser"]
 
 SUBCOMMANDS = ("login", "demo", "status", "resume", "history", "credits", "config", "gallery",
                "star", "unstar", "compare", "rerun", "info", "export", "models", "pack",
-               "class", "prices", "spend")
+               "class", "prices", "spend", *steps.VERB_NAMES)
 #: Subcommands whose arguments may be objects from the notebook (`$fox`, `{sw}`).
 _TAKE_OBJECTS = frozenset({"compare", "rerun", "star", "unstar", "export", "status",
-                           "resume"})
+                           "resume", *steps.VERB_NAMES})
 #: ``%kie4o gallery`` with no count: one page.
 _GALLERY_PAGE = 24
 #: ``%kie4o history`` with no count.
@@ -99,6 +101,8 @@ class Host(Protocol):
     def load_message(self, continued: bool = False) -> str: ...
 
     def _run_task(self, task: Task, *, out: str | None, wait: bool) -> None: ...
+
+    def run_options(self, opts: options.CellOptions, source: str) -> None: ...
 
 
 Handler = Callable[[Host, argparse.Namespace], Any]
@@ -160,6 +164,7 @@ def run(host: Host, line: str) -> Any:
     except _HelpShown:
         return None
     namespace.objects = objects
+    namespace.line = line
     return namespace.handler(host, namespace)
 
 
@@ -464,10 +469,33 @@ def _once(ids: list[str]) -> list[str]:
 
 def _compare(host: Host, args: argparse.Namespace) -> Any:
     items = _items(host, args, args.sources)
+    if args.parent:
+        items = _with_parents(host, items)
     if len(items) < 2:
         raise UsageError("%kie4o compare: give two or more tasks (`$a $b`, a sweep, or "
-                         "history ids)")
+                         "history ids), or one with --parent")
     return workbench.compare_view(items)
+
+
+def _with_parents(host: Host, items: list[workbench.Item]) -> list[workbench.Item]:
+    """Each item after the task(s) it was made from (from the history), each task once."""
+    history = host.history()
+    out: list[workbench.Item] = []
+    seen: set[str] = set()
+    for item in items:
+        if not item.parents:
+            raise UsageError(f"%kie4o compare --parent: {item.task_id} was made from no "
+                             "earlier task (not an edit or a follow-up)")
+        for parent in item.parents:
+            entry = history.get(parent)
+            if entry is None:
+                raise UsageError(f"%kie4o compare --parent: {parent} (the parent of "
+                                 f"{item.task_id}) is not in this history")
+            if _first(parent, seen):
+                out.append(workbench.item_of_entry(entry))
+        if _first(item.task_id, seen):
+            out.append(item)
+    return out
 
 
 def _rerun(host: Host, args: argparse.Namespace) -> None:
@@ -705,6 +733,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     compare = add("compare", _compare, "tasks or sweeps ($name) or history ids side by side: "
                   "prompt differences marked, parameters, images")
     compare.add_argument("sources", nargs="*", metavar="TASK")
+    compare.add_argument("--parent", action="store_true",
+                         help="show each task after the one it was made from (an edit, an "
+                              "upscale…): before and after")
     rerun = add("rerun", _rerun, "put a new cell below with the %%kie4o line and prompt that "
                 "made a task (a task, a history id, or a PNG written by this tool)")
     rerun.add_argument("source", metavar="SRC")
@@ -766,5 +797,6 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
                        help="group by model (default) or day")
     spend.add_argument("--demo", action="store_true",
                        help="the demo tasks instead (what they would have cost)")
+    steps.add_parsers(add)
     assert tuple(by_name) == SUBCOMMANDS, "every subcommand has a parser, in order"
     return top, by_name

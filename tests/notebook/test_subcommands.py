@@ -22,7 +22,7 @@ def test_each_subcommand_has_its_own_help(shell, server, sub):
 def test_help_lists_the_subcommands(shell):
     text = run(shell, "%kie4o -h").stdout
     for sub in subcommands.SUBCOMMANDS:
-        assert f"\n    {sub} " in text
+        assert f"\n    {sub} " in text or f"\n    {sub}\n" in text  # a long name: own line
 
 
 def test_help_names_the_arguments(shell):
