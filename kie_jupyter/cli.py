@@ -80,7 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     # The options shared with %%kie4o come from the one table; only the defaults differ: a
     # shell run has no %config to fall back on, and its images must land somewhere.
     add_options(p, "cli", {
-        "size": {"default": Size.SQUARE.value},
+        # No default here: 4o gets 1:1 from the plan, every other model its own (a tool
+        # has no size at all).
+        "size": {"default": None, "help": f"{BY_DEST['size'].help} (default: "
+                                          f"{Size.SQUARE.value} for 4o, else the model's own)"},
         # No argparse choices: ``kie4o --fallback "a fox"`` means the default model and a
         # prompt; _parse tells the two apart and checks the model.
         "fallback": {"choices": None},

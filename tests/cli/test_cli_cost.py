@@ -398,3 +398,25 @@ def test_a_demo_dry_run_says_it_is_not_charged(server, tmp_path):
     assert "# ≈ 6 credits (demo: not charged)" in done.stdout.splitlines()
     assert "≈ 6 credits — demo: not charged; nothing was sent" in done.stdout
     assert "$" not in done.stdout  # a demo run costs no dollars
+
+
+def test_a_tool_runs_from_the_shell_with_no_size_given(server, tmp_path):
+    """``kie4o --model topaz-upscale -i FILE`` (the CLI's follow-up): no size is sent to a
+    model that has none, 4o still gets 1:1 by default, and the image is upscaled."""
+    from kie_jupyter.fakeapi.images import render_png
+
+    source = tmp_path / "fox.png"
+    source.write_bytes(render_png("a fox", "3:2", 0, 300))
+    done = kie4o(server, tmp_path, "--model", "topaz-upscale", "-i", str(source),
+                 "--param", "upscale_factor=4", "--yes")
+    assert done.returncode == 0, done.stderr
+    (body,) = [r.json for r in server.requests_to("createTask")]
+    assert body["model"] == "topaz/image-upscale" and body["input"]["upscale_factor"] == "4"
+    assert "aspect_ratio" not in body["input"] and "image_size" not in body["input"]
+    (made,) = (tmp_path / "out").glob("*.png")
+    from PIL import Image
+
+    with Image.open(made) as im:
+        assert im.size == (1200, 800)
+    dry = kie4o(server, tmp_path, "a fox", "--dry-run")
+    assert '"size": "1:1"' in dry.stdout
