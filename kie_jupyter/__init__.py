@@ -25,7 +25,19 @@ if TYPE_CHECKING:
     from .api.models import GenerationRequest, TaskStatus
     from .engine.sweep import Sweep
     from .engine.task import Task, TaskError, TaskImage
-    from .pyapi import generate, models, prices, provenance, resume, sweep
+    from .notebook.painter import paint
+    from .pyapi import (
+        generate,
+        models,
+        prices,
+        provenance,
+        reframe,
+        remove_bg,
+        resume,
+        sweep,
+        upscale,
+        vary,
+    )
 
 # ``%load_ext kie_jupyter`` imports this package first: it must stay light (no requests, no
 # Pillow, no engine), so the public names below are imported on first use (PEP 562).
@@ -36,6 +48,11 @@ _LAZY = {
     "models": ".pyapi",
     "prices": ".pyapi",
     "provenance": ".pyapi",
+    "paint": ".notebook.painter",
+    "upscale": ".pyapi",
+    "remove_bg": ".pyapi",
+    "vary": ".pyapi",
+    "reframe": ".pyapi",
     "KieClient": ".api.client",
     "KieError": ".api.errors",
     "KieUsageError": ".api.errors",
@@ -48,6 +65,7 @@ _LAZY = {
 }
 
 __all__ = ["__version__", "generate", "sweep", "resume", "models", "prices", "provenance",
+           "upscale", "remove_bg", "vary", "reframe", "paint",
            "KieClient",
            "KieError", "KieUsageError", "GenerationRequest", "TaskStatus", "Sweep", "Task",
            "TaskError", "TaskImage", "load_ipython_extension", "unload_ipython_extension"]
@@ -88,12 +106,22 @@ _loaded: dict[int, Any] = {}
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext kie_jupyter``: register ``%%kie4o`` and ``%kie4o``."""
+    from .engine import stephook
     from .notebook.magics import load, unload
 
     previous = _loaded.pop(id(ipython), None)
     if previous is not None:  # %reload_ext, or a second %load_ext
         unload(ipython, previous)
     _loaded[id(ipython)] = load(ipython)
+    # fox[1].upscale() after `%%kie4o -o fox`: the Python API runs it, on this kernel's
+    # session, loaded on first use like every public name here.
+    stephook.set_runner(_follow_up)
+
+
+def _follow_up(verb: str, image: Any, **options: Any) -> Any:
+    import importlib
+
+    return importlib.import_module(".pyapi", __name__).run_follow_up(verb, image, **options)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

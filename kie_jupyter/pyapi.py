@@ -216,11 +216,11 @@ def _tasks(plan: Plan, client: KieClient, timeout: float, save_dir: Any) -> list
     return tasks
 
 
-def _follow_up(verb: str, image: Any, *, model: str | None = None,
+def run_follow_up(verb: str, image: Any, *, model: str | None = None,
                factor: int | str | None = None, variants: int | None = None,
                size: str | None = None, prompt: str | None = None, wait: bool = True,
                timeout: float = 600.0, save: str | os.PathLike[str] | None = None,
-               yes: bool = False, max_credits: float | None = None,
+               yes: bool = False, confirm_over: int = 8, max_credits: float | None = None,
                confirm_over_credits: float | None = CONFIRM_OVER_CREDITS,
                client: KieClient | None = None) -> Task | Sweep:
     """Run one follow-up on ``image`` as a task (a sweep for ``vary(n)`` on a model that
@@ -237,7 +237,7 @@ def _follow_up(verb: str, image: Any, *, model: str | None = None,
     if note:
         print(f"kie4o: {note}", file=sys.stderr)
     client = _keyed(_client(client))
-    _gate(plan, client, yes=yes, over=max(plan.task_count, 1), over_credits=confirm_over_credits,
+    _gate(plan, client, yes=yes, over=confirm_over, over_credits=confirm_over_credits,
           max_credits=max_credits)
     tasks = _tasks(plan, client, timeout, save_dir)
     if not plan.is_sweep:
@@ -251,7 +251,7 @@ def _follow_up(verb: str, image: Any, *, model: str | None = None,
     return result
 
 
-stephook.set_runner(_follow_up)
+stephook.set_runner(run_follow_up)  # fox[1].upscale() runs here (the extension sets it too)
 
 
 def upscale(image: Any, factor: int | str | None = None, *, model: str | None = None,
@@ -259,14 +259,14 @@ def upscale(image: Any, factor: int | str | None = None, *, model: str | None = 
     """A larger copy of ``image`` (``fox[1]``, a path…) on a model that upscales
     (``topaz-upscale`` by default: ``factor`` 1, 2, 4 or 8; ``recraft-crisp-upscale``).
     ``options`` are :func:`generate`'s ``wait``, ``timeout``, ``save``, ``yes``,
-    ``max_credits``, ``confirm_over_credits`` and ``client``; the new task's parent is the
-    image's task."""
-    return _one(_follow_up("upscale", image, factor=factor, model=model, **options))
+    ``max_credits``, ``confirm_over_credits`` and ``client`` (and :func:`sweep`'s
+    ``confirm_over`` for ``vary``); the new task's parent is the image's task."""
+    return _one(run_follow_up("upscale", image, factor=factor, model=model, **options))
 
 
 def remove_bg(image: Any, *, model: str | None = None, **options: Any) -> Task:
     """``image`` with its background removed (``recraft-remove-background``)."""
-    return _one(_follow_up("remove-bg", image, model=model, **options))
+    return _one(run_follow_up("remove-bg", image, model=model, **options))
 
 
 def vary(image: Any, n: int = 1, *, prompt: str | None = None, model: str | None = None,
@@ -274,14 +274,14 @@ def vary(image: Any, n: int = 1, *, prompt: str | None = None, model: str | None
     """``n`` variations of ``image``: its own prompt (or ``prompt``) with the image as input,
     on its own model where that takes an input image (else 4o; ``model`` to choose). A
     model that makes one image per task runs ``n`` tasks: a :class:`Sweep`."""
-    return _follow_up("vary", image, variants=n, prompt=prompt, model=model, **options)
+    return run_follow_up("vary", image, variants=n, prompt=prompt, model=model, **options)
 
 
 def reframe(image: Any, size: str, *, model: str | None = None, **options: Any
             ) -> Task | Sweep:
     """``image`` extended to the frame ``size`` (``"16:9"``; ``ideogram-reframe``); several
     sizes (``"16:9,1:1"``) make a :class:`Sweep`."""
-    return _follow_up("reframe", image, size=size, model=model, **options)
+    return run_follow_up("reframe", image, size=size, model=model, **options)
 
 
 def _one(result: Task | Sweep) -> Task:

@@ -119,7 +119,9 @@ def _prompt(step: FollowUp, verb: str, names: Mapping[str, str]) -> str:
     prompt = str(getattr(task, "prompt", "") or "").strip()
     if not prompt:
         made = getattr(task, "model", None)
-        why = f" (it was made by {made}, which takes none)" if made else ""
+        spec = MODELS.get(str(made)) if made else None
+        why = (f" (it was made by {made}, which takes none)"
+               if spec is not None and spec.kind == "tool" else "")
         raise KieUsageError(f"{verb}: the image has no prompt to vary{why}; give one with "
                             f"{names.get('prompt', '--prompt')}")
     return prompt
@@ -177,6 +179,8 @@ def wanted_for(step: FollowUp, *, names: Mapping[str, str]) -> tuple[Wanted, str
     # makes one image per task still gets its -n tasks as a variant dimension).
     wanted = Wanted(
         prompt.replace("{", "{{").replace("}", "}}"), model=spec.name, size=step.size,
-        variants=step.variants or 1, images=[image], params=params or None,
-        names={"image": option, "mask": "mask", "input": option})
+        variants=1 if step.variants is None else step.variants, images=[image],
+        params=params or None,
+        names={"image": option, "mask": "mask", "input": option,
+               "variants": names.get("variants", "-n")})
     return wanted, note

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..api.errors import KieUsageError
+
 __all__ = ["set_runner", "run"]
 
 _runner: Callable[..., Any] | None = None
@@ -24,11 +26,7 @@ def set_runner(runner: Callable[..., Any]) -> None:
 def run(verb: str, image: Any, **options: Any) -> Any:
     """Run follow-up ``verb`` on ``image`` with the installed runner (the Python API's)."""
     if _runner is None:
-        # The runner is the Python API's: importing it by name installs it (the package's
-        # public functions are loaded the same way, on first use).
-        from importlib import import_module
-
-        import_module("kie_jupyter.pyapi")
-    if _runner is None:
-        raise RuntimeError("kie_jupyter.pyapi did not install its follow-up runner")
+        raise KieUsageError(f"{verb}: the Python API is not loaded: `import kie_jupyter` (or "
+                            "`%load_ext kie_jupyter`) first, or call "
+                            f"kie_jupyter.{verb.replace('-', '_')}(image)")
     return _runner(verb, image, **options)

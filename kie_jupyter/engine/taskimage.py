@@ -102,7 +102,8 @@ class TaskImage:
     def vary(self, n: int = 1, *, prompt: str | None = None, model: str | None = None,
              **options: Any) -> Any:
         """``n`` variations: this image's prompt (or ``prompt``) with the image as input, on
-        its own model where that takes an input image; returns the new task."""
+        its own model where that takes an input image; returns the new task (a sweep of
+        ``n`` tasks on a model that makes one image per task)."""
         return stephook.run("vary", self, variants=n, prompt=prompt, model=model, **options)
 
     def reframe(self, size: str, *, model: str | None = None, **options: Any) -> Any:

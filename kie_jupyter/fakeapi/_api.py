@@ -79,6 +79,7 @@ class MockAPI:
     pack: ReplayPack | None
     #: ``pack/<task id>_<n>.<ext>`` -> (task id, the pack, the image's name in it).
     _pack_results: dict[str, tuple[str, ReplayPack, str]]
+    _tool_made: dict[str, bytes]
 
     def _envelope(
         self, endpoint: str, code: int, msg: str, data: Any = None, http: int | None = None
@@ -401,26 +402,32 @@ class MockAPI:
             seed, size, model = task.render_args()
         return seed, size, model, n
 
-    def _tool_result(self, key: str, depth: int = 0) -> bytes | None:
+    def _tool_result(self, key: str, depth: int) -> bytes | None:
         """A finished tool task's image made from its input (:mod:`.tools`), when the input
-        is a file of this server; else None (the usual drawn picture)."""
+        is a file of this server; else None (the usual drawn picture). Kept for the last
+        few results (a large upscale takes a while to make); a chain of tools is followed
+        :data:`_TOOL_DEPTH` steps at most."""
         match = _RESULT_RE.fullmatch(key)
         with self._lock:
+            made = self._tool_made.get(key)
             task = self._tasks.get(match[1]) if match else None
             params = getattr(task, "params", None)
-        if not isinstance(params, dict) or depth > 8:
+        if made is not None:
+            return made
+        if not isinstance(params, dict) or depth >= _TOOL_DEPTH:
             return None
         model = str(params.get("model") or "")
         given = params.get("input")
         fields: dict[str, Any] = given if isinstance(given, dict) else {}
-        url = input_url(model, fields)
-        prefix = f"{self.url}{FILES_PREFIX}"
-        if url is None or not url.startswith(prefix):
-            return None
-        source_key = url[len(prefix):]
-        source = (self._tool_result(source_key, depth + 1)
-                  or (self._file_lookup(source_key) or (None, ""))[0])
-        return apply_tool(model, fields, source) if source else None
+        source_key = self._local_file_key(input_url(model, fields))
+        found = self._file_lookup(source_key, depth + 1) if source_key else None
+        made = apply_tool(model, fields, found[0]) if found else None
+        if made is not None:
+            with self._lock:
+                self._tool_made[key] = made
+                while len(self._tool_made) > _TOOL_KEEP:
+                    self._tool_made.pop(next(iter(self._tool_made)))
+        return made
 
     def _pack_file(self, key: str) -> tuple[bytes, str] | None:
         """A recorded image of the replay pack, once its task has finished successfully."""
@@ -442,7 +449,7 @@ class MockAPI:
                 return True
         return self._result_params(key) is not None or self._pack_file(key) is not None
 
-    def _file_lookup(self, key: str) -> tuple[bytes, str] | None:
+    def _file_lookup(self, key: str, depth: int = 0) -> tuple[bytes, str] | None:
         with self._lock:
             if key in self._uploads:
                 return self._uploads[key]
@@ -451,7 +458,7 @@ class MockAPI:
         params = self._result_params(key)
         if params is None:
             return None
-        made = self._tool_result(key)
+        made = self._tool_result(key, depth)
         if made is not None:
             return made, "image/png"
         seed, size, model, n = params
@@ -459,6 +466,12 @@ class MockAPI:
             return render_marked_png(seed, size, n, self.image_long_side,
                                      SYNTHETIC_LABEL, model), "image/png"
         return render_png(seed, size, n, self.image_long_side, model), "image/png"
+
+
+#: How many tools in a chain the demo follows back to a file (an upscale of an upscale…).
+_TOOL_DEPTH = 8
+#: How many tool results the demo keeps made (each a few MB at most).
+_TOOL_KEEP = 8
 
 
 def _has_upload_path(body: dict[str, Any]) -> bool:

@@ -115,6 +115,8 @@ class MockKieServer(MockAPI, MarketAPI):
         self._generate_times: deque[float] = deque()
         self.pack: ReplayPack | None = None
         self._pack_results: dict[str, tuple[str, ReplayPack, str]] = {}
+        #: Tool results made from their input image (fakeapi.tools), the last few.
+        self._tool_made: dict[str, bytes] = {}
         if pack is not None:
             self.load_pack(pack)
         self._httpd: MockHTTPServer | None = None

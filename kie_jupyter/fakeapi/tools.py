@@ -84,7 +84,10 @@ def _upscale(image: Image.Image, factor: int) -> Image.Image:
 def _remove_background(image: Image.Image) -> Image.Image:
     """Transparent where the colour joins the border's (flood fills from points all along
     the border: a gradient background is removed piece by piece)."""
-    rgb = image.convert("RGB")
+    full = image.size
+    small = image.copy()
+    small.thumbnail((512, 512))  # the fill on a small copy: a big upscale stays quick
+    rgb = small.convert("RGB")
     w, h = rgb.size
     step = max(4, min(w, h) // 64)
     border = ([(x, y) for x in range(0, w, step) for y in (0, h - 1)]
@@ -97,7 +100,7 @@ def _remove_background(image: Image.Image) -> Image.Image:
         ImageChops.multiply(r.point(lambda v: 255 if v == _SENTINEL[0] else 0),
                             g.point(lambda v: 255 if v == _SENTINEL[1] else 0)),
         b.point(lambda v: 255 if v == _SENTINEL[2] else 0))
-    mask = ImageChops.invert(filled)
+    mask = ImageChops.invert(filled).resize(full, Image.Resampling.BILINEAR)
     result = image.copy()
     result.putalpha(mask.filter(ImageFilter.GaussianBlur(1)))
     return result

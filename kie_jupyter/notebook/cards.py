@@ -273,26 +273,39 @@ def _figure(task: Task, n: int, data: bytes, embed: str, name: str | None,
 
 
 def _sources(task: Task) -> list[str]:
-    """Small figures of an edit's source images and mask (those whose pixels are at hand),
-    to see before and after side by side."""
-    esc = html.escape
-    out = []
-    found = [(item, "source") for item in getattr(task, "inputs", ())]
+    """Small figures of an edit's source images (those whose pixels are at hand), to see
+    before and after side by side; where a mask was used, drawn over its source (the
+    painted area tinted: what changes)."""
+    inputs = [item for item in getattr(task, "inputs", ()) if item.data is not None]
     mask = getattr(task, "mask_input", None)
-    if mask is not None:
-        found.append((mask, "mask (black = changed)"))
-    for item, what in found:
-        if item.data is None:
-            continue
-        body, mime = thumbnail(item.data, 256)
-        src = f"data:{mime};base64," + base64.b64encode(body).decode("ascii")
-        label = f"{what}: {item.label}" if what == "source" else what
-        out.append(f'<figure class="kie4o-source" style="margin:0;min-width:0">'
-                   f'<img src="{src}" {zoom_attrs(alt=label)} style="max-width:min(256px,100%);'
-                   f'height:auto;display:block;border-radius:3px;opacity:.92;cursor:zoom-in"/>'
-                   f'<figcaption style="font-size:85%;color:{MUTED};overflow-wrap:anywhere">'
-                   f'{esc(label)}</figcaption></figure>')
+    mask_data = mask.data if mask is not None else None
+    out = []
+    for item in inputs:
+        data, label = item.data, f"source: {item.label}"
+        if mask_data is not None and len(inputs) == 1:
+            from .overlay import mask_overlay  # Pillow: not at %load_ext
+
+            try:
+                data = mask_overlay(item.data, mask_data, 512)
+                label += " · tinted = the mask's area (changed)"
+                mask_data = None
+            except (OSError, ValueError):
+                pass  # shown apart below
+        out.append(_source_figure(data, label))
+    if mask_data is not None:
+        out.append(_source_figure(mask_data, "mask (black = changed)"))
     return out
+
+
+def _source_figure(data: bytes, label: str) -> str:
+    body, mime = thumbnail(data, 256)
+    src = f"data:{mime};base64," + base64.b64encode(body).decode("ascii")
+    esc = html.escape
+    return (f'<figure class="kie4o-source" style="margin:0;min-width:0">'
+            f'<img src="{src}" {zoom_attrs(alt=label)} style="max-width:min(256px,100%);'
+            f'height:auto;display:block;border-radius:3px;opacity:.92;cursor:zoom-in"/>'
+            f'<figcaption style="font-size:85%;color:{MUTED};overflow-wrap:anywhere">'
+            f'{esc(label)}</figcaption></figure>')
 
 
 def _id_html(task: Task) -> str:

@@ -19,6 +19,7 @@ from ..api.errors import KieError
 from ..engine.followups import SUMMARIES, VERBS, FollowUp, wanted_for
 from ..engine.plan import make_plan
 from ..hints import with_hint
+from ..optiontable import credits_limit
 from . import options
 from .options import CellOptions
 
@@ -79,7 +80,8 @@ def _run_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--dry-run", action="store_true", help="show the request; send nothing")
     sp.add_argument("--yes", action="store_true",
                     help="confirm a costly or unknown-priced step")
-    sp.add_argument("--max-credits", type=float, metavar="N", help="refuse above N credits")
+    sp.add_argument("--max-credits", type=credits_limit, metavar="N",
+                    help="refuse above N credits")
     sp.add_argument("--no-wait", action="store_true", help="return at once; the card follows")
     sp.add_argument("--save", metavar="DIR", help="also save the result in DIR")
 
@@ -126,3 +128,4 @@ def _mask(host: StepHost, args: argparse.Namespace) -> Any:
 def _prefixed(sub: str, message: str) -> str:
     """``%kie4o upscale: …`` once (the engine's messages may start with the verb)."""
     return f"%kie4o {message}" if message.startswith(f"{sub}:") else f"%kie4o {sub}: {message}"
+

@@ -141,7 +141,8 @@ def test_refusals_before_anything_is_sent(shell, server, tmp_path):
                                          r"256 px"):
         cell(shell, f"%kie4o remove-bg {small}")
     assert len(sent(server, "generate")) == before
-    assert _created(server) == [] and sent(server, "upload") == []
+    from kie_jupyter.fakeapi._state import UPLOAD_ENDPOINTS
+    assert _created(server) == [] and not any(sent(server, e) for e in UPLOAD_ENDPOINTS)
 
 
 def test_dry_run_shows_the_body_and_sends_nothing(shell, server):
@@ -195,3 +196,37 @@ def test_every_step_has_a_registered_model():
         assert models_for(verb), verb
     with pytest.raises(KieUsageError, match=r"'sharpen' is not a follow-up"):
         wanted_for(FollowUp("sharpen", b""), names={})
+
+
+def test_review_vary_counts_are_checked_like_a_sweep(shell, server):
+    cell(shell, "%%kie4o --model seedream-4.5 -o s\nAn owl")
+    before = len(_created(server))
+    s = shell.user_ns["s"]
+    with pytest.raises(KieUsageError, match=r"more than confirm_over = 8"):
+        s[0].vary(12)
+    for bad in ("%kie4o vary $s[0] -n 0", "%kie4o vary $s[0] -n -2"):
+        with pytest.raises(UsageError, match=r"variants: -?\d+ is not allowed"):
+            cell(shell, bad)
+    with pytest.raises(KieUsageError, match=r"variants: 0 is not allowed"):
+        s[0].vary(0)
+    for value in ("nan", "inf", "-5"):
+        with pytest.raises(UsageError, match=r"--max-credits"):
+            cell(shell, f"%kie4o vary $s[0] --max-credits {value}")
+    assert len(_created(server)) == before
+
+
+def test_review_demo_tool_reads_an_upload_whose_name_is_encoded(shell, server, tmp_path):
+    from kie_jupyter.fakeapi.images import render_png
+
+    odd = tmp_path / "my photo é.png"
+    odd.write_bytes(render_png("a fox", "3:2", 0, 300))
+    cell(shell, f'%kie4o upscale "{odd}" --factor 2 --yes -o big')
+    assert png_size(shell.user_ns["big"][0].data) == (600, 400)
+
+
+def test_review_follow_up_without_the_python_api_says_what_to_do(monkeypatch):
+    from kie_jupyter.engine import stephook
+
+    monkeypatch.setattr(stephook, "_runner", None)
+    with pytest.raises(KieUsageError, match=r"`import kie_jupyter`"):
+        stephook.run("upscale", object())

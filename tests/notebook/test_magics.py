@@ -360,12 +360,29 @@ def test_an_edit_keeps_its_source_shape_and_shows_it_beside_the_result(shell, se
     mask = tmp_path / "mask.png"
     from PIL import Image
 
-    Image.new("L", (300, 200), 255).save(mask)
+    painted = Image.new("L", (300, 200), 255)
+    painted.paste(0, (0, 0, 150, 200))  # the left half will change
+    painted.save(mask)
     cap = run(shell, f"%%kie4o --yes -i {wide} -m {mask} -o t\nreplace the sky")
     assert sent(server, "generate")[-1].json["size"] == "3:2"  # not 1:1
     page = "\n".join(o.data.get("text/html", "") for o in cap.outputs)
-    assert 'class="kie4o-source"' in page and "source: " in page
-    assert "mask (black = changed)" in page
+    # Before and after: the source with the mask drawn over it, one figure, beside the result.
+    assert page.count('class="kie4o-source"') == 1 and "source: " in page
+    assert "tinted = the mask&#x27;s area (changed)" in page
+    import base64
+    import io
+    import re
+
+    src = re.search(r'class="kie4o-source".*?src="data:image/\w+;base64,([^"]+)"', page)[1]
+    shown = Image.open(io.BytesIO(base64.b64decode(src))).convert("RGB")
+    original = Image.open(wide).convert("RGB").resize(shown.size)
+    w, h = shown.size
+    left, right = (w // 4, h // 2), (3 * w // 4, h // 2)
+    kept = zip(shown.getpixel(right), original.getpixel(right), strict=True)
+    assert all(abs(a - b) < 10 for a, b in kept)  # kept: as it was (a JPEG thumbnail)
+    r, g, b = shown.getpixel(left)
+    r0, g0, b0 = original.getpixel(left)
+    assert r - g > r0 - g0 + 40  # painted: tinted red
     run(shell, f"%%kie4o --yes -s 1:1 -i {wide}\nsquare it")  # -s says otherwise
     assert sent(server, "generate")[-1].json["size"] == "1:1"
     run(shell, f"%%kie4o --yes --model seedream-4.5 -i {wide}\nthe same, at night")

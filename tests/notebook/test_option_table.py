@@ -83,9 +83,10 @@ def test_defaults_differ_only_where_the_cli_says_so():
     magic = vars(_magic_parser().parse_args([]))
     shell_cli = vars(cli._parser().parse_args([]))
     differ = {o.dest for o in SHARED if magic[o.dest] != shell_cli[o.dest]}
-    assert differ == {"size", "save", "timeout"}  # the magic takes these from %config
+    assert differ == {"save", "timeout"}  # the magic takes these from %config
+    # No size: 4o gets 1:1 from the plan, other models their own, a tool none.
     assert (shell_cli["size"], shell_cli["save"], shell_cli["timeout"]) == (
-        "1:1", "kie4o_images", 600.0)
+        None, "kie4o_images", 600.0)
 
 
 def test_a_parse_never_shares_the_image_list():
