@@ -291,6 +291,7 @@ class Kie4o(Magics):
     def _cell(self, line: str, cell: str) -> None:
         from . import options
 
+        _painted_masks("forget")  # a mask looked at by an earlier, refused cell stays live
         opts = options.parse_cell(self.kie4o, line, cell, self._user_ns,
                                   default_size=self.default_size, default_model=self.model,
                                   default_size_everywhere=self._size_was_chosen())
@@ -312,6 +313,7 @@ class Kie4o(Magics):
         client = self.client()
         try:
             if opts.dry_run:
+                _painted_masks("forget")  # a dry run leaves the painter live
                 display(_Text(plan.dry_run(client)))
                 return None
             self.session.gate(
@@ -333,6 +335,7 @@ class Kie4o(Magics):
             save_dir = check_save_dir(opts.save, "--save") if opts.save is not None else None
         except KieError as exc:
             raise usage_error(exc) from None
+        _painted_masks("finish")  # the edit is sent: its painters give way to their pictures
         # The default schedule unless %config Kie4o.poll_interval asks for another floor.
         schedule = (PollSchedule(min_interval=self.poll_interval)
                     if self.poll_interval != Kie4o.poll_interval.default_value else None)
@@ -525,6 +528,14 @@ class Kie4o(Magics):
         from . import subcommands
 
         return subcommands.run(self, line)
+
+
+def _painted_masks(what: str) -> None:
+    """Finish (``finish``) or let go (``forget``) the painted masks the plan used, if the
+    painter was ever loaded (it imports anywidget: not for every cell)."""
+    painter = sys.modules.get("kie_jupyter.notebook.painter")
+    if painter is not None:
+        (painter.finish_used if what == "finish" else painter.forget_used)()
 
 
 class _Text:

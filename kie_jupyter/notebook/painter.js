@@ -227,7 +227,10 @@ function render({ model, el }) {
     if (value === sent) return;
     sent = value;
     model.set("mask_png", value);
-    model.save_changes();
+    model.save_changes(); // other views of the widget follow
+    // A custom message is never held back (ipywidgets throttles state syncs while the kernel
+    // is busy): the kernel gets every stroke, in order with the cells that use the mask.
+    model.send({ event: "mask", png: value });
   }
 
   function act(kind) {
@@ -281,8 +284,9 @@ function render({ model, el }) {
     ring.style.display = event.pointerType === "touch" ? "none" : "block";
   }
 
+  let finished = false;
   on(canvas, "pointerdown", (event) => {
-    if (event.button !== 0 && event.pointerType === "mouse") return;
+    if (finished || (event.button !== 0 && event.pointerType === "mouse")) return;
     event.preventDefault();
     canvas.setPointerCapture(event.pointerId);
     const r = canvas.getBoundingClientRect();
@@ -343,9 +347,10 @@ function render({ model, el }) {
     stage.classList.toggle("kp-mask-only", now);
   });
   on(done, "click", () => {
+    finished = true; // no stroke after Done reaches the kernel
     done.disabled = true;
     done.textContent = "Done…";
-    model.send({ event: "done" });
+    model.send({ event: "done", png: sent });
   });
 
   const onMask = () => {

@@ -35,7 +35,7 @@ from .cards import BORDER, FONT, MUTED, TEXT, THUMB_SIZE
 from .overlay import PAINT_RGB, mask_overlay
 from .resend import remember_card, resend_cards
 
-__all__ = ["Mask", "MaskPainter", "paint", "fallback_line"]
+__all__ = ["Mask", "MaskPainter", "paint", "fallback_line", "finish_used", "forget_used"]
 
 #: Longest side of the copy of the image the front end shows (the mask keeps the source's).
 DISPLAY_SIDE = 1024
@@ -174,7 +174,7 @@ class Mask:
                 "paint_rect: left, top, right, bottom are fractions 0–1 of the image, "
                 f"left < right and top < bottom (got {left!r}, {top!r}, {right!r}, {bottom!r})")
         w, h = self._size
-        x0, y0 = round(left * w), round(top * h)
+        x0, y0 = min(round(left * w), w - 1), min(round(top * h), h - 1)
         x1, y1 = max(round(right * w), x0 + 1), max(round(bottom * h), y0 + 1)
         with self._lock:
             ImageDraw.Draw(self._alpha).rectangle((x0, y0, x1 - 1, y1 - 1), fill=255)
@@ -242,7 +242,8 @@ class Mask:
             raise KieUsageError(
                 f"{option}: the mask has nothing painted — paint the area to change "
                 f"(or {self.name or 'm'}.fill()) first")
-        self.done()
+        with _used_lock:
+            _used.append(self)  # finished when the edit is sent (not by a dry run)
         return [InputImage(label="painted mask", data=self.png, source="painted mask")]
 
     # -- the display ------------------------------------------------------------------------
@@ -261,7 +262,11 @@ class Mask:
         self._handle = display(widget, display_id=True)
 
     def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("event") == "done":
+        if not isinstance(content, dict):
+            return
+        if isinstance(content.get("png"), str):  # each stroke, and the last one with Done
+            self._on_front({"new": content["png"]})
+        if content.get("event") == "done":
             # A click arrives on a comm message, not in a cell: the next cell sends the
             # picture again for front ends that route output by the running cell.
             self._finish(remember=True)
@@ -277,6 +282,10 @@ class Mask:
         if widget is None:
             return  # never shown, or already finished: the picture follows each change
         self._show_static(remember=remember)
+        widget.unobserve(self._on_front, names="mask_png")
+        # Blank before closing: a runner that keeps closed widgets' state (nbconvert's
+        # default) then keeps no image in the saved file.
+        widget.image_url = widget.mask_png = ""
         widget.close()
 
     def _show_static(self, *, remember: bool) -> None:
@@ -406,10 +415,32 @@ def front_end_notes(name: str | None = None) -> list[str]:
                      "`from google.colab import output; output.enable_custom_widget_manager()`"
                      " and run this cell again)")
     if os.environ.get("VSCODE_PID"):
-        notes.append("kie4o mask painter: VS Code loads custom widget code from a CDN "
-                     "(jsdelivr/unpkg): offline it cannot show the painter — use "
-                     f"{name or 'm'}.paint_rect(…) or a file mask -m mask.png")
+        notes.append("kie4o mask painter: in VS Code custom widget code may come from a CDN "
+                     "(jsdelivr/unpkg) when the kernel's own copy is not found; if the painter "
+                     f"does not show (offline, a remote kernel), use {name or 'm'}.paint_rect(…) "
+                     "or a file mask -m mask.png")
     return notes
+
+
+#: Masks given to an edit since the last send: :func:`finish_used` finishes them once the
+#: edit is sent, :func:`forget_used` when it was a dry run or refused.
+_used: list[Mask] = []
+_used_lock = threading.Lock()
+
+
+def finish_used() -> None:
+    """The edit that used these masks is being sent: each painter gives way to its picture."""
+    with _used_lock:
+        masks = list(dict.fromkeys(_used))
+        _used.clear()
+    for mask in masks:
+        mask.done()
+
+
+def forget_used() -> None:
+    """The masks were only looked at (a dry run, a refused cell): they stay live."""
+    with _used_lock:
+        _used.clear()
 
 
 def paint(image: Any, *, name: str | None = None) -> Mask:

@@ -218,6 +218,13 @@ def test_as_input_gives_the_png_and_finishes_the_painter(shown):
     found = resolve_mask(mask, (source,))
     assert found == InputImage(label="painted mask", data=mask.png, source="painted mask")
     assert Image.open(io.BytesIO(found.data)).size == (300, 200)
+    # Looked at only (a dry run, a refused cell): the painter stays live.
+    assert handle.updates == [] and widget.comm is not None
+    painter.forget_used()
+    painter.finish_used()
+    assert handle.updates == [] and widget.comm is not None
+    resolve_mask(mask, (source,))
+    painter.finish_used()  # the edit is sent: the painter gives way to its picture
     (bundle,) = handle.updates
     assert WIDGET_VIEW not in bundle
     assert sorted(bundle) == ["image/png", "text/html", "text/plain"]
@@ -230,6 +237,7 @@ def test_as_input_gives_the_png_and_finishes_the_painter(shown):
     assert widget.comm is None and widget.layout.comm is None  # every widget closed
     assert resend._pending == []  # from the cell's own thread: nothing to send again
     mask.as_input_images("--mask")  # a second use: the picture is already there
+    painter.finish_used()
     assert len(handle.updates) == 1
     mask.paint_rect(0, 0, 0.5, 1)  # after done, painting from code redraws the picture
     assert len(handle.updates) == 2 and "100% painted" in handle.updates[1]["text/html"]
@@ -393,3 +401,16 @@ def test_notebook_keeps_the_static_overlay_and_no_widget(tmp_path, monkeypatch):
     assert shown == []
     Path(tmp_path / "painted.ipynb").write_text(nbformat.writes(nb))  # a valid notebook
     nbformat.validate(nbformat.read(tmp_path / "painted.ipynb", as_version=4))
+
+
+def test_strokes_and_done_arrive_as_messages_not_held_back(shown):
+    """ipywidgets holds state syncs while the kernel is busy; the painter sends each stroke,
+    and the last one with Done, as a message, so nothing painted is lost."""
+    mask, widget, handle = open_mask(shown, (300, 200))
+    stroke = front_mask((300, 200), (0, 0, 150, 200))
+    mask._on_message(widget, {"event": "mask", "png": stroke}, [])
+    assert mask.painted == pytest.approx(0.5, abs=0.01)
+    last = front_mask((300, 200), (0, 0, 300, 200))
+    mask._on_message(widget, {"event": "done", "png": last}, [])
+    assert mask.painted == 1.0 and widget.comm is None
+    assert "100% painted" in handle.updates[-1]["text/html"]
