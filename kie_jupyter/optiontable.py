@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,14 +226,17 @@ def options_for(front_end: str) -> Iterator[Option]:
 
 
 def add_options(parser: argparse.ArgumentParser, front_end: str,
-                overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-    """Add the table's options for ``front_end`` to ``parser``.
+                overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                only: Collection[str] | None = None) -> None:
+    """Add the table's options for ``front_end`` to ``parser`` (``only``: just those dests).
 
     ``overrides`` maps a ``dest`` to keyword arguments that replace the table's for this front
     end only (e.g. the CLI's own ``--save`` default).
     """
     overrides = dict(overrides or {})
     for option in options_for(front_end):
+        if only is not None and option.dest not in only:
+            continue
         parser.add_argument(*option.flags,
                             **option.kwargs(front_end, **overrides.pop(option.dest, {})))
     if overrides:

@@ -179,7 +179,11 @@ def sweep(
     client = _keyed(_client(client))
     _gate(plan, client, yes=yes, over=confirm_over, over_credits=confirm_over_credits,
           max_credits=max_credits)
-    result = plan.sweep_of(_tasks(plan, client, timeout, save_dir))
+    return _started(plan.sweep_of(_tasks(plan, client, timeout, save_dir)), wait)
+
+
+def _started(result: Sweep, wait: bool) -> Sweep:
+    """Start every task of a sweep (and wait for them); on Ctrl-C say where each stands."""
     for task in result.tasks:
         task.start()
     if wait:
@@ -217,12 +221,12 @@ def _tasks(plan: Plan, client: KieClient, timeout: float, save_dir: Any) -> list
 
 
 def run_follow_up(verb: str, image: Any, *, model: str | None = None,
-               factor: int | str | None = None, variants: int | None = None,
-               size: str | None = None, prompt: str | None = None, wait: bool = True,
-               timeout: float = 600.0, save: str | os.PathLike[str] | None = None,
-               yes: bool = False, confirm_over: int = 8, max_credits: float | None = None,
-               confirm_over_credits: float | None = CONFIRM_OVER_CREDITS,
-               client: KieClient | None = None) -> Task | Sweep:
+                  factor: int | str | None = None, variants: int | None = None,
+                  size: str | None = None, prompt: str | None = None, wait: bool = True,
+                  timeout: float = 600.0, save: str | os.PathLike[str] | None = None,
+                  yes: bool = False, confirm_over: int = 8, max_credits: float | None = None,
+                  confirm_over_credits: float | None = CONFIRM_OVER_CREDITS,
+                  client: KieClient | None = None) -> Task | Sweep:
     """Run one follow-up on ``image`` as a task (a sweep for ``vary(n)`` on a model that
     makes one image per task), checked and priced like :func:`generate`."""
     timeout, save_dir = _checked(timeout, save)
@@ -243,12 +247,7 @@ def run_follow_up(verb: str, image: Any, *, model: str | None = None,
     if not plan.is_sweep:
         tasks[0].start()
         return _wait(tasks[0]) if wait else tasks[0]
-    result = plan.sweep_of(tasks)
-    for task in result.tasks:
-        task.start()
-    if wait:
-        result.wait()
-    return result
+    return _started(plan.sweep_of(tasks), wait)
 
 
 stephook.set_runner(run_follow_up)  # fox[1].upscale() runs here (the extension sets it too)

@@ -33,7 +33,7 @@ from ..engine.checks import check_timeout
 from ..engine.plan import Plan, Wanted, make_plan
 from ..hints import with_hint
 
-__all__ = ["parse_cell", "CellOptions", "fill_prompt", "split_line",
+__all__ = ["parse_cell", "CellOptions", "check_out_name", "fill_prompt", "split_line",
            "expand_words", "keep_empty_body"]
 
 #: The long name of each flag, for error messages (``-i`` → ``--image``).
@@ -231,6 +231,13 @@ def keep_empty_body(lines: list[str]) -> list[str]:
     return lines
 
 
+def check_out_name(name: str | None) -> str | None:
+    """``-o NAME``: a Python name the result can be bound to (None: not given)."""
+    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
+        raise UsageError(f"-o/--out: {name!r} is not a valid Python name")
+    return name
+
+
 def parse_cell(magic_func: Any, line: str, body: str,
                namespace: Mapping[str, Any], *, default_size: str,
                default_size_everywhere: bool = False,
@@ -255,8 +262,7 @@ def parse_cell(magic_func: Any, line: str, body: str,
             raise UsageError(f"%%kie4o: put the prompt on the lines below %%kie4o "
                              f"(found {found!r} on the option line)")
         raise UsageError(f"unrecognized arguments: {' '.join(extras)}")
-    if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
-        raise UsageError(f"-o/--out: {args.out!r} is not a valid Python name")
+    check_out_name(args.out)
     if args.callback is not None and not is_http_url(args.callback):
         raise UsageError(f"--callback: {args.callback!r} is not an http(s) URL")
     try:

@@ -9,7 +9,6 @@ mask painter (:mod:`.painter`) binds a mask to a name for ``-m $m``.
 from __future__ import annotations
 
 import argparse
-import keyword
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -19,9 +18,9 @@ from ..api.errors import KieError
 from ..engine.followups import SUMMARIES, VERBS, FollowUp, wanted_for
 from ..engine.plan import make_plan
 from ..hints import with_hint
-from ..optiontable import credits_limit
+from ..optiontable import add_options
 from . import options
-from .options import CellOptions
+from .options import CellOptions, check_out_name
 
 __all__ = ["VERB_NAMES", "add_parsers"]
 
@@ -65,7 +64,7 @@ def add_parsers(add: Add) -> None:
             sp.add_argument("-s", "--size", metavar="RATIO", help="the new frame (16:9, 1:1…)")
         sp.add_argument("--model", metavar="NAME", help="the model for the step (default: "
                         "the first registered one that does it)")
-        _run_options(sp)
+        add_options(sp, "notebook", only=_RUN_OPTIONS)
 
 
 def _count(text: str) -> int:
@@ -75,26 +74,13 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
-def _run_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("-o", "--out", metavar="NAME", help="bind the new task to NAME")
-    sp.add_argument("--dry-run", action="store_true", help="show the request; send nothing")
-    sp.add_argument("--yes", action="store_true",
-                    help="confirm a costly or unknown-priced step")
-    sp.add_argument("--max-credits", type=credits_limit, metavar="N",
-                    help="refuse above N credits")
-    sp.add_argument("--no-wait", action="store_true", help="return at once; the card follows")
-    sp.add_argument("--save", metavar="DIR", help="also save the result in DIR")
-
-
-def _name(value: str | None) -> str | None:
-    if value is not None and (not value.isidentifier() or keyword.iskeyword(value)):
-        raise UsageError(f"-o/--out: {value!r} is not a valid Python name")
-    return value
+#: The cell's options a verb takes too, declared once in the option table.
+_RUN_OPTIONS = ("out", "save", "no_wait", "dry_run", "yes", "max_credits")
 
 
 def _step(host: StepHost, args: argparse.Namespace) -> None:
     image = options.unmark(args.image, args.objects)
-    out = _name(args.out)
+    out = check_out_name(args.out)
     try:
         wanted, note = wanted_for(
             FollowUp(args.sub, image, model=args.model, factor=getattr(args, "factor", None),
@@ -116,7 +102,7 @@ def _mask(host: StepHost, args: argparse.Namespace) -> Any:
     from . import painter  # anywidget is imported only when a mask is painted
 
     image = options.unmark(args.image, args.objects)
-    out = _name(args.out) or "_kie4o_mask"
+    out = check_out_name(args.out) or "_kie4o_mask"
     try:
         mask = painter.paint(image, name=out)
     except KieError as exc:
