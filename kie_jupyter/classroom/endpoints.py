@@ -25,7 +25,7 @@ from ..api.models import VARIANTS, TaskRecord
 from ..api.registry import MODELS
 
 __all__ = ["Endpoint", "ENDPOINTS", "UPLOAD_PATHS", "CREDIT_PATH", "canonical_body",
-           "images_asked", "prompt_of", "RECORD_OF_SUBMIT"]
+           "images_asked", "prompt_of", "RECORD_OF_SUBMIT", "no_case_twins"]
 
 #: KIE's balance endpoint; answered by the proxy itself.
 CREDIT_PATH = "/api/v1/chat/credit"
@@ -81,7 +81,8 @@ _COUNT_FIELDS = frozenset({"n", "num_images", "numImages", "max_images", "maxIma
 _COUNTED = frozenset(f.lower() for f in _COUNT_FIELDS)
 
 
-def _no_case_twins(body: Mapping[str, Any], fields: tuple[str, ...]) -> None:
+def no_case_twins(body: Mapping[str, Any], fields: tuple[str, ...]) -> None:
+    """Refuse a key that differs from one of ``fields`` only in case (ValueError)."""
     for key in body:
         for field in fields:
             if isinstance(key, str) and key != field and key.lower() == field.lower():
@@ -104,7 +105,7 @@ def images_asked(path: str, body: Mapping[str, Any]) -> int:
     """
     # A parser that reads field names without regard to case (Go's encoding/json does) would
     # take "NVARIANTS" or "Model" for the field checked here: such names are refused.
-    _no_case_twins(body, ("nVariants", "model", "input"))
+    no_case_twins(body, ("nVariants", "model", "input"))
     if path == GENERATE_PATH:
         value = body.get("nVariants", 1)
         if not isinstance(value, int) or isinstance(value, bool) or value not in VARIANTS:

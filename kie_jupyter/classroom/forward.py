@@ -9,10 +9,8 @@ teacher"). The teacher's key goes only into the ``Authorization`` header of requ
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import math
 import socket
 import time
 from collections.abc import Mapping
@@ -44,27 +42,37 @@ from .endpoints import (
     Endpoint,
     canonical_body,
     images_asked,
+    no_case_twins,
     prompt_of,
 )
 from .fairshare import FairShare, Grant, Overloaded
 from .guard import BadTokenGuard
-from .hub import HubIdentity, HubUnavailable
-from .ledger import Ledger, Student
+from .hub import CLAIM_HEADER, HubBusy, HubIdentity, HubUnavailable
+from .ledger import Ledger, Reservation, Student
+from .redact import redact_key
 from .tokens import parse_student_token, same_hash
 
 __all__ = ["ClassProxy", "refusal"]
 
 log = logging.getLogger("kie_jupyter.classroom")
 
+#: The upload by URL (KIE fetches it), and the fields forwarded from its body.
+_URL_UPLOAD = "/api/file-url-upload"
+_URL_UPLOAD_FIELDS = ("fileUrl", "uploadPath", "fileName")
+
 #: Sends of one submit when KIE answers 429 (it drops such a request: nothing is charged).
 _SUBMIT_TRIES = 3
 
 
-def refusal(code: int, msg: str, *, retry_after: int | None = None) -> JSONResponse:
-    """The proxy's own answer, in KIE's error shape (HTTP status = the code)."""
+def refusal(code: int, msg: str, *, retry_after: int | None = None,
+            place_kept: bool = False) -> JSONResponse:
+    """The proxy's own answer, in KIE's error shape (HTTP status = the code);
+    ``place_kept``: a busy class kept the submit's place (the extension sends again)."""
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse({"code": code, "msg": msg, "data": None, "classProxy": True},
-                        status_code=code, headers=headers)
+    body: dict[str, Any] = {"code": code, "msg": msg, "data": None, "classProxy": True}
+    if place_kept:
+        body["placeKept"] = True
+    return JSONResponse(body, status_code=code, headers=headers)
 
 
 @dataclass
@@ -82,6 +90,9 @@ class ClassProxy:
     #: The class's rules (credit budgets, models, reset period), written to the ledger when
     #: the proxy starts; None keeps what the ledger holds.
     policy: ClassPolicy | None = None
+    #: URL prefixes a submit's ``callBackUrl`` may name (none: callbacks are refused, since
+    #: KIE would post to wherever a student says on the teacher's account).
+    callbacks: tuple[str, ...] = ()
     #: Largest JSON body accepted on the API endpoints, and largest upload.
     max_body: int = 256 * 1024
     max_upload: int = 36 * 1024 * 1024
@@ -102,6 +113,17 @@ class ClassProxy:
         if self.policy is not None:
             self.ledger.set_policy(self.policy)
         self.ledger.roll_period()
+        # What a stopped (or killed) proxy left: reservations that never reached KIE go
+        # back; KIE's window and who was served carry on.
+        released, unsure = self.ledger.recover()
+        if released or unsure:
+            log.warning("at start: %d reservation(s) that never reached KIE given back; %d "
+                        "sent with no answer kept charged (unsure, see the teacher page)",
+                        released, unsure)
+        wall = time.time()
+        self.fair.restore(self.ledger.recent_submits(wall - 2 * self.fair.per - 120.0),
+                          self.ledger.served(), wall)
+        self.fair.on_idle = self.ledger.clear_served
         if self.http is None:
             # Nagle off: a request's head and body go in two writes, and the second would wait
             # for a delayed ACK (40 ms) on every forwarded POST.
@@ -121,15 +143,15 @@ class ClassProxy:
 
     # -- who is asking ------------------------------------------------------------------------
 
-    async def student_for(self, request: Request) -> Student | Response:
+    async def student_for(self, request: Request, *, paid: bool = False) -> Student | Response:
         """The student behind the request's token, or the refusal to send.
 
-        A valid token is always served, even from a locked-out address (a class often shares
-        one address). Only unknown tokens count towards the lock-out: a revoked student
-        re-running cells, or a hub that cannot be reached, never locks out the others.
+        A valid token is always served at once, whatever else arrives (a class shares one
+        address behind a hub, so nothing is kept per address). Wrong tokens are answered in
+        one paced queue (:class:`.guard.BadTokenGuard`). A hub login is checked with the hub
+        afresh for every ``paid`` request (a submit), from a recent answer otherwise.
         """
         self.ledger.roll_period()  # a new day (or week) starts with nothing used
-        address = request.client.host if request.client else "?"
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() == "bearer" and token:
@@ -141,28 +163,26 @@ class ClassProxy:
                     if row.revoked:
                         return refusal(401, "this class token was revoked — ask your teacher")
                     return self._unexpired(row)
-            elif self.hub is not None:  # a hub login is served even from a locked address
+            elif self.hub is not None:
                 try:
-                    name = self.hub.known_name(token)
-                    if name is None and self.guard.may_ask_hub(address):
-                        name = await self.hub.user_name(token)
+                    name = await self.hub.user_name(
+                        token, claim=request.headers.get(CLAIM_HEADER, ""), fresh=paid)
                 except HubUnavailable:
                     return refusal(503, "the class could not check your hub login (the hub "
                                         "did not answer); try again in a minute")
+                except HubBusy:
+                    return refusal(429, "many sign-ins are being checked: retry in a few "
+                                        "seconds", retry_after=2)
                 if name is not None:
                     student = self.ledger.hub_student(name, self.default_quota)
                     if student.revoked:
                         return refusal(401, "your class access was revoked — ask your "
                                             "teacher")
                     return self._unexpired(student)
-        locked = self.guard.locked_for(address)
-        if locked:
-            return refusal(401, "too many wrong class tokens from this address: refused for "
-                                f"{math.ceil(locked / 60)} min — check your token with your "
-                                "teacher")
-        delay = self.guard.failed(address)
-        if delay:
-            await asyncio.sleep(delay)
+        if not await self.guard.refused():
+            return refusal(429, "too many wrong class tokens are being tried right now — "
+                                "check your token with your teacher and retry in a minute",
+                           retry_after=60)
         return refusal(401, "class token not recognised — check the token your teacher gave "
                             "you")
 
@@ -171,10 +191,7 @@ class ClassProxy:
         return student if late is None else refusal(late.code, late.msg)
 
     def _passthrough(self, answer: httpx.Response, notice: str | None = None) -> Response:
-        content = answer.content
-        key = self.api_key.encode()
-        if key and key in content:  # KIE never echoes the key; if it ever did, it stops here
-            content = content.replace(key, b"***")
+        content = redact_key(answer.content, self.api_key)
         headers = {}
         if "retry-after" in answer.headers:
             headers["Retry-After"] = answer.headers["retry-after"]
@@ -218,7 +235,7 @@ class ClassProxy:
         endpoint = ENDPOINTS.get(path)
         if endpoint is None or endpoint.method != request.method:
             return refusal(404, f"the class proxy does not forward {request.method} {path}")
-        student = await self.student_for(request)
+        student = await self.student_for(request, paid=endpoint.kind == "submit")
         if isinstance(student, Response):
             return student
         try:
@@ -241,6 +258,8 @@ class ClassProxy:
         student = await self.student_for(request)
         if isinstance(student, Response):
             return student
+        if path == _URL_UPLOAD:
+            return await self._url_upload(path, student, request)
         too_large = refusal(413, "upload too large for the class proxy "
                                  f"(over {self.max_upload // (1024 * 1024)} MB)")
         declared = request.headers.get("content-length", "")
@@ -273,6 +292,38 @@ class ClassProxy:
                  answer.status_code)
         return self._passthrough(answer)
 
+    async def _url_upload(self, path: str, student: Student, request: Request) -> Response:
+        """KIE's upload service fetches a URL: only a result of the student's own class
+        tasks (else KIE would fetch wherever a student says, on the teacher's account); the
+        body is re-written from the fields checked."""
+        try:
+            data = json.loads(await read_capped(request, self.max_body))
+            if not isinstance(data, Mapping):
+                raise ValueError
+            no_case_twins(data, tuple(_URL_UPLOAD_FIELDS))
+        except TooLarge:
+            return refusal(413, "request too large for the class proxy")
+        except (ValueError, RecursionError):
+            return refusal(400, "the class proxy could not read this request (a JSON object "
+                                "with fileUrl)")
+        sent = {k: data[k] for k in _URL_UPLOAD_FIELDS if k in data}
+        if any(not isinstance(v, str) for v in sent.values()):
+            return refusal(400, "fileUrl, uploadPath and fileName are strings")
+        url = sent.get("fileUrl", "")
+        if not url or not self.ledger.owns_url(student.id, url):
+            return refusal(403, "fileUrl: only the results of your own class tasks can be "
+                                "fetched by KIE through the class (upload a file instead)")
+        assert self.http is not None
+        try:
+            answer = await self.http.post(self.upload_upstream + path,
+                                          content=canonical_body(sent),
+                                          headers=self._headers("application/json"))
+        except httpx.HTTPError as exc:
+            return self._unreachable(exc, "upload")
+        log.info("%s: upload %s (a result of theirs) → %d", student.name, path,
+                 answer.status_code)
+        return self._passthrough(answer)
+
     # -- the three kinds --------------------------------------------------------------------
 
     async def _submit(self, path: str, student: Student, body: bytes,
@@ -289,6 +340,7 @@ class ClassProxy:
             if not isinstance(data, Mapping):
                 raise ValueError("not a JSON object")
             images = images_asked(path, data)
+            self._check_callback(data)
             body = canonical_body(data)  # KIE reads exactly what was checked
         except (ValueError, RecursionError) as exc:
             return refusal(400, f"the class proxy refused this request: {exc} (nothing was "
@@ -296,15 +348,16 @@ class ClassProxy:
         charge = charge_for(self.ledger, student, path, data, images)
         if isinstance(charge, Refused):
             return refusal(charge.code, charge.msg)
-        period = self.ledger.reserve_for(student.id, images, charge.credits)
-        if period is None:
+        held = self.ledger.reserve_pending(student.id, images, charge.credits, path)
+        if held is None:
             why = why_not_reserved(self.ledger, student, charge)
             return refusal(why.code, why.msg)
-        charge = replace(charge, period=period)
+        charge = replace(charge, period=held.period)
         for attempt in range(1, _SUBMIT_TRIES + 1):
-            turn = await self._turn(student, charge, deadline)
+            turn = await self._turn(student, charge, held, deadline)
             if isinstance(turn, Response):
                 return turn
+            grant, submit = turn
             assert self.http is not None
             left = deadline - time.monotonic()
             try:
@@ -317,57 +370,77 @@ class ClassProxy:
                                           pool=max(left, 0.1)))
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection, so the request never left: nothing made, nothing charged.
-                self.ledger.release(student.id, images, charge.credits, charge.period)
+                self._give_back(student, charge, held)
                 return self._unreachable(exc, "submit")
             except httpx.HTTPError as exc:
                 # It may have arrived and made a task we cannot name: keep the images
-                # reserved (the teacher's money first) and say so.
+                # reserved (the teacher's money first), list it for the teacher, and say so.
+                self.ledger.unsure(held.pending)
                 log.warning("%s: submit to %s had no answer (%s); %d image(s) kept reserved",
                             student.name, path, type(exc).__name__, images)
                 return refusal(504, "KIE did not answer the class proxy in time; the task may "
                                     "still have been made — do not resend, ask your teacher")
             finally:
-                self.fair.settle(turn)  # KIE has counted it by now: the slot counts from here
+                # KIE has counted it by now: the slot counts from here, here and in the ledger.
+                self.fair.settle(grant)
+                self.ledger.answered(submit)
             # KIE drops (never queues or charges) a submit over the account's rate: a clock
             # skew between its window and ours. Take the student's next turn and send again.
             if not _rate_limited(answer) or attempt == _SUBMIT_TRIES:
                 break
             log.info("%s: KIE said 429; sending again in the student's next turn", student.name)
-        return self._submitted(path, student, charge, data, answer)
+        return self._submitted(path, student, charge, held, data, answer)
 
-    async def _turn(self, student: Student, charge: Charge,
-                    deadline: float) -> Response | Grant:
+    def _check_callback(self, data: Mapping[str, Any]) -> None:
+        """Refuse a ``callBackUrl`` (KIE would post there on the teacher's account) unless
+        the teacher allowed its prefix; raises ValueError."""
+        no_case_twins(data, ("callBackUrl",))
+        url = data.get("callBackUrl")
+        if url is None or url == "":
+            return
+        if isinstance(url, str) and any(url.startswith(p) for p in self.callbacks):
+            return
+        raise ValueError("callBackUrl: callbacks are not sent through the class (the "
+                         "extension follows the task itself; drop --callback-url)")
+
+    def _give_back(self, student: Student, charge: Charge, held: Reservation) -> None:
+        self.ledger.release(student.id, charge.images, charge.credits, charge.period,
+                            pending=held.pending)
+
+    async def _turn(self, student: Student, charge: Charge, held: Reservation,
+                    deadline: float) -> Response | tuple[Grant, int]:
         """Wait for the student's fair turn within the deadline: the grant (to settle once
-        KIE answers), or the refusal when there is none (the images given back). Pause and
-        revocation are checked again after the wait."""
+        KIE answers) and its ``submits`` row, or the refusal when there is none (the images
+        given back). Pause and revocation are checked again after the wait."""
         left = deadline - time.monotonic()
         try:
             if left <= 0:
-                raise Overloaded(max(1, math.ceil(self.fair.per / 2)))
+                raise Overloaded(self.fair.retry_after)
             grant = await self.fair.acquire(student.id, max_wait=min(self.fair.max_wait, left))
         except Overloaded as exc:
-            self.ledger.release(student.id, charge.images, charge.credits, charge.period)
-            return refusal(429, f"the class is busy: retry in {exc.retry_after} s",
-                           retry_after=exc.retry_after)
+            self._give_back(student, charge, held)
+            return refusal(429, "the class is busy: your place in the queue is kept — "
+                                f"sending again in {exc.retry_after} s",
+                           retry_after=exc.retry_after, place_kept=True)
         except BaseException:
-            self.ledger.release(student.id, charge.images, charge.credits, charge.period)
+            self._give_back(student, charge, held)
             raise
         try:
             now = self.ledger.student(student.id)
+            if self.ledger.paused or now is None or now.revoked:
+                self.fair.settle(grant)  # not sent
+                self._give_back(student, charge, held)
+                if self.ledger.paused:
+                    return refusal(403, "the class is paused by your teacher — try again "
+                                        "later (nothing was charged)")
+                return refusal(401, "this class token was revoked — ask your teacher")
+            return grant, self.ledger.sending(held.pending, student.id)
         except BaseException:
             self.fair.settle(grant)  # not sent
-            self.ledger.release(student.id, charge.images, charge.credits, charge.period)
+            self._give_back(student, charge, held)
             raise
-        if self.ledger.paused or now is None or now.revoked:
-            self.fair.settle(grant)  # not sent
-            self.ledger.release(student.id, charge.images, charge.credits, charge.period)
-            if self.ledger.paused:
-                return refusal(403, "the class is paused by your teacher — try again later "
-                                    "(nothing was charged)")
-            return refusal(401, "this class token was revoked — ask your teacher")
-        return grant
 
-    def _submitted(self, path: str, student: Student, charge: Charge,
+    def _submitted(self, path: str, student: Student, charge: Charge, held: Reservation,
                    data: Mapping[str, Any], answer: httpx.Response) -> Response:
         """Record the task KIE made, or give the images (and credits) back when KIE surely
         made none."""
@@ -377,16 +450,17 @@ class ClassProxy:
         if task_id is not None:
             self.ledger.record_task(task_id, student.id, path, images, prompt_of(data),
                                     model=charge.model, credits=charge.credits,
-                                    period=charge.period)
+                                    period=charge.period, pending=held.pending)
             log.info("%s: %s → task %s (%d image(s), %s)", student.name, path, task_id,
                      images, charge.cost.short())
             return self._passthrough(answer, notice(self.ledger, student.id))
         if envelope is None or (answer.status_code >= 500 and envelope.get("code") == 200):
             # Not KIE's envelope (a gateway page, a cut-off body): the task may exist.
+            self.ledger.unsure(held.pending)
             log.warning("%s: %s answered HTTP %d without KIE's envelope; %d image(s) kept "
                         "reserved", student.name, path, answer.status_code, images)
             return self._passthrough(answer)
-        self.ledger.release(student.id, charge.images, charge.credits, charge.period)
+        self._give_back(student, charge, held)
         log.info("%s: %s refused by KIE (code %s)", student.name, path, envelope.get("code"))
         if envelope.get("code") == 402:
             return refusal(402, "the class's KIE account is out of credits — tell your "
@@ -437,17 +511,36 @@ class ClassProxy:
 
     async def _download(self, path: str, endpoint: Endpoint, student: Student,
                         body: bytes) -> Response:
+        """A download link for one of the student's own results: the body is read, checked
+        and re-written (only the fields checked reach KIE), and its URL must be one KIE made
+        for a task of theirs."""
+        try:
+            data = json.loads(body)
+            if not isinstance(data, Mapping):
+                raise ValueError
+            no_case_twins(data, ("taskId", "url"))
+        except (ValueError, RecursionError):
+            return refusal(400, "the class proxy could not read this request (a JSON object "
+                                "with url" + (" and taskId" if endpoint.owns_task else "") + ")")
+        url = data.get("url")
+        if not isinstance(url, str) or not url:
+            return refusal(400, "url: the result's URL is needed")
+        sent: dict[str, str] = {}
         if endpoint.owns_task:
-            try:
-                task_id = json.loads(body).get("taskId", "")
-            except (ValueError, AttributeError, RecursionError):
-                return refusal(400, "the class proxy could not read this request")
-            row = self.ledger.task(str(task_id))
+            task_id = data.get("taskId")
+            row = self.ledger.task(task_id) if isinstance(task_id, str) and task_id else None
             if row is None or row.student_id != student.id:
                 return refusal(404, f"task {task_id} is not one of yours in this class")
+            if url not in row.urls:
+                return refusal(403, "url: not a result of that task")
+            sent["taskId"] = task_id  # type: ignore[assignment]  # checked above: a str
+        elif not self.ledger.owns_url(student.id, url):
+            return refusal(403, "url: only the results of your own class tasks can be "
+                                "downloaded through the class")
+        sent["url"] = url
         assert self.http is not None
         try:
-            answer = await self.http.post(self.upstream + path, content=body,
+            answer = await self.http.post(self.upstream + path, content=canonical_body(sent),
                                           headers=self._headers("application/json"))
         except httpx.HTTPError as exc:
             return self._unreachable(exc, "download")

@@ -1,88 +1,50 @@
-"""Bad tokens from one address are slowed, then refused for a while.
+"""Wrong tokens are answered slowly, all together, whoever sends them.
 
-After ``slow_after`` failures within ``window`` seconds each further failure is answered only
-after ``delay`` seconds; after ``lock_after`` the address is refused outright for ``lockout``
-seconds, even with a good token. A success does not clear the count (a student guessing others'
-tokens also holds a good one). Behind a reverse proxy, run uvicorn with ``--proxy-headers`` and
-``--forwarded-allow-ips`` so the address is the student's, not the proxy's.
+A class behind a hub's proxy shares one client address, and ``X-Forwarded-For`` is written
+by the client: so nothing here is kept per address, and nothing ever refuses a *valid* token
+(valid tokens never come here). Instead every wrong-token answer, from anyone, takes a turn
+in one queue served at ``rate`` per second: guessing is slowed to that rate for everyone
+together, and a flood of guesses only fills the queue — when ``max_waiting`` answers are
+queued, more are refused at once with 429 (cheaply, holding nothing). The teacher's sign-in
+uses its own queue.
+
+Hand-written: a dozen lines of asyncio; the limiter libraries on PyPI are per key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
 
 __all__ = ["BadTokenGuard"]
 
 
 class BadTokenGuard:
-    """Counts failed sign-ins per client address."""
+    """Paces wrong-token answers: at most ``rate`` a second, at most ``max_waiting`` queued."""
 
-    def __init__(self, *, slow_after: int = 5, lock_after: int = 10, window: float = 60.0,
-                 delay: float = 1.0, lockout: float = 300.0,
+    def __init__(self, *, rate: float = 5.0, max_waiting: int = 64,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.slow_after = slow_after
-        self.lock_after = lock_after
-        self.window = window
-        self.delay = delay
-        self.lockout = lockout
+        if rate <= 0 or max_waiting < 1:
+            raise ValueError("rate must be > 0 and max_waiting ≥ 1")
+        self.rate = rate
+        self.max_waiting = max_waiting
         self._clock = clock
-        # Oldest first (by last failure): beyond ``_MAX_ADDRESSES`` the oldest is forgotten,
-        # so a spray from many addresses keeps both small and each failure O(1).
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self._locked: OrderedDict[str, float] = OrderedDict()
-        self._hub_asked: OrderedDict[str, float] = OrderedDict()
+        self._next = 0.0
+        self.waiting = 0
 
-    def locked_for(self, address: str) -> float:
-        """Seconds the address is still locked out (0 when it is not)."""
-        until = self._locked.get(address)
-        if until is None:
-            return 0.0
-        left = until - self._clock()
-        if left <= 0:
-            del self._locked[address]
-            return 0.0
-        return left
-
-    def failed(self, address: str) -> float:
-        """Note a failure; return how long to wait before answering (0 = at once)."""
-        now = self._clock()
-        times = self._failures.pop(address, None) or deque()
-        self._failures[address] = times  # now the newest
-        times.append(now)
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        _trim(self._failures)
-        if len(times) >= self.lock_after:
-            self._locked.pop(address, None)
-            self._locked[address] = now + self.lockout
-            _trim(self._locked)
-            times.clear()
-            return 0.0
-        return self.delay if len(times) >= self.slow_after else 0.0
-
-    def may_ask_hub(self, address: str) -> bool:
-        """Whether a hub login not seen before may be checked with the hub for this address
-        now: always, unless the address is locked out — then once per ``delay`` (at least a
-        second), so a locked address cannot turn its guesses into a flood of hub calls."""
-        if not self.locked_for(address):
-            return True
-        now = self._clock()
-        last = self._hub_asked.get(address)
-        if last is not None and now - last < max(self.delay, 1.0):
+    async def refused(self) -> bool:
+        """Wait for this wrong token's turn to be answered: True when it came, False when
+        too many wrong tokens are queued already (answer "too many" at once)."""
+        if self.waiting >= self.max_waiting:
             return False
-        self._hub_asked.pop(address, None)
-        self._hub_asked[address] = now
-        _trim(self._hub_asked)
+        now = self._clock()
+        turn = max(now, self._next)
+        self._next = turn + 1.0 / self.rate
+        self.waiting += 1
+        try:
+            if turn > now:
+                await asyncio.sleep(turn - now)
+        finally:
+            self.waiting -= 1
         return True
-
-
-#: Addresses remembered at most (each map); the oldest are forgotten first.
-_MAX_ADDRESSES = 10_000
-
-
-def _trim(book: OrderedDict[str, Any]) -> None:
-    while len(book) > _MAX_ADDRESSES:
-        book.popitem(last=False)

@@ -37,11 +37,13 @@ from .budget import (
     period_key,
     utc_day,
 )
-from .rows import ModelSpend, Student, TaskRow, student_of, task_of
+from .dbfile import prepare_ledger_file
+from .rows import AuditRow, ModelSpend, PendingRow, Student, TaskRow, student_of, task_of
 from .schema import migrate
 from .tokens import mint_student_token, mint_teacher_token, new_student_id
 
-__all__ = ["Ledger", "Student", "TaskRow", "ModelSpend", "LedgerError", "StudentExtras"]
+__all__ = ["Ledger", "Student", "TaskRow", "ModelSpend", "PendingRow", "AuditRow", "LedgerError",
+           "StudentExtras", "Reservation"]
 
 _student = student_of
 _task = task_of
@@ -59,6 +61,26 @@ def _check_quota(quota: int) -> int:
 
 
 StudentExtras = tuple[float | None, str | None, str | None]
+
+#: How long the ledger remembers submits sent to KIE (far longer than KIE's 10 s window).
+_SUBMITS_KEPT = 3600.0
+
+
+class Reservation(tuple[str, int]):
+    """What :meth:`Ledger.reserve_pending` took: its budget ``period`` and ``pending`` row."""
+
+    __slots__ = ()
+
+    def __new__(cls, period: str, pending: int) -> Reservation:
+        return super().__new__(cls, (period, pending))
+
+    @property
+    def period(self) -> str:
+        return self[0]
+
+    @property
+    def pending(self) -> int:
+        return self[1]
 
 
 def _extras(credits: float | None, expires: str | None,
@@ -80,6 +102,7 @@ class Ledger:
         #: The wall clock (UTC seconds) for reset periods and expiry dates; tests set it.
         self.clock = clock
         self._lock = threading.Lock()
+        prepare_ledger_file(self.path)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False,
                                    isolation_level=None, timeout=10.0)
         self._db.row_factory = sqlite3.Row
@@ -371,28 +394,134 @@ class Ledger:
         unknown, not counted) from their budget and the class's, atomically: the budget
         period they were taken in, or None when any would not fit (nothing taken)."""
         with self._tx() as db:
-            row = db.execute("SELECT * FROM students WHERE id = ?", (student_id,)).fetchone()
-            if row is None or row["revoked"] or row["used"] + images > row["quota"]:
+            return self._reserve(db, student_id, images, credits)
+
+    def _reserve(self, db: sqlite3.Connection, student_id: str, images: int,
+                 credits: float | None) -> str | None:
+        row = db.execute("SELECT * FROM students WHERE id = ?", (student_id,)).fetchone()
+        if row is None or row["revoked"] or row["used"] + images > row["quota"]:
+            return None
+        if credits:
+            policy = self._policy(db)
+            budget = _student(row).budget(policy)
+            if budget is not None and row["credits_used"] + credits > budget + EPSILON:
                 return None
-            if credits:
-                policy = self._policy(db)
-                budget = _student(row).budget(policy)
-                if budget is not None and row["credits_used"] + credits > budget + EPSILON:
-                    return None
-                if policy.class_credits is not None and \
-                        self._class_used(db) + credits > policy.class_credits + EPSILON:
-                    return None
-            db.execute("UPDATE students SET used = used + ?, credits_used = credits_used + ? "
-                       "WHERE id = ?", (images, credits or 0.0, student_id))
-            return self._period(db)
+            if policy.class_credits is not None and \
+                    self._class_used(db) + credits > policy.class_credits + EPSILON:
+                return None
+        db.execute("UPDATE students SET used = used + ?, credits_used = credits_used + ? "
+                   "WHERE id = ?", (images, credits or 0.0, student_id))
+        return self._period(db)
+
+    def reserve_pending(self, student_id: str, images: int, credits: float | None,
+                        endpoint: str) -> Reservation | None:
+        """:meth:`reserve_for`, and a ``pending`` row for the submit in the same
+        transaction: a proxy killed before the submit reached KIE gives it back when it
+        starts again (:meth:`recover`). None when it would not fit (nothing taken)."""
+        with self._tx() as db:
+            period = self._reserve(db, student_id, images, credits)
+            if period is None:
+                return None
+            cursor = db.execute("INSERT INTO pending (student_id, endpoint, images, credits, "
+                                "period, created) VALUES (?, ?, ?, ?, ?, ?)",
+                                (student_id, endpoint, images, credits, period, time.time()))
+        assert cursor.lastrowid is not None
+        return Reservation(period, cursor.lastrowid)
 
     def release(self, student_id: str, images: int, credits: float | None = None,
-                period: str | None = None) -> None:
+                period: str | None = None, *, pending: int | None = None) -> None:
         """Give back images (and credits) reserved for a request that made no task — only
-        to the period that paid them (``period``, from :meth:`reserve_for`)."""
+        to the period that paid them (``period``, from :meth:`reserve_for`) — and drop its
+        ``pending`` row (only once: a row already gone gives nothing back)."""
         with self._tx() as db:
+            if pending is not None and not db.execute("DELETE FROM pending WHERE id = ?",
+                                                      (pending,)).rowcount:
+                return
             if period is None or period == self._period(db):
                 self._give_back(db, student_id, images, credits)
+
+    def sending(self, pending: int, student_id: str) -> int:
+        """A reserved submit is about to be sent to KIE: its pending row says so, the
+        student's fair turn is counted, and the send time joins KIE's window (returned: the
+        ``submits`` row to :meth:`answered` when KIE's answer comes)."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute("UPDATE pending SET state = 'sending', sent = ? WHERE id = ?",
+                       (now, pending))
+            db.execute("INSERT INTO served (student_id, turns) VALUES (?, 1) ON CONFLICT"
+                       "(student_id) DO UPDATE SET turns = turns + 1", (student_id,))
+            db.execute("DELETE FROM submits WHERE sent < ?", (now - _SUBMITS_KEPT,))
+            cursor = db.execute("INSERT INTO submits (sent) VALUES (?)", (now,))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def answered(self, submit: int) -> None:
+        """KIE answered a submit (or it surely never arrived): it counts in KIE's window
+        from now."""
+        with self._tx() as db:
+            db.execute("UPDATE submits SET answered = ? WHERE id = ? AND answered IS NULL",
+                       (time.time(), submit))
+
+    def unsure(self, pending: int) -> None:
+        """A sent submit had no readable answer: KIE may have made the task. Its images stay
+        charged and the teacher page lists it apart."""
+        with self._tx() as db:
+            db.execute("UPDATE pending SET state = 'unsure' WHERE id = ?", (pending,))
+
+    def recover(self) -> tuple[int, int]:
+        """At start: give back every reservation that never reached KIE (``waiting``) and
+        mark the ones sent with no answer ``unsure``; (released, unsure) counts."""
+        with self._tx() as db:
+            period = self._period(db)
+            rows = db.execute("SELECT * FROM pending WHERE state = 'waiting'").fetchall()
+            for row in rows:
+                if row["period"] == period:
+                    self._give_back(db, row["student_id"], row["images"], row["credits"])
+            db.execute("DELETE FROM pending WHERE state = 'waiting'")
+            unsure = db.execute("UPDATE pending SET state = 'unsure' WHERE state = 'sending'"
+                                ).rowcount
+        return len(rows), unsure
+
+    def pending(self, state: str | None = None) -> list[PendingRow]:
+        """Reservations KIE has not answered (``state``: only those), oldest first."""
+        where, args = ("WHERE state = ?", [state]) if state else ("", [])
+        return [PendingRow(r["id"], r["student_id"], r["endpoint"], r["images"], r["credits"],
+                           r["period"], r["state"], r["created"], r["sent"])
+                for r in self._all(f"SELECT * FROM pending {where} ORDER BY id", args)]
+
+    def recent_submits(self, since: float) -> list[tuple[float, float | None]]:
+        """(sent, answered) wall-clock times of the submits sent since ``since``."""
+        return [(r["sent"], r["answered"]) for r in
+                self._all("SELECT sent, answered FROM submits WHERE sent >= ? ORDER BY sent",
+                          (since,))]
+
+    def served(self) -> dict[str, int]:
+        """Fair turns per student since the class was last idle."""
+        return {r["student_id"]: r["turns"] for r in self._all("SELECT * FROM served")}
+
+    def clear_served(self) -> None:
+        """The class went idle: everyone starts level again."""
+        with self._tx() as db:
+            db.execute("DELETE FROM served")
+
+    # -- the teacher's actions -----------------------------------------------------------------
+
+    def note(self, actor: str, action: str, student: str = "", detail: str = "") -> None:
+        """Keep one teacher action in the audit trail (``actor``: ``cli`` or ``page``)."""
+        with self._tx() as db:
+            db.execute("INSERT INTO audit (at, actor, action, student, detail) "
+                       "VALUES (?, ?, ?, ?, ?)",
+                       (time.time(), actor, action, student[:200], detail[:500]))
+
+    def audit(self, limit: int | None = None) -> list[AuditRow]:
+        """The teacher's actions, newest first."""
+        sql = "SELECT * FROM audit ORDER BY id DESC"
+        args: list[Any] = []
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [AuditRow(r["at"], r["actor"], r["action"], r["student"], r["detail"])
+                for r in self._all(sql, args)]
 
     @staticmethod
     def _give_back(db: sqlite3.Connection, student_id: str, images: int,
@@ -415,10 +544,14 @@ class Ledger:
 
     def record_task(self, task_id: str, student_id: str, endpoint: str, images: int,
                     prompt: str, *, model: str | None = None,
-                    credits: float | None = None, period: str | None = None) -> None:
+                    credits: float | None = None, period: str | None = None,
+                    pending: int | None = None) -> None:
         """Keep a task KIE made, with what was reserved for it and in which period
-        (``period`` from :meth:`reserve_for`; else the current one)."""
+        (``period`` from :meth:`reserve_for`; else the current one); its ``pending`` row
+        goes in the same transaction."""
         with self._tx() as db:
+            if pending is not None:
+                db.execute("DELETE FROM pending WHERE id = ?", (pending,))
             db.execute("INSERT OR IGNORE INTO tasks (task_id, student_id, endpoint, images, "
                        "prompt, created, model, credits, period) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -503,6 +636,11 @@ class Ledger:
             f"FROM tasks {where} GROUP BY 1 ORDER BY credits DESC, model", args)
         return [ModelSpend(r["model"], r["tasks"], r["images"] or 0, float(r["credits"] or 0),
                            r["unknown"] or 0, bool(r["estimated"])) for r in rows]
+
+    def owns_url(self, student_id: str, url: str) -> bool:
+        """Whether ``url`` is a result KIE made for one of the student's tasks."""
+        return self._one("SELECT 1 FROM tasks WHERE student_id = ? AND instr(urls, ?) > 0",
+                         (student_id, json.dumps(url))) is not None
 
     def tasks_of(self, student_id: str, limit: int | None = None) -> list[TaskRow]:
         sql = "SELECT * FROM tasks WHERE student_id = ? ORDER BY created DESC"

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from .budget import ClassPolicy
 
-__all__ = ["Student", "TaskRow", "ModelSpend", "student_of", "task_of"]
+__all__ = ["Student", "TaskRow", "ModelSpend", "PendingRow", "AuditRow", "student_of",
+           "task_of"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,33 @@ class ModelSpend:
     unknown: int
     #: Whether any of the credits is an estimate (not reported by KIE).
     estimated: bool
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    """Images (and credits) held for a submit KIE has not answered: ``waiting`` for a turn,
+    ``sending``, or ``unsure`` (sent, no answer: KIE may have made the task)."""
+
+    id: int
+    student_id: str
+    endpoint: str
+    images: int
+    credits: float | None
+    period: str
+    state: str
+    created: float
+    sent: float | None
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One thing the teacher did: when, who (``cli`` or ``page``), what, to whom, details."""
+
+    at: float
+    actor: str
+    action: str
+    student: str
+    detail: str
 
 
 def student_of(row: sqlite3.Row) -> Student:

@@ -37,6 +37,39 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_by_student ON tasks (student_id, created);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Images and credits reserved for a submit not yet answered by KIE: 'waiting' (for a fair
+-- turn: never sent, given back when a restarted proxy finds it), 'sending' (sent, no answer
+-- yet) and 'unsure' (sent when the proxy stopped or KIE's answer was lost: KIE may have made
+-- the task, so they stay charged, and the teacher page shows them apart).
+CREATE TABLE IF NOT EXISTS pending (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    student_id TEXT NOT NULL REFERENCES students(id),
+    endpoint TEXT NOT NULL,
+    images INTEGER NOT NULL,
+    credits REAL,
+    period TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'waiting',
+    created REAL NOT NULL,
+    sent REAL
+);
+-- Submits sent to KIE (wall-clock times), so a restarted proxy keeps KIE's rate window.
+CREATE TABLE IF NOT EXISTS submits (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sent REAL NOT NULL,
+    answered REAL
+);
+CREATE INDEX IF NOT EXISTS submits_by_time ON submits (sent);
+-- Fair turns each student was given since the class was last idle (kept across restarts).
+CREATE TABLE IF NOT EXISTS served (student_id TEXT PRIMARY KEY, turns INTEGER NOT NULL);
+-- What the teacher did, and when: the audit trail (teacher page, CSV).
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    student TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT ''
+);
 """
 
 #: Columns added since the first ledger: (table, column, declaration).

@@ -776,6 +776,31 @@ def test_generate_429_retries_are_bounded(
     assert kie.tasks == {}
 
 
+def test_a_class_proxy_keeping_the_place_is_resent_beyond_the_retry_count(
+    client: KieClient, kie: MockKieServer, sleeps: list[float]
+) -> None:
+    # A busy class proxy says "your place is kept, send again in 1 s" once per ~25 s of
+    # queue: a long queue is not a failing server, so the resends are not counted as retries.
+    kept = (b'{"code": 429, "msg": "the class is busy: your place in the queue is kept", '
+            b'"data": null, "classProxy": true, "placeKept": true}')
+    kie.add_fault("generate", http_status=429, body=kept, retry_after=1,
+                  times=FAST.max_retries + 3)
+    task_id = client.generate(GenerationRequest("a long queue"))
+    assert list(kie.tasks) == [task_id]
+    assert len(kie.requests_to("generate")) == FAST.max_retries + 4
+    assert sleeps == [1.0] * (FAST.max_retries + 3)
+
+
+def test_a_hub_user_names_themselves_to_a_class_proxy_only(
+    kie: MockKieServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUPYTERHUB_USER", "ada lovelace")
+    client = KieClient(SECRET, base_url=kie.url, upload_url=kie.url, retry=FAST)
+    client.generate(GenerationRequest("x"))
+    assert kie.requests_to("generate")[-1].headers["x-kie-hub-user"] == "ada%20lovelace"
+    assert "X-Kie-Hub-User" not in KieClient(SECRET)._headers(DEFAULT_BASE_URL + "/api/v1/x")
+
+
 def test_generate_over_the_servers_rate_limit_starts_no_extra_task(
     kie_mock_factory: Callable[..., MockKieServer], sleeps: list[float]
 ) -> None:

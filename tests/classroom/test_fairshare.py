@@ -69,32 +69,93 @@ def test_rate_is_checked():
         FairShare(0, 10.0)
 
 
-def test_bad_tokens_are_slowed_then_locked_out():
-    now = [0.0]
-    guard = BadTokenGuard(slow_after=3, lock_after=5, window=60, delay=1.0, lockout=300,
-                          clock=lambda: now[0])
-    assert [guard.failed("1.2.3.4") for _ in range(4)] == [0.0, 0.0, 1.0, 1.0]
-    assert guard.locked_for("1.2.3.4") == 0
-    guard.failed("1.2.3.4")  # the fifth
-    assert guard.locked_for("1.2.3.4") == 300
-    assert guard.locked_for("5.6.7.8") == 0  # others are not affected
-    now[0] = 301
-    assert guard.locked_for("1.2.3.4") == 0
-    assert guard.failed("1.2.3.4") == 0.0  # a fresh start after the lock-out
+def test_wrong_tokens_are_paced_together_and_a_flood_is_refused_at_once():
+    # No address is kept: every wrong-token answer takes a turn in one queue at `rate`/s;
+    # once `max_waiting` are queued, more are refused at once (nothing held for them).
+    async def go() -> tuple[list[bool], float]:
+        guard = BadTokenGuard(rate=50.0, max_waiting=5)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        answers = await asyncio.gather(*(guard.refused() for _ in range(8)))
+        return list(answers), loop.time() - start
+
+    answers, took = asyncio.run(go())
+    assert answers == [True] * 6 + [False] * 2  # one answered at once, five queued
+    assert took >= 5 / 50 * 0.9  # the five answered one after another at 50 a second
 
 
-def test_a_spray_of_addresses_keeps_the_guard_small():
-    now = [0.0]
-    guard = BadTokenGuard(slow_after=3, lock_after=5, window=60, delay=1.0, lockout=300,
-                          clock=lambda: now[0])
-    for n in range(30_000):
-        now[0] = n * 0.01  # 300 s of one failure from each of 30,000 addresses
-        guard.failed(f"10.0.{n // 256}.{n % 256}")
-        guard.failed(f"10.1.{n // 256}.{n % 256}")
-    assert len(guard._failures) <= 10_000  # the oldest forgotten first
-    for _ in range(5):  # one address keeps failing through it all: it is locked
-        guard.failed("1.2.3.4")
-    assert guard.locked_for("1.2.3.4") == 300
+def test_a_wait_that_runs_out_keeps_its_place_for_the_resend():
+    # A and B wait behind a full window; B's wait runs out first (told to send again):
+    # B's place is kept, and B's resend is served before C, who came after B.
+    async def go() -> list[str]:
+        fair = FairShare(1, 0.3, burst=1, max_wait=5, keep=5.0)
+        order: list[str] = []
+        blocker = await fair.acquire("X")
+        fair.settle(blocker)
+        b_first = asyncio.ensure_future(fair.acquire("B", max_wait=0.05))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as told:
+            await b_first
+        assert told.value.retry_after == fair.retry_after  # short: not "come back later"
+        c = asyncio.ensure_future(fair.acquire("C"))
+        await asyncio.sleep(0.01)
+        b = asyncio.ensure_future(fair.acquire("B"))  # the resend
+        for name, fut in (("B", b), ("C", c)):
+            fut.add_done_callback(lambda _f, n=name: order.append(n))
+        fair.settle(await b)
+        fair.settle(await c)
+        fair.close()
+        return order
+
+    assert asyncio.run(go()) == ["B", "C"]
+
+
+def test_a_slot_that_comes_while_the_student_resends_is_held_for_them():
+    async def go() -> tuple[bool, bool]:
+        fair = FairShare(1, 0.2, burst=1, max_wait=5, keep=2.0)
+        fair.settle(await fair.acquire("X"))
+        with pytest.raises(Overloaded):
+            await fair.acquire("A", max_wait=0.05)
+        await asyncio.sleep(0.3)  # the window frees while A is away: the slot is A's
+        held = bool(fair._kept.get("A"))
+        late = asyncio.ensure_future(fair.acquire("Z", max_wait=0.05))
+        grant = await fair.acquire("A")  # at once
+        fair.settle(grant)
+        try:
+            await late
+            z_waited = False
+        except Overloaded:
+            z_waited = True
+        fair.close()
+        return held, z_waited
+
+    assert asyncio.run(go()) == (True, True)
+
+
+def test_the_window_and_who_was_served_come_back_after_a_restart():
+    # Twenty submits answered 3 s ago (wall clock) fill a 20-per-10-s window after the
+    # restart; the student served before waits behind one who was not.
+    async def go() -> tuple[bool, list[str]]:
+        fair = FairShare(20, 10.0, burst=20, max_wait=0.05)
+        fair.restore([(997.0, 997.5)] * 20, {"A": 3}, 1000.5)
+        try:
+            await fair.acquire("B")
+            full = False
+        except Overloaded:
+            full = True
+        fair.close()
+        order: list[str] = []
+        fresh = FairShare(1, 0.05, burst=1, max_wait=5)
+        fresh.restore([], {"A": 3}, 1000.0)
+        fresh.settle(await fresh.acquire("X"))
+        waits = [asyncio.ensure_future(fresh.acquire(s)) for s in ("A", "B")]
+        for s, w in zip("AB", waits):
+            w.add_done_callback(lambda f, s=s: (order.append(s), fresh.settle(f.result())))
+        await asyncio.gather(*waits)
+        fresh.close()
+        return full, order
+
+    assert asyncio.run(go()) == (True, ["B", "A"])
 
 
 def test_a_slot_holds_the_window_until_its_answer_comes():

@@ -43,30 +43,14 @@ def test_a_hub_user_needs_no_class_token(make_proxy, ledger, hub):
     assert submit(proxy.url, "hub-token-ada").status_code == 401
 
 
-def test_a_hub_that_cannot_answer_is_503_and_locks_out_no_one(make_proxy, ledger):
+def test_a_hub_that_cannot_answer_is_503_and_refuses_no_one_later(make_proxy, ledger, hub):
     proxy = make_proxy(hub=HubIdentity("http://127.0.0.1:9/hub/api"),
-                       guard=BadTokenGuard(slow_after=1, lock_after=2, delay=0.01))
+                       guard=BadTokenGuard(rate=1000.0))
     for _ in range(4):
         answer = httpx.get(proxy.url + "/class/me", headers=bearer("hub-token-ada"))
         assert answer.status_code == 503 and "hub did not answer" in answer.json()["msg"]
-    assert proxy.proxy.guard.locked_for("127.0.0.1") == 0
-
-
-def test_a_locked_out_address_still_serves_hub_logins(make_proxy, ledger, hub):
-    # On a hub every student comes through the hub's one proxy address: a few wrong tokens
-    # from anyone must not lock the whole class out...
-    proxy = make_proxy(hub=HubIdentity(hub.api_url),
-                       guard=BadTokenGuard(slow_after=1, lock_after=3, delay=0.01))
-    assert httpx.get(proxy.url + "/class/me", headers=bearer("hub-token-ada")).status_code == 200
-    for n in range(3):
-        httpx.get(proxy.url + "/class/me", headers=bearer(f"hub-token-wrong-{n}"))
-    assert proxy.proxy.guard.locked_for("127.0.0.1") > 0
-    # ...nor may a locked address turn its guesses into a flood of calls to the hub.
-    calls = len(hub.calls)
-    for n in range(20):
-        refused = httpx.get(proxy.url + "/class/me", headers=bearer(f"hub-token-guess-{n}"))
-        assert refused.status_code == 401 and "too many wrong" in refused.json()["msg"]
-    assert len(hub.calls) - calls <= 2  # at most one a second
+    # Not remembered as a refusal: once the hub answers, the same login works.
+    proxy.proxy.hub = HubIdentity(hub.api_url)
     assert httpx.get(proxy.url + "/class/me", headers=bearer("hub-token-ada")).status_code == 200
     assert submit(proxy.url, "hub-token-ada").status_code == 200
 

@@ -91,13 +91,12 @@ def test_the_teacher_key_appears_in_no_answer_log_row_or_page(make_proxy, ledger
     assert repr(proxy.proxy).count(TEACHER_KEY) == 0
 
 
-def test_wrong_and_revoked_tokens_are_refused_then_the_address_is_locked_out(make_proxy,
-                                                                           ledger):
-    proxy = make_proxy(guard=BadTokenGuard(slow_after=3, lock_after=6, delay=0.01))
+def test_wrong_and_revoked_tokens_are_refused_and_no_one_is_locked_out(make_proxy, ledger):
+    proxy = make_proxy(guard=BadTokenGuard(rate=1000.0))
     good = ledger.add_student("ada", 3)
     revoked = ledger.add_student("bob", 3)
     ledger.revoke(parse_student_token(revoked).student_id)
-    for _ in range(10):  # a revoked student re-running cells locks out no one
+    for _ in range(10):  # a revoked student re-running cells
         answer = submit(proxy.url, revoked)
         assert answer.status_code == 401 and "revoked — ask your teacher" in answer.json()["msg"]
     answer = submit(proxy.url, good + "x")
@@ -105,11 +104,9 @@ def test_wrong_and_revoked_tokens_are_refused_then_the_address_is_locked_out(mak
                              "msg": "class token not recognised — check the token your "
                                     "teacher gave you"}
     assert httpx.get(proxy.url + "/class/me").status_code == 401  # no token at all
-    for _ in range(4):
-        submit(proxy.url, "kc_guess_guess")
-    locked = submit(proxy.url, "kc_guess_again")
-    assert locked.status_code == 401 and "too many wrong class tokens" in locked.json()["msg"]
-    # A good token is still served from that address: a class shares one address.
+    for _ in range(30):
+        assert submit(proxy.url, "kc_guess_guess").status_code == 401
+    # A good token is served from the same address: a class shares one address.
     assert httpx.get(proxy.url + "/class/me", headers=bearer(good)).status_code == 200
     assert submit(proxy.url, good).status_code == 200
     assert ledger.student_named("ada").used == 1 and ledger.student_named("bob").used == 0
@@ -294,7 +291,8 @@ def test_a_submit_that_would_wait_too_long_is_told_to_retry_and_charged_nothing(
     assert submit(proxy.url, ada).status_code == 200  # the window's one slot
     busy = submit(proxy.url, bob)
     assert busy.status_code == 429 and int(busy.headers["Retry-After"]) >= 1
-    assert busy.json()["msg"].startswith("the class is busy: retry in")
+    assert busy.json()["msg"].startswith("the class is busy: your place in the queue is kept")
+    assert busy.json()["placeKept"] is True
     assert ledger.student_named("bob").used == 0
 
 
