@@ -2,8 +2,11 @@
 # Run the whole test suite. On a fresh machine it makes its own virtual environment (.venv)
 # and installs the package with its test tools first.
 #
-#   bash scripts/test.sh          # everything: types, the suite in parallel, the browser suite
-#   bash scripts/test.sh quick    # the inner loop: no browser, no slow tier (about a minute)
+#   bash scripts/test.sh          # everything: types, the suite in parallel (a real JupyterHub
+#                                 # included), the browser suite
+#   bash scripts/test.sh quick    # the inner loop: no browser, no slow tier (about a minute);
+#                                 # installs nothing but pip's: the hub tests run when
+#                                 # scripts/hub-deps.sh has been run once, else skip
 #   bash scripts/test.sh ARGS…    # one pytest run with these arguments (e.g. -m "not browser" -x)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +37,8 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 # in the background while apt installs Debian's chromium (as root) and mypy checks the types.
 IPK6_PID=""
 TYPES_PID=""
-trap '[ -n "$IPK6_PID" ] && kill "$IPK6_PID" 2>/dev/null; [ -n "$TYPES_PID" ] && kill "$TYPES_PID" 2>/dev/null; true' EXIT
+DEPS_PID=""
+trap '[ -n "$IPK6_PID" ] && kill "$IPK6_PID" 2>/dev/null; [ -n "$TYPES_PID" ] && kill "$TYPES_PID" 2>/dev/null; [ -n "$DEPS_PID" ] && kill "$DEPS_PID" 2>/dev/null; true' EXIT
 if [ -z "${KIE_IPYKERNEL6_PYTHON:-}" ]; then
   IPK6="${KIE_VENV_IPYKERNEL6:-.venv-ipykernel6}"
   (
@@ -48,8 +52,17 @@ if [ "$#" -eq 0 ]; then
   # 1. Types: the package checks with 0 errors (settings in pyproject.toml's [tool.mypy]).
   "$PY" -m mypy & TYPES_PID=$!
 fi
-bash scripts/browser-deps.sh --chromium-only || echo "test.sh: Debian's chromium is not installed; browser tests will be skipped" >&2
+# Debian's chromium for the browser suite, then configurable-http-proxy (npm, into .hub-node;
+# Debian's nodejs and npm first if missing) for the real-JupyterHub tests: one after the other,
+# so their apt-gets never race for dpkg's lock, and together in the background. Without the
+# proxy the hub tests skip (or fail when CI=true or KIE_REQUIRE_HUB=1).
+(
+  bash scripts/browser-deps.sh --chromium-only || echo "test.sh: Debian's chromium is not installed; browser tests will be skipped" >&2
+  bash scripts/hub-deps.sh || echo "test.sh: configurable-http-proxy is not installed; the real-JupyterHub tests will be skipped" >&2
+) & DEPS_PID=$!
 if [ -n "$IPK6_PID" ]; then wait "$IPK6_PID"; IPK6_PID=""; fi
+wait "$DEPS_PID" || true
+DEPS_PID=""
 if [ "$#" -gt 0 ]; then
   exec "$PY" -m pytest "$@"
 fi

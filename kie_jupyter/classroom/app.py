@@ -14,6 +14,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from .forward import ClassProxy, refusal
+from .guard import BadTokenGuard
 from .teacher import TeacherPage
 
 __all__ = ["build_app"]
@@ -35,10 +36,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return refusal(status, "the class proxy could not handle this request")
 
 
-def build_app(proxy: ClassProxy, *, prefix: str = "") -> Starlette:
+def build_app(proxy: ClassProxy, *, prefix: str = "",
+              teacher_guard: BadTokenGuard | None = None) -> Starlette:
     """The app for ``proxy``, served under ``prefix`` (a JupyterHub service's
-    ``JUPYTERHUB_SERVICE_PREFIX``) when given."""
-    teacher = TeacherPage(proxy.ledger)
+    ``JUPYTERHUB_SERVICE_PREFIX``) when given; ``teacher_guard`` paces wrong teacher tokens
+    (default: the teacher page's own, 2 a second)."""
+    teacher = TeacherPage(proxy.ledger, guard=teacher_guard)
     routes: list[BaseRoute] = [
         Route("/", _index, methods=["GET"]),
         Route("/class/me", proxy.me, methods=["GET"]),
@@ -55,6 +58,7 @@ def build_app(proxy: ClassProxy, *, prefix: str = "") -> Starlette:
         Route("/teacher/logout", teacher.logout, methods=["POST"]),
         Route("/teacher/use.csv", teacher.use_csv, methods=["GET"]),
         Route("/teacher/spend.csv", teacher.spend_csv, methods=["GET"]),
+        Route("/teacher/actions.csv", teacher.actions_csv, methods=["GET"]),
     ]
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     if prefix:

@@ -4,13 +4,19 @@
 ``add-quota``, ``credits``, ``expires``, ``models``, ``revoke``, ``reissue``, ``teacher-token``,
 ``pause`` and ``resume`` change or read the ledger (they work while the proxy runs: SQLite in
 WAL mode lets both at once). Tokens are printed once, when they are made, and never again.
+Every change is kept in the teacher's audit trail (the teacher page's "Teacher actions"). A
+failure is one line on stderr: exit status 2 for a usage mistake, 1 for a ledger that cannot
+be opened or used, or a port in use.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import os
+import socket
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +36,11 @@ DEFAULT_UPLOAD_UPSTREAM = "https://kieai.redpandaai.co"
 
 
 class _UsageError(Exception):
-    pass
+    """A mistake on the command line (exit status 2)."""
+
+
+class _Failed(Exception):
+    """The command could not be done: the ledger or the port (exit status 1)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,9 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--prefix", default=os.environ.get("JUPYTERHUB_SERVICE_PREFIX", ""),
                    help="serve under this path (default: $JUPYTERHUB_SERVICE_PREFIX)")
     s.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
-                   help="trust X-Forwarded-For from these addresses (your HTTPS reverse proxy, "
-                   "e.g. 127.0.0.1); default: trust none, a student's address is the "
-                   "connection's")
+                   help="show students' addresses from X-Forwarded-For sent by these "
+                   "addresses in the access log (nothing is decided by address)")
+    s.add_argument("--allow-callback", action="append", default=[], metavar="URL",
+                   help="a callBackUrl starting with URL may be sent to KIE (repeatable); "
+                   "default: callbacks are refused")
     s.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
 
@@ -191,6 +203,8 @@ def _add_students(ledger: Ledger, args: argparse.Namespace) -> int:
             fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             raise _UsageError(f"{args.out} exists; tokens are never overwritten") from None
+        except OSError as exc:
+            raise _UsageError(f"{args.out}: {exc.strerror or exc}") from None
         out = os.fdopen(fd, "w", newline="", encoding="utf-8")
     try:
         tokens = ledger.add_students(names, args.quota, credits=args.credits,
@@ -213,7 +227,15 @@ def _add_students(ledger: Ledger, args: argparse.Namespace) -> int:
         writer.writerows(tokens)
         _say(f"{len(tokens)} students added ({_each(args)} each); the tokens above are "
              "shown only now")
+    # Kept after the tokens are out: a failure here must not hide a token.
+    ledger.note("cli", "add-students", detail=f"{len(tokens)} students ({_each(args)} each"
+                f"{_extra_rules(args)}): " + ", ".join(name for name, _ in tokens))
     return 0
+
+
+def _extra_rules(args: argparse.Namespace) -> str:
+    expires = f", until {args.expires}" if args.expires else ""
+    return expires + (", models " + ", ".join(args.models) if args.models else "")
 
 
 def _each(args: argparse.Namespace) -> str:
@@ -267,19 +289,23 @@ def _student_rules(ledger: Ledger, args: argparse.Namespace, student: Student) -
     """``credits``, ``expires``, ``models``: one student's own rules."""
     if args.command == "credits":
         student = ledger.add_credits(student.id, args.credits)
-        budget = student.budget(ledger.policy())
+        budget = format_credits(student.budget(ledger.policy()) or 0)
+        ledger.note("cli", "credits", student.name,
+                    f"{args.credits:+g} credits; budget now {budget}")
         _say(f"{student.name}: {format_credits(round(student.credits_used, 2))} of "
-             f"{format_credits(budget or 0)} credits used")
+             f"{budget} credits used")
     elif args.command == "expires":
         never = args.date.strip().lower() == "never"
         student = ledger.set_expires(student.id, None if never else args.date)
-        _say(f"{student.name}: the token works " + (
-            "with no end date" if student.expires is None
-            else f"until {student.expires} (UTC) included"))
+        until = ("with no end date" if student.expires is None
+                 else f"until {student.expires} (UTC) included")
+        ledger.note("cli", "expires", student.name, until)
+        _say(f"{student.name}: the token works {until}")
     else:
         same = args.models.strip().lower() == "class"
         student = ledger.set_models(student.id, None if same else args.models)
         shown = ", ".join(student.models) if student.models is not None else "the class's"
+        ledger.note("cli", "models", student.name, shown)
         _say(f"{student.name}: models {shown}")
 
 
@@ -291,6 +317,18 @@ def _check_upstream(url: str, what: str) -> str:
     if parts.scheme == "http" and not local:
         raise _UsageError(f"{what}: the key would travel over plain http; use https")
     return url.rstrip("/")
+
+
+def _callback_prefixes(urls: Sequence[str]) -> list[str]:
+    """The ``--allow-callback`` prefixes, checked: https URLs with a host and a path."""
+    out = []
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.netloc or not parts.path:
+            raise _UsageError(f"--allow-callback {url!r}: give a full URL prefix with a "
+                              "path, e.g. https://teacher.example.edu/kie-hook/")
+        out.append(url)
+    return out
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -306,6 +344,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise _UsageError("--rate must be ≥ 1, --per and --max-wait > 0")
     if args.quota < 0:
         raise _UsageError("--quota must be ≥ 0")
+    args.allow_callback = _callback_prefixes(args.allow_callback)
     if args.prices:
         try:
             use_prices(args.prices)  # read once, checked now: a bad file stops here
@@ -313,96 +352,154 @@ def _serve(args: argparse.Namespace) -> int:
             raise _UsageError(str(exc)) from None
     policy = ClassPolicy(args.class_credits, args.credits, args.models, args.reset)
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - the extra is there
 
-        from .app import build_app
-        from .fairshare import FairShare
-        from .forward import ClassProxy
-        from .hub import HubIdentity
-        from .serve import listen_socket
+        from . import serve  # noqa: F401 - and all it needs (starlette, httpx)
     except ImportError as exc:
         raise _UsageError(f"the class proxy needs its extra ({exc.name} is missing): "
                           "pip install 'kie-jupyter[class]'") from None
-    ledger = Ledger(args.db)
+    sock = _listen(args.host, args.port)
+    try:
+        ledger = _open_ledger(args.db)
+        try:
+            return _run_server(args, ledger, sock, key, upstream, upload, policy)
+        finally:
+            ledger.close()
+    finally:
+        sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    from .serve import listen_socket
+
+    try:
+        return listen_socket(host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise _Failed(f"port {port} on {host} is in use — is another class proxy still "
+                          "running? Stop it, or choose another --port") from None
+        raise _Failed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _run_server(args: argparse.Namespace, ledger: Ledger, sock: socket.socket, key: str,
+                upstream: str, upload: str, policy: ClassPolicy) -> int:
+    from .app import build_app
+    from .fairshare import FairShare
+    from .forward import ClassProxy
+    from .hub import HubIdentity
+    from .serve import run_in_foreground
+
     if ledger.teacher_hash() is None:
         if sys.stdout.isatty():
             print(f"teacher token (shown once; sign in at /teacher): "
                   f"{ledger.new_teacher_token()}", flush=True)
+            ledger.note("cli", "teacher-token", detail="made at the proxy's first start")
         else:
             _say("no teacher token yet: run `kie4o class teacher-token` in a terminal")
+    ledger.set_policy(policy)  # here, not at the app's start: a ledger it fails on is one line
     proxy = ClassProxy(
         ledger=ledger, api_key=key, upstream=upstream, upload_upstream=upload,
-        default_quota=args.quota, policy=policy,
+        default_quota=args.quota,
+        callbacks=tuple(args.allow_callback),
         fair=FairShare(args.rate, args.per, max_wait=args.max_wait),
         hub=HubIdentity(args.hub_api_url) if args.hub else None)
     _say(f"serving the class on http://{args.host}:{args.port}{args.prefix.rstrip('/')} "
          f"(ledger {args.db}; {len(ledger.students())} students{_rules(policy)})")
-    try:
-        sock = listen_socket(args.host, args.port)
-    except OSError as exc:
-        raise _UsageError(f"cannot listen on {args.host}:{args.port}: "
-                          f"{exc.strerror or exc}") from None
-    trusted = args.forwarded_allow_ips
-    server = uvicorn.Server(uvicorn.Config(build_app(proxy, prefix=args.prefix),
-                                           log_level=args.log_level,
-                                           proxy_headers=trusted is not None,
-                                           forwarded_allow_ips=trusted))
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
-        pass
-    finally:
-        sock.close()
-        ledger.close()
+    # A hub's service stops with the hub: a killed hub's service must not keep the port.
+    if not run_in_foreground(build_app(proxy, prefix=args.prefix), sock,
+                             log_level=args.log_level,
+                             forwarded_allow_ips=args.forwarded_allow_ips, with_parent=args.hub):
+        _say("the class proxy did not start (see above)")
+        return 1
     _say("stopped; the ledger is saved")
     return 0
 
 
+def _open_ledger(db: str) -> Ledger:
+    try:
+        return Ledger(db)
+    except (sqlite3.Error, OSError) as exc:
+        raise _Failed(f"cannot open the class ledger {db}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """An OS or SQLite error in a few words, with the fix when it is a permission."""
+    if not isinstance(exc, OSError):
+        return str(exc)
+    text = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        text += " (the user running kie4o must be able to write its folder)"
+    return text
+
+
+def _manage(ledger: Ledger, args: argparse.Namespace) -> int:
+    """The roster and class commands; each change is kept in the teacher's audit trail."""
+    if args.command in ("add-students", "add"):
+        return _add_students(ledger, args)
+    if args.command == "students":
+        return _students(ledger)
+    if args.command == "teacher-token":
+        print(f"teacher token (shown once; sign in at /teacher): "
+              f"{ledger.new_teacher_token()}")
+        ledger.note("cli", "teacher-token", detail="a new teacher token; the old one stops")
+        return 0
+    if args.command in ("pause", "resume"):
+        ledger.set_paused(args.command == "pause")
+        ledger.note("cli", args.command)
+        _say("the class is paused: new tasks are refused" if ledger.paused
+             else "the class is running")
+        return 0
+    student = ledger.student_named(args.name)
+    if args.command == "add-quota":
+        student = ledger.add_quota(student.id, args.images)
+        ledger.note("cli", "add-quota", student.name,
+                    f"{args.images:+d} images; quota now {student.quota}")
+        _say(f"{student.name}: {student.used} of {student.quota} images used")
+    elif args.command == "revoke":
+        ledger.revoke(student.id)
+        ledger.note("cli", "revoke", student.name)
+        _say(f"{student.name}: token revoked")
+    elif args.command == "restore":
+        ledger.restore(student.id)
+        ledger.note("cli", "restore", student.name)
+        _say(f"{student.name}: access restored")
+    elif args.command == "reissue":
+        print(f"{student.name},{ledger.reissue(student.id)}")
+        ledger.note("cli", "reissue", student.name, "a new token; the old one stops")
+        _say(f"{student.name}: new token above (shown once); the old one is stopped")
+    else:
+        _student_rules(ledger, args, student)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``kie4o class …``; returns the exit code (0 done, 2 bad usage)."""
+    """``kie4o class …``; returns the exit code (0 done, 1 failed: the ledger or the port,
+    2 bad usage). Every failure is one line on stderr."""
     try:
         args = _parser().parse_args(argv)
+    except _UsageError as exc:
+        _say(str(exc))
+        return 2
+    try:
         if args.command == "serve":
             return _serve(args)
-        ledger = Ledger(args.db)
+        ledger = _open_ledger(args.db)
         try:
-            if args.command in ("add-students", "add"):
-                return _add_students(ledger, args)
-            if args.command == "students":
-                return _students(ledger)
-            if args.command == "teacher-token":
-                print(f"teacher token (shown once; sign in at /teacher): "
-                      f"{ledger.new_teacher_token()}")
-                return 0
-            if args.command in ("pause", "resume"):
-                ledger.set_paused(args.command == "pause")
-                _say("the class is paused: new tasks are refused" if ledger.paused
-                     else "the class is running")
-                return 0
-            student = ledger.student_named(args.name)
-            if args.command == "add-quota":
-                student = ledger.add_quota(student.id, args.images)
-                _say(f"{student.name}: {student.used} of {student.quota} images used")
-            elif args.command == "revoke":
-                ledger.revoke(student.id)
-                _say(f"{student.name}: token revoked")
-            elif args.command == "restore":
-                ledger.restore(student.id)
-                _say(f"{student.name}: access restored")
-            elif args.command == "reissue":
-                print(f"{student.name},{ledger.reissue(student.id)}")
-                _say(f"{student.name}: new token above (shown once); the old one is stopped")
-            else:
-                _student_rules(ledger, args, student)
-            return 0
+            return _manage(ledger, args)
         finally:
             ledger.close()
     except (_UsageError, LedgerError) as exc:
         _say(str(exc))
         return 2
+    except _Failed as exc:
+        _say(str(exc))
+        return 1
+    except sqlite3.Error as exc:  # the ledger failed while in use (locked, disk full, …)
+        _say(f"the class ledger {args.db} failed: {exc}")
+        return 1
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
-        _say(f"{exc.strerror or exc}{where}")
-        return 2
+        _say(f"{_reason(exc)}{where}")
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -4,9 +4,9 @@ KIE allows an account 20 submits per 10 s. The proxy keeps the whole class insid
 itself (a dropped 429 from KIE would be a lost submit), and shares it out fairly: a free slot
 goes to the waiting student served least since the class was last idle (ties in turn,
 round-robin), so a student's sweep of twelve waits behind the others' *first* tasks, never the
-other way round. A student may take a slot at once only while holding fewer than ``burst`` in
-the window; beyond that the submit queues, and is granted as soon as no one with fewer is
-waiting (an idle class wastes no slot).
+other way round. A student may take a slot at once only while holding fewer than ``burst`` (one
+by default) in the window; beyond that the submit queues, and is granted as soon as no one with
+fewer is waiting (an idle class wastes no slot).
 
 A submit that would wait longer than ``max_wait`` (the client's read timeout must not run out
 while the proxy holds it) is answered 429 with a short ``Retry-After``, and *keeps its place*:
@@ -80,7 +80,7 @@ class FairShare:
     """At most ``rate`` grants per ``per`` seconds, served round-robin between students."""
 
     def __init__(self, rate: int = 20, per: float = 10.0, *, max_wait: float = 20.0,
-                 burst: int | None = None, margin: float | None = None,
+                 burst: int = 1, margin: float | None = None,
                  keep: float = 15.0, retry_after: int = 1,
                  on_idle: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -92,7 +92,10 @@ class FairShare:
         #: clock and KIE's never puts one submit too many into its window.
         self.margin = margin if margin is not None else 0.02 * per
         self.max_wait = max_wait
-        self.burst = burst if burst is not None else max(1, rate // 10)
+        #: Slots a student may take at once while no one waits; one by default, so a
+        #: student's second image never goes ahead of a classmate's first that arrives
+        #: while the window is filling.
+        self.burst = max(1, burst)
         #: How long a place is kept for a student told to resend, and the Retry-After told.
         self.keep = keep
         self.retry_after = retry_after

@@ -38,8 +38,9 @@ log = logging.getLogger("kie_jupyter.classroom")
 CLAIM_HEADER = "X-Kie-Hub-User"
 
 #: What a hub token can look like: JupyterHub makes 32 hex digits (``uuid4().hex``); tokens an
-#: admin configures are at least 8 characters (its ``min_length``). Anything else is garbage.
-_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{8,256}")
+#: admin configures are 8 to 64 characters without white space (its ``Hashed.min_length`` and
+#: ``_TOKEN_MAX_LEN``, JupyterHub 6.1). Anything else is garbage.
+_TOKEN = re.compile(r"[\x21-\x7e]{8,64}")
 _V = TypeVar("_V")
 #: Tokens remembered (good and refused), each book; the oldest are forgotten first.
 _REMEMBERED = 50_000

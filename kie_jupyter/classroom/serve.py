@@ -1,11 +1,16 @@
-"""Run the class proxy on uvicorn in a background thread (tests, benchmarks, notebooks).
+"""Run the class proxy on uvicorn: its socket, its logging, and a background thread (tests,
+benchmarks, notebooks).
 
-``kie4o class serve`` runs uvicorn in the foreground; this is the same server, bound to a free
-port on 127.0.0.1 and stoppable, for code that needs a proxy beside other work.
+``kie4o class serve`` runs uvicorn in the foreground (:func:`run_in_foreground`: with
+:func:`log_config` and, as a hub's service, :func:`exit_with_parent`); :class:`ProxyThread` is
+the same server, bound to a free port on 127.0.0.1 and stoppable, for code that needs a proxy
+beside other work.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 import threading
 import time
@@ -16,7 +21,59 @@ import uvicorn
 from .app import build_app
 from .forward import ClassProxy
 
-__all__ = ["ProxyThread", "listen_socket"]
+__all__ = ["ProxyThread", "listen_socket", "log_config", "exit_with_parent", "run_in_foreground"]
+
+log = logging.getLogger("kie_jupyter.classroom")
+
+#: Every line of the service's log: when, how bad, from where.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging config with timestamps, and the proxy's own logger
+    (``kie_jupyter.classroom``: tasks forwarded, KIE unreachable, …) on stderr at ``level``
+    (``info``, ``warning``, …); access lines stay on stdout, as uvicorn has them."""
+    access = '%(client_addr)s - "%(request_line)s" %(status_code)s'
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,  # the proxy's logger exists already
+        "formatters": {
+            "plain": {"format": LOG_FORMAT},
+            "access": {"()": "uvicorn.logging.AccessFormatter", "use_colors": False,
+                       "fmt": LOG_FORMAT.replace("%(message)s", access)},
+        },
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "plain",
+                       "stream": "ext://sys.stderr"},
+            "access": {"class": "logging.StreamHandler", "formatter": "access",
+                       "stream": "ext://sys.stdout"},
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            log.name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+        },
+    }
+
+
+def exit_with_parent(server: uvicorn.Server, *, every: float = 1.0) -> threading.Event:
+    """Stop ``server`` cleanly once this process's parent is gone (its parent id changes):
+    a hub's service must not outlive a killed hub, or it holds the port the hub's next
+    service needs. Set the returned event to stop watching."""
+    parent = os.getppid()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(every):
+            if os.getppid() != parent:
+                log.warning("the parent process (%d, the hub) is gone: stopping the class "
+                            "proxy", parent)
+                server.should_exit = True
+                return
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    return stop
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -32,6 +89,32 @@ def listen_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     return sock
+
+
+def run_in_foreground(app: Any, sock: socket.socket, *, log_level: str,
+                      forwarded_allow_ips: str | None = None,
+                      with_parent: bool = False) -> bool:
+    """Serve ``app`` on ``sock`` until Ctrl-C, SIGTERM or (``with_parent``) the parent's end:
+    True when it ran and stopped cleanly, False when the app could not start (uvicorn logged
+    why). ``forwarded_allow_ips``: trust X-Forwarded-* from these addresses."""
+    server = uvicorn.Server(uvicorn.Config(app, log_config=log_config(log_level),
+                                           log_level=log_level,
+                                           proxy_headers=forwarded_allow_ips is not None,
+                                           forwarded_allow_ips=forwarded_allow_ips,
+                                           # A hub stops its service with SIGINT, and kills
+                                           # it 10 s later: finish in-flight work before.
+                                           timeout_graceful_shutdown=5))
+    watching = exit_with_parent(server) if with_parent else None
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        pass
+    except SystemExit:  # uvicorn's way to say the app's start failed
+        return False
+    finally:
+        if watching is not None:
+            watching.set()
+    return True
 
 
 class ProxyThread:

@@ -1,10 +1,13 @@
 """The teacher page: use per student (images and KIE credits), spend per model, recent prompts
-with thumbnails, quota and credits, tokens, pause.
+with thumbnails, quota and credits, tokens, pause; submits left unsure by a stopped proxy; and
+the teacher's own actions (from this page and ``kie4o class``), the audit trail.
 
 Server-rendered HTML (no JavaScript), behind the teacher token: the login form trades it for a
-session cookie (HttpOnly, SameSite=Strict, kept in memory: a restarted proxy asks again), and
-every form carries a CSRF token tied to the session. Everything shown is escaped. The CSV of use
-is also available to scripts with ``Authorization: Bearer <teacher token>``.
+session cookie (HttpOnly, SameSite=Strict, Secure over https, kept in memory: a restarted proxy
+asks again), and every form carries a CSRF token tied to the session. Wrong teacher tokens are
+answered slowly (a :class:`BadTokenGuard` of the page's own). Everything shown is escaped. The
+CSVs — use, spend per model, teacher actions — are also available to scripts with
+``Authorization: Bearer <teacher token>``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from .bodies import TooLarge, read_capped
 from .budget import ClassPolicy, shown
+from .guard import BadTokenGuard
 from .ledger import Ledger, LedgerError, ModelSpend, Student, TaskRow
 from .tokens import same_hash, teacher_secret
 
@@ -31,6 +35,8 @@ __all__ = ["TeacherPage"]
 _COOKIE = "kie_class_teacher"
 _MAX_FORM = 16 * 1024
 _SESSION_SECONDS = 12 * 3600
+#: Teacher actions shown on the page (all of them are in the CSV).
+_ACTIONS_SHOWN = 50
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src http: https: data:; "
                                "style-src 'unsafe-inline'; form-action 'self'; "
@@ -45,7 +51,8 @@ table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ddd;pad
 text-align:left;vertical-align:top}img{width:48px;height:48px;object-fit:cover;margin-right:4px}
 form{display:inline}.revoked{color:#999}.note{background:#fff6d5;padding:.6rem;margin:1rem 0}
 .prompt{font-size:12px;color:#555;max-width:28rem}
-#models{width:auto;margin:1rem 0}#models td.n{text-align:right}
+#models{width:auto;margin:1rem 0}td.n{text-align:right}#actions,#unsure{font-size:13px}
+.when{color:#666}
 """
 
 
@@ -56,10 +63,12 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 class TeacherPage:
-    """The ``/teacher`` routes over a :class:`Ledger`."""
+    """The ``/teacher`` routes over a :class:`Ledger`; ``guard`` paces wrong teacher tokens
+    (default: 2 a second, at most 16 waiting)."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, guard: BadTokenGuard | None = None) -> None:
         self.ledger = ledger
+        self.guard = guard or BadTokenGuard(rate=2.0, max_waiting=16)
         self._sessions: dict[str, float] = {}
         self._notes: dict[str, str] = {}  # the result of a session's last action, shown once
         self._secret = secrets.token_bytes(32)
@@ -112,11 +121,14 @@ class TeacherPage:
                 session = secrets.token_urlsafe(32)
                 self._sessions = {s: t for s, t in self._sessions.items() if t > time.time()}
                 self._sessions[session] = time.time() + _SESSION_SECONDS
+                self.ledger.note("page", "sign-in")
                 answer = RedirectResponse(self._url(request, ""), status_code=303)
                 answer.set_cookie(_COOKIE, session, max_age=_SESSION_SECONDS, httponly=True,
-                                  samesite="strict", secure=request.url.scheme == "https",
+                                  samesite="strict", secure=_https(request),
                                   path=self._url(request, ""))
                 return answer
+            if not await self.guard.refused():
+                return self._login_form(request, _TOO_MANY, 429)
             return self._login_form(request, "That is not the teacher token.", 401)
         return self._login_form(request, "", 200)
 
@@ -159,13 +171,14 @@ class TeacherPage:
 <input type=hidden name=csrf value="{csrf}"><input type=hidden name=paused
 value="{'0' if paused else '1'}"><button id=pause type=submit>{toggle}</button></form>
 <a href="{escape(self._url(request, '/use.csv'))}" download>Download use (CSV)</a> ·
-<a href="{escape(self._url(request, '/spend.csv'))}" download>spend per model (CSV)</a>
+<a href="{escape(self._url(request, '/spend.csv'))}" download>spend per model (CSV)</a> ·
+<a href="{escape(self._url(request, '/actions.csv'))}" download>teacher actions (CSV)</a>
 <form method=post action="{escape(self._url(request, '/logout'))}">
 <input type=hidden name=csrf value="{csrf}"><button type=submit>Sign out</button></form>
 <table id=students><thead><tr><th>Student</th><th>Images used / quota</th>
 <th>Credits used / budget</th><th>Tasks</th><th>Recent prompts</th><th>Actions</th></tr>
 </thead><tbody>{rows}</tbody></table>
-{self._models_table(policy)}""")
+{self._unsure_list(students)}{self._models_table(policy)}{self._actions_list(request)}""")
 
     def _class_credits(self, policy: ClassPolicy) -> str:
         """The class's credits used (of its budget), its reset period and models."""
@@ -188,6 +201,41 @@ value="{'0' if paused else '1'}"><button id=pause type=submit>{toggle}</button><
         return (f"<h2>Spend per model ({when})</h2><table id=models><thead><tr><th>Model</th>"
                 "<th>Tasks</th><th>Images</th><th>Credits</th></tr></thead>"
                 f"<tbody>{rows}</tbody></table>")
+
+    def _unsure_list(self, students: list[Student]) -> str:
+        """Submits sent to KIE when the proxy stopped (or whose answer was lost): KIE may have
+        made them, so their images and credits stay charged; the teacher may give them back."""
+        unsure = self.ledger.pending("unsure")
+        if not unsure:
+            return ""
+        names = {s.id: s.name for s in students}
+        items = "".join(
+            f"<li><span class=who>{escape(names.get(p.student_id, p.student_id))}</span> · "
+            f"{p.images} image{'s' if p.images != 1 else ''}"
+            + (f" · {shown(p.credits)} credits" if p.credits is not None else "")
+            + f" · sent <span class=when>{escape(_when(p.sent or p.created))}</span></li>"
+            for p in unsure)
+        return ("<h2>Unsure (sent when the proxy stopped; kept charged)</h2><p>KIE may have "
+                "made these tasks, or not: their images stay charged. Give a student's back "
+                f"with Add quota if they lost them.</p><ul id=unsure>{items}</ul>")
+
+    def _actions_list(self, request: Request) -> str:
+        """The teacher's last actions, newest first: from this page and ``kie4o class``."""
+        actions = self.ledger.audit(limit=_ACTIONS_SHOWN)
+        csv_link = (f'<a href="{escape(self._url(request, "/actions.csv"))}" download>'
+                    "all of them (CSV)</a>")
+        if not actions:
+            return "<h2>Teacher actions</h2><p id=actions>None yet.</p>"
+        # Lists, not tables, here and for unsure submits: the students' table keeps the
+        # page's only rows named after a student.
+        items = "".join(
+            f'<li data-action="{escape(a.action)}"><span class=when>{escape(_when(a.at))}'
+            f"</span> · {escape(a.actor)} · <strong>{escape(a.action)}</strong>"
+            + (f" · <span class=who>{escape(a.student)}</span>" if a.student else "")
+            + (f" · {escape(a.detail)}" if a.detail else "") + "</li>" for a in actions)
+        return (f"<h2>Teacher actions</h2><p>The last {_ACTIONS_SHOWN}, newest first, made on "
+                f"this page (page) or with <code>kie4o class</code> (cli); {csv_link}.</p>"
+                f"<ul id=actions>{items}</ul>")
 
     def _row(self, request: Request, s: Student, tasks: int, csrf: str,
              policy: ClassPolicy) -> str:
@@ -234,6 +282,8 @@ aria-label="credits to add for {escape(s.name)}"><button type=submit>Add credits
             student = self.ledger.add_quota(form.get("student", ""), images)
         except (ValueError, LedgerError) as exc:
             return self._done(request, escape(f"Not changed: {exc}"))
+        self.ledger.note("page", "add-quota", student.name,
+                         f"{images:+d} images; quota now {student.quota}")
         return self._done(request, escape(f"{student.name}: quota now {student.quota} images."))
 
     async def credits(self, request: Request) -> Response:
@@ -248,6 +298,8 @@ aria-label="credits to add for {escape(s.name)}"><button type=submit>Add credits
         except (ValueError, LedgerError) as exc:
             return self._done(request, escape(f"Not changed: {exc}"))
         budget = student.budget(self.ledger.policy()) or 0.0
+        self.ledger.note("page", "credits", student.name,
+                         f"{amount:+g} credits; budget now {shown(budget)}")
         return self._done(request, escape(f"{student.name}: credit budget now {shown(budget)} "
                                           f"({shown(student.credits_used)} used)."))
 
@@ -261,6 +313,7 @@ aria-label="credits to add for {escape(s.name)}"><button type=submit>Add credits
         except LedgerError as exc:
             return self._done(request, escape(f"Not changed: {exc}"))
         name = student.name if student else "?"
+        self.ledger.note("page", "revoke", name)
         return self._done(request, escape(f"{name}: access revoked."))
 
     async def restore(self, request: Request) -> Response:
@@ -273,6 +326,7 @@ aria-label="credits to add for {escape(s.name)}"><button type=submit>Add credits
         except LedgerError as exc:
             return self._done(request, escape(f"Not changed: {exc}"))
         name = student.name if student else "?"
+        self.ledger.note("page", "restore", name)
         return self._done(request, escape(f"{name}: access restored (the same token works "
                                           "again)."))
 
@@ -286,6 +340,7 @@ aria-label="credits to add for {escape(s.name)}"><button type=submit>Add credits
         except LedgerError as exc:
             return self._done(request, escape(f"Not changed: {exc}"))
         name = student.name if student else "?"
+        self.ledger.note("page", "reissue", name, "a new token; the old one stops")
         return self._done(
             request, f"New token for {escape(name)} (shown once; the old one no longer "
                      f"works): <code id=new-token>{escape(token)}</code>")
@@ -295,6 +350,7 @@ aria-label="credits to add for {escape(s.name)}"><button type=submit>Add credits
         if isinstance(form, Response):
             return form
         self.ledger.set_paused(form.get("paused") == "1")
+        self.ledger.note("page", "pause" if self.ledger.paused else "resume")
         return self._done(request, "The class is paused: new tasks are refused, running ones "
                                    "finish." if self.ledger.paused
                           else "The class is running again.")
@@ -306,19 +362,25 @@ aria-label="credits to add for {escape(s.name)}"><button type=submit>Add credits
         self._sessions.pop(request.cookies.get(_COOKIE, ""), None)
         self._notes.pop(request.cookies.get(_COOKIE, ""), None)
         answer = RedirectResponse(self._url(request, ""), status_code=303)
-        answer.delete_cookie(_COOKIE, path=self._url(request, ""))
+        answer.delete_cookie(_COOKIE, path=self._url(request, ""), secure=_https(request),
+                             httponly=True, samesite="strict")
         return answer
 
-    def _csv_refused(self, request: Request) -> Response | None:
-        """A CSV is for the signed-in teacher, or a script with the teacher token."""
+    async def _csv_refused(self, request: Request) -> Response | None:
+        """A CSV is for the signed-in teacher, or a script with the teacher token (a wrong one
+        is answered slowly, as on the sign-in form)."""
+        if self._session(request) is not None:
+            return None
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if self._session(request) is None and not (scheme.lower() == "bearer"
-                                                   and self._token_ok(token)):
-            return _page("Refused", "<p>Sign in as the teacher first.</p>", 401)
-        return None
+        if scheme.lower() == "bearer":
+            if self._token_ok(token):
+                return None
+            if not await self.guard.refused():
+                return _page("Refused", f"<p>{escape(_TOO_MANY)}</p>", 429)
+        return _page("Refused", "<p>Sign in as the teacher first.</p>", 401)
 
     async def use_csv(self, request: Request) -> Response:
-        refused = self._csv_refused(request)
+        refused = await self._csv_refused(request)
         if refused is not None:
             return refused
         counts = self.ledger.task_counts()
@@ -340,7 +402,7 @@ aria-label="credits to add for {escape(s.name)}"><button type=submit>Add credits
     async def spend_csv(self, request: Request) -> Response:
         """Spend per model, this period and overall: model, tasks, images, credits, whether
         part is an estimate, and how many tasks have no known price."""
-        refused = self._csv_refused(request)
+        refused = await self._csv_refused(request)
         if refused is not None:
             return refused
         out = io.StringIO()
@@ -352,6 +414,34 @@ aria-label="credits to add for {escape(s.name)}"><button type=submit>Add credits
                 writer.writerow([label, _cell(m.model), m.tasks, m.images,
                                  _number(m.credits), int(m.estimated), m.unknown])
         return _csv(out.getvalue(), "class-spend.csv")
+
+    async def actions_csv(self, request: Request) -> Response:
+        """Every teacher action, newest first: when (UTC), from (page or cli), action,
+        student, details. Never a token."""
+        refused = await self._csv_refused(request)
+        if refused is not None:
+            return refused
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["at_utc", "from", "action", "student", "detail"])
+        for a in self.ledger.audit():
+            writer.writerow([_when(a.at), a.actor, a.action, _cell(a.student), _cell(a.detail)])
+        return _csv(out.getvalue(), "class-teacher-actions.csv")
+
+
+_TOO_MANY = "Too many wrong teacher tokens at once: wait a moment, then try again."
+
+
+def _https(request: Request) -> bool:
+    """Whether the browser came over https: this request's scheme, or the first
+    ``X-Forwarded-Proto`` (a hub's proxy). The header can only add ``Secure`` to the teacher's
+    own cookie, so trusting it is harmless."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
 
 def _csv(text: str, name: str) -> Response:

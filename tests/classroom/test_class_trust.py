@@ -13,12 +13,12 @@ import httpx
 import pytest
 
 from kie_jupyter.classroom.fairshare import FairShare
+from kie_jupyter.classroom.forward import ClassProxy
 from kie_jupyter.classroom.guard import BadTokenGuard
 from kie_jupyter.classroom.hub import HubIdentity
 from kie_jupyter.classroom.ledger import Ledger
 from kie_jupyter.classroom.redact import redact_key
 from kie_jupyter.classroom.serve import ProxyThread
-from kie_jupyter.classroom.forward import ClassProxy
 
 from class_helpers import HUB_TOKENS, TEACHER_KEY, bearer, submit, wait_done
 
@@ -72,7 +72,7 @@ def test_garbage_is_refused_without_asking_the_hub_and_never_asked_twice(make_pr
                                                                        hub):
     identity = HubIdentity(hub.api_url)
     proxy = make_proxy(hub=identity, guard=BadTokenGuard(rate=1000.0))
-    for token in ("x", "not a token!", "a" * 300, "%%%%%%%%%%%%", "{}{}{}{}{}"):
+    for token in ("x", "not a token!", "a" * 65, "short", "has a space in it"):
         assert httpx.get(proxy.url + "/class/me", headers=bearer(token)).status_code == 401
     assert identity.asked == 0  # cannot be a hub token: the hub is not asked
     for _ in range(5):
@@ -273,3 +273,17 @@ def test_the_key_echoed_json_escaped_by_kie_never_reaches_a_student(proxy, ledge
                   .encode())
     answer = submit(proxy.url, ada)
     assert TEACHER_KEY not in answer.json()["msg"] and "***" in answer.json()["msg"]
+
+
+def test_serve_refuses_a_callback_allowance_that_is_not_a_url_prefix(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "kie_jupyter.cli", "class", "serve", "--db",
+         str(tmp_path / "c.db"), "--port", "0", "--allow-callback", "teacher.example"],
+        env={"KIE_API_KEY": TEACHER_KEY, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "--allow-callback" in done.stderr
+    assert TEACHER_KEY not in done.stderr + done.stdout

@@ -13,7 +13,8 @@ from kie_jupyter.classroom.guard import BadTokenGuard
 def _grant_order(requests: list[str], *, rate: int, per: float, burst: int | None = None,
                  max_wait: float = 30.0) -> list[str]:
     async def go() -> list[str]:
-        fair = FairShare(rate, per, max_wait=max_wait, burst=burst)
+        fair = (FairShare(rate, per, max_wait=max_wait) if burst is None
+                else FairShare(rate, per, max_wait=max_wait, burst=burst))
         order: list[str] = []
 
         async def one(student: str) -> None:
@@ -45,6 +46,16 @@ def test_thirty_students_first_tasks_come_before_anyone_s_third():
     firsts = [order.index(s) for s in students]
     thirds = [[i for i, x in enumerate(order) if x == s][2] for s in students]
     assert max(firsts) < min(thirds), order
+
+
+def test_every_student_s_first_image_comes_before_anyone_s_second():
+    # Issue 26's rush: each of 40 students asks two images at once, the window 20 wide. With
+    # the default burst no student's second goes ahead of a classmate's first (it did with 2).
+    students = [f"s{i:02d}" for i in range(40)]
+    order = _grant_order([s for s in students for _ in range(2)], rate=20, per=0.05)
+    firsts = [order.index(s) for s in students]
+    seconds = [[i for i, x in enumerate(order) if x == s][1] for s in students]
+    assert max(firsts) < min(seconds), order
 
 
 def test_an_idle_class_wastes_no_slot():
@@ -149,7 +160,7 @@ def test_the_window_and_who_was_served_come_back_after_a_restart():
         fresh.restore([], {"A": 3}, 1000.0)
         fresh.settle(await fresh.acquire("X"))
         waits = [asyncio.ensure_future(fresh.acquire(s)) for s in ("A", "B")]
-        for s, w in zip("AB", waits):
+        for s, w in zip("AB", waits, strict=True):
             w.add_done_callback(lambda f, s=s: (order.append(s), fresh.settle(f.result())))
         await asyncio.gather(*waits)
         fresh.close()
