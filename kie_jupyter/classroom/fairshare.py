@@ -187,6 +187,12 @@ class FairShare:
         if (not self._ring and len(self._grants) < self.rate
                 and self._held.get(student_id, 0) < self.burst):
             # Nobody waiting, room, within the burst: go at once.
+            if not self._grants and not self._kept and self._served:
+                # Nothing in the window either: the class was idle for a whole window (a
+                # quiet class never queues, so the dispatcher never saw it idle).
+                self._served.clear()
+                if self.on_idle is not None:
+                    self.on_idle()
             return self._grant(now, student_id)
         loop = asyncio.get_running_loop()
         if self._dispatcher is None or self._dispatcher.done():

@@ -388,6 +388,7 @@ class ClassProxy:
             # skew between its window and ours. Take the student's next turn and send again.
             if not _rate_limited(answer) or attempt == _SUBMIT_TRIES:
                 break
+            self.ledger.requeue(held.pending)  # nothing made: a stop now gives it back
             log.info("%s: KIE said 429; sending again in the student's next turn", student.name)
         return self._submitted(path, student, charge, held, data, answer)
 

@@ -462,6 +462,13 @@ class Ledger:
             db.execute("UPDATE submits SET answered = ? WHERE id = ? AND answered IS NULL",
                        (time.time(), submit))
 
+    def requeue(self, pending: int) -> None:
+        """KIE refused a sent submit over its rate (it made nothing): the reservation waits
+        for its next turn again, so a stop meanwhile gives it back."""
+        with self._tx() as db:
+            db.execute("UPDATE pending SET state = 'waiting' WHERE id = ? AND state = 'sending'",
+                       (pending,))
+
     def unsure(self, pending: int) -> None:
         """A sent submit had no readable answer: KIE may have made the task. Its images stay
         charged and the teacher page lists it apart."""
@@ -639,8 +646,9 @@ class Ledger:
 
     def owns_url(self, student_id: str, url: str) -> bool:
         """Whether ``url`` is a result KIE made for one of the student's tasks."""
-        return self._one("SELECT 1 FROM tasks WHERE student_id = ? AND instr(urls, ?) > 0",
-                         (student_id, json.dumps(url))) is not None
+        return self._one("SELECT 1 FROM tasks, json_each(tasks.urls) AS u "
+                         "WHERE tasks.student_id = ? AND json_valid(tasks.urls) "
+                         "AND u.value = ?", (student_id, url)) is not None
 
     def tasks_of(self, student_id: str, limit: int | None = None) -> list[TaskRow]:
         sql = "SELECT * FROM tasks WHERE student_id = ? ORDER BY created DESC"

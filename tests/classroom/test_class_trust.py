@@ -287,3 +287,27 @@ def test_serve_refuses_a_callback_allowance_that_is_not_a_url_prefix(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "--allow-callback" in done.stderr
     assert TEACHER_KEY not in done.stderr + done.stdout
+
+
+def test_a_url_is_the_student_s_only_when_it_is_one_of_their_results(ledger):
+    ledger.add_students(["ada"], quota=4)
+    ada = ledger.student_named("ada")
+    urls = ["https://tempfile.aiquickdraw.com/a.png", "https://tempfile.aiquickdraw.com/b.png"]
+    ledger.record_task("t1", ada.id, "/api/v1/gpt4o-image/generate", 2, "a fox")
+    ledger.task_succeeded("t1", urls)
+    assert all(ledger.owns_url(ada.id, u) for u in urls)
+    # Pieces of the stored list are not URLs of hers (", " matched before: a substring test).
+    for piece in ['", "', ", ", "https://tempfile.aiquickdraw.com/a", "png"]:
+        assert not ledger.owns_url(ada.id, piece), piece
+
+
+def test_a_submit_kie_refused_for_its_rate_is_given_back_if_the_proxy_stops_before_resending(
+        ledger):
+    ledger.add_students(["ada"], quota=4)
+    ada = ledger.student_named("ada")
+    held = ledger.reserve_pending(ada.id, 1, None, "/api/v1/gpt4o-image/generate")
+    assert held is not None
+    ledger.answered(ledger.sending(held.pending, ada.id))
+    ledger.requeue(held.pending)  # KIE said 429: it made nothing; the submit waits again
+    assert ledger.recover() == (1, 0)  # the proxy stopped before the resend
+    assert ledger.student(ada.id).used == 0

@@ -157,16 +157,16 @@ def test_the_window_and_who_was_served_come_back_after_a_restart():
         fair.close()
         order: list[str] = []
         fresh = FairShare(1, 0.05, burst=1, max_wait=5)
-        fresh.restore([], {"A": 3}, 1000.0)
-        fresh.settle(await fresh.acquire("X"))
-        waits = [asyncio.ensure_future(fresh.acquire(s)) for s in ("A", "B")]
-        for s, w in zip("AB", waits, strict=True):
+        # A submit still in the window: the class was not idle across the restart.
+        fresh.restore([(999.99, 999.99)], {"A": 3}, 1000.0)
+        waits = [asyncio.ensure_future(fresh.acquire(s)) for s in ("X", "A", "B")]
+        for s, w in zip("XAB", waits, strict=True):
             w.add_done_callback(lambda f, s=s: (order.append(s), fresh.settle(f.result())))
         await asyncio.gather(*waits)
         fresh.close()
         return full, order
 
-    assert asyncio.run(go()) == (True, ["B", "A"])
+    assert asyncio.run(go()) == (True, ["X", "B", "A"])
 
 
 def test_a_slot_holds_the_window_until_its_answer_comes():
@@ -214,3 +214,21 @@ def test_a_grant_whose_student_hung_up_does_not_hold_the_window():
         return settled, isinstance(after, Grant)
 
     assert asyncio.run(go()) == (True, True)
+
+
+def test_a_quiet_class_forgets_who_was_served_once_a_window_passes_empty():
+    # Ada made ten images alone, a window apart (never queued, so no dispatcher saw the class
+    # idle); then a rush: her first image must not wait behind Bob's second.
+    clock = [0.0]
+    idle: list[int] = []
+
+    async def go() -> list[str]:
+        fair = FairShare(1, 1.0, max_wait=5, on_idle=lambda: idle.append(1),
+                         clock=lambda: clock[0])
+        for _ in range(10):
+            fair.settle(await fair.acquire("ada"))
+            clock[0] += 2.0
+        return list(fair._served)
+
+    assert asyncio.run(go()) == ["ada"]
+    assert len(idle) == 9  # each submit after an empty window started the class level
