@@ -124,6 +124,8 @@ class ClassProxy:
         self.fair.restore(self.ledger.recent_submits(wall - 2 * self.fair.per - 120.0),
                           self.ledger.served(), wall)
         self.fair.on_idle = self.ledger.clear_served
+        if self.hub is not None:
+            self.hub.remember_names(self.ledger.hub_names())
         if self.http is None:
             # Nagle off: a request's head and body go in two writes, and the second would wait
             # for a delayed ACK (40 ms) on every forwarded POST.

@@ -25,7 +25,7 @@ import logging
 import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import httpx
@@ -70,6 +70,9 @@ class HubIdentity:
         self._refused: OrderedDict[str, float] = OrderedDict()
         self._queues: dict[str, deque[asyncio.Future[None]]] = {}
         self._ring: deque[str] = deque()
+        #: Hub user names known to be real (the hub said so, or the ledger has them): only
+        #: these claims get a queue of their own; any other claim shares one.
+        self._names: set[str] = set()
         self._running = 0
         #: Calls made to the hub (for tests and the benchmark).
         self.asked = 0
@@ -79,6 +82,10 @@ class HubIdentity:
     def may_be_token(token: str) -> bool:
         """Whether ``token`` has the shape of a hub token (else it is refused unasked)."""
         return _TOKEN.fullmatch(token) is not None
+
+    def remember_names(self, names: Iterable[str]) -> None:
+        """Hub users known to be real (the ledger's, at start): their claims queue apart."""
+        self._names.update(names)
 
     def known_name(self, token: str) -> str | None:
         """The hub user name of ``token`` if the hub said so lately (no call to the hub)."""
@@ -101,7 +108,9 @@ class HubIdentity:
             return None
         if good is not None:  # known good (if stale): no queue
             return await self._ask(token, digest)
-        await self._turn(claim[:100])
+        # A name the hub never confirmed queues with every other such name: a flood that
+        # claims a new name per guess gets one queue, not a turn per name.
+        await self._turn(claim if claim in self._names else "")
         try:
             return await self._ask(token, digest)
         finally:
@@ -160,7 +169,9 @@ class HubIdentity:
         except httpx.HTTPError as exc:
             log.warning("the hub could not be asked who a token is (%s)", type(exc).__name__)
             raise HubUnavailable from None  # not remembered: the next request asks again
-        if answer.status_code >= 500:
+        if answer.status_code not in (200, 401, 403):
+            # Not an answer about the token (the hub failing, a proxy misrouting, a 429):
+            # nothing remembered, so a good token is not refused for 10 minutes after.
             log.warning("the hub answered HTTP %d when asked who a token is",
                         answer.status_code)
             raise HubUnavailable
@@ -179,6 +190,7 @@ class HubIdentity:
         self._refused.pop(digest, None)
         if name is not None:
             _remember(self._good, digest, (name, now + self.ttl))
+            self._names.add(name)
         else:
             # A token refused stays refused: random tokens are never re-issued.
             _remember(self._refused, digest, now + self.refused_ttl)

@@ -207,6 +207,11 @@ class Ledger:
         row = self._one("SELECT * FROM students WHERE id = ?", (student_id,))
         return _student(row) if row else None
 
+    def hub_names(self) -> list[str]:
+        """The hub user names the class has seen (their claims queue apart at sign-in)."""
+        return [r["hub_name"] for r in self._all(
+            "SELECT hub_name FROM students WHERE hub_name IS NOT NULL", [])]
+
     def student_named(self, name: str) -> Student:
         row = self._one("SELECT * FROM students WHERE name = ?", (" ".join(name.split()),))
         if row is None:

@@ -15,7 +15,7 @@ import pytest
 from kie_jupyter.classroom.fairshare import FairShare
 from kie_jupyter.classroom.forward import ClassProxy
 from kie_jupyter.classroom.guard import BadTokenGuard
-from kie_jupyter.classroom.hub import HubIdentity
+from kie_jupyter.classroom.hub import HubBusy, HubIdentity, HubUnavailable
 from kie_jupyter.classroom.ledger import Ledger
 from kie_jupyter.classroom.redact import redact_key
 from kie_jupyter.classroom.serve import ProxyThread
@@ -95,6 +95,7 @@ def test_each_claimed_hub_user_has_its_own_turn_at_the_hub():
             return None
 
         identity._ask = ask  # type: ignore[method-assign]
+        identity.remember_names(["ada"])  # a hub user the class has seen (the ledger's)
         tasks = [asyncio.ensure_future(identity.user_name(f"garbage-token-{i}",
                                                           claim="mallory"))
                  for i in range(100)]
@@ -106,6 +107,53 @@ def test_each_claimed_hub_user_has_its_own_turn_at_the_hub():
 
     order = asyncio.run(go())
     assert order.index("ada-token-0001") <= 2
+
+
+def test_a_flood_claiming_a_new_name_per_guess_shares_one_queue():
+    # Each guess claims a name of its own: unconfirmed names share one queue (refused once
+    # it is full), so ada, a hub user the class knows, waits one turn at most.
+    async def go() -> tuple[list[str], int]:
+        identity = HubIdentity("http://127.0.0.1:9/hub/api", concurrency=1,
+                               queued_per_claim=8)
+        order: list[str] = []
+
+        async def ask(token: str, digest: str) -> str | None:
+            order.append(token)
+            await asyncio.sleep(0.001)
+            return "ada" if token.startswith("ada") else None
+
+        identity._ask = ask  # type: ignore[method-assign]
+        identity.remember_names(["ada"])
+        tasks = [asyncio.ensure_future(identity.user_name(f"garbage-token-{i}",
+                                                          claim=f"name-{i}"))
+                 for i in range(100)]
+        await asyncio.sleep(0)
+        tasks.append(asyncio.ensure_future(identity.user_name("ada-token-0001", claim="ada")))
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await identity.aclose()
+        return order, sum(isinstance(r, HubBusy) for r in results)
+
+    order, busy = asyncio.run(go())
+    assert order.index("ada-token-0001") <= 2 and busy == 100 - 1 - 8
+
+
+def test_a_hub_answer_that_is_not_about_the_token_is_not_remembered_as_a_refusal(hub):
+    async def go() -> list[type]:
+        identity = HubIdentity(hub.api_url)
+        seen: list[type] = []
+        for status in (404, 429):
+            identity._http = httpx.AsyncClient(transport=httpx.MockTransport(
+                lambda r, s=status: httpx.Response(s)))
+            try:
+                await identity.user_name("hub-token-ada")
+            except HubUnavailable:
+                seen.append(HubUnavailable)
+        identity._http = httpx.AsyncClient()
+        seen.append(type(await identity.user_name("hub-token-ada")))
+        await identity.aclose()
+        return seen
+
+    assert asyncio.run(go()) == [HubUnavailable, HubUnavailable, str]
 
 
 # -- defect 5: a user removed on the hub makes nothing more ----------------------------------
