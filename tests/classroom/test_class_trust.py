@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -81,40 +82,14 @@ def test_garbage_is_refused_without_asking_the_hub_and_never_asked_twice(make_pr
     assert identity.asked == 1  # the hub's "no" is remembered
 
 
-def test_each_claimed_hub_user_has_its_own_turn_at_the_hub():
-    # Checks of unknown tokens queue per claimed user, round-robin: a hundred checks claiming
-    # "mallory" (or nobody) go before ada's one by at most one round.
-    async def go() -> list[str]:
-        identity = HubIdentity("http://127.0.0.1:9/hub/api", concurrency=1,
-                               queued_per_claim=200)
-        order: list[str] = []
-
-        async def ask(token: str, digest: str) -> str | None:
-            order.append(token)
-            await asyncio.sleep(0.001)
-            return None
-
-        identity._ask = ask  # type: ignore[method-assign]
-        identity.remember_names(["ada"])  # a hub user the class has seen (the ledger's)
-        tasks = [asyncio.ensure_future(identity.user_name(f"garbage-token-{i}",
-                                                          claim="mallory"))
-                 for i in range(100)]
-        await asyncio.sleep(0)
-        tasks.append(asyncio.ensure_future(identity.user_name("ada-token-0001", claim="ada")))
-        await asyncio.gather(*tasks)
-        await identity.aclose()
-        return order
-
-    order = asyncio.run(go())
-    assert order.index("ada-token-0001") <= 2
-
-
-def test_a_flood_claiming_a_new_name_per_guess_shares_one_queue():
-    # Each guess claims a name of its own: unconfirmed names share one queue (refused once
-    # it is full), so ada, a hub user the class knows, waits one turn at most.
+def _flood_then_ada(claim_of: Callable[[int], str], queued_per_claim: int
+                    ) -> tuple[list[str], int]:
+    """A hundred garbage tokens claiming ``claim_of(i)``, then ada's, one hub check at a time
+    (ada a hub user the class knows, as the ledger's): the order the hub was asked in, and how
+    many checks were refused as busy."""
     async def go() -> tuple[list[str], int]:
         identity = HubIdentity("http://127.0.0.1:9/hub/api", concurrency=1,
-                               queued_per_claim=8)
+                               queued_per_claim=queued_per_claim)
         order: list[str] = []
 
         async def ask(token: str, digest: str) -> str | None:
@@ -125,7 +100,7 @@ def test_a_flood_claiming_a_new_name_per_guess_shares_one_queue():
         identity._ask = ask  # type: ignore[method-assign]
         identity.remember_names(["ada"])
         tasks = [asyncio.ensure_future(identity.user_name(f"garbage-token-{i}",
-                                                          claim=f"name-{i}"))
+                                                          claim=claim_of(i)))
                  for i in range(100)]
         await asyncio.sleep(0)
         tasks.append(asyncio.ensure_future(identity.user_name("ada-token-0001", claim="ada")))
@@ -133,7 +108,20 @@ def test_a_flood_claiming_a_new_name_per_guess_shares_one_queue():
         await identity.aclose()
         return order, sum(isinstance(r, HubBusy) for r in results)
 
-    order, busy = asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_each_claimed_hub_user_has_its_own_turn_at_the_hub():
+    # Checks of unknown tokens queue per claimed user, round-robin: a hundred checks claiming
+    # "mallory" go before ada's one by at most one round.
+    order, busy = _flood_then_ada(lambda i: "mallory", queued_per_claim=200)
+    assert order.index("ada-token-0001") <= 2 and busy == 0
+
+
+def test_a_flood_claiming_a_new_name_per_guess_shares_one_queue():
+    # Each guess claims a name of its own: unconfirmed names share one queue (refused once
+    # it is full), so ada, a hub user the class knows, waits one turn at most.
+    order, busy = _flood_then_ada(lambda i: f"name-{i}", queued_per_claim=8)
     assert order.index("ada-token-0001") <= 2 and busy == 100 - 1 - 8
 
 
