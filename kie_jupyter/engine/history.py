@@ -1,14 +1,17 @@
-"""The local task history: an append-only JSON-lines file under the output folder.
+"""The local task history: one row per task in ``<output folder>/history.sqlite``.
 
-Each change of a task is one line (one ``write`` on a file opened for appending), so a crash
-mid-write can only cut the last line, never lose what was recorded before, and several tasks
-(or kernels) finishing at once cannot interleave within a line. Reading folds the lines by
-task id; a corrupt line is skipped with a warning. The key is never written: only the fields
-listed in :meth:`HistoryStore.record` are.
+Each change of a task is folded into its row in one transaction (:mod:`.historydb`), so a
+crash loses at most the write in flight, and several tasks (or kernels, or ``kie4o --batch``)
+finishing at once lose nothing. The key is never written: only the fields listed in
+:meth:`HistoryStore.record` are. The JSON-lines history of earlier versions is read in once
+and kept as it was; :meth:`HistoryStore.export_jsonl` writes one.
 
 A history that cannot be written (the folder is under a file, read-only, on a full disk) is
 never a reason to drop a task that was paid for: :meth:`HistoryStore.record_safely` warns once
 per folder, in one line, and the task goes on.
+
+Thumbnails of unstarred tasks are kept within a size cap (``KIE_THUMBS_MAX_MB``, 256 MB by
+default), the oldest dropped first; a dropped task's entry says so (``thumbs_dropped``).
 """
 
 from __future__ import annotations
@@ -16,17 +19,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import threading
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..api.models import TaskStatus
+from .historydb import DB_NAME, JSONL_NAME, DBInfo, HistoryDB
 
-__all__ = ["HistoryStore", "HistoryEntry", "RecordedTask", "default_output_dir"]
+__all__ = ["HistoryStore", "HistoryEntry", "RecordedTask", "default_output_dir",
+           "thumb_cap_bytes", "DEFAULT_THUMBS_MAX_MB"]
 
 
 class RecordedTask(Protocol):
@@ -56,7 +60,9 @@ class RecordedTask(Protocol):
     thumb_paths: list[str]
     labels: dict[str, str]
 
-FILE_NAME = "history.jsonl"
+#: The thumbnails of unstarred tasks are kept within this many MB unless
+#: ``KIE_THUMBS_MAX_MB`` says otherwise.
+DEFAULT_THUMBS_MAX_MB = 256
 
 log = logging.getLogger("kie_jupyter")
 
@@ -69,6 +75,29 @@ def default_output_dir() -> Path:
     """``KIE_OUTPUT_DIR`` or ``~/.kie_jupyter``."""
     env = os.environ.get("KIE_OUTPUT_DIR")
     return Path(env).expanduser() if env else Path.home() / ".kie_jupyter"
+
+
+def thumb_cap_bytes() -> int:
+    """The thumbnails' cap in bytes: ``KIE_THUMBS_MAX_MB`` (a number ≥ 0) or the default."""
+    raw = os.environ.get("KIE_THUMBS_MAX_MB", "").strip()
+    if raw:
+        try:
+            value = float(raw)
+            if value >= 0:
+                return int(value * 1024 * 1024)
+        except ValueError:
+            pass
+        _warn_once(f"cap:{raw}", "kie4o: KIE_THUMBS_MAX_MB=%r is not a size in MB (≥ 0); "
+                   "the thumbnails are kept within %d MB", raw, DEFAULT_THUMBS_MAX_MB)
+    return DEFAULT_THUMBS_MAX_MB * 1024 * 1024
+
+
+def _warn_once(key: str, message: str, *args: object) -> None:
+    with _warned_lock:
+        first = key not in _warned
+        _warned.add(key)
+    if first:
+        log.warning(message, *args)
 
 
 @dataclass
@@ -99,6 +128,14 @@ class HistoryEntry:
     labels: dict[str, str] = field(default_factory=dict)
     #: What the task cost (``Cost.to_dict()``: reported by KIE or estimated), if recorded.
     cost: dict[str, Any] | None = None
+    #: The thumbnails were deleted to keep within the cap (the full images are elsewhere).
+    thumbs_dropped: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HistoryEntry:
+        """An entry from its stored form (fields this version does not know are left)."""
+        known = {k: v for k, v in data.items() if k in _ENTRY_FIELDS}
+        return cls(**known)
 
     def merge(self, fields: dict[str, Any]) -> None:
         """Fold a later record in: new values win, but nothing known is blanked or moved
@@ -111,19 +148,37 @@ class HistoryEntry:
             setattr(self, name, value)
 
 
-class HistoryStore:
-    """Append-only history of tasks in ``<directory>/history.jsonl``."""
+_ENTRY_FIELDS = frozenset(f.name for f in fields(HistoryEntry))
 
-    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+
+def _fold(known: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+    """What is known of a task with a later record folded in (:meth:`HistoryEntry.merge`)."""
+    entry = (HistoryEntry.from_dict(known) if known is not None
+             else HistoryEntry(task_id=str(record["task_id"])))
+    entry.merge(record)
+    return asdict(entry)
+
+
+class HistoryStore:
+    """The history of tasks in ``<directory>/history.sqlite``."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None, *,
+                 thumb_cap: int | None = None) -> None:
         self.directory = Path(directory).expanduser() if directory else default_output_dir()
-        self.path = self.directory / FILE_NAME
-        self._lock = threading.Lock()
+        self.path = self.directory / DB_NAME
+        #: The JSON-lines history of earlier versions: read in once, then kept as a backup.
+        self.jsonl_path = self.directory / JSONL_NAME
+        #: Bytes of thumbnails kept for unstarred tasks (``None``: ``KIE_THUMBS_MAX_MB``).
+        self.thumb_cap = thumb_cap
+
+    def _db(self, create: bool = False) -> HistoryDB | None:
+        return HistoryDB.open(self.directory, _fold, create=create)
 
     def record(self, task: RecordedTask, base_url: str | None = None) -> None:
         """Write the task's current state (call on submit and when it ends)."""
         if not task.task_id:
             return
-        fields: dict[str, Any] = {
+        record: dict[str, Any] = {
             "task_id": task.task_id,
             "prompt": task.prompt,
             "params": task.params,
@@ -143,7 +198,7 @@ class HistoryStore:
             "labels": dict(task.labels),
             "cost": task.cost.to_dict() if hasattr(task, "cost") else None,
         }
-        self.append(fields)
+        self.append(record)
 
     def record_safely(self, task: RecordedTask, base_url: str | None = None) -> bool:
         """:meth:`record`, but a write that fails is one warning (once per folder), not an
@@ -151,73 +206,52 @@ class HistoryStore:
         try:
             self.record(task, base_url)
             return True
-        except (OSError, ValueError, TypeError) as exc:  # ValueError: e.g. an unencodable path
-            key = str(self.directory)
-            with _warned_lock:
-                first = key not in _warned
-                _warned.add(key)
-            if first:
-                why = getattr(exc, "strerror", None) or type(exc).__name__
-                log.warning("kie4o: could not write the history in %s (%s); tasks still run, "
-                            "but are not recorded there", self.directory, why)
+        except (OSError, ValueError, TypeError, sqlite3.Error) as exc:
+            # ValueError: e.g. an unencodable path
+            why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            _warn_once(str(self.directory), "kie4o: could not write the history in %s (%s); "
+                       "tasks still run, but are not recorded there", self.directory, why)
             return False
 
-    def append(self, fields: dict[str, Any]) -> None:
-        """Append one record as a single line."""
-        line = (json.dumps(fields, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    def append(self, record: dict[str, Any]) -> None:
+        """Fold one record (``task_id`` and the fields that changed) into its task."""
+        db = self._db(create=True)
+        assert db is not None
+        thumbs = record.get("thumbs") or []
+        size = _file_bytes(thumbs) if thumbs else None
+        entry = db.upsert(str(record["task_id"]), record, _fold, thumb_bytes=size)
+        if size and not entry.get("starred"):
+            self._keep_thumbnails_in_cap(db)
 
-    def _lines(self) -> Iterator[dict[str, Any]]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return
-        for number, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError:
-                item = None
-            if not isinstance(item, dict) or not isinstance(item.get("task_id"), str):
-                warnings.warn(f"kie4o history: skipped corrupt line {number} of {self.path}",
-                              stacklevel=3)
-                continue
-            yield item
+    def _keep_thumbnails_in_cap(self, db: HistoryDB) -> None:
+        cap = self.thumb_cap if self.thumb_cap is not None else thumb_cap_bytes()
+        folder = self.thumbs_dir().absolute()
+        for name in db.drop_thumbnails_over(cap, _fold):
+            path = Path(name)
+            if path.parent.absolute() == folder:  # only ever our own copies
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
 
     def entries(self) -> list[HistoryEntry]:
-        """Every task, oldest first, each folded from all its lines."""
-        by_id: dict[str, HistoryEntry] = {}
-        for item in self._lines():
-            entry = by_id.get(item["task_id"])
-            if entry is None:
-                entry = by_id[item["task_id"]] = HistoryEntry(task_id=item["task_id"])
-            entry.merge(item)
-        return list(by_id.values())
+        """Every task, oldest first (first recorded first)."""
+        db = self._db()
+        return [] if db is None else [HistoryEntry.from_dict(d) for d in db.all()]
 
     def recent(self, n: int = 20, search: str | None = None) -> list[HistoryEntry]:
         """The ``n`` most recent tasks, newest first, optionally whose prompt has ``search``."""
-        items = self.entries()
-        if search:
-            needle = search.casefold()
-            items = [e for e in items if needle in e.prompt.casefold()]
-        return list(reversed(items))[:n]
+        return self.query(search=search, per_page=n)[0]
 
     def star(self, task_id: str, starred: bool = True) -> HistoryEntry:
-        """Mark a recorded task as starred (or not): one more line, like every change."""
-        entry = self.get(task_id)
-        if entry is None:
+        """Mark a recorded task as starred (or not)."""
+        db = self._db()
+        if db is None or db.get(task_id) is None:
             raise KeyError(task_id)
-        self.append({"task_id": task_id, "starred": bool(starred)})
-        entry.starred = bool(starred)
-        return entry
+        db = self._db(create=True)
+        assert db is not None
+        entry = db.upsert(task_id, {"task_id": task_id, "starred": bool(starred)}, _fold)
+        return HistoryEntry.from_dict(entry)
 
     def query(self, *, search: str | None = None, starred: bool = False,
               demo: bool | None = None, page: int = 1, per_page: int = 24,
@@ -228,20 +262,13 @@ class HistoryStore:
         ``demo`` keeps demo (True) or live (False) tasks; ``stopped_empty=False`` leaves out
         tasks stopped with no image (nothing to see).
         """
-        items = self.entries()
-        if not stopped_empty:
-            items = [e for e in items if not (e.status == "stopped" and not e.urls
-                                              and not e.thumbs)]
-        if search:
-            needle = search.casefold()
-            items = [e for e in items if needle in e.prompt.casefold()]
-        if starred:
-            items = [e for e in items if e.starred]
-        if demo is not None:
-            items = [e for e in items if bool(e.demo) == demo]
-        items.reverse()
-        start = (max(page, 1) - 1) * per_page
-        return items[start:start + per_page], len(items)
+        db = self._db()
+        if db is None:
+            return [], 0
+        rows, total = db.page(search=search, starred=starred, demo=demo,
+                              with_images_only=not stopped_empty,
+                              offset=(max(page, 1) - 1) * per_page, limit=per_page)
+        return [HistoryEntry.from_dict(d) for d in rows], total
 
     def thumbs_dir(self) -> Path:
         """Where the small copies of every finished task's images are kept."""
@@ -249,7 +276,40 @@ class HistoryStore:
 
     def get(self, task_id: str) -> HistoryEntry | None:
         """The entry for one task id, if recorded."""
-        for entry in self.entries():
-            if entry.task_id == task_id:
-                return entry
-        return None
+        db = self._db()
+        found = None if db is None else db.get(task_id)
+        return None if found is None else HistoryEntry.from_dict(found)
+
+    def ids_starting(self, prefix: str, limit: int = 50) -> list[str]:
+        """Recorded task ids that start with ``prefix`` (at most ``limit``)."""
+        db = self._db()
+        return [] if db is None else db.ids_starting(prefix, limit)
+
+    def export_jsonl(self, target: str | os.PathLike[str]) -> int:
+        """Write every task as one JSON line (oldest first) to ``target``; return how many.
+        The same format the history once was: such a file, named ``history.jsonl`` in an
+        empty output folder, is read in as a history."""
+        db = self._db()
+        rows = [] if db is None else list(db.all())
+        path = Path(target).expanduser()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+        os.replace(tmp, path)
+        return len(rows)
+
+    def info(self) -> DBInfo | None:
+        """The database's file, counts, search mode and thumbnails (``None``: no history)."""
+        db = self._db()
+        return None if db is None else db.info(self.jsonl_path)
+
+
+def _file_bytes(paths: list[str]) -> int:
+    total = 0
+    for p in paths:
+        try:
+            total += os.stat(p).st_size
+        except OSError:
+            pass
+    return total

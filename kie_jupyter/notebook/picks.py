@@ -27,7 +27,7 @@ def history_id(text: str, history: HistoryStore, where: str, *,
     if history.get(text) is not None:
         return text
     if len(text) >= PREFIX_MIN:
-        found = [e.task_id for e in history.entries() if e.task_id.startswith(text)]
+        found = history.ids_starting(text)
         if len(found) == 1:
             return found[0]
         if len(found) > 1:

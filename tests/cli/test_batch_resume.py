@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from test_cli_subprocess import env_for, wait_for
 
+from kie_jupyter.engine.history import HistoryStore
 from kie_jupyter.testing import MockKieServer
 
 N = 30
@@ -22,9 +23,7 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[st
 
 
 def _recorded_ids(history: Path) -> set[str]:
-    if not history.exists():
-        return set()
-    return {json.loads(line)["task_id"] for line in history.read_text().splitlines() if line}
+    return {e.task_id for e in HistoryStore(history).entries()}
 
 
 @pytest.mark.slow
@@ -36,7 +35,7 @@ def test_a_killed_batch_resumes_without_paying_twice(tmp_path):
     # No server-side limit: a 429 would be logged (and safely re-sent), blurring the count.
     with MockKieServer(api_key="test-key", duration=4.0, rate_limit=None) as server:
         env = env_for(server, tmp_path)
-        history = Path(env["KIE_OUTPUT_DIR"]) / "history.jsonl"
+        history = Path(env["KIE_OUTPUT_DIR"])
         first = _run(args, env, tmp_path)
         try:
             # Ten tasks are sent at once and take 4 s: kill the run once all ten are recorded.

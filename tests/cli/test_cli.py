@@ -8,6 +8,7 @@ import pytest
 
 from kie_jupyter.api.models import MAX_PROMPT_CHARS
 from kie_jupyter.cli import main
+from kie_jupyter.engine.history import HistoryStore
 from kie_jupyter.engine.task import Task
 
 
@@ -231,8 +232,8 @@ def test_history_records_demo_and_sidecar_is_written(tmp_path, monkeypatch, caps
     monkeypatch.delenv("KIE_API_KEY", raising=False)
     monkeypatch.setenv("KIE_DEMO_DURATION", "0.2")
     assert main(["--demo", "demo fox", "--save", str(tmp_path / "out")]) == 0
-    lines = (tmp_path / "kie_home" / "history.jsonl").read_text().splitlines()
-    assert lines and all(json.loads(line).get("demo") is True for line in lines)
+    entries = HistoryStore(tmp_path / "kie_home").entries()
+    assert entries and all(e.demo is True for e in entries)
     assert len(list((tmp_path / "out").glob("*.json"))) == 1
 
 

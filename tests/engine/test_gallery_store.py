@@ -38,7 +38,7 @@ def _store_with(tmp_path, n: int) -> HistoryStore:
             "status": "success", "demo": i % 2 == 0, "created": f"2026-11-{1 + i % 28:02d}",
         }))
     store.directory.mkdir(parents=True, exist_ok=True)
-    store.path.write_text("\n".join(lines) + "\n")
+    store.jsonl_path.write_text("\n".join(lines) + "\n")  # an earlier version's history
     return store
 
 

@@ -46,17 +46,16 @@ def test_task_without_id_is_not_recorded(tmp_path):
     assert not store.path.exists()
 
 
-def test_corrupt_and_truncated_lines_are_skipped_with_a_warning(tmp_path):
+def test_corrupt_and_truncated_lines_of_the_old_history_are_skipped_with_one_warning(tmp_path):
     store = HistoryStore(tmp_path)
-    store.record(fake_task("good1"))
-    with open(store.path, "ab") as fh:
-        fh.write(b"{not json}\n")
-        fh.write(b'["a list"]\n')
-    store.record(fake_task("good2"))
-    with open(store.path, "ab") as fh:
-        fh.write(b'{"task_id": "cut", "prompt": "half a li')  # a crash mid-write
-    with pytest.warns(UserWarning, match="corrupt line"):
+    good = json.dumps({"task_id": "good1", "prompt": "a", "status": "success"})
+    later = json.dumps({"task_id": "good2", "prompt": "b", "status": "success"})
+    store.jsonl_path.write_bytes(
+        (good + "\n{not json}\n[\"a list\"]\n" + later + "\n").encode()
+        + b'{"task_id": "cut", "prompt": "half a li')  # a crash mid-write
+    with pytest.warns(UserWarning, match="skipped 3 corrupt lines") as caught:
         entries = store.entries()
+    assert len(caught) == 1
     assert [e.task_id for e in entries] == ["good1", "good2"]
 
 
@@ -67,6 +66,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     def write(s, base):
         for i in range(50):
             s.record(fake_task(f"{base}-{i}", "x" * 500))
+            s.record(fake_task(f"{base}-{i}", "x" * 500, TaskStatus.SUCCESS))
 
     threads = [threading.Thread(target=write, args=(s, f"w{n}"))
                for n, s in enumerate([store, other, store, other])]
@@ -74,9 +74,8 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         t.start()
     for t in threads:
         t.join()
-    lines = store.path.read_text().splitlines()
-    assert len(lines) == 200 and all(json.loads(line)["task_id"] for line in lines)
-    assert len(store.entries()) == 200
+    entries = store.entries()
+    assert len(entries) == 200 and {e.status for e in entries} == {"success"}
 
 
 def test_default_output_dir_follows_env(monkeypatch, tmp_path):

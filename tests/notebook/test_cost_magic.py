@@ -162,15 +162,11 @@ def test_a_reported_consumption_replaces_the_estimate_everywhere(shell, reportin
     assert str(task.cost) == "3 credits"
     card = html_of(cap)
     assert ">3 credits<" in card and "≈ 3" not in card
-    line = json.loads((reporting_history(shell)).read_text().splitlines()[-1])
-    assert line["cost"]["basis"] == "reported" and line["cost"]["value"] == 3
+    recorded = task.history.get(task.task_id).cost
+    assert recorded["basis"] == "reported" and recorded["value"] == 3
     spend = text_of(cell(shell, "%kie4o spend --by model"))
     assert "nano-banana-2-lite" in spend and "3 credits (1 task)" in spend
     assert "≈ 3" not in spend
-
-
-def reporting_history(shell):
-    return shell.user_ns["t"].history.path
 
 
 def test_spend_groups_by_day_and_filters_since(shell, server):

@@ -249,8 +249,10 @@ def test_save_writes_images_and_sidecar(shell, server, tmp_path):
 def test_history_records_task_without_key(shell, server, tmp_path):
     run(shell, "%%kie4o -o t\na remembered fox")
     task = shell.user_ns["t"]
-    text = (tmp_path / "kie" / "history.jsonl").read_text()
-    assert task.task_id in text and "a remembered fox" in text and KEY not in text
+    entry = task.history.get(task.task_id)
+    assert entry is not None and entry.prompt == "a remembered fox"
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "kie").glob("history.sqlite*"))
+    assert task.task_id.encode() in stored and KEY.encode() not in stored
 
 
 # -- the panel ---------------------------------------------------------------------------

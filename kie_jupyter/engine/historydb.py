@@ -1,0 +1,425 @@
+"""The history's database: SQLite in ``<folder>/history.sqlite``, one row per task.
+
+WAL mode, so readers never wait for a writer and several processes (kernels, ``kie4o
+--batch``) write one history at once: each record is one short ``BEGIN IMMEDIATE``
+transaction (read the row, fold the change in, write it back), so a crash loses at most the
+write in flight and never corrupts what was committed. The whole entry is kept as JSON in
+``data``; the columns beside it are what the gallery and ``%kie4o history`` filter and sort on,
+with an index each. Prompts are searched with an FTS5 trigram index (any substring of three
+characters or more, case-insensitive) where the interpreter's SQLite has it, else by a scan.
+
+The JSON-lines history of earlier versions (``history.jsonl``) is read in once, transparently,
+and never written again (a backup). Lines appended to it later (a kernel still running an
+older version) are read in at the next open, from where the last import stopped.
+
+The standard library's :mod:`sqlite3`, as IPython's own ``history.sqlite``: no dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DB_NAME", "JSONL_NAME", "HistoryDB", "DBInfo", "Fold"]
+
+DB_NAME = "history.sqlite"
+JSONL_NAME = "history.jsonl"
+
+#: Folds a later record into what is known (``None`` if nothing was): the new whole entry.
+Fold = Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any]]
+
+#: A writer waits this long for another process's transaction before giving up.
+BUSY_SECONDS = 30.0
+
+_COLUMNS = "prompt, created, status, model, demo, starred, has_images, thumb_bytes, data"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL UNIQUE,
+    prompt TEXT NOT NULL DEFAULT '',
+    created TEXT,
+    status TEXT NOT NULL DEFAULT '',
+    model TEXT,
+    demo INTEGER,
+    starred INTEGER NOT NULL DEFAULT 0,
+    has_images INTEGER NOT NULL DEFAULT 0,
+    thumb_bytes INTEGER NOT NULL DEFAULT 0,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created);
+CREATE INDEX IF NOT EXISTS tasks_model ON tasks (model, seq);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, seq);
+CREATE INDEX IF NOT EXISTS tasks_starred ON tasks (starred, seq);
+CREATE INDEX IF NOT EXISTS tasks_demo ON tasks (demo, seq);
+CREATE INDEX IF NOT EXISTS tasks_thumbs ON tasks (starred, thumb_bytes);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_FTS = """
+CREATE VIRTUAL TABLE IF NOT EXISTS prompts
+    USING fts5(prompt, content='tasks', content_rowid='seq', tokenize='trigram');
+CREATE TRIGGER IF NOT EXISTS tasks_fts_insert AFTER INSERT ON tasks BEGIN
+    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, new.prompt);
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_fts_delete AFTER DELETE ON tasks BEGIN
+    INSERT INTO prompts (prompts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_fts_update AFTER UPDATE OF prompt ON tasks BEGIN
+    INSERT INTO prompts (prompts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
+    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, new.prompt);
+END;
+"""
+
+#: Open databases of this process, by path: kernels make a store per call, the connection
+#: (and its schema check and import) is made once.
+_open: dict[tuple[int, str], HistoryDB] = {}
+_open_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class DBInfo:
+    """What ``%kie4o history --info`` shows."""
+
+    path: str
+    tasks: int
+    starred: int
+    size_bytes: int
+    search: str
+    thumbs: int
+    thumb_bytes: int
+    thumbs_dropped: int
+    backup: str | None
+
+
+class HistoryDB:
+    """One history database; every method is one transaction, safe across threads."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str, fts: bool) -> None:
+        self._conn = conn
+        self.path = path
+        #: Whether prompts are searched with the FTS5 trigram index (else a scan).
+        self.fts = fts
+        self._lock = threading.Lock()
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, directory: Path, fold: Fold, *, create: bool) -> HistoryDB | None:
+        """The folder's database, the JSON-lines history read in. ``None`` when there is no
+        history yet and ``create`` is false (reading an empty history creates nothing).
+        A folder that cannot hold it raises :class:`OSError` when ``create``; for reading, the
+        JSON-lines history is then read into memory instead."""
+        path = directory / DB_NAME
+        key = (os.getpid(), str(path.absolute()))
+        with _open_lock:
+            db = _open.get(key)
+            if db is not None and (db.path == ":memory:" or path.exists()):
+                db.import_jsonl(directory / JSONL_NAME, fold)
+                return db
+            jsonl = directory / JSONL_NAME
+            if not create and not path.exists() and not jsonl.exists():
+                return None
+            try:
+                db = cls._connect(path)
+            except OSError:
+                if create or not jsonl.exists():
+                    raise
+                db = cls._connect(None)  # read-only folder: the backup, in memory
+            _open[key] = db
+        db.import_jsonl(jsonl, fold)
+        return db
+
+    @classmethod
+    def _connect(cls, path: Path | None) -> HistoryDB:
+        if path is None:
+            conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            where = ":memory:"
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Made 0600 before SQLite opens it (its -wal and -shm files take its mode).
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            try:
+                conn = sqlite3.connect(path, timeout=BUSY_SECONDS, check_same_thread=False,
+                                       isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.Error as exc:
+                raise OSError(f"cannot open {path}: {exc}") from None
+            where = str(path)
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a process crash
+        conn.create_function("kie_casefold", 1, _casefold, deterministic=True)
+        try:
+            conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise OSError(f"cannot use {where}: {exc}") from None
+        fts = _with_fts(conn)
+        return cls(conn, where, fts)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def upsert(self, task_id: str, fields: dict[str, Any], fold: Fold,
+               thumb_bytes: int | None = None) -> dict[str, Any]:
+        """Fold ``fields`` into the task's row (made if new); return the whole entry."""
+        with self._write() as cur:
+            row = cur.execute("SELECT data FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+            entry = fold(json.loads(row[0]) if row else None, fields)
+            self._put(cur, task_id, entry, thumb_bytes, exists=row is not None)
+            return entry
+
+    def upsert_many(self, items: dict[str, dict[str, Any]], fold: Fold) -> None:
+        """Fold many tasks' records in, in one transaction (the JSON-lines import)."""
+        with self._write() as cur:
+            for task_id, fields in items.items():
+                row = cur.execute("SELECT data FROM tasks WHERE task_id = ?",
+                                  (task_id,)).fetchone()
+                entry = fold(json.loads(row[0]) if row else None, fields)
+                self._put(cur, task_id, entry, None, exists=row is not None)
+
+    def _put(self, cur: sqlite3.Cursor, task_id: str, entry: dict[str, Any],
+             thumb_bytes: int | None, *, exists: bool) -> None:
+        demo = entry.get("demo")
+        values = (entry.get("prompt") or "", entry.get("created"), entry.get("status") or "",
+                  entry.get("model"), None if demo is None else int(bool(demo)),
+                  int(bool(entry.get("starred"))),
+                  int(bool(entry.get("urls") or entry.get("thumbs"))),
+                  json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
+        if exists:
+            cur.execute("UPDATE tasks SET prompt=?, created=?, status=?, model=?, demo=?, "
+                        "starred=?, has_images=?, data=? WHERE task_id=?", (*values, task_id))
+        else:
+            cur.execute("INSERT INTO tasks (task_id, prompt, created, status, model, demo, "
+                        "starred, has_images, data) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (task_id, *values))
+        if thumb_bytes is not None:
+            cur.execute("UPDATE tasks SET thumb_bytes=? WHERE task_id=?", (thumb_bytes, task_id))
+
+    def drop_thumbnails_over(self, cap: int, fold: Fold) -> list[str]:
+        """Make the unstarred tasks' thumbnails fit in ``cap`` bytes, the oldest dropped
+        first; return the files to delete (the rows already say they were dropped)."""
+        with self._write() as cur:
+            (total,) = cur.execute("SELECT COALESCE(SUM(thumb_bytes), 0) FROM tasks "
+                                   "WHERE starred = 0").fetchone()
+            if total <= cap:
+                return []
+            files: list[str] = []
+            rows = cur.execute("SELECT task_id, thumb_bytes, data FROM tasks WHERE starred = 0 "
+                               "AND thumb_bytes > 0 ORDER BY seq").fetchall()
+            for task_id, size, data in rows:
+                if total <= cap:
+                    break
+                entry = json.loads(data)
+                files.extend(entry.get("thumbs") or [])
+                entry = fold(entry, {"thumbs_dropped": True})
+                entry["thumbs"] = []
+                self._put(cur, task_id, entry, 0, exists=True)
+                total -= size
+            return files
+
+    def import_jsonl(self, jsonl: Path, fold: Fold) -> None:
+        """Read in what ``history.jsonl`` has beyond what was read before (all of it, the
+        first time); a corrupt line is skipped, with one warning for the import."""
+        try:
+            size = jsonl.stat().st_size
+        except OSError:
+            return
+        with self._lock:
+            done = self._imported()
+            if size <= done:
+                return
+            raw = _read_from(jsonl, done)
+            if raw is None:
+                return
+            folded, bad, used = _fold_lines(raw, fold)
+            if bad:
+                shown = ", ".join(str(n) for n in bad[:5]) + (" …" if len(bad) > 5 else "")
+                warnings.warn(f"kie4o history: skipped {len(bad)} corrupt "
+                              f"line{'s' if len(bad) > 1 else ''} of {jsonl} (line {shown}"
+                              " of what was read in)", stacklevel=4)
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                if self._imported() == done:  # else another process read it meanwhile
+                    for task_id, fields in folded.items():
+                        row = cur.execute("SELECT data FROM tasks WHERE task_id = ?",
+                                          (task_id,)).fetchone()
+                        entry = fold(json.loads(row[0]) if row else None, fields)
+                        self._put(cur, task_id, entry, None, exists=row is not None)
+                    cur.execute("INSERT OR REPLACE INTO meta VALUES ('jsonl_read', ?)",
+                                (str(done + used),))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def _imported(self) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key='jsonl_read'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _write(self) -> _Transaction:
+        return _Transaction(self)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        """One task's entry, if recorded."""
+        with self._lock:
+            row = self._conn.execute("SELECT data FROM tasks WHERE task_id = ?",
+                                     (task_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def all(self) -> Iterator[dict[str, Any]]:
+        """Every entry, oldest first."""
+        with self._lock:
+            rows = self._conn.execute("SELECT data FROM tasks ORDER BY seq").fetchall()
+        return (json.loads(data) for (data,) in rows)
+
+    def ids_starting(self, prefix: str, limit: int = 50) -> list[str]:
+        """Task ids that start with ``prefix`` (at most ``limit``)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT task_id FROM tasks WHERE task_id >= ? AND task_id < ? ORDER BY task_id "
+                "LIMIT ?", (prefix, prefix + "\U0010ffff", limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def page(self, *, search: str | None = None, starred: bool = False,
+             demo: bool | None = None, with_images_only: bool = False,
+             offset: int = 0, limit: int = 24) -> tuple[list[dict[str, Any]], int]:
+        """Matching entries newest first, ``limit`` from ``offset``, and how many match."""
+        where, args = [], []
+        if search:
+            clause, arg = self._search_clause(search)
+            where.append(clause)
+            args.append(arg)
+        if starred:
+            where.append("starred = 1")
+        if demo is not None:
+            where.append("demo = 1" if demo else "(demo IS NULL OR demo = 0)")
+        if with_images_only:
+            where.append("NOT (status = 'stopped' AND has_images = 0)")
+        sql_where = (" WHERE " + " AND ".join(where)) if where else ""
+        with self._lock:
+            (total,) = self._conn.execute(f"SELECT COUNT(*) FROM tasks{sql_where}",
+                                          args).fetchone()
+            rows = self._conn.execute(
+                f"SELECT data FROM tasks{sql_where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                [*args, limit, offset]).fetchall()
+        return [json.loads(data) for (data,) in rows], total
+
+    def _search_clause(self, text: str) -> tuple[str, str]:
+        # The trigram index finds substrings of 3 characters or more; shorter ones are a scan.
+        if self.fts and len(text) >= 3:
+            return ("seq IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)",
+                    '"' + text.replace('"', '""') + '"')
+        return "instr(kie_casefold(prompt), ?) > 0", _casefold(text)
+
+    def info(self, backup: Path) -> DBInfo:
+        """Counts and sizes for ``%kie4o history --info``."""
+        with self._lock:
+            c = self._conn
+            (tasks, starred) = c.execute("SELECT COUNT(*), COALESCE(SUM(starred), 0) "
+                                         "FROM tasks").fetchone()
+            (thumbs, tbytes) = c.execute("SELECT COUNT(*), COALESCE(SUM(thumb_bytes), 0) "
+                                         "FROM tasks WHERE thumb_bytes > 0").fetchone()
+            (dropped,) = c.execute("SELECT COUNT(*) FROM tasks WHERE "
+                                   "json_extract(data, '$.thumbs_dropped')").fetchone()
+        size = 0
+        if self.path != ":memory:":
+            for suffix in ("", "-wal"):
+                try:
+                    size += os.stat(self.path + suffix).st_size
+                except OSError:
+                    pass
+        search = ("full-text (SQLite FTS5, trigram: any 3+ characters)" if self.fts
+                  else "a scan of every prompt (this SQLite has no FTS5 trigram)")
+        return DBInfo(self.path, tasks, starred, size, search, thumbs, tbytes, dropped,
+                      str(backup) if backup.exists() else None)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on an error), under the lock."""
+
+    def __init__(self, db: HistoryDB) -> None:
+        self.db = db
+        self.cur: sqlite3.Cursor | None = None
+
+    def __enter__(self) -> sqlite3.Cursor:
+        self.db._lock.acquire()
+        try:
+            self.cur = self.db._conn.cursor()
+            self.cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self.db._lock.release()
+            raise OSError(f"cannot write the history: {exc}") from None
+        except BaseException:
+            self.db._lock.release()
+            raise
+        return self.cur
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        assert self.cur is not None
+        try:
+            if kind is None:
+                try:
+                    self.cur.execute("COMMIT")
+                except sqlite3.Error as err:
+                    self.cur.execute("ROLLBACK")
+                    raise OSError(f"cannot write the history: {err}") from None
+            else:
+                self.cur.execute("ROLLBACK")
+        finally:
+            self.db._lock.release()
+
+
+def _casefold(text: object) -> str:
+    return str(text).casefold() if text is not None else ""
+
+
+def _with_fts(conn: sqlite3.Connection) -> bool:
+    """Make the prompt index where FTS5's trigram tokenizer exists; whether it does."""
+    try:
+        conn.executescript(_FTS)
+    except sqlite3.OperationalError:
+        return False
+    (count,) = conn.execute("SELECT COUNT(*) FROM tasks").fetchone()
+    (indexed,) = conn.execute("SELECT COUNT(*) FROM prompts_docsize").fetchone()
+    if indexed != count:  # made by an interpreter without FTS5: index what is there
+        conn.execute("INSERT INTO prompts (prompts) VALUES ('rebuild')")
+    return True
+
+
+def _read_from(path: Path, offset: int) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _fold_lines(raw: bytes, fold: Fold) -> tuple[dict[str, dict[str, Any]], list[int], int]:
+    """The records of JSON lines, folded per task in order; the corrupt lines' numbers; how
+    many bytes were read."""
+    folded: dict[str, dict[str, Any]] = {}
+    bad: list[int] = []
+    lines = raw.split(b"\n")
+    used = len(raw)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            item = None
+        if not isinstance(item, dict) or not isinstance(item.get("task_id"), str):
+            bad.append(number)  # a line cut by a crash is one of these
+            continue
+        task_id = item["task_id"]
+        folded[task_id] = fold(folded.get(task_id), item)
+    return folded, bad, used
