@@ -4,7 +4,7 @@
     %kie4o demo [on|off] [--pack FILE] the bundled mock server (with a class's replay pack)
     %kie4o status TASK_ID              one snapshot of any task
     %kie4o resume TASK_ID              follow a task to its end (binds _kie4o)
-    %kie4o history [N] [--search TEXT] recent tasks
+    %kie4o history [N] [--search TEXT] recent tasks (--export FILE.jsonl, --info)
     %kie4o credits                     the balance
     %kie4o config                      the effective settings, key masked
     %kie4o gallery [N] [--search TEXT] [--starred] [--demo|--live] [--page K]
@@ -49,7 +49,7 @@ from ..api.client import KieClient, check_key
 from ..api.errors import KieConfigError, KieError, TaskNotFoundError
 from ..api.registry import MODELS, backend_for_task_id, describe, find_task_backend
 from ..engine.checks import check_timeout
-from ..engine.history import HistoryEntry, HistoryStore
+from ..engine.history import HistoryEntry, HistoryStore, thumb_cap_bytes
 from ..engine.packs import SUFFIX as PACK_SUFFIX
 from ..engine.poller import PollSchedule
 from ..engine.provenance import read_provenance
@@ -317,6 +317,14 @@ def _resume(host: Host, args: argparse.Namespace) -> None:
 
 
 def _history(host: Host, args: argparse.Namespace) -> Any:
+    if args.info or args.export:
+        if args.count is not None or args.search or (args.info and args.export):
+            raise UsageError("%kie4o history: --info and --export FILE each stand alone "
+                             "(no N, no --search)")
+        if args.info:
+            return _history_info(host.history())
+        _history_export(host.history(), args.export)
+        return None
     n = _HISTORY_DEFAULT
     if args.count is not None:
         if not (args.count.isdigit() and int(args.count) > 0):
@@ -325,6 +333,43 @@ def _history(host: Host, args: argparse.Namespace) -> Any:
         n = int(args.count)
     return history_table(host.history().recent(n, args.search), embed=host.embed != "none",
                          search=args.search)
+
+
+def _history_info(history: HistoryStore) -> Table:
+    info = history.info()
+    if info is None:
+        return config_table({"folder": str(history.directory), "tasks": "none yet"},
+                            "kie4o history", ("", ""))
+    mb = 1024 * 1024
+    cap = history.thumb_cap if history.thumb_cap is not None else thumb_cap_bytes()
+    return config_table({
+        "database": info.path,
+        "tasks": f"{info.tasks} ({info.starred} starred)",
+        "size": f"{info.size_bytes / mb:.1f} MB",
+        "search": info.search,
+        "thumbnails": f"{info.thumbs} tasks, {info.thumb_bytes / mb:.1f} MB (cap for unstarred "
+                      f"tasks: {cap / mb:.0f} MB, KIE_THUMBS_MAX_MB); {info.thumbs_dropped} "
+                      "dropped",
+        "backup": info.backup or "none (no history.jsonl from an earlier version)",
+    }, "kie4o history", ("", ""))
+
+
+def _history_export(history: HistoryStore, target: str) -> None:
+    path = Path(target).expanduser()
+    if path.suffix.lower() != ".jsonl":
+        raise UsageError(f"%kie4o history --export: {target!r} is not a .jsonl file name")
+    if path.absolute() == history.jsonl_path.absolute():
+        raise UsageError(f"%kie4o history --export: {target} is the backup of the earlier "
+                         "history; give another file name")
+    if path.is_dir() or not path.absolute().parent.is_dir():
+        raise UsageError(f"%kie4o history --export: cannot write {target} (not a file in an "
+                         "existing folder)")
+    try:
+        count = history.export_jsonl(path)
+    except OSError as exc:
+        raise UsageError(f"%kie4o history --export: cannot write {target} "
+                         f"({exc.strerror or exc})") from None
+    print(f"kie4o: {count} task(s) written to {path} (one JSON object per line)")
 
 
 def _credits(host: Host, args: argparse.Namespace) -> None:
@@ -655,7 +700,10 @@ def _demo_mistake(message: str) -> str:
 def _history_mistake(message: str) -> str:
     if "--search" in message:
         return "%kie4o history --search: give the text to look for"
-    return f"%kie4o history: {message} (give [N] [--search TEXT])"
+    if "--export" in message:
+        return "%kie4o history --export: give the file to write, e.g. `--export tasks.jsonl`"
+    return (f"%kie4o history: {message} (give [N] [--search TEXT], --export FILE.jsonl or "
+            "--info)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -707,6 +755,12 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
                          help=f"how many, newest first (default {_HISTORY_DEFAULT})")
     history.add_argument("--search", metavar="TEXT",
                          help="only tasks whose prompt contains TEXT (any case)")
+    history.add_argument("--export", metavar="FILE.jsonl",
+                         help="write every task to FILE.jsonl, one JSON object per line "
+                              "(replaces FILE)")
+    history.add_argument("--info", action="store_true",
+                         help="the database: where, how many tasks, size, how search works, "
+                              "thumbnails and their cap")
     add("credits", _credits, "the account's credit balance",
         mistake="%kie4o credits takes no argument")
     add("config", _config, "the effective settings, key masked; change them with "

@@ -81,6 +81,8 @@ class Item:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     #: The image number of each of ``thumbs`` (empty: 0, 1, 2…), where one was not kept.
     thumb_numbers: list[int] = field(default_factory=list)
+    #: History deleted the thumbnails to keep within its cap (the full images are elsewhere).
+    thumbs_dropped: bool = False
 
     def cost_text(self) -> str:
         return self.cost.short() if self.cost is not None else ""
@@ -139,7 +141,7 @@ def item_of_entry(entry: HistoryEntry, *, full: bool = False) -> Item:
         demo=bool(entry.demo), starred=entry.starred, thumbs=thumbs, full=files,
         parents=list(entry.parents), urls=list(entry.urls), saved_paths=list(entry.saved_paths),
         cost=entry_cost(entry), sizes=_sizes(data for _, data in files),
-        thumb_numbers=numbers,
+        thumb_numbers=numbers, thumbs_dropped=entry.thumbs_dropped and not thumbs,
     )
 
 
@@ -211,7 +213,8 @@ def _chips(item: Item) -> str:
 def _tile(item: Item) -> str:
     shown = list(_numbered_thumbs(item).items())[:4]
     images = "".join(_img(item, n, t, width=0) for n, t in shown) or (
-        f'<div style="color:{_MUTED};padding:8px">{esc(item.status)}</div>')
+        f'<div style="color:{_MUTED};padding:8px;overflow-wrap:anywhere">'
+        f'{esc(_dropped_text(item) if item.thumbs_dropped else item.status)}</div>')
     prompt = esc(item.prompt)
     short = esc(item.prompt[:80] + ("…" if len(item.prompt) > 80 else ""))
     return (
@@ -225,6 +228,18 @@ def _tile(item: Item) -> str:
         f'<div style="color:{_MUTED};font-size:85%">{esc(when(item.created))} · '
         f'{esc(item.status)}{_cost_part(item)} · <code>{esc(item.task_id)}</code></div></div>'
     )
+
+
+def _dropped_text(item: Item) -> str:
+    """What a tile whose thumbnails history dropped (to keep within its cap) says instead."""
+    where = [p for p in item.saved_paths if Path(p).is_file()]
+    if where:
+        return f"thumbnail dropped, full image at {where[0]}" + (
+            f" (+{len(where) - 1} more)" if len(where) > 1 else "")
+    live = [u for u in item.urls if u.startswith("https://")] if not item.demo else []
+    if live:
+        return f"thumbnail dropped, full image at {live[0]} (KIE keeps results 14 days)"
+    return "thumbnail dropped; the full image was not saved (save with --save DIR)"
 
 
 def _cost_part(item: Item) -> str:
@@ -250,6 +265,7 @@ def gallery_view(items: Sequence[Item], *, total: int, page: int, per_page: int,
               f'repeat(auto-fill,minmax(240px,1fr))">{tiles}</div></div>{script_tag()}')
     lines = [title] + [f"{when(i.created)}  {i.status:<9} {i.task_id}  {i.prompt[:60]}"
                        + (f"  [{i.cost_text()}]" if i.cost is not None else "")
+                       + (f"\n    {_dropped_text(i)}" if i.thumbs_dropped else "")
                        for i in items]
     if not items:
         lines.append("(nothing matches)")

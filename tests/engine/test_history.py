@@ -83,3 +83,145 @@ def test_default_output_dir_follows_env(monkeypatch, tmp_path):
     assert default_output_dir() == tmp_path / "x"
     monkeypatch.delenv("KIE_OUTPUT_DIR")
     assert default_output_dir().name == ".kie_jupyter"
+
+
+# -- the database: import from JSON lines, search, the thumbnail cap ------------------------
+
+
+def _jsonl(path, records) -> bytes:
+    raw = "".join(json.dumps(r) + "\n" for r in records).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    return raw
+
+
+def test_the_old_history_is_imported_once_folded_and_kept_untouched(tmp_path):
+    store = HistoryStore(tmp_path)
+    raw = _jsonl(store.jsonl_path, [
+        {"task_id": "a", "prompt": "a fox", "status": "generating", "created": "2026-01-01"},
+        {"task_id": "b", "prompt": "an owl", "status": "generating", "created": "2026-01-02"},
+        {"task_id": "a", "status": "success", "urls": ["https://x/a.png"],
+         "created": "2026-05-05"},  # a resumed task keeps its first creation time
+    ])
+    entries = {e.task_id: e for e in store.entries()}
+    assert entries["a"].status == "success" and entries["a"].prompt == "a fox"
+    assert entries["a"].created == "2026-01-01" and entries["a"].urls == ["https://x/a.png"]
+    assert entries["b"].status == "generating"
+    assert [e.task_id for e in store.entries()] == ["a", "b"]  # first recorded first
+    store.star("b")  # written to the database, never to the backup
+    store.record(fake_task("c", "a hare"))
+    assert store.jsonl_path.read_bytes() == raw
+    # Opened again (another process, or after a restart): nothing is read in twice.
+    assert [e.task_id for e in HistoryStore(tmp_path).entries()] == ["a", "b", "c"]
+    assert HistoryStore(tmp_path).get("b").starred
+
+
+def test_lines_an_older_kernel_appends_later_are_read_in_at_the_next_open(tmp_path):
+    store = HistoryStore(tmp_path)
+    _jsonl(store.jsonl_path, [{"task_id": "a", "prompt": "a fox", "status": "generating"}])
+    assert store.get("a").status == "generating"
+    with open(store.jsonl_path, "a") as fh:  # a kernel still on the JSON-lines version
+        fh.write(json.dumps({"task_id": "a", "status": "success"}) + "\n")
+        fh.write(json.dumps({"task_id": "z", "prompt": "late", "status": "success"}) + "\n")
+    assert store.get("a").status == "success" and store.get("z").prompt == "late"
+    assert len(store.entries()) == 2
+
+
+def test_an_empty_folder_is_not_made_a_history_by_reading_it(tmp_path):
+    store = HistoryStore(tmp_path / "none")
+    assert store.entries() == [] and store.query() == ([], 0) and store.info() is None
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("fts", [True, False], ids=["fts5", "scan"])
+def test_search_finds_any_part_of_a_prompt_in_any_case(tmp_path, monkeypatch, fts):
+    from kie_jupyter.engine import historydb
+
+    if not fts:  # an interpreter whose SQLite has no FTS5 trigram tokenizer
+        monkeypatch.setattr(historydb, "_with_fts", lambda conn: False)
+    store = HistoryStore(tmp_path)
+    prompts = ["A red FOX in the snow", "an owl at night", 'the "quoted" fox',
+               "foxglove, a flower", "Ünïcode Café at dawn", "ox"]
+    for n, prompt in enumerate(prompts):
+        store.record(fake_task(f"t{n}", prompt, demo=n % 2 == 0))
+    assert store.info().search.startswith("full-text" if fts else "a scan")
+
+    def ids(text, **kw):
+        found, total = store.query(search=text, **kw)
+        assert total == len(found)
+        return [e.task_id for e in found]
+
+    assert ids("fox") == ["t3", "t2", "t0"]  # newest first
+    assert ids("FOX IN") == ["t0"]
+    assert ids('"quoted"') == ["t2"] and ids('"') == ["t2"]
+    assert ids("ox") == ["t5", "t3", "t2", "t0"]  # shorter than a trigram: still found
+    assert ids("café") == ["t4"] and ids("CAFÉ") == ["t4"]
+    assert ids("fox", demo=True) == ["t2", "t0"] and ids("fox", demo=False) == ["t3"]
+    assert ids("zebra") == [] and ids("fox AND owl") == [] and ids("fox*") == []
+    assert [e.task_id for e in store.recent(2, "fox")] == ["t3", "t2"]
+
+
+def _thumb(store, name: str, size: int) -> str:
+    path = store.thumbs_dir() / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"j" * size)
+    return str(path)
+
+
+def test_thumbnails_of_unstarred_tasks_keep_within_the_cap_oldest_dropped_first(tmp_path):
+    store = HistoryStore(tmp_path, thumb_cap=2500)
+    done = TaskStatus.SUCCESS
+    store.record(fake_task("t0", status=done, thumb_paths=[_thumb(store, "t0_0.jpg", 1000)]))
+    store.star("t0")  # starred: always kept, and not counted
+    for n in range(1, 5):
+        store.record(fake_task(f"t{n}", status=done, saved_paths=[f"/pics/t{n}_0.png"],
+                               thumb_paths=[_thumb(store, f"t{n}_0.jpg", 1000)]))
+    kept = {e.task_id: e for e in store.entries()}
+    assert [n for n in kept if kept[n].thumbs_dropped] == ["t1", "t2"]
+    assert kept["t1"].thumbs == [] and kept["t1"].saved_paths == ["/pics/t1_0.png"]
+    assert all(kept[n].thumbs and not kept[n].thumbs_dropped for n in ("t0", "t3", "t4"))
+    assert sorted(p.name for p in store.thumbs_dir().iterdir()) == [
+        "t0_0.jpg", "t3_0.jpg", "t4_0.jpg"]
+    # A later record of a dropped task (a resume) does not bring back what was deleted.
+    store.record(fake_task("t1", status=done, thumb_paths=[]))
+    assert store.get("t1").thumbs_dropped
+    info = store.info()
+    assert (info.thumbs, info.thumb_bytes, info.thumbs_dropped) == (3, 3000, 2)
+
+
+def test_the_cap_never_deletes_a_file_outside_the_thumbnail_folder(tmp_path):
+    store = HistoryStore(tmp_path / "kie", thumb_cap=0)
+    mine = tmp_path / "my_picture.jpg"
+    mine.write_bytes(b"j" * 100)
+    store.record(fake_task("t0", status=TaskStatus.SUCCESS, thumb_paths=[str(mine)]))
+    assert mine.exists() and store.get("t0").thumbs_dropped
+
+
+def test_the_cap_comes_from_the_environment(tmp_path, monkeypatch, caplog):
+    from kie_jupyter.engine.history import DEFAULT_THUMBS_MAX_MB, thumb_cap_bytes
+
+    monkeypatch.setenv("KIE_THUMBS_MAX_MB", "0.5")
+    assert thumb_cap_bytes() == 512 * 1024
+    monkeypatch.setenv("KIE_THUMBS_MAX_MB", "lots")
+    assert thumb_cap_bytes() == DEFAULT_THUMBS_MAX_MB * 1024 * 1024
+    assert "KIE_THUMBS_MAX_MB='lots' is not a size" in caplog.text
+    monkeypatch.setenv("KIE_THUMBS_MAX_MB", "0")
+    store = HistoryStore(tmp_path)
+    store.record(fake_task("t0", status=TaskStatus.SUCCESS,
+                           thumb_paths=[_thumb(store, "t0_0.jpg", 10)]))
+    assert store.get("t0").thumbs_dropped and not any(store.thumbs_dir().iterdir())
+
+
+def test_export_writes_what_a_fresh_folder_reads_back_the_same(tmp_path):
+    store = HistoryStore(tmp_path / "kie")
+    for n in range(3):
+        store.record(fake_task(f"t{n}", f"prompt {n}", TaskStatus.SUCCESS,
+                               urls=(f"https://x/{n}.png",), labels={"batch": f"k{n}"}))
+    store.star("t1")
+    assert store.export_jsonl(tmp_path / "out.jsonl") == 3
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert [json.loads(line)["task_id"] for line in lines] == ["t0", "t1", "t2"]
+    again = HistoryStore(tmp_path / "again")
+    again.directory.mkdir()
+    (tmp_path / "out.jsonl").rename(again.jsonl_path)
+    assert again.entries() == store.entries()
