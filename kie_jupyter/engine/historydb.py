@@ -22,12 +22,14 @@ import os
 import sqlite3
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DB_NAME", "JSONL_NAME", "HistoryDB", "DBInfo", "Fold"]
+__all__ = ["DB_NAME", "JSONL_NAME", "HistoryDB", "HistoryUnavailable", "DBInfo", "Fold"]
 
 DB_NAME = "history.sqlite"
 JSONL_NAME = "history.jsonl"
@@ -78,10 +80,16 @@ CREATE TRIGGER IF NOT EXISTS tasks_fts_update AFTER UPDATE OF prompt ON tasks BE
 END;
 """
 
-#: Open databases of this process, by path: kernels make a store per call, the connection
-#: (and its schema check and import) is made once.
-_open: dict[tuple[int, str], HistoryDB] = {}
+#: Open databases of this process, by path, most recently used last: kernels make a store per
+#: call, the connection (and its schema check and import) is made once. Past ``_OPEN_MAX``
+#: the least recently used is forgotten (closed once no call still holds it).
+_open: OrderedDict[tuple[int, str], HistoryDB] = OrderedDict()
 _open_lock = threading.Lock()
+_OPEN_MAX = 8
+
+
+class HistoryUnavailable(OSError):
+    """The history database cannot be opened or used (one line: which file, and why)."""
 
 
 @dataclass(frozen=True)
@@ -119,14 +127,24 @@ class HistoryDB:
         JSON-lines history is then read into memory instead."""
         path = directory / DB_NAME
         key = (os.getpid(), str(path.absolute()))
+        jsonl = directory / JSONL_NAME
         with _open_lock:
             db = _open.get(key)
-            if db is not None and (db.path == ":memory:" or path.exists()):
-                db.import_jsonl(directory / JSONL_NAME, fold)
-                return db
-            jsonl = directory / JSONL_NAME
+            # An in-memory copy (a folder that could not hold the file) is for reading only.
+            if db is not None and (path.exists() or (db.path == ":memory:" and not create)):
+                _open.move_to_end(key)
+            else:
+                db = None
+        if db is not None:
+            db.import_jsonl(jsonl, fold)
+            return db
+        with _open_lock:
             if not create and not path.exists() and not jsonl.exists():
                 return None
+            if key in _open and path.exists():  # another thread opened it meanwhile
+                db = _open[key]
+                _open.move_to_end(key)
+                return db
             try:
                 db = cls._connect(path)
             except OSError:
@@ -134,6 +152,8 @@ class HistoryDB:
                     raise
                 db = cls._connect(None)  # read-only folder: the backup, in memory
             _open[key] = db
+            while len(_open) > _OPEN_MAX:
+                _open.popitem(last=False)
         db.import_jsonl(jsonl, fold)
         return db
 
@@ -151,14 +171,14 @@ class HistoryDB:
                                        isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
             except sqlite3.Error as exc:
-                raise OSError(f"cannot open {path}: {exc}") from None
+                raise HistoryUnavailable(f"cannot open {path}: {exc}") from None
             where = str(path)
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a process crash
         conn.create_function("kie_casefold", 1, _casefold, deterministic=True)
         try:
             conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
-            raise OSError(f"cannot use {where}: {exc}") from None
+            raise HistoryUnavailable(f"cannot use {where}: {exc}") from None
         fts = _with_fts(conn)
         return cls(conn, where, fts)
 
@@ -265,24 +285,33 @@ class HistoryDB:
     def _write(self) -> _Transaction:
         return _Transaction(self)
 
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The lock, and a database that cannot be read as one line (which file, why)."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise HistoryUnavailable(f"cannot read {self.path}: {exc}") from None
+
     # -- reading -------------------------------------------------------------------------
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         """One task's entry, if recorded."""
-        with self._lock:
+        with self._reading():
             row = self._conn.execute("SELECT data FROM tasks WHERE task_id = ?",
                                      (task_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def all(self) -> Iterator[dict[str, Any]]:
         """Every entry, oldest first."""
-        with self._lock:
+        with self._reading():
             rows = self._conn.execute("SELECT data FROM tasks ORDER BY seq").fetchall()
         return (json.loads(data) for (data,) in rows)
 
     def ids_starting(self, prefix: str, limit: int = 50) -> list[str]:
         """Task ids that start with ``prefix`` (at most ``limit``)."""
-        with self._lock:
+        with self._reading():
             rows = self._conn.execute(
                 "SELECT task_id FROM tasks WHERE task_id >= ? AND task_id < ? ORDER BY task_id "
                 "LIMIT ?", (prefix, prefix + "\U0010ffff", limit)).fetchall()
@@ -304,7 +333,7 @@ class HistoryDB:
         if with_images_only:
             where.append("NOT (status = 'stopped' AND has_images = 0)")
         sql_where = (" WHERE " + " AND ".join(where)) if where else ""
-        with self._lock:
+        with self._reading():
             (total,) = self._conn.execute(f"SELECT COUNT(*) FROM tasks{sql_where}",
                                           args).fetchone()
             rows = self._conn.execute(
@@ -321,7 +350,7 @@ class HistoryDB:
 
     def info(self, backup: Path) -> DBInfo:
         """Counts and sizes for ``%kie4o history --info``."""
-        with self._lock:
+        with self._reading():
             c = self._conn
             (tasks, starred) = c.execute("SELECT COUNT(*), COALESCE(SUM(starred), 0) "
                                          "FROM tasks").fetchone()
@@ -356,7 +385,7 @@ class _Transaction:
             self.cur.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self.db._lock.release()
-            raise OSError(f"cannot write the history: {exc}") from None
+            raise HistoryUnavailable(f"cannot write {self.db.path}: {exc}") from None
         except BaseException:
             self.db._lock.release()
             raise
@@ -370,7 +399,7 @@ class _Transaction:
                     self.cur.execute("COMMIT")
                 except sqlite3.Error as err:
                     self.cur.execute("ROLLBACK")
-                    raise OSError(f"cannot write the history: {err}") from None
+                    raise HistoryUnavailable(f"cannot write {self.db.path}: {err}") from None
             else:
                 self.cur.execute("ROLLBACK")
         finally:

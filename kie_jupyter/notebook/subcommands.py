@@ -50,6 +50,7 @@ from ..api.errors import KieConfigError, KieError, TaskNotFoundError
 from ..api.registry import MODELS, backend_for_task_id, describe, find_task_backend
 from ..engine.checks import check_timeout
 from ..engine.history import HistoryEntry, HistoryStore, thumb_cap_bytes
+from ..engine.historydb import HistoryUnavailable
 from ..engine.packs import SUFFIX as PACK_SUFFIX
 from ..engine.poller import PollSchedule
 from ..engine.provenance import read_provenance
@@ -165,7 +166,10 @@ def run(host: Host, line: str) -> Any:
         return None
     namespace.objects = objects
     namespace.line = line
-    return namespace.handler(host, namespace)
+    try:
+        return namespace.handler(host, namespace)
+    except HistoryUnavailable as exc:  # e.g. a file that is not a database (moved aside, fixed)
+        raise UsageError(f"%kie4o {sub}: {exc}") from None
 
 
 # -- the handlers ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import re
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -237,9 +238,25 @@ def _dropped_text(item: Item) -> str:
         return f"thumbnail dropped, full image at {where[0]}" + (
             f" (+{len(where) - 1} more)" if len(where) > 1 else "")
     live = [u for u in item.urls if u.startswith("https://")] if not item.demo else []
-    if live:
-        return f"thumbnail dropped, full image at {live[0]} (KIE keeps results 14 days)"
+    if live and not _older_than(item.created, RESULT_DAYS):
+        return (f"thumbnail dropped, full image at {live[0]} (KIE keeps results "
+                f"{RESULT_DAYS} days)")
     return "thumbnail dropped; the full image was not saved (save with --save DIR)"
+
+
+#: How long KIE keeps generated images (KIE_4O_API.md, "Limits and retention": 14 days).
+RESULT_DAYS = 14
+
+
+def _older_than(created: str | None, days: int) -> bool:
+    """Whether an ISO time is more than ``days`` ago (unknown: no)."""
+    try:
+        when_made = datetime.fromisoformat(created or "")
+    except ValueError:
+        return False
+    if when_made.tzinfo is None:
+        when_made = when_made.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc) - when_made > timedelta(days=days)
 
 
 def _cost_part(item: Item) -> str:

@@ -74,3 +74,29 @@ def test_the_gallery_says_where_the_full_image_is_when_a_thumbnail_was_dropped(
     assert html.count("<img") == 0 and fox.task_id in html
     _, info = line(shell, "%kie4o history --info")
     assert "2 dropped" in info["text/plain"]
+
+
+def test_a_file_that_is_not_a_database_is_one_line_and_tasks_still_run(shell, tmp_path, caplog):
+    folder = tmp_path / "kie"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "history.sqlite").write_bytes(b"this is not a database at all" * 100)
+    for command in ("%kie4o gallery", "%kie4o history", "%kie4o history --info"):
+        with pytest.raises(UsageError, match=r"cannot open .*history.sqlite: file is not a da"):
+            line(shell, command)
+    run(shell, "%%kie4o -o fox\na red fox")
+    assert shell.user_ns["fox"].status.value == "success"
+    assert "could not write the history" in caplog.text
+
+
+def test_a_dropped_thumbnail_points_at_the_result_url_only_while_kie_keeps_it():
+    from datetime import datetime, timedelta, timezone
+
+    from kie_jupyter.notebook.workbench import Item, _dropped_text
+
+    def said(days_ago: float, demo: bool = False) -> str:
+        made = (datetime.now(timezone.utc) - timedelta(days=days_ago)).isoformat()
+        return _dropped_text(Item("t1", "a fox", {}, "success", created=made, demo=demo,
+                                  urls=["https://tempfile.example/t1.png"], thumbs_dropped=True))
+
+    assert "full image at https://tempfile.example/t1.png" in said(2)
+    assert "not saved" in said(15) and "not saved" in said(2, demo=True)
