@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..api.models import TaskStatus
-from .historydb import DB_NAME, JSONL_NAME, DBInfo, HistoryDB
+from .historydb import DB_NAME, JSONL_NAME, DBInfo, HistoryDB, file_bytes
 
 __all__ = ["HistoryStore", "HistoryEntry", "RecordedTask", "default_output_dir",
            "thumb_cap_bytes", "DEFAULT_THUMBS_MAX_MB"]
@@ -218,7 +218,7 @@ class HistoryStore:
         db = self._db(create=True)
         assert db is not None
         thumbs = record.get("thumbs") or []
-        size = _file_bytes(thumbs) if thumbs else None
+        size = file_bytes(thumbs) if thumbs else None
         entry = db.upsert(str(record["task_id"]), record, _fold, thumb_bytes=size)
         if size and not entry.get("starred"):
             self._keep_thumbnails_in_cap(db)
@@ -304,12 +304,3 @@ class HistoryStore:
         db = self._db()
         return None if db is None else db.info(self.jsonl_path)
 
-
-def _file_bytes(paths: list[str]) -> int:
-    total = 0
-    for p in paths:
-        try:
-            total += os.stat(p).st_size
-        except OSError:
-            pass
-    return total

@@ -21,6 +21,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -29,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DB_NAME", "JSONL_NAME", "HistoryDB", "HistoryUnavailable", "DBInfo", "Fold"]
+__all__ = ["DB_NAME", "JSONL_NAME", "HistoryDB", "HistoryUnavailable", "DBInfo", "Fold",
+           "file_bytes"]
 
 DB_NAME = "history.sqlite"
 JSONL_NAME = "history.jsonl"
@@ -40,9 +42,14 @@ Fold = Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any]]
 #: A writer waits this long for another process's transaction before giving up.
 BUSY_SECONDS = 30.0
 
+#: The write-ahead log is cut back to this size after a checkpoint (SQLite keeps it
+#: otherwise: a 50,000-task import would leave tens of MB that every reader maps).
+_WAL_LIMIT = 4 * 1024 * 1024
+
 _COLUMNS = "prompt, created, status, model, demo, starred, has_images, thumb_bytes, data"
 
 _SCHEMA = """
+BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS tasks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL UNIQUE,
@@ -61,8 +68,28 @@ CREATE INDEX IF NOT EXISTS tasks_model ON tasks (model, seq);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, seq);
 CREATE INDEX IF NOT EXISTS tasks_starred ON tasks (starred, seq);
 CREATE INDEX IF NOT EXISTS tasks_demo ON tasks (demo, seq);
-CREATE INDEX IF NOT EXISTS tasks_thumbs ON tasks (starred, thumb_bytes);
+CREATE INDEX IF NOT EXISTS tasks_thumbs_old ON tasks (seq) WHERE starred = 0 AND thumb_bytes > 0;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- The bytes of unstarred tasks' thumbnails, kept by triggers: the cap's check reads one row.
+CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO totals SELECT 'unstarred_thumbs', COALESCE(SUM(thumb_bytes), 0)
+    FROM tasks WHERE starred = 0;
+CREATE TRIGGER IF NOT EXISTS tasks_thumbs_insert AFTER INSERT ON tasks
+    WHEN new.starred = 0 AND new.thumb_bytes > 0 BEGIN
+    UPDATE totals SET value = value + new.thumb_bytes WHERE name = 'unstarred_thumbs';
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_thumbs_update AFTER UPDATE OF starred, thumb_bytes ON tasks
+    WHEN old.starred IS NOT new.starred OR old.thumb_bytes IS NOT new.thumb_bytes BEGIN
+    UPDATE totals SET value = value
+        + CASE WHEN new.starred = 0 THEN new.thumb_bytes ELSE 0 END
+        - CASE WHEN old.starred = 0 THEN old.thumb_bytes ELSE 0 END
+        WHERE name = 'unstarred_thumbs';
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_thumbs_delete AFTER DELETE ON tasks
+    WHEN old.starred = 0 AND old.thumb_bytes > 0 BEGIN
+    UPDATE totals SET value = value - old.thumb_bytes WHERE name = 'unstarred_thumbs';
+END;
+COMMIT;
 """
 
 _FTS = """
@@ -74,7 +101,8 @@ END;
 CREATE TRIGGER IF NOT EXISTS tasks_fts_delete AFTER DELETE ON tasks BEGIN
     INSERT INTO prompts (prompts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
 END;
-CREATE TRIGGER IF NOT EXISTS tasks_fts_update AFTER UPDATE OF prompt ON tasks BEGIN
+CREATE TRIGGER IF NOT EXISTS tasks_fts_update AFTER UPDATE OF prompt ON tasks
+    WHEN old.prompt IS NOT new.prompt BEGIN
     INSERT INTO prompts (prompts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
     INSERT INTO prompts (rowid, prompt) VALUES (new.seq, new.prompt);
 END;
@@ -130,8 +158,7 @@ class HistoryDB:
         jsonl = directory / JSONL_NAME
         with _open_lock:
             db = _open.get(key)
-            # An in-memory copy (a folder that could not hold the file) is for reading only.
-            if db is not None and (path.exists() or (db.path == ":memory:" and not create)):
+            if db is not None and _still_good(db, path, create):
                 _open.move_to_end(key)
             else:
                 db = None
@@ -141,16 +168,18 @@ class HistoryDB:
         with _open_lock:
             if not create and not path.exists() and not jsonl.exists():
                 return None
-            if key in _open and path.exists():  # another thread opened it meanwhile
-                db = _open[key]
+            if key in _open and _still_good(_open[key], path, create):
+                db = _open[key]  # another thread opened it meanwhile
                 _open.move_to_end(key)
                 return db
             try:
                 db = cls._connect(path)
+            except HistoryUnavailable:
+                raise  # the file is there but is not a usable database: say so
             except OSError:
                 if create or not jsonl.exists():
                     raise
-                db = cls._connect(None)  # read-only folder: the backup, in memory
+                db = cls._connect(None)  # a folder that cannot hold it: the backup, in memory
             _open[key] = db
             while len(_open) > _OPEN_MAX:
                 _open.popitem(last=False)
@@ -169,17 +198,20 @@ class HistoryDB:
             try:
                 conn = sqlite3.connect(path, timeout=BUSY_SECONDS, check_same_thread=False,
                                        isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
+                # Another process making the same new file at this moment holds a lock the
+                # busy timeout does not wait for: wait here instead.
+                _when_free(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+                conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
             except sqlite3.Error as exc:
                 raise HistoryUnavailable(f"cannot open {path}: {exc}") from None
             where = str(path)
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a process crash
         conn.create_function("kie_casefold", 1, _casefold, deterministic=True)
         try:
-            conn.executescript(_SCHEMA)
+            _when_free(lambda: _script(conn, _SCHEMA))
+            fts = _when_free(lambda: _with_fts(conn))
         except sqlite3.Error as exc:
             raise HistoryUnavailable(f"cannot use {where}: {exc}") from None
-        fts = _with_fts(conn)
         return cls(conn, where, fts)
 
     # -- writing -------------------------------------------------------------------------
@@ -192,15 +224,6 @@ class HistoryDB:
             entry = fold(json.loads(row[0]) if row else None, fields)
             self._put(cur, task_id, entry, thumb_bytes, exists=row is not None)
             return entry
-
-    def upsert_many(self, items: dict[str, dict[str, Any]], fold: Fold) -> None:
-        """Fold many tasks' records in, in one transaction (the JSON-lines import)."""
-        with self._write() as cur:
-            for task_id, fields in items.items():
-                row = cur.execute("SELECT data FROM tasks WHERE task_id = ?",
-                                  (task_id,)).fetchone()
-                entry = fold(json.loads(row[0]) if row else None, fields)
-                self._put(cur, task_id, entry, None, exists=row is not None)
 
     def _put(self, cur: sqlite3.Cursor, task_id: str, entry: dict[str, Any],
              thumb_bytes: int | None, *, exists: bool) -> None:
@@ -223,24 +246,26 @@ class HistoryDB:
     def drop_thumbnails_over(self, cap: int, fold: Fold) -> list[str]:
         """Make the unstarred tasks' thumbnails fit in ``cap`` bytes, the oldest dropped
         first; return the files to delete (the rows already say they were dropped)."""
+        files: list[str] = []
         with self._write() as cur:
-            (total,) = cur.execute("SELECT COALESCE(SUM(thumb_bytes), 0) FROM tasks "
-                                   "WHERE starred = 0").fetchone()
-            if total <= cap:
-                return []
-            files: list[str] = []
-            rows = cur.execute("SELECT task_id, thumb_bytes, data FROM tasks WHERE starred = 0 "
-                               "AND thumb_bytes > 0 ORDER BY seq").fetchall()
-            for task_id, size, data in rows:
-                if total <= cap:
+            total = _unstarred_thumb_bytes(cur)
+            while total > cap:
+                # The oldest few (a partial index holds just these), read as they are needed.
+                rows = cur.execute("SELECT task_id, thumb_bytes, data FROM tasks WHERE "
+                                   "starred = 0 AND thumb_bytes > 0 ORDER BY seq LIMIT 16"
+                                   ).fetchall()
+                if not rows:
                     break
-                entry = json.loads(data)
-                files.extend(entry.get("thumbs") or [])
-                entry = fold(entry, {"thumbs_dropped": True})
-                entry["thumbs"] = []
-                self._put(cur, task_id, entry, 0, exists=True)
-                total -= size
-            return files
+                for task_id, size, data in rows:
+                    if total <= cap:
+                        break
+                    entry = json.loads(data)
+                    files.extend(entry.get("thumbs") or [])
+                    entry = fold(entry, {"thumbs_dropped": True})
+                    entry["thumbs"] = []
+                    self._put(cur, task_id, entry, 0, exists=True)
+                    total -= size
+        return files
 
     def import_jsonl(self, jsonl: Path, fold: Fold) -> None:
         """Read in what ``history.jsonl`` has beyond what was read before (all of it, the
@@ -270,13 +295,21 @@ class HistoryDB:
                         row = cur.execute("SELECT data FROM tasks WHERE task_id = ?",
                                           (task_id,)).fetchone()
                         entry = fold(json.loads(row[0]) if row else None, fields)
-                        self._put(cur, task_id, entry, None, exists=row is not None)
+                        # The thumbnails count toward the cap from the start.
+                        self._put(cur, task_id, entry, file_bytes(entry.get("thumbs") or []),
+                                  exists=row is not None)
                     cur.execute("INSERT OR REPLACE INTO meta VALUES ('jsonl_read', ?)",
                                 (str(done + used),))
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            # A large import leaves a large log; fold it into the file and cut it back (a
+            # reader in another process may keep part of it: that is fine, just not cut).
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
 
     def _imported(self) -> int:
         row = self._conn.execute("SELECT value FROM meta WHERE key='jsonl_read'").fetchone()
@@ -406,6 +439,56 @@ class _Transaction:
             self.db._lock.release()
 
 
+def _still_good(db: HistoryDB, path: Path, create: bool) -> bool:
+    """Whether an open database can serve this call: the file's, while it exists; an
+    in-memory copy (a folder that could not hold the file) only for reading, with no file."""
+    if db.path == ":memory:":
+        return not create and not path.exists()
+    return path.exists()
+
+
+def _when_free(step: Callable[[], Any]) -> Any:
+    """``step()``, tried again while another process holds a lock SQLite does not wait for
+    by itself (making the file, changing its journal), for up to :data:`BUSY_SECONDS`."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def _script(conn: sqlite3.Connection, script: str) -> None:
+    """Run a script that is one transaction; undo what it began if it fails."""
+    try:
+        conn.executescript(script)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _unstarred_thumb_bytes(cur: sqlite3.Cursor) -> int:
+    row = cur.execute("SELECT value FROM totals WHERE name = 'unstarred_thumbs'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def file_bytes(paths: list[str]) -> int:
+    """The files' sizes added up (a missing one counts 0)."""
+    total = 0
+    for p in paths:
+        try:
+            total += os.stat(p).st_size
+        except OSError:
+            pass
+    return total
+
+
 def _casefold(text: object) -> str:
     return str(text).casefold() if text is not None else ""
 
@@ -413,8 +496,10 @@ def _casefold(text: object) -> str:
 def _with_fts(conn: sqlite3.Connection) -> bool:
     """Make the prompt index where FTS5's trigram tokenizer exists; whether it does."""
     try:
-        conn.executescript(_FTS)
-    except sqlite3.OperationalError:
+        _script(conn, "BEGIN IMMEDIATE;" + _FTS + "COMMIT;")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise  # another process: tried again
         return False
     (count,) = conn.execute("SELECT COUNT(*) FROM tasks").fetchone()
     (indexed,) = conn.execute("SELECT COUNT(*) FROM prompts_docsize").fetchone()

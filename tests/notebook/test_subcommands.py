@@ -26,7 +26,8 @@ def test_help_lists_the_subcommands(shell):
 
 
 def test_help_names_the_arguments(shell):
-    assert "[--search TEXT] [N]" in run(shell, "%kie4o history --help").stdout
+    assert "[--search TEXT] [--export FILE.jsonl] [--info] [N]" in run(
+        shell, "%kie4o history --help").stdout
     assert "[TASK_ID]" in run(shell, "%kie4o resume -h").stdout
     assert "{on,off}" in run(shell, "%kie4o demo -h").stdout
 
@@ -56,7 +57,8 @@ def test_history_count_and_search(shell, server, tmp_path):
 @pytest.mark.parametrize(("line", "message"), [
     ("history 0", "%kie4o history: '0' is not a positive count or --search TEXT"),
     ("history --search", "%kie4o history --search: give the text to look for"),
-    ("history 2 3", "%kie4o history: unrecognized arguments: 3 (give [N] [--search TEXT])"),
+    ("history 2 3", "%kie4o history: unrecognized arguments: 3 "
+                         "(give [N] [--search TEXT], --export FILE.jsonl or --info)"),
     ("status a b", "%kie4o status: give one task id, e.g. `%kie4o status 3f2a…` "
                    "(see `%kie4o history`)"),
     ("resume ' '", "%kie4o resume: give one task id, e.g. `%kie4o resume 3f2a…` "
