@@ -226,13 +226,14 @@ class HistoryStore:
     def _keep_thumbnails_in_cap(self, db: HistoryDB) -> None:
         cap = self.thumb_cap if self.thumb_cap is not None else thumb_cap_bytes()
         folder = self.thumbs_dir().absolute()
-        for name in db.drop_thumbnails_over(cap, _fold):
-            path = Path(name)
-            if path.parent.absolute() == folder:  # only ever our own copies
-                try:
-                    path.unlink()
-                except OSError:
-                    pass
+        for names in db.drop_thumbnails_over(cap):
+            for name in names:
+                path = Path(name)
+                if path.parent.absolute() == folder:  # only ever our own copies
+                    try:
+                        path.unlink()
+                    except OSError:
+                        pass
 
     def entries(self) -> list[HistoryEntry]:
         """Every task, oldest first (first recorded first)."""

@@ -46,6 +46,9 @@ BUSY_SECONDS = 30.0
 #: otherwise: a 50,000-task import would leave tens of MB that every reader maps).
 _WAL_LIMIT = 4 * 1024 * 1024
 
+#: Rows a transaction of the thumbnail cap drops at most.
+_DROP_BATCH = 500
+
 _COLUMNS = "prompt, created, status, model, demo, starred, has_images, thumb_bytes, data"
 
 _SCHEMA = """
@@ -243,29 +246,35 @@ class HistoryDB:
         if thumb_bytes is not None:
             cur.execute("UPDATE tasks SET thumb_bytes=? WHERE task_id=?", (thumb_bytes, task_id))
 
-    def drop_thumbnails_over(self, cap: int, fold: Fold) -> list[str]:
+    def drop_thumbnails_over(self, cap: int) -> Iterator[list[str]]:
         """Make the unstarred tasks' thumbnails fit in ``cap`` bytes, the oldest dropped
-        first; return the files to delete (the rows already say they were dropped)."""
-        files: list[str] = []
-        with self._write() as cur:
-            total = _unstarred_thumb_bytes(cur)
-            while total > cap:
-                # The oldest few (a partial index holds just these), read as they are needed.
-                rows = cur.execute("SELECT task_id, thumb_bytes, data FROM tasks WHERE "
-                                   "starred = 0 AND thumb_bytes > 0 ORDER BY seq LIMIT 16"
-                                   ).fetchall()
-                if not rows:
-                    break
-                for task_id, size, data in rows:
+        first: yield, after each transaction, the files to delete (the rows already say
+        they were dropped). A few hundred rows per transaction, so a history far over the
+        cap (the first record after an upgrade) never keeps other writers waiting long."""
+        while True:
+            files: list[str] = []
+            with self._write() as cur:
+                total = _unstarred_thumb_bytes(cur)
+                if total <= cap:
+                    return
+                # The oldest, through the index that holds only the rows with thumbnails.
+                rows = cur.execute(
+                    "SELECT seq, thumb_bytes, json_extract(data, '$.thumbs') FROM tasks "
+                    "INDEXED BY tasks_thumbs_old WHERE starred = 0 AND thumb_bytes > 0 "
+                    "ORDER BY seq LIMIT ?", (_DROP_BATCH,)).fetchall()
+                chosen = []
+                for seq, size, thumbs in rows:
                     if total <= cap:
                         break
-                    entry = json.loads(data)
-                    files.extend(entry.get("thumbs") or [])
-                    entry = fold(entry, {"thumbs_dropped": True})
-                    entry["thumbs"] = []
-                    self._put(cur, task_id, entry, 0, exists=True)
+                    chosen.append((seq,))
+                    files.extend(json.loads(thumbs) if thumbs else [])
                     total -= size
-        return files
+                cur.executemany(
+                    "UPDATE tasks SET thumb_bytes = 0, data = json_set(data, '$.thumbs', "
+                    "json('[]'), '$.thumbs_dropped', json('true')) WHERE seq = ?", chosen)
+            yield files
+            if not rows or total <= cap:
+                return
 
     def import_jsonl(self, jsonl: Path, fold: Fold) -> None:
         """Read in what ``history.jsonl`` has beyond what was read before (all of it, the

@@ -189,6 +189,23 @@ def test_thumbnails_of_unstarred_tasks_keep_within_the_cap_oldest_dropped_first(
     assert (info.thumbs, info.thumb_bytes, info.thumbs_dropped) == (3, 3000, 2)
 
 
+def test_imported_thumbnails_count_toward_the_cap_and_unstarring_counts_again(tmp_path):
+    store = HistoryStore(tmp_path, thumb_cap=2500)
+    old = [{"task_id": f"o{n}", "prompt": "old", "status": "success",
+            "thumbs": [_thumb(store, f"o{n}_0.jpg", 1000)]} for n in range(2)]
+    _jsonl(store.jsonl_path, old)
+    assert store.info().thumb_bytes == 2000  # read in with their sizes
+    store.star("o0")
+    store.record(fake_task("t1", status=TaskStatus.SUCCESS,
+                           thumb_paths=[_thumb(store, "t1_0.jpg", 1000)]))
+    assert not any(e.thumbs_dropped for e in store.entries())  # o0 starred: 2000 counted
+    store.star("o0", False)  # counted again: 3000 > 2500, dropped at the next record
+    store.record(fake_task("t2", status=TaskStatus.SUCCESS,
+                           thumb_paths=[_thumb(store, "t2_0.jpg", 1000)]))
+    assert [e.task_id for e in store.entries() if e.thumbs_dropped] == ["o0", "o1"]
+    assert sorted(p.name for p in store.thumbs_dir().iterdir()) == ["t1_0.jpg", "t2_0.jpg"]
+
+
 def test_the_cap_never_deletes_a_file_outside_the_thumbnail_folder(tmp_path):
     store = HistoryStore(tmp_path / "kie", thumb_cap=0)
     mine = tmp_path / "my_picture.jpg"
