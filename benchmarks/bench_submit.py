@@ -5,7 +5,9 @@ A real IPython shell (:class:`TestingShell`) with ``%load_ext kie_jupyter`` runs
 mock's arrival time for the generate (its request log, ``time.monotonic()``) minus
 ``time.monotonic()`` just before ``run_cell``: same process, same clock. Each task is stopped
 once its request has arrived, so no poller runs during the next cell. The first cell of each
-front end is reported apart ("cold": first connection, first panel, ipywidgets import).
+front end is reported apart ("cold": first connection, first panel, ipywidgets import); it is
+not a fresh kernel's first cell (the mock in this process has imported part of what it needs,
+the widget cells come after the text ones): ``bench_firstcell.py`` measures that.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ or as text, then as their static card (:mod:`.cards`). Subcommands live in
 
 Light at import: ``%load_ext`` imports this module, so the engine, the option parser, the
 subcommands, the demo server, requests and Pillow are imported on first use, in the methods
-that need them (``benchmarks/bench_load.py`` holds it to 1.2x ``import ipywidgets``).
+that need them (``benchmarks/bench_load.py`` holds it to 1.2x ``import ipywidgets``), or by
+:mod:`.warmup` while the kernel is idle after the loading cell (the first cell's latency).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..session import Session, activate, deactivate
 from .cards import EMBED_CHOICES, SweepCard, name_task, register_cards, status_text
 from .errors import usage_error
 from .resend import remember_card, resend_cards
+from .warmup import HTTP, Warmup, import_all
 
 if TYPE_CHECKING:
     from ..engine.history import HistoryStore
@@ -147,6 +149,8 @@ class Kie4o(Magics):
         for name in _SESSION_SETTINGS:
             setattr(self.session, name, getattr(self, name))
         self.session.budget = self.budget
+        #: Imports what the first cell needs once %load_ext's cell has ended (see load).
+        self.warmup = Warmup(shell, self._widgets)
 
     @observe("default_size")
     def _size_chosen(self, change: Any) -> None:
@@ -422,6 +426,10 @@ class Kie4o(Magics):
         if out:
             self._user_ns[out] = task
         name_task(task, out or "_kie4o")  # the card shows fox[0] (or _kie4o[0])
+        # Before the task's thread sends: on a cold first cell requests is imported here,
+        # so that thread never imports it while this one imports ipywidgets (a module half
+        # made by one thread can be handed to the other).
+        import_all(HTTP)
         if self._widgets():
             interrupted = self._run_with_panel(task, wait)
         else:
@@ -439,9 +447,9 @@ class Kie4o(Magics):
         updates sent from background threads still show progress) and puts the card in place
         itself; a ``--no-wait`` task's own thread does it when the task ends.
         """
+        task.start()  # first: the request leaves before the panel is built (submit latency)
         from .panel import TaskPanel  # ipywidgets is imported only when a panel is shown
 
-        task.start()  # first: the request leaves before the panel is built (submit latency)
         panel = TaskPanel(task, background=not wait, embed=task.embed)
         self._resend_cards_hook()
         panel.show()
@@ -586,6 +594,7 @@ def load(shell: Any, previous: Kie4o | None = None) -> Kie4o:
     print(magics.load_message(continued=state is not None))
     if in_class is not None:
         print(f"kie4o: still in the class at {in_class} — `%kie4o class off` to leave.")
+    magics.warmup.arm()  # last: the first %%kie4o cell finds the engine and requests imported
     return magics
 
 
@@ -595,6 +604,7 @@ def unload(shell: Any, magics: Kie4o) -> None:
     The demo server and its unfinished tasks are stopped when the current cell ends, unless a
     load in the same cell (``%reload_ext``) takes them over.
     """
+    magics.warmup.stop()
     state = magics._take_demo()
     classjoin = sys.modules.get(f"{__package__}.classjoin")
     if classjoin is not None:
