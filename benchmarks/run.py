@@ -29,6 +29,8 @@ from bench_class_load import table as class_load_table
 from bench_classproxy import ClassProxyResult
 from bench_concurrency import ConcurrencyResult
 from bench_detection import DetectionResult, DetectionRow
+from bench_firstcell import FirstCellResult
+from bench_history import HistoryResult
 from bench_load import LoadResult
 from bench_market import MarketResult, MarketRow
 from bench_memory import MemoryResult, PanelMemoryResult
@@ -36,14 +38,19 @@ from bench_notebook import NotebookResult
 from bench_submit import SubmitResult
 from bench_workbench import WorkbenchResult
 
-BENCHES = ("detection", "market", "submit", "concurrency", "load", "memory", "notebook",
-           "workbench", "batch", "classproxy", "classload")
+BENCHES = ("detection", "market", "submit", "firstcell", "concurrency", "load", "memory",
+           "notebook", "workbench", "history", "batch", "classproxy", "classload")
 DETECTION_TARGET = 0.5  # s, mean
 SUBMIT_TARGET_MS = 20.0
+FIRST_CELL_TARGET_MS = 30.0  # median, typed after %load_ext (issue 27)
 CONCURRENCY_TARGET = 1.1
 FREE_CELL_TARGET_MS = 100.0
 MEMORY_TARGET = 1.1
-GALLERY_TARGET_MS = 300.0
+GALLERY_TARGET_MS = 300.0  # the SPEC's, on 1,000 tasks
+LARGE_GALLERY_TARGET_MS = 150.0  # on 50,000 tasks (issue 27)…
+LARGE_GALLERY_RATIO = 1.3  # …and at most this × the figure on 1,000
+HISTORY_SEARCH_TARGET_MS = 150.0
+RECORD_TARGET_MS = 5.0  # p95
 SWEEP_TARGET = 1.15
 LOAD_TARGET = 1.2
 NOTEBOOK_TARGET_KB = 15.0
@@ -71,6 +78,12 @@ class Settings:
     class_students: int = 30
     #: bench_class_load.py's class here (its own default runs 120 and 300 students).
     class_load_students: int = 60
+    #: Fresh kernels per front end and way in (typed, run all) for the first cell.
+    first_cell_runs: int = 5
+    #: The gallery's histories (the ratio is the second's figure to the first's).
+    gallery_history: str = "1000,50000"
+    #: Tasks in bench_history.py's history (search, recording).
+    history_tasks: int = 50_000
 
 
 @dataclass
@@ -88,7 +101,9 @@ def settings(args: argparse.Namespace) -> Settings:
         return Settings(scale=args.scale or 0.03, detection_tasks=6, curves="linear",
                         submit_runs=8, concurrency_tasks=20, load_reps=3, memory_tasks=30,
                         quick=True, notebook_cells=4, market_samples=80, market_live=4,
-                        batch_prompts=200, class_students=10, class_load_students=30)
+                        batch_prompts=200, class_students=10, class_load_students=30,
+                        first_cell_runs=2, gallery_history="1000,10000",
+                        history_tasks=10_000)
     return Settings(scale=args.scale or 0.05, detection_tasks=20,
                     curves="linear,ease-in,ease-out", submit_runs=20, concurrency_tasks=20,
                     load_reps=7, memory_tasks=100, quick=False)
@@ -105,6 +120,8 @@ def run_all(s: Settings, only: tuple[str, ...]) -> tuple[dict[str, Any], dict[st
                       lambda d: from_dict(DetectionResult, d), 900.0),
         "submit": ("bench_submit.py", ["--runs", f"{s.submit_runs}"],
                    lambda d: from_dict(SubmitResult, d), 300.0),
+        "firstcell": ("bench_firstcell.py", ["--runs", f"{s.first_cell_runs}"],
+                      lambda d: from_dict(FirstCellResult, d), 600.0),
         "concurrency": ("bench_concurrency.py",
                         ["--scale", f"{s.scale}", "--tasks", f"{s.concurrency_tasks}"],
                         lambda d: ConcurrencyResult(**d), 600.0),
@@ -128,8 +145,11 @@ def run_all(s: Settings, only: tuple[str, ...]) -> tuple[dict[str, Any], dict[st
                       lambda d: from_dict(ClassLoadResult, d), 600.0),
         "workbench": ("bench_workbench.py",
                       ["--scale", f"{s.scale}", "--reps", "2" if s.quick else "5",
-                       "--history", "1000"],
-                      lambda d: WorkbenchResult(**d), 600.0),
+                       "--history", s.gallery_history],
+                      lambda d: WorkbenchResult(**d), 900.0),
+        "history": ("bench_history.py",
+                    ["--tasks", f"{s.history_tasks}", *(["--quick"] if s.quick else [])],
+                    lambda d: from_dict(HistoryResult, d), 900.0),
     }
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -211,8 +231,18 @@ def targets(results: dict[str, Any], scale: float) -> list[Target]:
             out.append(Target(
                 f"Submit overhead, {r.frontend} front end (cell start → generate received)",
                 f"median {_ms(r.median_ms)}, p95 {_ms(r.p95_ms)} (max {_ms(r.max_ms)}; "
-                f"first cell {_ms(r.cold_ms)})",
+                f"cold cell in the benchmark's process {_ms(r.cold_ms)})",
                 f"≤ {SUBMIT_TARGET_MS:g} ms (p95)", r.p95_ms <= SUBMIT_TARGET_MS))
+    first: FirstCellResult | None = results.get("firstcell")
+    for r in first.rows if first is not None else []:
+        typed = r.mode == "typed"
+        out.append(Target(
+            f"First `%%kie4o` cell of a fresh kernel, {r.frontend} front end, "
+            + (f"typed {first.pause:g} s after `%load_ext`" if typed else
+               "right after `%load_ext` (Run All)") + " (cell start → generate received)",
+            f"median {_ms(r.median_ms)}, max {_ms(r.max_ms)} over {r.runs} kernels",
+            f"≤ {FIRST_CELL_TARGET_MS:g} ms (median)" if typed else "—",
+            r.median_ms <= FIRST_CELL_TARGET_MS if typed else None))
     con: ConcurrencyResult | None = results.get("concurrency")
     if con is not None:
         out.append(Target(
@@ -274,12 +304,38 @@ def targets(results: dict[str, Any], scale: float) -> list[Target]:
             f"Gallery first paint, {wb.history_tasks}-task history (fresh process, imports "
             "included)", f"{_ms(wb.gallery_ms)} (median)",
             f"≤ {GALLERY_TARGET_MS:g} ms", wb.gallery_ms <= GALLERY_TARGET_MS))
+        if wb.large_tasks:
+            out.append(Target(
+                f"Gallery first paint, {wb.large_tasks}-task history (fresh process, imports "
+                "included)",
+                f"{_ms(wb.large_gallery_ms)} (median), {wb.gallery_ratio:.2f}× the "
+                f"{wb.history_tasks}-task figure",
+                f"≤ {LARGE_GALLERY_TARGET_MS:g} ms and ≤ {LARGE_GALLERY_RATIO:g}×",
+                wb.large_gallery_ms <= LARGE_GALLERY_TARGET_MS
+                and wb.gallery_ratio <= LARGE_GALLERY_RATIO))
         out.append(Target(
             f"Sweep of {wb.sweep_tasks} tasks: all done ÷ longest task",
             f"{wb.sweep_ratio:.3f} ({_s(wb.sweep_total)} / {_s(wb.sweep_longest)}; "
             f"{wb.sweep_succeeded}/{wb.sweep_tasks} succeeded)",
             f"≤ {SWEEP_TARGET}",
             wb.sweep_ratio <= SWEEP_TARGET and wb.sweep_succeeded == wb.sweep_tasks))
+    hi: HistoryResult | None = results.get("history")
+    if hi is not None:
+        for row in hi.rows:
+            out.append(Target(
+                f"`%kie4o history --search {row.word}` at {hi.tasks} tasks ({row.matches} "
+                "match; real IPython shell, table printed)",
+                f"first call {_ms(row.first_ms)} (fresh process, median; max "
+                f"{_ms(row.max_first_ms)}), then {_ms(row.warm_ms)}",
+                f"≤ {HISTORY_SEARCH_TARGET_MS:g} ms",
+                row.max_first_ms <= HISTORY_SEARCH_TARGET_MS))
+        if hi.records:
+            out.append(Target(
+                f"Recording one finished task into a {hi.tasks}-task history",
+                f"p95 {_ms(hi.record_p95_ms)} under the thumbnail cap, "
+                f"{_ms(hi.cap_p95_ms)} over it (each drops the oldest thumbnail)",
+                f"≤ {RECORD_TARGET_MS:g} ms (p95)",
+                max(hi.record_p95_ms, hi.cap_p95_ms) <= RECORD_TARGET_MS))
     bt: BatchResult | None = results.get("batch")
     if bt is not None:
         out.append(Target(
@@ -455,11 +511,26 @@ def render(results: dict[str, Any], errors: dict[str, str], s: Settings,
     sub: SubmitResult | None = results.get("submit")
     if sub is not None:
         out += ["", "## Submit overhead (`%%kie4o --no-wait`, no uploads)", "",
-                "| Front end | Runs | Median | p95 | Max | First cell | run_cell median |",
+                "| Front end | Runs | Median | p95 | Max | Cold cell (in process) "
+                "| run_cell median |",
                 "|---|---|---|---|---|---|---|"]
         for r in sub.rows:
             out.append(f"| {r.frontend} | {r.runs} | {_ms(r.median_ms)} | {_ms(r.p95_ms)} | "
                        f"{_ms(r.max_ms)} | {_ms(r.cold_ms)} | {_ms(r.cell_ms)} |")
+    first = results.get("firstcell")
+    if first is not None:
+        out += ["", "## First cell of a fresh kernel (issue 27)", "",
+                "A new ipykernel per sample runs `%load_ext kie_jupyter`, then one "
+                "`%%kie4o --no-wait` cell: *typed* is sent "
+                f"{first.pause:g} s after the load's reply (the kernel idle meanwhile, as "
+                "when a person runs the next cell), *run all* the moment it arrives. From "
+                "the execute request leaving the benchmark to the generate reaching the "
+                "mock (one clock; the mock runs in the benchmark, not the kernel).", "",
+                "| Front end | Way in | Kernels | Median | Max | `%load_ext` cell |",
+                "|---|---|---|---|---|---|"]
+        for r in first.rows:
+            out.append(f"| {r.frontend} | {r.mode} | {r.runs} | {_ms(r.median_ms)} | "
+                       f"{_ms(r.max_ms)} | {_ms(r.load_ms)} |")
     con: ConcurrencyResult | None = results.get("concurrency")
     if con is not None:
         out += ["", f"## Concurrency ({con.tasks} × `--no-wait`, {con.frontend} front end, "
@@ -520,6 +591,33 @@ def render(results: dict[str, Any], errors: dict[str, str], s: Settings,
                 f"{nb.stored_file_bytes / 1024:.1f} KB | {nb.stored_per_image / 1024:.1f} KB | "
                 f"{nb.empty_bytes / 1024:.1f} KB | {nb.stored_widget_models} models (closed) | "
                 "0 |"]
+    hi = results.get("history")
+    if hi is not None:
+        out += ["", f"## History at {hi.tasks} tasks (issue 27)", "",
+                f"`history.sqlite` {hi.db_bytes / 1e6:.1f} MB, read in once from "
+                f"`history.jsonl` in {hi.import_s:.1f} s (not in the figures). Search: a "
+                f"fresh process per sample, `%load_ext`, {hi.pause:g} s idle, then the cell "
+                "(the first call opens the database); then warm calls in that process.", "",
+                "| Search | Matches | Rows shown | First call (median) | Max | Warm | "
+                "Query alone |",
+                "|---|---|---|---|---|---|---|"]
+        for row in hi.rows:
+            out.append(f"| `{row.word}` | {row.matches} | {row.shown} | {_ms(row.first_ms)} "
+                       f"| {_ms(row.max_first_ms)} | {_ms(row.warm_ms)} | "
+                       f"{_ms(row.query_ms)} |")
+        if hi.records:
+            out += ["", "| Recording (submitted + finished) | Records | p50 | p95 | Max | "
+                    "Finished p95 |", "|---|---|---|---|---|---|",
+                    f"| thumbnails under the cap | {hi.records} | {_ms(hi.record_p50_ms)} | "
+                    f"{_ms(hi.record_p95_ms)} | {_ms(hi.record_max_ms)} | "
+                    f"{_ms(hi.finish_p95_ms)} |",
+                    f"| over the cap ({hi.cap_counted_mb:.0f} MB counted, cap "
+                    f"{hi.cap_mb:.0f} MB) | {hi.cap_records} | {_ms(hi.cap_p50_ms)} | "
+                    f"{_ms(hi.cap_p95_ms)} | {_ms(hi.cap_max_ms)} | "
+                    f"{_ms(hi.cap_finish_p95_ms)} |", "",
+                    f"The first finished task over the cap drops the history down to it "
+                    f"(once, after an upgrade): {hi.cap_first_s:.2f} s, a few hundred rows "
+                    "per transaction."]
     bt: BatchResult | None = results.get("batch")
     if bt is not None:
         windows = math.ceil(bt.prompts / (bt.rate * 10.0))
@@ -597,10 +695,13 @@ def render(results: dict[str, Any], errors: dict[str, str], s: Settings,
         "- Load: each figure is the median of alternating fresh processes (load, import, "
         "load, …); the machine is shared, so single runs vary by ±20 %: the ratio, measured "
         "side by side, is what to read.",
-        "- What `%load_ext` no longer imports (requests, Pillow, the engine, the option "
-        "parser) is imported on first use: the first `%%kie4o` cell of a kernel pays it (the "
-        "submit table's \"first cell\"; the concurrency run warms the kernel first, as it "
-        "does for ipywidgets).",
+        "- What `%load_ext` does not import (requests, Pillow, the engine, the option parser, "
+        "ipywidgets) is imported by a thread once the kernel is idle after the loading cell, "
+        "or by the first `%%kie4o` cell that comes before: the fresh-kernel table (typed: "
+        "idle first; Run All: not). The submit table's cold cell is the first of each front "
+        "end in the benchmark's own process (the mock in it has imported part of that, the "
+        "widget one comes after the text cells, and no kernel is idle in between): not the "
+        "first cell of a kernel.",
         "- Market: with only the spread of earlier durations to go by (30–120 s here, the "
         "widest we assume), mean delay and polls trade off along a curve this schedule sits "
         "close to (spacing ∝ √(time left to the longest), the delay-for-polls optimum for "

@@ -29,7 +29,7 @@ def test_quick_run_prints_the_table_and_exits_0(tmp_path):
                    "Memory", "%load_ext kie_jupyter", "Market model", "shown with panels",
                    "Saved notebook bytes per image", "Batch of", "Gallery first paint",
                    "Sweep of", "Class proxy: ", "Class proxy fair share",
-                   "Class proxy under load", "Class proxy killed"):
+                   "Class proxy under load", "Class proxy killed", "First `%%kie4o` cell"):
         assert figure in out, figure
     assert "ERROR" not in out
     assert (tmp_path / "r.md").read_text(encoding="utf-8").strip() == out.strip()
