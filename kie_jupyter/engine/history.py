@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
+import sys
 import threading
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -78,12 +80,15 @@ def default_output_dir() -> Path:
 
 
 def thumb_cap_bytes() -> int:
-    """The thumbnails' cap in bytes: ``KIE_THUMBS_MAX_MB`` (a number ≥ 0) or the default."""
+    """The thumbnails' cap in bytes: ``KIE_THUMBS_MAX_MB`` (a number ≥ 0, ``inf`` for no
+    cap) or the default."""
     raw = os.environ.get("KIE_THUMBS_MAX_MB", "").strip()
     if raw:
         try:
             value = float(raw)
-            if value >= 0:
+            if value == math.inf:
+                return sys.maxsize  # "no cap"
+            if 0 <= value < math.inf:
                 return int(value * 1024 * 1024)
         except ValueError:
             pass
@@ -218,6 +223,13 @@ class HistoryStore:
         db = self._db(create=True)
         assert db is not None
         thumbs = record.get("thumbs") or []
+        if thumbs:
+            # Only files still there: a task object still holding the paths of thumbnails
+            # the cap deleted (re-recorded on a save, say) does not bring them back; new
+            # ones (a resume that made them again) replace the note that they were dropped.
+            kept = [p for p in thumbs if os.path.isfile(p)]
+            record = {**record, "thumbs": kept, **({"thumbs_dropped": False} if kept else {})}
+            thumbs = kept
         size = file_bytes(thumbs) if thumbs else None
         entry = db.upsert(str(record["task_id"]), record, _fold, thumb_bytes=size)
         if size and not entry.get("starred"):
@@ -290,14 +302,20 @@ class HistoryStore:
         """Write every task as one JSON line (oldest first) to ``target``; return how many.
         The same format the history once was: such a file, named ``history.jsonl`` in an
         empty output folder, is read in as a history."""
+        path = Path(target).expanduser()
+        if path.resolve() == self.jsonl_path.resolve():
+            raise ValueError(f"{path} is the backup of the earlier history (read in from it)")
         db = self._db()
         rows = [] if db is None else list(db.all())
-        path = Path(target).expanduser()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return len(rows)
 
     def info(self) -> DBInfo | None:

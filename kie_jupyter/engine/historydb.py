@@ -22,6 +22,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.request
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -95,21 +96,26 @@ END;
 COMMIT;
 """
 
+# The index holds each prompt case-folded as Python folds it (``Straße`` as ``strasse``), so
+# that it finds what ``str.casefold`` finds; contentless: the prompts are in ``tasks``.
 _FTS = """
-CREATE VIRTUAL TABLE IF NOT EXISTS prompts
-    USING fts5(prompt, content='tasks', content_rowid='seq', tokenize='trigram');
+CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(prompt, content='', tokenize='trigram');
 CREATE TRIGGER IF NOT EXISTS tasks_fts_insert AFTER INSERT ON tasks BEGIN
-    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, new.prompt);
+    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, kie_casefold(new.prompt));
 END;
 CREATE TRIGGER IF NOT EXISTS tasks_fts_delete AFTER DELETE ON tasks BEGIN
-    INSERT INTO prompts (prompts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
+    INSERT INTO prompts (prompts, rowid, prompt)
+        VALUES ('delete', old.seq, kie_casefold(old.prompt));
 END;
 CREATE TRIGGER IF NOT EXISTS tasks_fts_update AFTER UPDATE OF prompt ON tasks
     WHEN old.prompt IS NOT new.prompt BEGIN
-    INSERT INTO prompts (prompts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
-    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, new.prompt);
+    INSERT INTO prompts (prompts, rowid, prompt)
+        VALUES ('delete', old.seq, kie_casefold(old.prompt));
+    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, kie_casefold(new.prompt));
 END;
 """
+
+_FTS_TRIGGERS = ("tasks_fts_insert", "tasks_fts_delete", "tasks_fts_update")
 
 #: Open databases of this process, by path, most recently used last: kernels make a store per
 #: call, the connection (and its schema check and import) is made once. Past ``_OPEN_MAX``
@@ -141,9 +147,12 @@ class DBInfo:
 class HistoryDB:
     """One history database; every method is one transaction, safe across threads."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str, fts: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str, fts: bool,
+                 readonly: bool = False) -> None:
         self._conn = conn
         self.path = path
+        #: Opened for reading only (a file this user cannot write): nothing is written.
+        self.readonly = readonly
         #: Whether prompts are searched with the FTS5 trigram index (else a scan).
         self.fts = fts
         self._lock = threading.Lock()
@@ -154,8 +163,8 @@ class HistoryDB:
     def open(cls, directory: Path, fold: Fold, *, create: bool) -> HistoryDB | None:
         """The folder's database, the JSON-lines history read in. ``None`` when there is no
         history yet and ``create`` is false (reading an empty history creates nothing).
-        A folder that cannot hold it raises :class:`OSError` when ``create``; for reading, the
-        JSON-lines history is then read into memory instead."""
+        A folder that cannot hold it raises :class:`OSError` when ``create``; for reading, a
+        database there is opened read-only, else the JSON-lines history read into memory."""
         path = directory / DB_NAME
         key = (os.getpid(), str(path.absolute()))
         jsonl = directory / JSONL_NAME
@@ -179,15 +188,50 @@ class HistoryDB:
                 db = cls._connect(path)
             except HistoryUnavailable:
                 raise  # the file is there but is not a usable database: say so
-            except OSError:
-                if create or not jsonl.exists():
+            except OSError as exc:
+                if create:
                     raise
-                db = cls._connect(None)  # a folder that cannot hold it: the backup, in memory
+                db = cls._fallback(path, jsonl, exc)
             _open[key] = db
             while len(_open) > _OPEN_MAX:
                 _open.popitem(last=False)
         db.import_jsonl(jsonl, fold)
         return db
+
+    @classmethod
+    def _fallback(cls, path: Path, jsonl: Path, why: OSError) -> HistoryDB:
+        """For reading a folder this user cannot write: its database read-only, else its
+        JSON-lines history in memory."""
+        if path.exists():
+            try:
+                return cls._connect_readonly(path)
+            except sqlite3.Error as exc:
+                if not jsonl.exists():
+                    raise HistoryUnavailable(f"cannot open {path}: {exc}") from None
+        elif not jsonl.exists():
+            raise HistoryUnavailable(f"cannot open {path}: {why.strerror or why}") from None
+        return cls._connect(None)
+
+    @classmethod
+    def _connect_readonly(cls, path: Path) -> HistoryDB:
+        uri = "file:" + urllib.request.pathname2url(str(path.absolute()))
+        last: sqlite3.Error | None = None
+        # mode=ro needs the WAL's shared-memory file (or the right to make it); immutable
+        # reads the file as it is (nobody can be writing it where we cannot).
+        for query in ("?mode=ro", "?immutable=1"):
+            try:
+                conn = sqlite3.connect(uri + query, uri=True, check_same_thread=False,
+                                       isolation_level=None, timeout=BUSY_SECONDS)
+                conn.create_function("kie_casefold", 1, _casefold, deterministic=True)
+                conn.execute("SELECT COUNT(*) FROM tasks").fetchone()
+            except sqlite3.Error as exc:
+                last = exc
+                continue
+            # An index not kept up to date lately (see _with_fts): a scan finds everything.
+            stale = conn.execute("SELECT 1 FROM meta WHERE key = 'fts_stale'").fetchone()
+            return cls(conn, str(path), _fts_usable(conn) and not stale, readonly=True)
+        assert last is not None
+        raise last
 
     @classmethod
     def _connect(cls, path: Path | None) -> HistoryDB:
@@ -208,7 +252,9 @@ class HistoryDB:
             except sqlite3.Error as exc:
                 raise HistoryUnavailable(f"cannot open {path}: {exc}") from None
             where = str(path)
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a process crash
+        # Each commit synced to disk: a record that said a task was submitted survives a
+        # power cut as well as a crash (what keeps a batch's resume from paying twice).
+        conn.execute("PRAGMA synchronous=FULL")
         conn.create_function("kie_casefold", 1, _casefold, deterministic=True)
         try:
             _when_free(lambda: _script(conn, _SCHEMA))
@@ -279,46 +325,57 @@ class HistoryDB:
     def import_jsonl(self, jsonl: Path, fold: Fold) -> None:
         """Read in what ``history.jsonl`` has beyond what was read before (all of it, the
         first time); a corrupt line is skipped, with one warning for the import."""
+        if self.readonly:
+            return
         try:
             size = jsonl.stat().st_size
         except OSError:
             return
-        with self._lock:
-            done = self._imported()
-            if size <= done:
-                return
-            raw = _read_from(jsonl, done)
-            if raw is None:
-                return
-            folded, bad, used = _fold_lines(raw, fold)
-            if bad:
-                shown = ", ".join(str(n) for n in bad[:5]) + (" …" if len(bad) > 5 else "")
-                warnings.warn(f"kie4o history: skipped {len(bad)} corrupt "
-                              f"line{'s' if len(bad) > 1 else ''} of {jsonl} (line {shown}"
-                              " of what was read in)", stacklevel=4)
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                if self._imported() == done:  # else another process read it meanwhile
-                    for task_id, fields in folded.items():
-                        row = cur.execute("SELECT data FROM tasks WHERE task_id = ?",
-                                          (task_id,)).fetchone()
-                        entry = fold(json.loads(row[0]) if row else None, fields)
-                        # The thumbnails count toward the cap from the start.
-                        self._put(cur, task_id, entry, file_bytes(entry.get("thumbs") or []),
-                                  exists=row is not None)
-                    cur.execute("INSERT OR REPLACE INTO meta VALUES ('jsonl_read', ?)",
-                                (str(done + used),))
-                cur.execute("COMMIT")
-            except BaseException:
+        with self._reading():
+            self._import_from(jsonl, size, fold)
+
+    def _import_from(self, jsonl: Path, size: int, fold: Fold) -> None:
+        done = self._imported()
+        if size <= done:
+            return
+        raw = _read_from(jsonl, done)
+        if raw is None:
+            return
+        records, bad, used = _parse_lines(raw)
+        if bad:
+            shown = ", ".join(str(n) for n in bad[:5]) + (" …" if len(bad) > 5 else "")
+            warnings.warn(f"kie4o history: skipped {len(bad)} corrupt "
+                          f"line{'s' if len(bad) > 1 else ''} of {jsonl} (line {shown}"
+                          " of what was read in)", stacklevel=5)
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            if self._imported() == done:  # else another process read it meanwhile
+                for task_id, lines in records.items():
+                    row = cur.execute("SELECT data FROM tasks WHERE task_id = ?",
+                                      (task_id,)).fetchone()
+                    # Each line onto what is known, as it was once appended (a line
+                    # says only what changed: a star given since stays).
+                    entry = json.loads(row[0]) if row else None
+                    for line in lines:
+                        entry = fold(entry, line)
+                    assert entry is not None
+                    # The thumbnails count toward the cap from the start.
+                    self._put(cur, task_id, entry, file_bytes(entry.get("thumbs") or []),
+                              exists=row is not None)
+                cur.execute("INSERT OR REPLACE INTO meta VALUES ('jsonl_read', ?)",
+                            (str(done + used),))
+            cur.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
                 cur.execute("ROLLBACK")
-                raise
-            # A large import leaves a large log; fold it into the file and cut it back (a
-            # reader in another process may keep part of it: that is fine, just not cut).
-            try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass
+            raise
+        # A large import leaves a large log; fold it into the file and cut it back (a
+        # reader in another process may keep part of it: that is fine, just not cut).
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
 
     def _imported(self) -> int:
         row = self._conn.execute("SELECT value FROM meta WHERE key='jsonl_read'").fetchone()
@@ -385,10 +442,11 @@ class HistoryDB:
 
     def _search_clause(self, text: str) -> tuple[str, str]:
         # The trigram index finds substrings of 3 characters or more; shorter ones are a scan.
-        if self.fts and len(text) >= 3:
+        folded = _casefold(text)
+        if self.fts and len(folded) >= 3:
             return ("seq IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)",
-                    '"' + text.replace('"', '""') + '"')
-        return "instr(kie_casefold(prompt), ?) > 0", _casefold(text)
+                    '"' + folded.replace('"', '""') + '"')
+        return "instr(kie_casefold(prompt), ?) > 0", folded
 
     def info(self, backup: Path) -> DBInfo:
         """Counts and sizes for ``%kie4o history --info``."""
@@ -440,12 +498,23 @@ class _Transaction:
                 try:
                     self.cur.execute("COMMIT")
                 except sqlite3.Error as err:
-                    self.cur.execute("ROLLBACK")
+                    self._undo()
                     raise HistoryUnavailable(f"cannot write {self.db.path}: {err}") from None
             else:
-                self.cur.execute("ROLLBACK")
+                self._undo()
+                if isinstance(exc, sqlite3.Error):
+                    raise HistoryUnavailable(f"cannot write {self.db.path}: {exc}") from None
         finally:
             self.db._lock.release()
+
+    def _undo(self) -> None:
+        """Roll back what SQLite has not rolled back itself (a full disk, say), quietly:
+        the error that led here is the one to report."""
+        try:
+            if self.db._conn.in_transaction:
+                self.db._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 def _still_good(db: HistoryDB, path: Path, create: bool) -> bool:
@@ -453,6 +522,8 @@ def _still_good(db: HistoryDB, path: Path, create: bool) -> bool:
     in-memory copy (a folder that could not hold the file) only for reading, with no file."""
     if db.path == ":memory:":
         return not create and not path.exists()
+    if db.readonly:
+        return not create and path.exists()
     return path.exists()
 
 
@@ -503,17 +574,45 @@ def _casefold(text: object) -> str:
 
 
 def _with_fts(conn: sqlite3.Connection) -> bool:
-    """Make the prompt index where FTS5's trigram tokenizer exists; whether it does."""
+    """Make the prompt index where FTS5's trigram tokenizer exists; whether it does.
+
+    Where it does not (an older SQLite), the index's triggers are dropped, so that this
+    interpreter can write (they would fail on every new task), and the index is marked stale:
+    the next interpreter that has the tokenizer builds it again."""
     try:
         _script(conn, "BEGIN IMMEDIATE;" + _FTS + "COMMIT;")
+        usable = _fts_usable(conn, strict=True)
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             raise  # another process: tried again
+        usable = False
+    if not usable:
+        names = {name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        if names & set(_FTS_TRIGGERS):
+            _script(conn, "BEGIN IMMEDIATE;"
+                    + "".join(f"DROP TRIGGER IF EXISTS {t};" for t in _FTS_TRIGGERS)
+                    + "INSERT OR REPLACE INTO meta VALUES ('fts_stale', '1'); COMMIT;")
         return False
     (count,) = conn.execute("SELECT COUNT(*) FROM tasks").fetchone()
     (indexed,) = conn.execute("SELECT COUNT(*) FROM prompts_docsize").fetchone()
-    if indexed != count:  # made by an interpreter without FTS5: index what is there
-        conn.execute("INSERT INTO prompts (prompts) VALUES ('rebuild')")
+    stale = conn.execute("SELECT 1 FROM meta WHERE key = 'fts_stale'").fetchone()
+    if indexed != count or stale:  # written meanwhile by an interpreter without it
+        _script(conn, "BEGIN IMMEDIATE;"
+                "INSERT INTO prompts (prompts) VALUES ('delete-all');"
+                "INSERT INTO prompts (rowid, prompt) SELECT seq, kie_casefold(prompt) FROM tasks;"
+                "DELETE FROM meta WHERE key = 'fts_stale'; COMMIT;")
+    return True
+
+
+def _fts_usable(conn: sqlite3.Connection, strict: bool = False) -> bool:
+    """Whether the prompt index exists and this SQLite can read it (FTS5, trigram)."""
+    try:
+        conn.execute("SELECT rowid FROM prompts WHERE prompts MATCH '\"abc\"' LIMIT 0")
+    except sqlite3.OperationalError as exc:
+        if strict and ("locked" in str(exc) or "busy" in str(exc)):
+            raise
+        return False
     return True
 
 
@@ -526,13 +625,20 @@ def _read_from(path: Path, offset: int) -> bytes | None:
         return None
 
 
-def _fold_lines(raw: bytes, fold: Fold) -> tuple[dict[str, dict[str, Any]], list[int], int]:
-    """The records of JSON lines, folded per task in order; the corrupt lines' numbers; how
-    many bytes were read."""
-    folded: dict[str, dict[str, Any]] = {}
+def _parse_lines(raw: bytes) -> tuple[dict[str, list[dict[str, Any]]], list[int], int]:
+    """The records of JSON lines, by task in order; the corrupt lines' numbers; how many
+    bytes were read. A last line with no line break yet is read only if whole (an older
+    kernel may be writing it): else it is left for the next read."""
+    records: dict[str, list[dict[str, Any]]] = {}
     bad: list[int] = []
     lines = raw.split(b"\n")
     used = len(raw)
+    if lines and lines[-1].strip():
+        try:
+            json.loads(lines[-1])
+        except ValueError:
+            used -= len(lines[-1])
+            lines.pop()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -543,6 +649,5 @@ def _fold_lines(raw: bytes, fold: Fold) -> tuple[dict[str, dict[str, Any]], list
         if not isinstance(item, dict) or not isinstance(item.get("task_id"), str):
             bad.append(number)  # a line cut by a crash is one of these
             continue
-        task_id = item["task_id"]
-        folded[task_id] = fold(folded.get(task_id), item)
-    return folded, bad, used
+        records.setdefault(item["task_id"], []).append(item)
+    return records, bad, used

@@ -362,7 +362,7 @@ def _history_export(history: HistoryStore, target: str) -> None:
     path = Path(target).expanduser()
     if path.suffix.lower() != ".jsonl":
         raise UsageError(f"%kie4o history --export: {target!r} is not a .jsonl file name")
-    if path.absolute() == history.jsonl_path.absolute():
+    if path.resolve() == history.jsonl_path.resolve():
         raise UsageError(f"%kie4o history --export: {target} is the backup of the earlier "
                          "history; give another file name")
     if path.is_dir() or not path.absolute().parent.is_dir():

@@ -8,9 +8,11 @@ finds them imported (``benchmarks/bench_firstcell.py``), while cells run back to
 All) never share the interpreter with it. Imports only: no request, no file, no output,
 nothing that a module's mere presence turns on (the demo server, a class, the painter).
 
-Never two imports at once: a cell that starts waits for the one import in flight before its
-code runs, so its ``from requests.adapters import …`` never meets this thread inside
-``requests`` (Python would hand one of the two a partly made module).
+A cell and this thread never import at once: a cell that starts waits for the one import
+in flight before its code runs, so its ``from requests.adapters import …`` never meets this
+thread inside ``requests`` (Python would hand one of the two a partly made module). Only this
+thread is kept apart from cells: a ``--no-wait`` task's own thread may still import what it
+needs (Pillow for its thumbnails) whenever it does, as before.
 """
 
 from __future__ import annotations

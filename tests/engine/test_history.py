@@ -53,10 +53,27 @@ def test_corrupt_and_truncated_lines_of_the_old_history_are_skipped_with_one_war
     store.jsonl_path.write_bytes(
         (good + "\n{not json}\n[\"a list\"]\n" + later + "\n").encode()
         + b'{"task_id": "cut", "prompt": "half a li')  # a crash mid-write
-    with pytest.warns(UserWarning, match="skipped 3 corrupt lines") as caught:
+    with pytest.warns(UserWarning, match="skipped 2 corrupt lines") as caught:
         entries = store.entries()
     assert len(caught) == 1
     assert [e.task_id for e in entries] == ["good1", "good2"]
+    # The cut last line was left: an older kernel may have been writing it. A line after it
+    # shows it was cut for good: it is skipped then, and the new line read.
+    with open(store.jsonl_path, "ab") as fh:
+        fh.write(b"\n" + json.dumps({"task_id": "good3", "prompt": "c"}).encode() + b"\n")
+    with pytest.warns(UserWarning, match="skipped 1 corrupt line "):
+        entries = store.entries()
+    assert [e.task_id for e in entries] == ["good1", "good2", "good3"]
+
+
+def test_a_last_line_being_written_is_read_once_whole(tmp_path):
+    store = HistoryStore(tmp_path)
+    first = json.dumps({"task_id": "a", "prompt": "a fox", "status": "generating"})
+    store.jsonl_path.write_text(first + "\n" + '{"task_id": "a", "sta')
+    assert store.get("a").status == "generating"
+    with open(store.jsonl_path, "a") as fh:  # the older kernel ends its line
+        fh.write('tus": "success"}\n')
+    assert store.get("a").status == "success"
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):
@@ -127,6 +144,17 @@ def test_lines_an_older_kernel_appends_later_are_read_in_at_the_next_open(tmp_pa
     assert len(store.entries()) == 2
 
 
+def test_a_line_read_in_later_changes_only_what_it_says(tmp_path):
+    store = HistoryStore(tmp_path)
+    _jsonl(store.jsonl_path, [{"task_id": "a", "prompt": "a fox", "status": "generating"}])
+    store.star("a")  # in this version's database
+    with open(store.jsonl_path, "a") as fh:  # an older kernel, still running, saves a file
+        fh.write(json.dumps({"task_id": "a", "saved_paths": ["/pics/a_0.png"]}) + "\n")
+    entry = store.get("a")
+    assert entry.saved_paths == ["/pics/a_0.png"] and entry.starred
+    assert entry.prompt == "a fox" and entry.status == "generating"
+
+
 def test_an_empty_folder_is_not_made_a_history_by_reading_it(tmp_path):
     store = HistoryStore(tmp_path / "none")
     assert store.entries() == [] and store.query() == ([], 0) and store.info() is None
@@ -141,7 +169,7 @@ def test_search_finds_any_part_of_a_prompt_in_any_case(tmp_path, monkeypatch, ft
         monkeypatch.setattr(historydb, "_with_fts", lambda conn: False)
     store = HistoryStore(tmp_path)
     prompts = ["A red FOX in the snow", "an owl at night", 'the "quoted" fox',
-               "foxglove, a flower", "Ünïcode Café at dawn", "ox"]
+               "foxglove, a flower", "Ünïcode Café at dawn", "ox", "die Straße in Köln"]
     for n, prompt in enumerate(prompts):
         store.record(fake_task(f"t{n}", prompt, demo=n % 2 == 0))
     assert store.info().search.startswith("full-text" if fts else "a scan")
@@ -156,6 +184,8 @@ def test_search_finds_any_part_of_a_prompt_in_any_case(tmp_path, monkeypatch, ft
     assert ids('"quoted"') == ["t2"] and ids('"') == ["t2"]
     assert ids("ox") == ["t5", "t3", "t2", "t0"]  # shorter than a trigram: still found
     assert ids("café") == ["t4"] and ids("CAFÉ") == ["t4"]
+    # As Python folds case: ß is ss (so "ß", two letters folded, is a scan).
+    assert ids("strasse") == ["t6"] and ids("STRASSE") == ["t6"] and ids("ß") == ["t6"]
     assert ids("fox", demo=True) == ["t2", "t0"] and ids("fox", demo=False) == ["t3"]
     assert ids("zebra") == [] and ids("fox AND owl") == [] and ids("fox*") == []
     assert [e.task_id for e in store.recent(2, "fox")] == ["t3", "t2"]
@@ -185,6 +215,11 @@ def test_thumbnails_of_unstarred_tasks_keep_within_the_cap_oldest_dropped_first(
     # A later record of a dropped task (a resume) does not bring back what was deleted.
     store.record(fake_task("t1", status=done, thumb_paths=[]))
     assert store.get("t1").thumbs_dropped
+    # Nor does a task object that still holds the deleted paths (re-recorded on a save).
+    store.record(fake_task("t1", status=done, saved_paths=["/pics/t1_0.png", "/more/t1.png"],
+                           thumb_paths=[str(store.thumbs_dir() / "t1_0.jpg")]))
+    again = store.get("t1")
+    assert again.thumbs == [] and again.thumbs_dropped and len(again.saved_paths) == 2
     info = store.info()
     assert (info.thumbs, info.thumb_bytes, info.thumbs_dropped) == (3, 3000, 2)
 
@@ -219,6 +254,8 @@ def test_the_cap_comes_from_the_environment(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setenv("KIE_THUMBS_MAX_MB", "0.5")
     assert thumb_cap_bytes() == 512 * 1024
+    monkeypatch.setenv("KIE_THUMBS_MAX_MB", "inf")  # no cap
+    assert thumb_cap_bytes() > 2**60
     monkeypatch.setenv("KIE_THUMBS_MAX_MB", "lots")
     assert thumb_cap_bytes() == DEFAULT_THUMBS_MAX_MB * 1024 * 1024
     assert "KIE_THUMBS_MAX_MB='lots' is not a size" in caplog.text
@@ -242,3 +279,59 @@ def test_export_writes_what_a_fresh_folder_reads_back_the_same(tmp_path):
     again.directory.mkdir()
     (tmp_path / "out.jsonl").rename(again.jsonl_path)
     assert again.entries() == store.entries()
+
+
+def _older_sqlite(path, tokenizer_from: str, tokenizer_to: str) -> None:
+    """Make the stored prompt index name another tokenizer: to this interpreter it is then
+    as to one whose SQLite has no trigram tokenizer (and back)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE name = 'prompts'",
+                 (f"tokenize='{tokenizer_from}'", f"tokenize='{tokenizer_to}'"))
+    conn.commit()
+    conn.close()
+
+
+def test_an_interpreter_without_the_index_writes_and_the_next_one_with_it_catches_up(
+        tmp_path):
+    from kie_jupyter.engine import historydb
+
+    store = HistoryStore(tmp_path)
+    store.record(fake_task("t0", "a red fox"))
+    historydb._open.clear()  # a fresh process…
+    _older_sqlite(store.path, "trigram", "nosuchtokenizer")  # …on an older SQLite
+    store.record(fake_task("t1", "a fox at dawn"))  # written, not refused
+    assert store.info().search.startswith("a scan")
+    assert [e.task_id for e in store.recent(5, "fox")] == ["t1", "t0"]
+    historydb._open.clear()  # the interpreter with the index again: rebuilt, t1 in it
+    _older_sqlite(store.path, "nosuchtokenizer", "trigram")
+    assert store.info().search.startswith("full-text")
+    assert [e.task_id for e in store.recent(5, "fox")] == ["t1", "t0"]
+    store.record(fake_task("t2", "fox in the snow"))
+    assert [e.task_id for e in store.recent(5, "fox")] == ["t2", "t1", "t0"]
+
+
+def test_a_history_this_user_cannot_write_is_still_read(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from kie_jupyter.engine import historydb
+
+    store = HistoryStore(tmp_path)
+    store.record(fake_task("t0", "a red fox", status=TaskStatus.SUCCESS))
+    historydb._open.clear()
+    real_open = os.open
+
+    def refuse(path, flags, *args):  # the tests may run as root: chmod would not do
+        if str(path).endswith(historydb.DB_NAME) and flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(historydb.os, "open", refuse)
+    assert [e.task_id for e in store.recent(5, "fox")] == ["t0"]
+    assert store.get("t0").status == "success" and store.info().tasks == 1
+    assert not store.record_safely(fake_task("t1", "an owl"))  # one warning, no error
+    with pytest.raises(OSError):
+        store.star("t0")

@@ -44,6 +44,8 @@ def test_export_writes_every_task_and_refuses_what_would_lose_something(shell, t
     assert rows[0]["prompt"] == "a red fox" and rows[1]["status"] == "success"
     backup = tmp_path / "kie" / "history.jsonl"
     for bad, says in [(str(backup), "backup of the earlier history"),
+                      (str(backup.parent / "thumbs" / ".." / backup.name),
+                       "backup of the earlier history"),
                       (str(tmp_path / "x.txt"), "not a .jsonl file name"),
                       (str(tmp_path / "no" / "x.jsonl"), "not a file in an existing folder"),
                       ("", "give the file to write")]:

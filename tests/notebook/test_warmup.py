@@ -147,16 +147,24 @@ def test_a_module_that_fails_to_import_is_passed_over(modules, monkeypatch):
     assert _wait_for(lambda: all(name in sys.modules for name in modules))
 
 
-def test_stop_ends_it_and_takes_the_hooks(modules):
+def test_stop_ends_it_after_the_import_in_flight_and_takes_the_hooks(modules, imports):
     shell = _Shell()
+    imports.gate = threading.Event()
+    unregister = shell.events.unregister
+
+    def unhook(event: str, hook: Any) -> None:  # stop() takes the hooks, then waits
+        unregister(event, hook)
+        imports.gate.set()
+
+    shell.events.unregister = unhook  # type: ignore[method-assign]
     w = warmup.Warmup(shell, widgets=lambda: True)
     w.arm()
     shell.events.trigger("post_execute")
-    shell.events.trigger("pre_execute")  # a cell runs: the thread waits for the kernel idle
+    assert _wait_for(lambda: imports.log)  # an import in flight, held at the gate
     w.stop()
     assert shell.events.callbacks == {"pre_execute": [], "post_execute": []}
     assert w._thread is not None and not w._thread.is_alive()  # stop waited for it
-    assert not any(name in sys.modules for name in modules)
+    assert [n for n, step, _ in imports.log if step == "end"] == [modules[0]]  # no more
 
 
 _CHILD = """
