@@ -22,7 +22,6 @@ import os
 import sqlite3
 import threading
 import time
-import urllib.request
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 __all__ = ["DB_NAME", "JSONL_NAME", "HistoryDB", "HistoryUnavailable", "DBInfo", "Fold",
            "file_bytes"]
@@ -76,8 +76,10 @@ CREATE INDEX IF NOT EXISTS tasks_thumbs_old ON tasks (seq) WHERE starred = 0 AND
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- The bytes of unstarred tasks' thumbnails, kept by triggers: the cap's check reads one row.
 CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO totals SELECT 'unstarred_thumbs', COALESCE(SUM(thumb_bytes), 0)
-    FROM tasks WHERE starred = 0;
+-- (summed only the first time: not on every open)
+INSERT INTO totals SELECT 'unstarred_thumbs',
+    (SELECT COALESCE(SUM(thumb_bytes), 0) FROM tasks WHERE starred = 0)
+    WHERE NOT EXISTS (SELECT 1 FROM totals WHERE name = 'unstarred_thumbs');
 CREATE TRIGGER IF NOT EXISTS tasks_thumbs_insert AFTER INSERT ON tasks
     WHEN new.starred = 0 AND new.thumb_bytes > 0 BEGIN
     UPDATE totals SET value = value + new.thumb_bytes WHERE name = 'unstarred_thumbs';
@@ -214,7 +216,7 @@ class HistoryDB:
 
     @classmethod
     def _connect_readonly(cls, path: Path) -> HistoryDB:
-        uri = "file:" + urllib.request.pathname2url(str(path.absolute()))
+        uri = "file:" + quote(str(path.absolute()))
         last: sqlite3.Error | None = None
         # mode=ro needs the WAL's shared-memory file (or the right to make it); immutable
         # reads the file as it is (nobody can be writing it where we cannot).
