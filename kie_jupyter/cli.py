@@ -295,7 +295,7 @@ def _batch_tasks(plans: list[Plan], *, fresh: bool, history: HistoryStore,
     """
     latest: dict[str, HistoryEntry] = {}
     if not fresh:
-        for earlier in history.entries():
+        for earlier in history.labelled("batch"):
             key = earlier.labels.get("batch") if earlier.labels else None
             if key:
                 latest[key] = earlier

@@ -252,6 +252,17 @@ class HistoryStore:
         db = self._db()
         return [] if db is None else [HistoryEntry.from_dict(d) for d in db.all()]
 
+    def labelled(self, label: str) -> list[HistoryEntry]:
+        """The tasks that carry ``label`` (e.g. ``batch``), oldest first."""
+        db = self._db()
+        return [] if db is None else [HistoryEntry.from_dict(d) for d in db.labelled(label)]
+
+    def cost_entries(self, *, demo: bool = False) -> list[HistoryEntry]:
+        """The live (``demo``: demo) tasks with what a spend report reads of them (id,
+        creation, model, status, cost; params where no cost was recorded), oldest first."""
+        db = self._db()
+        return [] if db is None else [HistoryEntry.from_dict(d) for d in db.costs(demo)]
+
     def recent(self, n: int = 20, search: str | None = None) -> list[HistoryEntry]:
         """The ``n`` most recent tasks, newest first, optionally whose prompt has ``search``."""
         return self.query(search=search, per_page=n)[0]

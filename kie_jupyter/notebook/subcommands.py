@@ -413,7 +413,7 @@ def _spend(host: Host, args: argparse.Namespace) -> Any:
 
     try:
         since = parse_since(args.since)
-        return spend_table(host.history().entries(), since=since, by=args.by,
+        return spend_table(host.history().cost_entries(demo=args.demo), since=since, by=args.by,
                            demo=args.demo)
     except KieError as exc:
         raise usage_error(exc, "%kie4o spend: ") from None

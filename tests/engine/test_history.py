@@ -335,3 +335,28 @@ def test_a_history_this_user_cannot_write_is_still_read(tmp_path, monkeypatch):
     assert not store.record_safely(fake_task("t1", "an owl"))  # one warning, no error
     with pytest.raises(OSError):
         store.star("t0")
+
+
+def test_what_spend_and_batch_read_is_what_the_whole_entries_say(tmp_path):
+    from kie_jupyter.engine.spend import spend_report
+
+    store = HistoryStore(tmp_path)
+    done, failed = TaskStatus.SUCCESS, TaskStatus.FAILED
+    store.record(fake_task("t0", status=done, model="4o"))
+    store.record(fake_task("t1", status=done, model="nano-banana-2", demo=True,
+                           labels={"batch": "k1"}))
+    store.record(fake_task("t2", status=failed, model="seedream-4.5", labels={"batch": "k2"},
+                           created=datetime(2026, 3, 4, tzinfo=timezone.utc)))
+    store.append({"task_id": "t3", "prompt": "old, no cost recorded", "status": "success",
+                  "created": "2025-06-01T10:00:00", "model": "4o",
+                  "params": {"prompt": "x", "size": "1:1", "variants": 4}})
+    store.append({"task_id": "t4", "status": "success", "created": "2025-06-02",
+                  "cost": {"value": 3.5, "basis": "reported", "source": "KIE"}})
+    for demo in (False, True):
+        for by in ("model", "day"):
+            assert (spend_report(store.cost_entries(demo=demo), by=by, demo=demo)
+                    == spend_report(store.entries(), by=by, demo=demo))
+    assert spend_report(store.cost_entries(), by="model")[1].tasks == 4  # t0, t2, t3, t4
+    assert [e.task_id for e in store.labelled("batch")] == ["t1", "t2"]
+    assert store.labelled("batch")[1].labels == {"batch": "k2"}
+    assert store.labelled("nothing") == []
