@@ -230,22 +230,26 @@ class HistoryStore:
             kept = [p for p in thumbs if os.path.isfile(p)]
             record = {**record, "thumbs": kept, **({"thumbs_dropped": False} if kept else {})}
             thumbs = kept
-        size = file_bytes(thumbs) if thumbs else None
-        entry = db.upsert(str(record["task_id"]), record, _fold, thumb_bytes=size)
-        if size and not entry.get("starred"):
-            self._keep_thumbnails_in_cap(db)
-
-    def _keep_thumbnails_in_cap(self, db: HistoryDB) -> None:
+        if not thumbs:
+            db.upsert(str(record["task_id"]), record, _fold)
+            return
         cap = self.thumb_cap if self.thumb_cap is not None else thumb_cap_bytes()
+        _, files, over = db.record(str(record["task_id"]), record, _fold, file_bytes(thumbs),
+                                   cap)
+        self._delete_thumbnails(files)
+        if over:  # far over the cap (the first record after an upgrade): the rest
+            for more in db.drop_thumbnails_over(cap):
+                self._delete_thumbnails(more)
+
+    def _delete_thumbnails(self, names: list[str]) -> None:
         folder = self.thumbs_dir().absolute()
-        for names in db.drop_thumbnails_over(cap):
-            for name in names:
-                path = Path(name)
-                if path.parent.absolute() == folder:  # only ever our own copies
-                    try:
-                        path.unlink()
-                    except OSError:
-                        pass
+        for name in names:
+            path = Path(name)
+            if path.parent.absolute() == folder:  # only ever our own copies
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
 
     def entries(self) -> list[HistoryEntry]:
         """Every task, oldest first (first recorded first)."""

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from . import historyindex
+
 __all__ = ["DB_NAME", "JSONL_NAME", "HistoryDB", "HistoryUnavailable", "DBInfo", "Fold",
            "file_bytes"]
 
@@ -98,27 +100,6 @@ END;
 COMMIT;
 """
 
-# The index holds each prompt case-folded as Python folds it (``Straße`` as ``strasse``), so
-# that it finds what ``str.casefold`` finds; contentless: the prompts are in ``tasks``.
-_FTS = """
-CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(prompt, content='', tokenize='trigram');
-CREATE TRIGGER IF NOT EXISTS tasks_fts_insert AFTER INSERT ON tasks BEGIN
-    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, kie_casefold(new.prompt));
-END;
-CREATE TRIGGER IF NOT EXISTS tasks_fts_delete AFTER DELETE ON tasks BEGIN
-    INSERT INTO prompts (prompts, rowid, prompt)
-        VALUES ('delete', old.seq, kie_casefold(old.prompt));
-END;
-CREATE TRIGGER IF NOT EXISTS tasks_fts_update AFTER UPDATE OF prompt ON tasks
-    WHEN old.prompt IS NOT new.prompt BEGIN
-    INSERT INTO prompts (prompts, rowid, prompt)
-        VALUES ('delete', old.seq, kie_casefold(old.prompt));
-    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, kie_casefold(new.prompt));
-END;
-"""
-
-_FTS_TRIGGERS = ("tasks_fts_insert", "tasks_fts_delete", "tasks_fts_update")
-
 #: Open databases of this process, by path, most recently used last: kernels make a store per
 #: call, the connection (and its schema check and import) is made once. Past ``_OPEN_MAX``
 #: the least recently used is forgotten (closed once no call still holds it).
@@ -150,11 +131,13 @@ class HistoryDB:
     """One history database; every method is one transaction, safe across threads."""
 
     def __init__(self, conn: sqlite3.Connection, path: str, fts: bool,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, snapshot: bool = False) -> None:
         self._conn = conn
         self.path = path
         #: Opened for reading only (a file this user cannot write): nothing is written.
         self.readonly = readonly
+        #: Read as the file was when opened (SQLite's ``immutable``): never kept open.
+        self.snapshot = snapshot
         #: Whether prompts are searched with the FTS5 trigram index (else a scan).
         self.fts = fts
         self._lock = threading.Lock()
@@ -194,7 +177,8 @@ class HistoryDB:
                 if create:
                     raise
                 db = cls._fallback(path, jsonl, exc)
-            _open[key] = db
+            if not db.snapshot:  # a snapshot is read again at each call: later writes seen
+                _open[key] = db
             while len(_open) > _OPEN_MAX:
                 _open.popitem(last=False)
         db.import_jsonl(jsonl, fold)
@@ -220,20 +204,23 @@ class HistoryDB:
         last: sqlite3.Error | None = None
         # mode=ro needs the WAL's shared-memory file (or the right to make it); immutable
         # reads the file as it is (nobody can be writing it where we cannot).
+        wal = Path(f"{path}-wal")
         for query in ("?mode=ro", "?immutable=1"):
+            if "immutable" in query and wal.exists() and wal.stat().st_size:
+                break  # what is in the log would not be seen: refuse rather than mislead
             try:
                 conn = sqlite3.connect(uri + query, uri=True, check_same_thread=False,
                                        isolation_level=None, timeout=BUSY_SECONDS)
-                conn.create_function("kie_casefold", 1, _casefold, deterministic=True)
+                conn.create_function("kie_casefold", 1, historyindex.casefold,
+                                     deterministic=True)
                 conn.execute("SELECT COUNT(*) FROM tasks").fetchone()
             except sqlite3.Error as exc:
                 last = exc
                 continue
-            # An index not kept up to date lately (see _with_fts): a scan finds everything.
-            stale = conn.execute("SELECT 1 FROM meta WHERE key = 'fts_stale'").fetchone()
-            return cls(conn, str(path), _fts_usable(conn) and not stale, readonly=True)
-        assert last is not None
-        raise last
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            fts = historyindex.available() and version >= historyindex.VERSION
+            return cls(conn, str(path), fts, readonly=True, snapshot="immutable" in query)
+        raise last or sqlite3.OperationalError("its write-ahead log cannot be read here")
 
     @classmethod
     def _connect(cls, path: Path | None) -> HistoryDB:
@@ -257,10 +244,10 @@ class HistoryDB:
         # Each commit synced to disk: a record that said a task was submitted survives a
         # power cut as well as a crash (what keeps a batch's resume from paying twice).
         conn.execute("PRAGMA synchronous=FULL")
-        conn.create_function("kie_casefold", 1, _casefold, deterministic=True)
+        conn.create_function("kie_casefold", 1, historyindex.casefold, deterministic=True)
         try:
             _when_free(lambda: _script(conn, _SCHEMA))
-            fts = _when_free(lambda: _with_fts(conn))
+            fts = _when_free(lambda: _prepare_index(conn))
         except sqlite3.Error as exc:
             raise HistoryUnavailable(f"cannot use {where}: {exc}") from None
         return cls(conn, where, fts)
@@ -271,58 +258,62 @@ class HistoryDB:
                thumb_bytes: int | None = None) -> dict[str, Any]:
         """Fold ``fields`` into the task's row (made if new); return the whole entry."""
         with self._write() as cur:
-            row = cur.execute("SELECT data FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-            entry = fold(json.loads(row[0]) if row else None, fields)
-            self._put(cur, task_id, entry, thumb_bytes, exists=row is not None)
+            row = cur.execute("SELECT seq, prompt, data FROM tasks WHERE task_id = ?",
+                              (task_id,)).fetchone()
+            entry = fold(json.loads(row[2]) if row else None, fields)
+            self._put(cur, task_id, entry, thumb_bytes, row[:2] if row else None)
             return entry
 
     def _put(self, cur: sqlite3.Cursor, task_id: str, entry: dict[str, Any],
-             thumb_bytes: int | None, *, exists: bool) -> None:
+             thumb_bytes: int | None, old: tuple[int, str] | None) -> None:
+        """Write the entry to its row (``old``: the row's seq and prompt; ``None``: new)."""
         demo = entry.get("demo")
         values = (entry.get("prompt") or "", entry.get("created"), entry.get("status") or "",
                   entry.get("model"), None if demo is None else int(bool(demo)),
                   int(bool(entry.get("starred"))),
                   int(bool(entry.get("urls") or entry.get("thumbs"))),
                   json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
-        if exists:
+        if old is not None:
             cur.execute("UPDATE tasks SET prompt=?, created=?, status=?, model=?, demo=?, "
                         "starred=?, has_images=?, data=? WHERE task_id=?", (*values, task_id))
+            seq, before = old
         else:
             cur.execute("INSERT INTO tasks (task_id, prompt, created, status, model, demo, "
                         "starred, has_images, data) VALUES (?,?,?,?,?,?,?,?,?)",
                         (task_id, *values))
+            seq, before = cur.lastrowid or 0, None
+        if before != values[0]:
+            if self.fts:
+                historyindex.index(cur, seq, before, values[0])
+            else:
+                historyindex.mark_stale(cur)
         if thumb_bytes is not None:
             cur.execute("UPDATE tasks SET thumb_bytes=? WHERE task_id=?", (thumb_bytes, task_id))
+
+    def record(self, task_id: str, fields: dict[str, Any], fold: Fold, thumb_bytes: int,
+               cap: int) -> tuple[dict[str, Any], list[str], bool]:
+        """:meth:`upsert` of a task with thumbnails (``thumb_bytes`` of them), and in the same
+        transaction (one sync to disk) the oldest unstarred thumbnails dropped to keep them
+        within ``cap`` bytes: the entry, the files to delete, and whether the history is
+        still over the cap (far over it: :meth:`drop_thumbnails_over` does the rest)."""
+        with self._write() as cur:
+            row = cur.execute("SELECT seq, prompt, data FROM tasks WHERE task_id = ?",
+                              (task_id,)).fetchone()
+            entry = fold(json.loads(row[2]) if row else None, fields)
+            self._put(cur, task_id, entry, thumb_bytes, row[:2] if row else None)
+            files, over = _drop_some(cur, cap)
+            return entry, files, over
 
     def drop_thumbnails_over(self, cap: int) -> Iterator[list[str]]:
         """Make the unstarred tasks' thumbnails fit in ``cap`` bytes, the oldest dropped
         first: yield, after each transaction, the files to delete (the rows already say
         they were dropped). A few hundred rows per transaction, so a history far over the
         cap (the first record after an upgrade) never keeps other writers waiting long."""
-        while True:
-            files: list[str] = []
+        over = True
+        while over:
             with self._write() as cur:
-                total = _unstarred_thumb_bytes(cur)
-                if total <= cap:
-                    return
-                # The oldest, through the index that holds only the rows with thumbnails.
-                rows = cur.execute(
-                    "SELECT seq, thumb_bytes, json_extract(data, '$.thumbs') FROM tasks "
-                    "INDEXED BY tasks_thumbs_old WHERE starred = 0 AND thumb_bytes > 0 "
-                    "ORDER BY seq LIMIT ?", (_DROP_BATCH,)).fetchall()
-                chosen = []
-                for seq, size, thumbs in rows:
-                    if total <= cap:
-                        break
-                    chosen.append((seq,))
-                    files.extend(json.loads(thumbs) if thumbs else [])
-                    total -= size
-                cur.executemany(
-                    "UPDATE tasks SET thumb_bytes = 0, data = json_set(data, '$.thumbs', "
-                    "json('[]'), '$.thumbs_dropped', json('true')) WHERE seq = ?", chosen)
+                files, over = _drop_some(cur, cap)
             yield files
-            if not rows or total <= cap:
-                return
 
     def import_jsonl(self, jsonl: Path, fold: Fold) -> None:
         """Read in what ``history.jsonl`` has beyond what was read before (all of it, the
@@ -344,6 +335,8 @@ class HistoryDB:
         if raw is None:
             return
         records, bad, used = _parse_lines(raw)
+        if not used:
+            return  # only a line still being written: nothing to read in yet
         if bad:
             shown = ", ".join(str(n) for n in bad[:5]) + (" …" if len(bad) > 5 else "")
             warnings.warn(f"kie4o history: skipped {len(bad)} corrupt "
@@ -354,30 +347,30 @@ class HistoryDB:
         try:
             if self._imported() == done:  # else another process read it meanwhile
                 for task_id, lines in records.items():
-                    row = cur.execute("SELECT data FROM tasks WHERE task_id = ?",
+                    row = cur.execute("SELECT seq, prompt, data FROM tasks WHERE task_id = ?",
                                       (task_id,)).fetchone()
                     # Each line onto what is known, as it was once appended (a line
                     # says only what changed: a star given since stays).
-                    entry = json.loads(row[0]) if row else None
+                    entry = json.loads(row[2]) if row else None
                     for line in lines:
                         entry = fold(entry, line)
                     assert entry is not None
                     # The thumbnails count toward the cap from the start.
                     self._put(cur, task_id, entry, file_bytes(entry.get("thumbs") or []),
-                              exists=row is not None)
+                              row[:2] if row else None)
                 cur.execute("INSERT OR REPLACE INTO meta VALUES ('jsonl_read', ?)",
                             (str(done + used),))
             cur.execute("COMMIT")
         except BaseException:
-            if self._conn.in_transaction:
-                cur.execute("ROLLBACK")
+            _undo(self._conn)
             raise
-        # A large import leaves a large log; fold it into the file and cut it back (a
-        # reader in another process may keep part of it: that is fine, just not cut).
-        try:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            pass
+        if len(records) > 100:
+            # A large import leaves a large log; fold it into the file and cut it back (a
+            # reader in another process may keep part of it: that is fine, just not cut).
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
 
     def _imported(self) -> int:
         row = self._conn.execute("SELECT value FROM meta WHERE key='jsonl_read'").fetchone()
@@ -420,20 +413,18 @@ class HistoryDB:
 
     def costs(self, demo: bool) -> list[dict[str, Any]]:
         """What a spend report reads of each live (``demo``: demo) task, oldest first: id,
-        creation, model, demo, status, cost, error_source, and params where no cost figure
-        was recorded (to estimate it). Not the whole entry: a 50,000-task history is summed
+        creation, model, demo, status, cost, params and error_source (to estimate a cost
+        not recorded). Not the whole entry: a 50,000-task history is summed
         in a fraction of the time."""
         where = "demo = 1" if demo else "(demo IS NULL OR demo = 0)"
         with self._reading():
             rows = self._conn.execute(
                 "SELECT task_id, created, model, demo, status, json_extract(data, '$.cost'), "
-                # params only to estimate a cost that was not recorded
-                "CASE WHEN json_type(data, '$.cost.value') IS NULL THEN "
-                "json_extract(data, '$.params') END, json_extract(data, '$.error_source') "
+                "json_extract(data, '$.params'), json_extract(data, '$.error_source') "
                 f"FROM tasks WHERE {where} ORDER BY seq").fetchall()
         return [{"task_id": task_id, "created": created, "model": model, "status": status,
                  "demo": None if is_demo is None else bool(is_demo),
-                 "cost": _json_or_none(cost), "params": _json_or_none(params) or {},
+                 "cost": _json_or_none(cost), "params": _dict_or_empty(_json_or_none(params)),
                  "error_source": error_source}
                 for task_id, created, model, is_demo, status, cost, params, error_source
                 in rows]
@@ -452,7 +443,9 @@ class HistoryDB:
         """Matching entries newest first, ``limit`` from ``offset``, and how many match."""
         where, args = [], []
         if search:
-            clause, arg = self._search_clause(search)
+            found = historyindex.match(search) if self._index_ready() else None
+            clause, arg = found or ("instr(kie_casefold(prompt), ?) > 0",
+                                    historyindex.casefold(search))
             where.append(clause)
             args.append(arg)
         if starred:
@@ -470,13 +463,21 @@ class HistoryDB:
                 [*args, limit, offset]).fetchall()
         return [json.loads(data) for (data,) in rows], total
 
-    def _search_clause(self, text: str) -> tuple[str, str]:
-        # The trigram index finds substrings of 3 characters or more; shorter ones are a scan.
-        folded = _casefold(text)
-        if self.fts and len(folded) >= 3:
-            return ("seq IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)",
-                    '"' + folded.replace('"', '""') + '"')
-        return "instr(kie_casefold(prompt), ?) > 0", folded
+    def _index_ready(self) -> bool:
+        """Whether searches can use the prompt index now: rebuilt first if an interpreter
+        without the tokenizer wrote tasks meanwhile (read-only: a scan until then)."""
+        if not self.fts:
+            return False
+        with self._reading():
+            stale = historyindex.is_stale(self._conn)
+        if not stale:
+            return True
+        if self.readonly:
+            return False
+        with self._write() as cur:
+            if historyindex.is_stale(cur):
+                historyindex.rebuild(cur)
+        return True
 
     def info(self, backup: Path) -> DBInfo:
         """Counts and sizes for ``%kie4o history --info``."""
@@ -538,13 +539,7 @@ class _Transaction:
             self.db._lock.release()
 
     def _undo(self) -> None:
-        """Roll back what SQLite has not rolled back itself (a full disk, say), quietly:
-        the error that led here is the one to report."""
-        try:
-            if self.db._conn.in_transaction:
-                self.db._conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
+        _undo(self.db._conn)
 
 
 def _still_good(db: HistoryDB, path: Path, create: bool) -> bool:
@@ -578,9 +573,55 @@ def _script(conn: sqlite3.Connection, script: str) -> None:
     try:
         conn.executescript(script)
     except BaseException:
+        _undo(conn)
+        raise
+
+
+def _undo(conn: sqlite3.Connection) -> None:
+    """Roll back what SQLite has not rolled back itself, quietly: the error that led here
+    is the one to report."""
+    try:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def _prepare_index(conn: sqlite3.Connection) -> bool:
+    cur = conn.cursor()
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        fts = historyindex.prepare(cur)
+        cur.execute("COMMIT")
+    except BaseException:
+        _undo(conn)
         raise
+    return fts
+
+
+def _drop_some(cur: sqlite3.Cursor, cap: int) -> tuple[list[str], bool]:
+    """Drop the oldest unstarred thumbnails, up to :data:`_DROP_BATCH` rows, until they fit
+    in ``cap``: the files to delete, and whether they are still over it."""
+    total = _unstarred_thumb_bytes(cur)
+    if total <= cap:
+        return [], False
+    # The oldest, through the index that holds only the rows with thumbnails.
+    rows = cur.execute(
+        "SELECT seq, thumb_bytes, json_extract(data, '$.thumbs') FROM tasks "
+        "INDEXED BY tasks_thumbs_old WHERE starred = 0 AND thumb_bytes > 0 "
+        "ORDER BY seq LIMIT ?", (_DROP_BATCH,)).fetchall()
+    chosen: list[tuple[int]] = []
+    files: list[str] = []
+    for seq, size, thumbs in rows:
+        if total <= cap:
+            break
+        chosen.append((seq,))
+        files.extend(_json_or_none(thumbs) or [])
+        total -= size
+    cur.executemany(
+        "UPDATE tasks SET thumb_bytes = 0, data = json_set(data, '$.thumbs', "
+        "json('[]'), '$.thumbs_dropped', json('true')) WHERE seq = ?", chosen)
+    return files, bool(rows) and total > cap
 
 
 def _unstarred_thumb_bytes(cur: sqlite3.Cursor) -> int:
@@ -599,58 +640,18 @@ def file_bytes(paths: list[str]) -> int:
     return total
 
 
-def _json_or_none(text: str | None) -> Any:
+def _dict_or_empty(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _json_or_none(text: Any) -> Any:
+    """What ``json_extract`` gave: JSON text parsed, a number or NULL as it is."""
+    if not isinstance(text, str):
+        return text
     try:
         return json.loads(text) if text else None
     except ValueError:
         return None
-
-
-def _casefold(text: object) -> str:
-    return str(text).casefold() if text is not None else ""
-
-
-def _with_fts(conn: sqlite3.Connection) -> bool:
-    """Make the prompt index where FTS5's trigram tokenizer exists; whether it does.
-
-    Where it does not (an older SQLite), the index's triggers are dropped, so that this
-    interpreter can write (they would fail on every new task), and the index is marked stale:
-    the next interpreter that has the tokenizer builds it again."""
-    try:
-        _script(conn, "BEGIN IMMEDIATE;" + _FTS + "COMMIT;")
-        usable = _fts_usable(conn, strict=True)
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise  # another process: tried again
-        usable = False
-    if not usable:
-        names = {name for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-        if names & set(_FTS_TRIGGERS):
-            _script(conn, "BEGIN IMMEDIATE;"
-                    + "".join(f"DROP TRIGGER IF EXISTS {t};" for t in _FTS_TRIGGERS)
-                    + "INSERT OR REPLACE INTO meta VALUES ('fts_stale', '1'); COMMIT;")
-        return False
-    (count,) = conn.execute("SELECT COUNT(*) FROM tasks").fetchone()
-    (indexed,) = conn.execute("SELECT COUNT(*) FROM prompts_docsize").fetchone()
-    stale = conn.execute("SELECT 1 FROM meta WHERE key = 'fts_stale'").fetchone()
-    if indexed != count or stale:  # written meanwhile by an interpreter without it
-        _script(conn, "BEGIN IMMEDIATE;"
-                "INSERT INTO prompts (prompts) VALUES ('delete-all');"
-                "INSERT INTO prompts (rowid, prompt) SELECT seq, kie_casefold(prompt) FROM tasks;"
-                "DELETE FROM meta WHERE key = 'fts_stale'; COMMIT;")
-    return True
-
-
-def _fts_usable(conn: sqlite3.Connection, strict: bool = False) -> bool:
-    """Whether the prompt index exists and this SQLite can read it (FTS5, trigram)."""
-    try:
-        conn.execute("SELECT rowid FROM prompts WHERE prompts MATCH '\"abc\"' LIMIT 0")
-    except sqlite3.OperationalError as exc:
-        if strict and ("locked" in str(exc) or "busy" in str(exc)):
-            raise
-        return False
-    return True
 
 
 def _read_from(path: Path, offset: int) -> bytes | None:

@@ -163,10 +163,10 @@ def test_an_empty_folder_is_not_made_a_history_by_reading_it(tmp_path):
 
 @pytest.mark.parametrize("fts", [True, False], ids=["fts5", "scan"])
 def test_search_finds_any_part_of_a_prompt_in_any_case(tmp_path, monkeypatch, fts):
-    from kie_jupyter.engine import historydb
+    from kie_jupyter.engine import historyindex
 
     if not fts:  # an interpreter whose SQLite has no FTS5 trigram tokenizer
-        monkeypatch.setattr(historydb, "_with_fts", lambda conn: False)
+        monkeypatch.setattr(historyindex, "available", lambda: False)
     store = HistoryStore(tmp_path)
     prompts = ["A red FOX in the snow", "an owl at night", 'the "quoted" fox',
                "foxglove, a flower", "Ünïcode Café at dawn", "ox", "die Straße in Köln"]
@@ -281,36 +281,52 @@ def test_export_writes_what_a_fresh_folder_reads_back_the_same(tmp_path):
     assert again.entries() == store.entries()
 
 
-def _older_sqlite(path, tokenizer_from: str, tokenizer_to: str) -> None:
-    """Make the stored prompt index name another tokenizer: to this interpreter it is then
-    as to one whose SQLite has no trigram tokenizer (and back)."""
+def test_an_interpreter_without_the_index_writes_and_one_with_it_catches_up(
+        tmp_path, monkeypatch):
+    from kie_jupyter.engine import historydb, historyindex
+    from kie_jupyter.engine.history import _fold
+
+    def opened(trigram: bool) -> historydb.HistoryDB:
+        """The database as a process whose SQLite has (or lacks) the trigram tokenizer."""
+        monkeypatch.setattr(historyindex, "available", lambda: trigram)
+        historydb._open.clear()
+        db = historydb.HistoryDB.open(tmp_path, _fold, create=True)
+        assert db is not None and db.fts is trigram
+        return db
+
+    def record(db, task_id, prompt):
+        db.upsert(task_id, {"task_id": task_id, "prompt": prompt}, _fold)
+
+    def found(db, text):
+        return [e["task_id"] for e in db.page(search=text)[0]]
+
+    kernel = opened(True)  # a kernel that stays open throughout
+    record(kernel, "t0", "a red fox")
+    older = opened(False)  # kie4o --batch under an older Python, say
+    record(older, "t1", "a fox at dawn")  # written (the index untouched), and marked stale
+    assert found(older, "fox") == ["t1", "t0"]  # a scan
+    assert found(kernel, "fox") == ["t1", "t0"]  # the kernel rebuilds before it searches
+    newer = opened(True)  # another process with the tokenizer opens meanwhile…
+    record(older, "t2", "fox in the snow")  # …and the older one still writes
+    record(kernel, "t3", "a grey FOX")
+    assert found(newer, "fox") == found(kernel, "fox") == ["t3", "t2", "t1", "t0"]
+    assert found(kernel, "strasse") == []
+
+
+def test_a_last_line_being_written_costs_no_write_per_read(tmp_path):
     import sqlite3
 
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA writable_schema = ON")
-    conn.execute("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE name = 'prompts'",
-                 (f"tokenize='{tokenizer_from}'", f"tokenize='{tokenizer_to}'"))
-    conn.commit()
-    conn.close()
-
-
-def test_an_interpreter_without_the_index_writes_and_the_next_one_with_it_catches_up(
-        tmp_path):
-    from kie_jupyter.engine import historydb
-
     store = HistoryStore(tmp_path)
-    store.record(fake_task("t0", "a red fox"))
-    historydb._open.clear()  # a fresh process…
-    _older_sqlite(store.path, "trigram", "nosuchtokenizer")  # …on an older SQLite
-    store.record(fake_task("t1", "a fox at dawn"))  # written, not refused
-    assert store.info().search.startswith("a scan")
-    assert [e.task_id for e in store.recent(5, "fox")] == ["t1", "t0"]
-    historydb._open.clear()  # the interpreter with the index again: rebuilt, t1 in it
-    _older_sqlite(store.path, "nosuchtokenizer", "trigram")
-    assert store.info().search.startswith("full-text")
-    assert [e.task_id for e in store.recent(5, "fox")] == ["t1", "t0"]
-    store.record(fake_task("t2", "fox in the snow"))
-    assert [e.task_id for e in store.recent(5, "fox")] == ["t2", "t1", "t0"]
+    _jsonl(store.jsonl_path, [{"task_id": "a", "prompt": "a fox"}])
+    with open(store.jsonl_path, "a") as fh:
+        fh.write('{"task_id": "b", "pro')  # cut for good, or still being written
+    assert store.get("a").prompt == "a fox"
+    other = sqlite3.connect(store.path)
+    (before,) = other.execute("PRAGMA data_version").fetchone()
+    for _ in range(3):
+        assert store.get("b") is None and store.get("a") is not None
+    assert other.execute("PRAGMA data_version").fetchone() == (before,)  # nothing written
+    other.close()
 
 
 def test_a_history_this_user_cannot_write_is_still_read(tmp_path, monkeypatch):
