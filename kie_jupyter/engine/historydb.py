@@ -188,13 +188,12 @@ class HistoryDB:
     def _fallback(cls, path: Path, jsonl: Path, why: OSError) -> HistoryDB:
         """For reading a folder this user cannot write: its database read-only, else its
         JSON-lines history in memory."""
-        if path.exists():
+        if path.exists():  # the history: never the older backup instead
             try:
                 return cls._connect_readonly(path)
             except sqlite3.Error as exc:
-                if not jsonl.exists():
-                    raise HistoryUnavailable(f"cannot open {path}: {exc}") from None
-        elif not jsonl.exists():
+                raise HistoryUnavailable(f"cannot open {path}: {exc}") from None
+        if not jsonl.exists():
             raise HistoryUnavailable(f"cannot open {path}: {why.strerror or why}") from None
         return cls._connect(None)
 
@@ -268,7 +267,7 @@ class HistoryDB:
              thumb_bytes: int | None, old: tuple[int, str] | None) -> None:
         """Write the entry to its row (``old``: the row's seq and prompt; ``None``: new)."""
         demo = entry.get("demo")
-        values = (entry.get("prompt") or "", entry.get("created"), entry.get("status") or "",
+        values = (str(entry.get("prompt") or ""), entry.get("created"), entry.get("status") or "",
                   entry.get("model"), None if demo is None else int(bool(demo)),
                   int(bool(entry.get("starred"))),
                   int(bool(entry.get("urls") or entry.get("thumbs"))),
@@ -443,7 +442,9 @@ class HistoryDB:
         """Matching entries newest first, ``limit`` from ``offset``, and how many match."""
         where, args = [], []
         if search:
-            found = historyindex.match(search) if self._index_ready() else None
+            found = historyindex.match(search)  # None: shorter than a trigram
+            if found is not None and not self._index_ready():
+                found = None
             clause, arg = found or ("instr(kie_casefold(prompt), ?) > 0",
                                     historyindex.casefold(search))
             where.append(clause)
@@ -474,9 +475,12 @@ class HistoryDB:
             return True
         if self.readonly:
             return False
-        with self._write() as cur:
-            if historyindex.is_stale(cur):
-                historyindex.rebuild(cur)
+        try:
+            with self._write() as cur:
+                if historyindex.is_stale(cur):
+                    historyindex.rebuild(cur)
+        except HistoryUnavailable:
+            return False  # another process holds the history for long: a scan answers
         return True
 
     def info(self, backup: Path) -> DBInfo:

@@ -376,3 +376,28 @@ def test_what_spend_and_batch_read_is_what_the_whole_entries_say(tmp_path):
     assert [e.task_id for e in store.labelled("batch")] == ["t1", "t2"]
     assert store.labelled("batch")[1].labels == {"batch": "k2"}
     assert store.labelled("nothing") == []
+
+
+def test_a_search_while_another_process_holds_the_history_is_answered_by_a_scan(
+        tmp_path, monkeypatch):
+    import sqlite3
+
+    from kie_jupyter.engine import historydb
+
+    monkeypatch.setattr(historydb, "BUSY_SECONDS", 0.2)
+    historydb._open.clear()
+    store = HistoryStore(tmp_path)
+    store.record(fake_task("t0", "a red fox"))
+    store.append({"task_id": "t1", "prompt": True})  # a hand-edited line: stored as text
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("INSERT OR REPLACE INTO meta VALUES ('fts_stale', '1')")  # as an older
+    other.execute("BEGIN IMMEDIATE")  # SQLite would; then it holds the lock for long
+    try:
+        assert [e.task_id for e in store.recent(5, "fox")] == ["t0"]  # no rebuild: a scan
+        assert [e.task_id for e in store.recent(5, "ox")] == ["t0"]
+        assert [e.task_id for e in store.recent(5, "true")] == ["t1"]
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert [e.task_id for e in store.recent(5, "fox")] == ["t0"]  # rebuilt, through the index
+    assert [e.task_id for e in store.recent(5, "true")] == ["t1"]
