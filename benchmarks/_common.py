@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -152,6 +153,18 @@ _DURATION_RE = re.compile(r"\[d=([0-9.]+)\]")
 def prompt_with_duration(text: str, seconds: float) -> str:
     """A prompt that tells :func:`duration_from_body` how long its task runs."""
     return f"{text} [d={seconds:.4f}]"
+
+
+def generate_arrival(server: MockKieServer, prompt: str, timeout: float) -> float:
+    """The mock's arrival time (its clock: ``time.monotonic()``) of the generate request
+    carrying ``prompt``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for r in server.requests_to("generate"):
+            if isinstance(r.json, dict) and r.json.get("prompt") == prompt:
+                return r.time
+        time.sleep(0.002)
+    raise RuntimeError(f"the generate request for {prompt!r} never arrived")
 
 
 def duration_from_body(body: dict[str, Any]) -> float:

@@ -18,7 +18,6 @@ benchmark's own process, where the mock has imported much of what a kernel would
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -27,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import KEY, emit, median
+from _common import KEY, emit, generate_arrival, median
 
 from kie_jupyter.testing import MockKieServer
+from kie_jupyter.testing.notebooks import write_kernelspec
 
 MODES = ("typed", "run all")
 
@@ -53,14 +53,6 @@ class FirstCellResult:
     rows: list[FirstCellRow] = field(default_factory=list, metadata={"item": FirstCellRow})
 
 
-def _kernel_spec(root: Path) -> None:
-    spec = root / "kernels" / "kie-bench"
-    spec.mkdir(parents=True, exist_ok=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "kie bench", "language": "python"}))
-
-
 def _execute(kc: Any, code: str) -> float:
     """Run ``code``; the monotonic time its request was sent. Raises if the cell failed."""
     sent = time.monotonic()
@@ -72,16 +64,6 @@ def _execute(kc: Any, code: str) -> float:
     if reply["content"]["status"] != "ok":
         raise RuntimeError(f"{code!r}: {reply['content'].get('evalue')}")
     return sent
-
-
-def _arrival(server: MockKieServer, prompt: str, timeout: float = 10.0) -> float:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for r in server.requests_to("generate"):
-            if isinstance(r.json, dict) and r.json.get("prompt") == prompt:
-                return r.time
-        time.sleep(0.002)
-    raise RuntimeError(f"the generate request for {prompt!r} never arrived")
 
 
 def _one(server: MockKieServer, env: dict[str, str], ksm: Any, frontend: str, pause: float,
@@ -103,7 +85,7 @@ def _one(server: MockKieServer, env: dict[str, str], ksm: Any, frontend: str, pa
             time.sleep(pause)
         prompt = f"first cell {frontend} {pause:g} #{n}"
         start = _execute(kc, f"%%kie4o --no-wait\n{prompt}")
-        delay = _arrival(server, prompt) - start
+        delay = generate_arrival(server, prompt, 10.0) - start
         _execute(kc, "_kie4o.stop(); _kie4o.wait(5)")
         return delay, load
     finally:
@@ -120,7 +102,7 @@ def measure_first_cell(runs: int = 5, frontends: tuple[str, ...] = ("widget", "t
     with tempfile.TemporaryDirectory(prefix="kie-bench-first-") as tmp, \
             MockKieServer(api_key=KEY, duration=0.2, rate_limit=None, credits=1e9) as server:
         root = Path(tmp) / "jupyter"
-        _kernel_spec(root)
+        write_kernelspec(root, "kie-bench")
         ksm = KernelSpecManager(kernel_dirs=[str(root / "kernels")])
         env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
         env.update(KIE_API_KEY=KEY, KIE_BASE_URL=server.url, KIE_UPLOAD_URL=server.url,

@@ -58,14 +58,9 @@ def _run(cells: int, store: bool, tmp: Path) -> tuple[dict, int, int]:
     from nbclient import NotebookClient
 
     from kie_jupyter.testing import MockKieServer
-    from kie_jupyter.testing.notebooks import count_images
+    from kie_jupyter.testing.notebooks import count_images, write_kernelspec
 
-    root = tmp / "jupyter"
-    spec = root / "kernels" / "kie-bench"
-    spec.mkdir(parents=True, exist_ok=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "kie bench", "language": "python"}))
+    root = write_kernelspec(tmp / "jupyter", "kie-bench")
     with MockKieServer(api_key=KEY, duration=0.5, image_long_side=1024, rate_limit=None,
                        credits=1e9) as server:
         env = {"JUPYTER_PATH": str(root), "KIE_API_KEY": KEY, "KIE_BASE_URL": server.url,

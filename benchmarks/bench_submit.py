@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from _common import KEY, emit, median, mock_env, percentile
+from _common import KEY, emit, generate_arrival, median, mock_env, percentile
 from IPython.utils.capture import capture_output
 
 from kie_jupyter.api.ratelimit import SlidingWindowLimiter
@@ -41,17 +41,6 @@ class SubmitRow:
 @dataclass
 class SubmitResult:
     rows: list[SubmitRow] = field(default_factory=list, metadata={"item": SubmitRow})
-
-
-def _arrival(server: MockKieServer, prompt: str, timeout: float = 5.0) -> float:
-    """The mock's arrival time of the generate request carrying ``prompt``."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for r in server.requests_to("generate"):
-            if isinstance(r.json, dict) and r.json.get("prompt") == prompt:
-                return r.time
-        time.sleep(0.002)
-    raise RuntimeError(f"the generate request for {prompt!r} never arrived")
 
 
 def measure_submit(runs: int = 20, frontends: tuple[str, ...] = ("text", "widget")
@@ -78,7 +67,7 @@ def measure_submit(runs: int = 20, frontends: tuple[str, ...] = ("text", "widget
                     start = time.monotonic()
                     shell.run_cell(f"%%kie4o --no-wait\n{prompt}")
                     cells.append(time.monotonic() - start)
-                arrived = _arrival(server, prompt)
+                arrived = generate_arrival(server, prompt, 5.0)
                 delays.append(arrived - start)
                 task = shell.user_ns["_kie4o"]
                 task.stop()

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["count_images"]
+__all__ = ["count_images", "write_kernelspec"]
+
+
+def write_kernelspec(root: Path, name: str) -> Path:
+    """A kernelspec ``name`` under ``root/kernels`` whose ipykernel runs on this interpreter
+    (not whatever ``python3`` is on the PATH); return ``root``, for ``JUPYTER_PATH``."""
+    spec = root / "kernels" / name
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": name, "language": "python"}))
+    return root
 
 
 def count_images(nb: Mapping[str, Any]) -> int:

@@ -9,14 +9,11 @@ import sys
 import nbformat
 from nbclient import NotebookClient
 
+from kie_jupyter.testing.notebooks import write_kernelspec
+
 
 def _kernelspec(tmp_path) -> dict[str, str]:
-    spec = tmp_path / "jupyter" / "kernels" / "kie-class"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "kie class", "language": "python"}))
-    return {"JUPYTER_PATH": str(tmp_path / "jupyter")}
+    return {"JUPYTER_PATH": str(write_kernelspec(tmp_path / "jupyter", "kie-class"))}
 
 
 def _text(cell) -> str:

@@ -24,6 +24,7 @@ import pytest
 
 from kie_jupyter.engine.history import HistoryStore
 from kie_jupyter.testing import MockKieServer
+from kie_jupyter.testing.notebooks import write_kernelspec
 
 KEY = "test-key"
 #: How long the soak of test 1 runs; the issue asks for a minute: ``KIE_SOAK_SECONDS=60``.
@@ -59,18 +60,6 @@ def _wait_for(condition, what: str, limit: float = 60.0) -> None:
 
 
 # -- 1. two kernels and a batch ------------------------------------------------------------------
-
-
-def _kernelspec(tmp_path: Path) -> Path:
-    """A kernelspec running an ipykernel on this interpreter (the venv's)."""
-    root = tmp_path / "jupyter"
-    spec = root / "kernels" / "kie-soak"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "kie soak", "language": "python",
-    }))
-    return root
 
 
 def _drive_kernel(kc, n: int, deadline: float, made: list[int], errors: list[str]) -> None:
@@ -115,7 +104,7 @@ def test_two_kernels_and_a_batch_write_one_history(tmp_path, monkeypatch):
     from jupyter_client.manager import KernelManager
 
     output = tmp_path / "kie_home"
-    monkeypatch.setenv("JUPYTER_PATH", str(_kernelspec(tmp_path)))
+    monkeypatch.setenv("JUPYTER_PATH", str(write_kernelspec(tmp_path / "jupyter", "kie-soak")))
     with MockKieServer(api_key=KEY, duration=0.2, rate_limit=None, credits=1e9) as server:
         env = _env(server, output)
         managers, clients = [], []

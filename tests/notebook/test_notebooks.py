@@ -22,7 +22,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from kie_jupyter.testing.notebooks import count_images
+from kie_jupyter.testing.notebooks import count_images, write_kernelspec
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -88,14 +88,7 @@ def problems(nb: nbformat.NotebookNode) -> list[str]:
 
 def kernelspec(tmp_path: Path) -> tuple[str, str]:
     """A kernelspec whose kernel runs on this interpreter (not whatever ``python3`` is)."""
-    root = tmp_path / "jupyter"
-    spec = root / "kernels" / "kie-notebooks"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "kie notebooks", "language": "python",
-    }))
-    return "kie-notebooks", str(root)
+    return "kie-notebooks", str(write_kernelspec(tmp_path / "jupyter", "kie-notebooks"))
 
 
 def demo_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
