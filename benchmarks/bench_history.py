@@ -302,6 +302,12 @@ class RecordStats:
     def both(self) -> list[float]:
         return self.submits + self.finishes
 
+    def figures(self) -> tuple[int, float, float, float, float, float]:
+        """Records; p50, p95 and max of them all; p95 of the submitted, of the finished."""
+        both = self.both()
+        return (len(both), median(both), percentile(both, 95), max(both),
+                percentile(self.submits, 95), percentile(self.finishes, 95))
+
 
 def measure_record(folder: Path, start: int, tasks: int, cap: int | None) -> RecordStats:
     """Record ``tasks`` new tasks (submitted, then finished with a thumbnail file) into the
@@ -362,22 +368,14 @@ def run(n: int, words: tuple[str, ...], processes: int, warm: int, pause: float,
             result.rows.append(measure_search(folder, word, processes, warm, pause))
         if record_tasks:
             rec = measure_record(folder, n, record_tasks, cap=1 << 40)
-            result.records = len(rec.both())
-            result.record_p50_ms = median(rec.both())
-            result.record_p95_ms = percentile(rec.both(), 95)
-            result.record_max_ms = max(rec.both())
-            result.submit_p95_ms = percentile(rec.submits, 95)
-            result.finish_p95_ms = percentile(rec.finishes, 95)
+            (result.records, result.record_p50_ms, result.record_p95_ms, result.record_max_ms,
+             result.submit_p95_ms, result.finish_p95_ms) = rec.figures()
             result.record_first_ms = rec.first
             result.cap_counted_mb = counted_thumbnails(folder) / 2**20
             result.cap_mb = thumb_cap_bytes() / 2**20
             cap = measure_record(folder, n + record_tasks + 1, record_tasks, cap=None)
-            result.cap_records = len(cap.both())
-            result.cap_p50_ms = median(cap.both())
-            result.cap_p95_ms = percentile(cap.both(), 95)
-            result.cap_max_ms = max(cap.both())
-            result.cap_submit_p95_ms = percentile(cap.submits, 95)
-            result.cap_finish_p95_ms = percentile(cap.finishes, 95)
+            (result.cap_records, result.cap_p50_ms, result.cap_p95_ms, result.cap_max_ms,
+             result.cap_submit_p95_ms, result.cap_finish_p95_ms) = cap.figures()
             result.cap_first_s = cap.first_finish / 1000
     return result
 

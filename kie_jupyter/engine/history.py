@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..api.models import TaskStatus
-from .historydb import DB_NAME, JSONL_NAME, DBInfo, HistoryDB, file_bytes
+from .historydb import DB_NAME, JSONL_NAME, DBInfo, HistoryDB, existing_files
 
 __all__ = ["HistoryStore", "HistoryEntry", "RecordedTask", "default_output_dir",
            "thumb_cap_bytes", "DEFAULT_THUMBS_MAX_MB"]
@@ -222,20 +222,18 @@ class HistoryStore:
         """Fold one record (``task_id`` and the fields that changed) into its task."""
         db = self._db(create=True)
         assert db is not None
-        thumbs = record.get("thumbs") or []
-        if thumbs:
+        thumbs, size = existing_files(record.get("thumbs") or [])
+        if record.get("thumbs"):
             # Only files still there: a task object still holding the paths of thumbnails
             # the cap deleted (re-recorded on a save, say) does not bring them back; new
             # ones (a resume that made them again) replace the note that they were dropped.
-            kept = [p for p in thumbs if os.path.isfile(p)]
-            record = {**record, "thumbs": kept, **({"thumbs_dropped": False} if kept else {})}
-            thumbs = kept
+            record = {**record, "thumbs": thumbs,
+                      **({"thumbs_dropped": False} if thumbs else {})}
         if not thumbs:
             db.upsert(str(record["task_id"]), record, _fold)
             return
         cap = self.thumb_cap if self.thumb_cap is not None else thumb_cap_bytes()
-        _, files, over = db.record(str(record["task_id"]), record, _fold, file_bytes(thumbs),
-                                   cap)
+        _, files, over = db.record(str(record["task_id"]), record, _fold, size, cap)
         self._delete_thumbnails(files)
         if over:  # far over the cap (the first record after an upgrade): the rest
             for more in db.drop_thumbnails_over(cap):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 import warnings
@@ -34,7 +35,7 @@ from urllib.parse import quote
 from . import historyindex
 
 __all__ = ["DB_NAME", "JSONL_NAME", "HistoryDB", "HistoryUnavailable", "DBInfo", "Fold",
-           "file_bytes"]
+           "existing_files", "file_bytes"]
 
 DB_NAME = "history.sqlite"
 JSONL_NAME = "history.jsonl"
@@ -257,11 +258,16 @@ class HistoryDB:
                thumb_bytes: int | None = None) -> dict[str, Any]:
         """Fold ``fields`` into the task's row (made if new); return the whole entry."""
         with self._write() as cur:
-            row = cur.execute("SELECT seq, prompt, data FROM tasks WHERE task_id = ?",
-                              (task_id,)).fetchone()
-            entry = fold(json.loads(row[2]) if row else None, fields)
-            self._put(cur, task_id, entry, thumb_bytes, row[:2] if row else None)
-            return entry
+            return self._fold_in(cur, task_id, fields, fold, thumb_bytes)
+
+    def _fold_in(self, cur: sqlite3.Cursor, task_id: str, fields: dict[str, Any], fold: Fold,
+                 thumb_bytes: int | None) -> dict[str, Any]:
+        """In the caller's transaction: ``fields`` folded into the task's row; the entry."""
+        row = cur.execute("SELECT seq, prompt, data FROM tasks WHERE task_id = ?",
+                          (task_id,)).fetchone()
+        entry = fold(json.loads(row[2]) if row else None, fields)
+        self._put(cur, task_id, entry, thumb_bytes, row[:2] if row else None)
+        return entry
 
     def _put(self, cur: sqlite3.Cursor, task_id: str, entry: dict[str, Any],
              thumb_bytes: int | None, old: tuple[int, str] | None) -> None:
@@ -296,10 +302,7 @@ class HistoryDB:
         within ``cap`` bytes: the entry, the files to delete, and whether the history is
         still over the cap (far over it: :meth:`drop_thumbnails_over` does the rest)."""
         with self._write() as cur:
-            row = cur.execute("SELECT seq, prompt, data FROM tasks WHERE task_id = ?",
-                              (task_id,)).fetchone()
-            entry = fold(json.loads(row[2]) if row else None, fields)
-            self._put(cur, task_id, entry, thumb_bytes, row[:2] if row else None)
+            entry = self._fold_in(cur, task_id, fields, fold, thumb_bytes)
             files, over = _drop_some(cur, cap)
             return entry, files, over
 
@@ -633,15 +636,24 @@ def _unstarred_thumb_bytes(cur: sqlite3.Cursor) -> int:
     return int(row[0]) if row else 0
 
 
-def file_bytes(paths: list[str]) -> int:
-    """The files' sizes added up (a missing one counts 0)."""
+def existing_files(paths: list[str]) -> tuple[list[str], int]:
+    """Those of ``paths`` that are files, and their sizes added up (one stat each)."""
+    kept: list[str] = []
     total = 0
     for p in paths:
         try:
-            total += os.stat(p).st_size
+            st = os.stat(p)
         except OSError:
-            pass
-    return total
+            continue
+        if stat.S_ISREG(st.st_mode):
+            kept.append(p)
+            total += st.st_size
+    return kept, total
+
+
+def file_bytes(paths: list[str]) -> int:
+    """The files' sizes added up (a missing one counts 0)."""
+    return existing_files(paths)[1]
 
 
 def _dict_or_empty(value: Any) -> dict[str, Any]:
